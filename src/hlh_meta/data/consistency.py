@@ -1,0 +1,110 @@
+"""Checks across rows and tables: ids, counts within n, disjoint strata, count methods."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..errors import Problem
+
+S, M, B = "studies.csv", "mortality.csv", "biomarkers.csv"
+
+
+def _unknown_ids(frame: pd.DataFrame, name: str, known: set[str]) -> list[Problem]:
+    bad = frame[~frame["study_id"].isin(known) & frame["study_id"].notna()]
+    return [Problem(name, int(r), "study_id", f"unknown study '{sid}' (not in {S})") for r, sid in bad["study_id"].items()]
+
+
+def _studies(studies: pd.DataFrame) -> list[Problem]:
+    problems = []
+    known = set(studies["study_id"].dropna())
+    for row, rec in studies.iterrows():
+        for other in ("" if pd.isna(rec["overlaps_with"]) else rec["overlaps_with"]).split(";"):
+            other = other.strip()
+            if other and other not in known:
+                problems.append(Problem(S, int(row), "overlaps_with", f"unknown study '{other}'"))
+            if other and other == rec["study_id"]:
+                problems.append(Problem(S, int(row), "overlaps_with", "a study cannot overlap with itself"))
+    too_many = studies["n_iv"].notna() & (studies["n_iv"] > studies["n_patients"])
+    for row in studies.index[too_many.fillna(False)]:
+        problems.append(Problem(S, int(row), "n_iv", f"n_iv ({studies.at[row, 'n_iv']}) exceeds n_patients ({studies.at[row, 'n_patients']})"))
+    iv_route = studies["route"].isin(["iv", "sc"]) & studies["n_iv"].notna()
+    for row in studies.index[iv_route.fillna(False)]:
+        expected = studies.at[row, "n_patients"] if studies.at[row, "route"] == "iv" else 0
+        if studies.at[row, "n_iv"] != expected:
+            problems.append(Problem(S, int(row), "n_iv", f"route is '{studies.at[row, 'route']}' so n_iv must be {expected}"))
+    return problems
+
+
+_NEEDS = {
+    "reported": (("deaths", "n"), ("percent",)),
+    "from_percentage": (("percent", "percent_outcome", "percent_decimals"), ("deaths",)),
+    "remainder": ((), ("deaths", "n", "percent")),
+    "not_reported": ((), ("deaths", "percent")),
+}
+
+
+def _mortality(mort: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
+    problems = []
+    n_of = studies.set_index("study_id")["n_patients"]
+    for row, rec in mort.iterrows():
+        method = rec["count_method"]
+        if method not in _NEEDS:
+            continue
+        needs, forbids = _NEEDS[method]
+        for col in needs:
+            if pd.isna(rec[col]):
+                problems.append(Problem(M, int(row), col, f"is empty but count_method '{method}' needs it"))
+        for col in forbids:
+            if pd.notna(rec[col]):
+                problems.append(Problem(M, int(row), col, f"must be empty when count_method is '{method}'"))
+        for col in ("deaths", "deaths_alternative"):
+            if pd.notna(rec[col]) and pd.notna(rec["n"]) and rec[col] > rec["n"]:
+                problems.append(Problem(M, int(row), col, f"{col} ({rec[col]}) exceeds n ({rec['n']})"))
+        total = n_of.get(rec["study_id"])
+        if pd.notna(total) and pd.notna(rec["n"]) and rec["n"] > total:
+            problems.append(Problem(M, int(row), "n", f"stratum n ({rec['n']}) exceeds the study's n_patients ({total})"))
+        if method == "remainder":
+            has_overall = ((mort["study_id"] == rec["study_id"]) & (mort["partition"] == "overall")).any()
+            if not has_overall:
+                problems.append(Problem(M, int(row), "count_method", "a remainder stratum needs an 'overall' row of the same study"))
+    for (sid, part), group in mort.groupby(["study_id", "partition"], dropna=True):
+        total = n_of.get(sid)
+        if part == "overall" and len(group) > 1:
+            problems.append(Problem(M, int(group.index[1]), "partition", f"study '{sid}' has more than one 'overall' row"))
+        if (group["count_method"] == "remainder").sum() > 1:
+            problems.append(Problem(M, int(group.index[-1]), "count_method", f"partition '{part}' of '{sid}' has more than one remainder stratum"))
+        if pd.notna(total) and part != "overall":
+            known = group["n"].dropna().sum()
+            if known > total:
+                problems.append(Problem(M, int(group.index[-1]), "n",
+                                        f"strata of partition '{part}' of '{sid}' add up to {known} patients, more than the study's {total}: strata must be disjoint"))
+    return problems
+
+
+def _biomarkers(bio: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
+    problems = []
+    n_of = studies.set_index("study_id")["n_patients"]
+    for row, rec in bio.iterrows():
+        for when in ("baseline", "followup"):
+            if pd.notna(rec[f"{when}_sd"]) and pd.notna(rec[f"{when}_sem"]):
+                problems.append(Problem(B, int(row), f"{when}_sem", f"give {when}_sd or {when}_sem, not both"))
+        if pd.notna(rec["p_value"]) and pd.isna(rec["p_operator"]):
+            problems.append(Problem(B, int(row), "p_operator", "is empty but p_value is given (=, < or <=)"))
+        total = n_of.get(rec["study_id"])
+        if pd.notna(total) and pd.notna(rec["n"]) and rec["n"] > total:
+            problems.append(Problem(B, int(row), "n", f"n ({rec['n']}) exceeds the study's n_patients ({total})"))
+    return problems
+
+
+def check_dataset(studies: pd.DataFrame | None, mortality: pd.DataFrame | None,
+                  biomarkers: pd.DataFrame | None) -> list[Problem]:
+    """Problems that involve more than one row or table (given tables that parsed)."""
+    if studies is None:
+        return []
+    problems = _studies(studies)
+    known = set(studies["study_id"].dropna())
+    if mortality is not None:
+        problems += _unknown_ids(mortality, M, known) + _mortality(mortality, studies)
+    if biomarkers is not None:
+        problems += _unknown_ids(biomarkers, B, known) + _biomarkers(biomarkers, studies)
+    return problems

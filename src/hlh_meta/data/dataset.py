@@ -1,0 +1,76 @@
+"""The Dataset: the three validated extraction tables, from the bundled data or a user's folder."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError, Problem
+from .consistency import check_dataset
+from .tables import read_table
+from .schema import TABLES
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated tables. Each frame's index is the row number in its CSV file."""
+
+    studies: pd.DataFrame
+    mortality: pd.DataFrame
+    biomarkers: pd.DataFrame
+    path: Path
+    sha256: dict[str, str] = field(default_factory=dict)
+
+    def study(self, study_id: str) -> pd.Series:
+        return self.studies.set_index("study_id").loc[study_id]
+
+    def summary(self) -> str:
+        s = self.studies
+        lines = [
+            f"{len(s)} studies, {int(s['n_patients'].sum())} patients "
+            f"({len(self.mortality)} mortality rows, {len(self.biomarkers)} biomarker rows) in {self.path}",
+        ]
+        for rec in s.itertuples():
+            n_mort = (self.mortality["study_id"] == rec.study_id).sum()
+            markers = ", ".join(self.biomarkers.loc[self.biomarkers["study_id"] == rec.study_id, "biomarker"]) or "-"
+            lines.append(f"  {rec.study_id:<18} {rec.year}  n={rec.n_patients:<4} {rec.age_group:<10} "
+                         f"route={rec.route:<7} mortality rows={n_mort}  biomarkers: {markers}")
+        return "\n".join(lines)
+
+
+def bundled_data_dir() -> Path:
+    """Folder of the curated tables shipped with the package (or the repository's data/)."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[1] / "_bundled" / "data", here.parents[3] / "data"]
+    for c in candidates:
+        if (c / "studies.csv").is_file():
+            return c
+    raise FileNotFoundError("bundled data not found; reinstall hlh-meta")
+
+
+def read_dataset(path: str | Path) -> Dataset:
+    """Read and validate ``studies.csv``, ``mortality.csv`` and ``biomarkers.csv`` in ``path``.
+
+    Raises :class:`hlh_meta.DataError` listing every problem (file, row, column, what).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(Problem(str(path), None, None, "not a directory of extraction tables"))
+    frames, problems = {}, []
+    for name in TABLES:
+        frame, found = read_table(path / name)
+        frames[name] = frame
+        problems += found
+    problems += check_dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"])
+    if problems:
+        raise DataError(problems)
+    digests = {name: hashlib.sha256((path / name).read_bytes()).hexdigest() for name in TABLES}
+    return Dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"], path, digests)
+
+
+def load_dataset() -> Dataset:
+    """The curated anakinra sHLH/MAS dataset bundled with the package."""
+    return read_dataset(bundled_data_dir())

@@ -1,0 +1,170 @@
+"""Reading one extraction table: encoding, delimiter, header, types and column checks.
+
+Every problem found becomes a :class:`~hlh_meta.errors.Problem` naming the file, the row
+(as a spreadsheet numbers it: header = row 1) and the column; nothing is coerced
+silently and no row is dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from ..errors import Problem
+from .schema import TABLES, UNIQUE_KEYS, Col
+
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_MAX_BYTES = 50_000_000
+
+
+def _row_of_offset(raw: bytes, offset: int) -> int:
+    return raw[:offset].count(b"\n") + 1
+
+
+def _decode(path: Path, name: str) -> tuple[str | None, list[Problem]]:
+    raw = path.read_bytes()
+    if len(raw) > _MAX_BYTES:
+        return None, [Problem(name, None, None, f"file is larger than {_MAX_BYTES // 1_000_000} MB")]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        row = _row_of_offset(raw, exc.start)
+        return None, [Problem(name, row, None, f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8 CSV")]
+    if not text.strip():
+        return None, [Problem(name, None, None, "file is empty (no header and no rows)")]
+    return text, []
+
+
+def _parse_csv(text: str, name: str) -> tuple[pd.DataFrame | None, list[Problem]]:
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    header = [h.strip() for h in rows[0]]
+    if len(header) == 1 and any(d in header[0] for d in (";", "\t", "|")):
+        sep = next(d for d in (";", "\t", "|") if d in header[0])
+        return None, [Problem(name, 1, None, f"columns are separated by {sep!r}, expected commas")]
+    problems = []
+    if len(set(header)) != len(header):
+        dup = sorted({h for h in header if header.count(h) > 1})
+        problems.append(Problem(name, 1, ", ".join(dup), "column named more than once"))
+    if "" in header:
+        problems.append(Problem(name, 1, None, f"header has an empty column name at position {header.index('') + 1}"))
+    body = []
+    for i, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue  # blank line, e.g. a trailing newline from a spreadsheet
+        if len(row) != len(header):
+            problems.append(Problem(name, i, None, f"has {len(row)} fields, the header has {len(header)} (stray comma or unquoted text?)"))
+            continue
+        body.append((i, row))
+    if problems:
+        return None, problems
+    if not body:
+        return None, [Problem(name, None, None, "file has a header but no data rows")]
+    frame = pd.DataFrame([r for _, r in body], columns=header, index=[i for i, _ in body], dtype=object)
+    return frame.map(lambda s: s.strip()), []
+
+
+def _check_header(frame: pd.DataFrame, spec: dict[str, Col], name: str) -> list[Problem]:
+    problems = []
+    for col in frame.columns:
+        if col not in spec:
+            close = difflib.get_close_matches(col, list(spec), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(Problem(name, 1, col, f"unknown column{hint}"))
+    for col, c in spec.items():
+        if c.required and col not in frame.columns:
+            problems.append(Problem(name, 1, col, "required column is missing"))
+    return problems
+
+
+def _convert(frame: pd.DataFrame, spec: dict[str, Col], name: str) -> tuple[pd.DataFrame, list[Problem]]:
+    """Turn text cells into typed columns; every cell that does not parse is a problem."""
+    problems: list[Problem] = []
+    out = {}
+    for col, c in spec.items():
+        cells = frame[col] if col in frame else pd.Series("", index=frame.index, dtype=object)
+        missing = cells == ""
+        if c.required:
+            for row in cells.index[missing]:
+                problems.append(Problem(name, int(row), col, "is empty but required"))
+        if c.kind == "str":
+            out[col] = pd.array([None if m else v for v, m in zip(cells, missing)], dtype="string")
+            continue
+        pattern, what = {
+            "int": (_INT, "a whole number"),
+            "float": (_FLOAT, "a number"),
+            "bool": (re.compile(r"^(?i:true|false)$"), "true or false"),
+        }[c.kind]
+        ok = cells.map(lambda s: bool(pattern.match(s))) | missing
+        for row in cells.index[~ok]:
+            problems.append(Problem(name, int(row), col, f"must be {what}, got {cells[row]!r}"))
+        good = [v if keep else None for v, keep in zip(cells, ok & ~missing)]
+        if c.kind == "int":
+            out[col] = pd.array([None if v is None else int(v) for v in good], dtype="Int64")
+        elif c.kind == "float":
+            out[col] = pd.array([np.nan if v is None else float(v) for v in good], dtype="Float64")
+        else:
+            out[col] = pd.array([None if v is None else v.lower() == "true" for v in good], dtype="boolean")
+    return pd.DataFrame(out, index=frame.index), problems
+
+
+def _schema(spec: dict[str, Col]) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {col: pa.Column(checks=list(c.checks), nullable=True, required=False) for col, c in spec.items()}
+    )
+
+
+def _check_values(typed: pd.DataFrame, spec: dict[str, Col], name: str) -> list[Problem]:
+    try:
+        _schema(spec).validate(typed, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        problems = []
+        for case in exc.failure_cases.itertuples():
+            if case.index is None or pd.isna(case.index):
+                continue
+            problems.append(Problem(name, int(case.index), case.column, f"{case.check} (got {case.failure_case!r})"))
+        return problems
+    return []
+
+
+def _check_unique(typed: pd.DataFrame, name: str) -> list[Problem]:
+    key = UNIQUE_KEYS[name]
+    dup = typed[typed.duplicated(subset=key, keep=False)]
+    problems = []
+    for _, group in dup.groupby(key, dropna=False):
+        rows = [int(r) for r in group.index]
+        what = ", ".join(f"{k}={v}" for k, v in zip(key, group.iloc[0][key]))
+        problems.append(Problem(name, rows[1], ", ".join(key), f"duplicate of row {rows[0]} ({what})"))
+    return problems
+
+
+def read_table(path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
+    """Read and check one table. Returns the typed frame (None if unreadable) and problems.
+
+    The frame's index is the row number in the file, so later checks can name rows.
+    """
+    name = path.name
+    if not path.is_file():
+        return None, [Problem(name, None, None, f"file not found in {path.parent}")]
+    spec = TABLES[name]
+    text, problems = _decode(path, name)
+    if text is None:
+        return None, problems
+    frame, problems = _parse_csv(text, name)
+    if frame is None:
+        return None, problems
+    problems = _check_header(frame, spec, name)
+    if any(p.message == "required column is missing" for p in problems):
+        return None, problems
+    typed, more = _convert(frame, spec, name)
+    problems += more
+    problems += _check_values(typed, spec, name)
+    problems += _check_unique(typed, name)
+    return typed, problems
