@@ -76,8 +76,10 @@ def _mortality(mort: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
         if pd.notna(total) and part != "overall":
             known = group["n"].dropna().sum()
             if known > total:
-                problems.append(Problem(M, int(group.index[-1]), "n",
-                                        f"strata of partition '{part}' of '{sid}' add up to {known} patients, more than the study's {total}: strata must be disjoint"))
+                rows = ", ".join(str(r) for r in group.index)
+                problems.append(Problem(M, int(group.index[0]), "n",
+                                        f"strata of partition '{part}' of '{sid}' (rows {rows}) add up to {known} patients, "
+                                        f"more than the study's {total}: strata must be disjoint"))
     return problems
 
 

@@ -1,0 +1,1 @@
+"""The anakinra analyses: configurations of the generic engines driven by a spec."""

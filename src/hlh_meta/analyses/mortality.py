@@ -1,0 +1,151 @@
+"""The anakinra mortality analysis: strata -> binomial meta-regression -> clinical quantities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from ..data import Dataset
+from ..data.schema import TRIGGERS
+from ..effects.mortality import resolve_mortality
+from ..errors import SpecError
+from ..models.binomial import fit_binomial
+from ..spec import Spec
+
+PARTITION_ORDER = ("trigger", "underlying_diagnosis", "age", "overall")
+#: spec covariate -> design columns and the fraction group they form
+COVARIATES = {
+    "trigger": [f"trigger[{t}]" for t in TRIGGERS if t != "infection"],
+    "age_group": ["age_group[paediatric]"],
+    "iv_fraction": ["iv_fraction"],
+}
+REFERENCE = "infection trigger, adult, subcutaneous"
+THRESHOLDS = (10, 20, 30)
+
+
+def _shares(rec, studies) -> dict[str, float]:
+    trig = {c: (np.nan if rec["trigger"] == "unknown" else float(rec["trigger"] == c[8:-1])) for c in COVARIATES["trigger"]}
+    age = rec["age_group"]
+    paed = 1.0 if age == "paediatric" else 0.0 if age == "adult" else np.nan
+    study = studies.loc[rec["study_id"]]
+    iv = np.nan if pd.isna(study["n_iv"]) else study["n_iv"] / study["n_patients"]
+    if study["route"] == "sc":
+        iv = 0.0
+    return {**trig, "age_group[paediatric]": paed, "iv_fraction": iv}
+
+
+def mortality_frame(ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Strata entering the model, and every other row of mortality.csv with why it is left out."""
+    strata = resolve_mortality(ds, attribution=spec.get("data", "attribution", "primary"))
+    studies = ds.studies.set_index("study_id")
+    chosen: dict[str, str] = dict(spec.get("data", "partitions", {}))
+    excluded_studies = set(spec.get("data", "exclude_studies", []))
+    for sid in set(chosen) | excluded_studies:
+        if sid not in studies.index:
+            raise SpecError(str(spec.path), "data", f"unknown study '{sid}'")
+    for sid, part in chosen.items():
+        if not ((strata["study_id"] == sid) & (strata["partition"] == part)).any():
+            raise SpecError(str(spec.path), f"data.partitions.{sid}", f"study has no partition '{part}'")
+    primary_only = spec.get("data", "primary_only", True)
+    reasons = pd.Series("", index=strata.index, dtype=object)
+    for sid, rows in strata.groupby("study_id"):
+        if sid in excluded_studies:
+            reasons[rows.index] = "study excluded by the spec"
+            continue
+        if primary_only and not bool(studies.at[sid, "include_primary"]):
+            reasons[rows.index] = "study not in the primary analysis (include_primary = false)"
+            continue
+        part = chosen.get(sid)
+        if part is None:
+            usable_parts = [p for p in PARTITION_ORDER if rows.loc[rows["partition"] == p, "usable"].any()]
+            part = usable_parts[0] if usable_parts else None
+        for r, rec in rows.iterrows():
+            if part is None or rec["partition"] != part:
+                reasons[r] = f"partition '{part}' used for this study" if part else rec["reason"] or "no usable stratum"
+            elif not rec["usable"]:
+                reasons[r] = rec["reason"]
+    used = strata[reasons == ""].copy()
+    shares = pd.DataFrame([_shares(rec, studies) for _, rec in used.iterrows()], index=used.index)
+    used = pd.concat([used, shares], axis=1)
+    used["label"] = used["study_id"] + ": " + used["stratum"]
+    left = strata[reasons != ""].assign(excluded_because=reasons[reasons != ""])
+    return used, left
+
+
+def fit_mortality(ds: Dataset, spec: Spec, covariates: list[str] | None = None, progress: bool = False) -> az.InferenceData:
+    frame, _ = mortality_frame(ds, spec)
+    covs = spec.get("model", "covariates", []) if covariates is None else covariates
+    unknown = [c for c in covs if c not in COVARIATES]
+    if unknown:
+        raise SpecError(str(spec.path), "model.covariates", f"unknown covariate(s) {', '.join(unknown)}; choose from {', '.join(COVARIATES)}")
+    columns = [c for cov in covs for c in COVARIATES[cov]]
+    sampling = spec.section("sampling")
+    frame = frame.reset_index(drop=True)
+    frame[["deaths", "n"]] = frame[["deaths", "n"]].astype(int)
+    return fit_binomial(frame, events="deaths", total="n", study="study_id", covariates=columns,
+                        fractions={cov: COVARIATES[cov] for cov in covs}, label="label",
+                        priors=spec.section("priors"), progress=progress, **sampling)
+
+
+def _profiles(names: list[str]) -> dict[str, dict[str, float]]:
+    profiles = {f"infection trigger (reference: {REFERENCE})": {}}
+    for t in TRIGGERS[1:]:
+        if f"trigger[{t}]" in names:
+            profiles[f"{t} trigger (adult, subcutaneous)"] = {f"trigger[{t}]": 1.0}
+    if "age_group[paediatric]" in names:
+        profiles["paediatric (infection trigger, subcutaneous)"] = {"age_group[paediatric]": 1.0}
+    if "iv_fraction" in names:
+        profiles["intravenous (infection trigger, adult)"] = {"iv_fraction": 1.0}
+    return profiles
+
+
+def _row(quantity: str, profile: str, draws: np.ndarray, thresholds=THRESHOLDS) -> dict:
+    q = np.quantile(draws, [0.025, 0.5, 0.975])
+    row = {"quantity": quantity, "profile": profile, "mean": draws.mean(), "median": q[1], "q2.5": q[0], "q97.5": q[2]}
+    for t in thresholds:
+        row[f"P(<{t}%)"] = float((draws < t).mean()) if thresholds else np.nan
+    return row
+
+
+def derived_mortality(idata: az.InferenceData, seed: int | None = None) -> pd.DataFrame:
+    """Clinical quantities in percent: typical-study and predictive mortality per profile, odds ratios, tau."""
+    post = idata.posterior
+    mu = post["mu"].values.ravel()
+    tau = post["tau"].values.ravel()
+    names = list(post["covariate"].values) if "beta" in post else []
+    beta = post["beta"].values.reshape(-1, len(names)) if names else np.zeros((mu.size, 0))
+    eps = np.random.default_rng(seed).standard_normal(mu.size)
+    rows = []
+    for label, x in _profiles(names).items():
+        eta = mu + sum(beta[:, names.index(k)] * v for k, v in x.items())
+        rows.append(_row("mortality, typical study (%)", label, 100 * expit(eta)))
+        rows.append(_row("mortality, new study (predictive, %)", label, 100 * expit(eta + tau * eps)))
+    for j, name in enumerate(names):
+        rows.append(_row("odds ratio", name, np.exp(beta[:, j]), thresholds=()))
+    rows.append(_row("tau (between-study SD, logit scale)", "", tau, thresholds=()))
+    return pd.DataFrame(rows)
+
+
+def compare_covariate_sets(ds: Dataset, spec: Spec, progress: bool = False) -> pd.DataFrame:
+    """LOO (arviz) of the covariate sets listed under [comparison]."""
+    sets = spec.get("comparison", "covariate_sets", [])
+    fits = {}
+    for covs in sets:
+        label = " + ".join(covs) if covs else "intercept only"
+        fits[label] = fit_mortality(ds, spec, covariates=list(covs), progress=progress)
+    if len(fits) < 2:
+        return pd.DataFrame()
+    return az.compare(fits, ic="loo")
+
+
+@dataclass
+class MortalityResult:
+    idata: az.InferenceData
+    strata: pd.DataFrame
+    excluded: pd.DataFrame
+    derived: pd.DataFrame
+    comparison: pd.DataFrame

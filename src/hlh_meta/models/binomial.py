@@ -1,0 +1,137 @@
+"""Hierarchical binomial-logit meta-regression (mortality).
+
+    events_r ~ Binomial(total_r, p_r)
+    logit p_r = mu + x_r . beta + u_s[r],   u_s = tau * z_s,  z_s ~ Normal(0, 1)
+
+Rows are strata; several rows may share a study. Each row's log-likelihood carries a 0/1
+weight (``pm.Data``) so that excluding rows keeps the compiled model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+from scipy import stats
+from scipy.special import expit
+
+from ..errors import DataError, Problem
+from ..inference import SamplerSettings, sample_gated
+from .design import Design, build_design
+from .inputs import WHERE, labels, numeric_column, require_frame, weights_array
+from .posterior import finish_idata
+from .priors import BINOMIAL_DEFAULTS, make_rv, resolve_priors
+
+
+def _latent_design(design: Design) -> pt.TensorVariable:
+    """The design matrix with each unknown share replaced by a Dirichlet unknown."""
+    X = pm.Data("X", np.nan_to_num(design.X), dims=("row", "covariate"))
+    for group, rows in design.latent.items():
+        if rows.size == 0:
+            continue
+        cols = design.groups[group]
+        share = pm.Dirichlet(f"{group}_share", a=np.ones(len(cols) + 1), shape=(rows.size, len(cols) + 1))
+        X = pt.set_subtensor(X[np.ix_(rows, cols)], share[:, 1:])
+    return X
+
+
+def build_binomial_model(y, n, w, study_idx, studies, row_labels, design: Design, priors) -> pm.Model:
+    coords = {"row": row_labels, "study": studies, "covariate": design.names}
+    with pm.Model(coords=coords) as model:
+        y_d = pm.Data("events", y, dims="row")
+        n_d = pm.Data("total", n, dims="row")
+        w_d = pm.Data("weight", w, dims="row")
+        mu = make_rv("mu", priors["mu"])
+        tau = make_rv("tau", priors["tau"])
+        z = pm.Normal("z", 0.0, 1.0, dims="study")
+        eta = mu + (tau * z)[study_idx]
+        if design.names:
+            beta = make_rv("beta", priors["beta"], dims="covariate")
+            eta = eta + pt.dot(_latent_design(design), beta)
+        logp = pm.logp(pm.Binomial.dist(n=n_d, logit_p=eta), y_d)
+        pm.Potential("weighted_loglik", pt.sum(w_d * logp))
+    return model
+
+
+def linear_predictor(post, design: Design, study_idx: np.ndarray) -> np.ndarray:
+    """eta for every draw and row, (chain, draw, row), from a posterior or prior group."""
+    mu = post["mu"].values[..., None]
+    tau = post["tau"].values[..., None]
+    eta = mu + tau * post["z"].values[..., study_idx]
+    if design.names:
+        X = np.broadcast_to(np.nan_to_num(design.X), mu.shape[:2] + design.X.shape).copy()
+        for group, rows in design.latent.items():
+            if rows.size:
+                share = post[f"{group}_share"].values[..., 1:]
+                X[..., rows[:, None], np.array(design.groups[group])[None, :]] = share
+        eta = eta + np.einsum("cdrk,cdk->cdr", X, post["beta"].values)
+    return eta
+
+
+def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total", study: str = "study", *,
+                 covariates: Sequence[str] = (), priors: Mapping | None = None, reference: Mapping[str, str] | None = None,
+                 fractions: Mapping[str, Sequence[str]] | None = None, label: str | None = None,
+                 weights: str | Sequence[float] | None = None, draws: int = 1000, tune: int = 1000,
+                 chains: int = 4, seed: int | None = None, sampler: str = "nutpie", target_accept: float = 0.8,
+                 progress: bool = False) -> az.InferenceData:
+    """Fit the hierarchical binomial model to a data frame with one row per stratum.
+
+    Parameters
+    ----------
+    df : rows of (events, total, study[, covariates])
+    events, total, study : column names
+    covariates : columns; numeric ones used as given, text ones treatment-coded
+        (reference level: first in sorted order, or ``reference={column: level}``)
+    priors : e.g. ``{"tau": {"dist": "HalfNormal", "sigma": 0.5}}``; defaults in
+        :data:`hlh_meta.models.priors.BINOMIAL_DEFAULTS`. ``{"dist": "Fixed", "value": 0}``
+        for tau gives the common-effect model.
+    fractions : groups of share columns whose missing values are Dirichlet unknowns
+    weights : 0/1 per row (or a column name); 0 drops the row from the likelihood
+    Returns an ``arviz.InferenceData`` with posterior (``mu``, ``tau``, ``beta`` on
+    ``covariate``, study effects ``z``, stratum probabilities ``p``), prior,
+    posterior_predictive, log_likelihood and observed_data; the diagnostics gate result
+    is in ``idata.attrs["diagnostics"]`` (JSON).
+    """
+    require_frame(df, [events, total, study], ["events", "total", "study"])
+    y = numeric_column(df, events, integer=True, minimum=0)
+    n = numeric_column(df, total, integer=True, minimum=0, strictly=True)
+    over = np.flatnonzero(y > n)
+    if over.size:
+        raise DataError([Problem(WHERE, df.index[i], events, f"events ({y[i]:g}) exceed total ({n[i]:g})") for i in over])
+    if df[study].isna().any():
+        raise DataError(Problem(WHERE, df.index[df[study].isna().to_numpy()][0], study, "study is missing"))
+    resolved = resolve_priors(priors, BINOMIAL_DEFAULTS)
+    design = build_design(df, covariates, reference=reference, fractions=fractions)
+    row_labels = labels(df, label)
+    w = weights_array(df, weights)
+    settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                               target_accept=target_accept, progress=progress)
+    settings.validate()
+    studies, study_idx = np.unique(df[study].astype(str).to_numpy(), return_inverse=True)
+    y_i, n_i = y.astype("int64"), n.astype("int64")
+
+    def build() -> pm.Model:
+        return build_binomial_model(y_i, n_i, w, study_idx, list(studies), row_labels, design, resolved)
+
+    key = ("binomial", tuple(study_idx), tuple(design.names), tuple((g, tuple(r)) for g, r in design.latent.items()),
+           repr(sorted(resolved.items())))
+    data = {"events": y_i, "total": n_i, "weight": w}
+    if design.names:
+        data["X"] = np.nan_to_num(design.X)
+    gate = ["mu"] + (["tau", "z"] if resolved["tau"]["dist"] != "Fixed" else []) + (["beta"] if design.names else [])
+    idata, diag = sample_gated(build, key, data, settings, gate)
+
+    def loglik(p: np.ndarray) -> np.ndarray:
+        return stats.binom.logpmf(y_i, n_i, p)
+
+    def predict(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return rng.binomial(n_i, p)
+
+    return finish_idata(idata, build, settings, diag, resolved, design, row_labels, w,
+                        observed={"events": y_i}, constant={"total": n_i, "weight": w},
+                        loglik=loglik, predict=predict, outcome="events", row_name="p",
+                        row_param=lambda group: expit(linear_predictor(group, design, study_idx)))

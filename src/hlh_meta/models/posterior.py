@@ -1,0 +1,69 @@
+"""Completing a sampled InferenceData: prior, predictive draws, log-likelihood, metadata."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Mapping
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from ..inference import Diagnostics, SamplerSettings
+from .design import Design
+
+PRIOR_DRAWS = 500
+
+
+def _draws_like(template: xr.DataArray, values: np.ndarray, name: str) -> xr.DataArray:
+    return xr.DataArray(values, dims=template.dims, coords=template.coords, name=name)
+
+
+def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], settings: SamplerSettings,
+                 diag: Diagnostics, priors: Mapping, design: Design, row_labels: list[str], weights: np.ndarray,
+                 *, observed: Mapping[str, np.ndarray], constant: Mapping[str, np.ndarray],
+                 loglik: Callable[[np.ndarray], np.ndarray], predict: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+                 row_param: Callable[[xr.Dataset], np.ndarray], row_name: str, outcome: str) -> az.InferenceData:
+    """Add the groups every fit carries; log-likelihood covers the rows with weight 1.
+
+    ``row_param`` computes each row's parameter (e.g. its mortality) from a group's draws;
+    it is added to the posterior and the prior as ``row_name`` on the ``row`` dimension.
+    """
+    rng = np.random.default_rng(settings.seed)
+    template = idata.posterior["mu"].expand_dims(row=row_labels, axis=-1)
+    idata.posterior[row_name] = _draws_like(template, row_param(idata.posterior), row_name)
+    post = idata.posterior[row_name]
+    included = np.flatnonzero(weights > 0)
+    ll = _draws_like(post, loglik(post.values), outcome).isel(row=included)
+    pp = _draws_like(post, predict(post.values, rng), outcome)
+    model = build()
+    names = [v.name for v in model.free_RVs + model.deterministics]
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prior = pm.sample_prior_predictive(draws=PRIOR_DRAWS, var_names=names, random_seed=settings.seed)
+    prior_template = prior.prior["mu"].expand_dims(row=row_labels, axis=-1)
+    prior.prior[row_name] = _draws_like(prior_template, row_param(prior.prior), row_name)
+    prior_p = prior.prior[row_name]
+    extra = {
+        "log_likelihood": xr.Dataset({outcome: ll}),
+        "posterior_predictive": xr.Dataset({outcome: pp}),
+        "prior_predictive": xr.Dataset({outcome: _draws_like(prior_p, predict(prior_p.values, rng), outcome)}),
+        "observed_data": xr.Dataset({k: xr.DataArray(v, dims="row", coords={"row": row_labels}) for k, v in observed.items()}),
+        "constant_data": xr.Dataset({k: xr.DataArray(v, dims="row", coords={"row": row_labels}) for k, v in constant.items()}),
+    }
+    idata.add_groups({"prior": prior.prior})
+    idata.add_groups(extra)
+    idata.posterior.attrs.update({
+        "diagnostics": diag.to_json(),
+        "priors": json.dumps(priors),
+        "covariates": json.dumps(design.names),
+        "references": json.dumps(design.references),
+        "sampler": json.dumps({k: getattr(settings, k) for k in ("sampler", "draws", "tune", "chains", "seed", "target_accept")}),
+    })
+    return idata
+
+
+def diagnostics_of(idata: az.InferenceData) -> Diagnostics:
+    return Diagnostics.from_json(idata.posterior.attrs["diagnostics"])
