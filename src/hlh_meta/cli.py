@@ -34,7 +34,7 @@ def _fail(exc: Exception) -> None:
     """Report an error the way the exit-status contract says and exit."""
     if _state["debug"]:
         raise exc
-    if isinstance(exc, (DataError, SpecError, FileNotFoundError)):
+    if isinstance(exc, (DataError, SpecError, FileNotFoundError, FileExistsError, ValueError)):
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2)
     err.print(f"error: {type(exc).__name__}: {exc}", markup=False)
@@ -52,6 +52,75 @@ def data_check(directory: Annotated[Optional[Path], typer.Argument(help="Folder 
         _fail(exc)
     out.print(ds.summary(), markup=False)
     out.print("OK: the tables are valid.")
+
+
+def _progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Optional[Path]) -> None:
+    from .analyses.result import run_analysis
+    from .data import load_dataset, read_dataset
+    from .report.writer import safe_child
+    from .spec import load_spec
+
+    ds = load_dataset() if data is None else read_dataset(data)
+    loaded = [load_spec(p) for p in specs]          # every spec checked before any sampling
+    names = [s.name for s in loaded]
+    if len(set(names)) != len(names):
+        raise SpecError(", ".join(map(str, specs)), "analysis.name", "two specs share a name (it names the results folder)")
+    targets = [safe_child(out, s.name) for s in loaded]
+    if not force:
+        for t in targets:
+            if t.exists():
+                raise FileExistsError(f"{t} already exists; use --force to replace it or --out for another folder")
+    for spec, target in zip(loaded, targets):
+        with err.status(f"{spec.name}: sampling ...") if _progress(quiet) else _null():
+            result = run_analysis(spec, ds, progress=False)
+        result.save(target, force=force)
+        diag = result.diagnostics
+        flag = "diagnostics OK" if diag.passed else "DIAGNOSTICS FLAGGED: " + "; ".join(diag.problems)
+        if not quiet:
+            out.print(f"{spec.name}: wrote {target} ({result.manifest['timings_s']['total']:.1f} s; {flag})", markup=False)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Results folder (default: results/).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing results folders.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Folder of extraction tables (default: bundled data).")]
+
+
+@app.command()
+def run(specs: Annotated[Optional[list[Path]], typer.Argument(help="Spec files (default: every spec in models/).")] = None,
+        out_dir: OutOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, data: DataOpt = None) -> None:
+    """Main job: run every analysis spec and write results/<analysis>/."""
+    from .spec import bundled_specs_dir
+
+    try:
+        paths = list(specs) if specs else sorted(bundled_specs_dir().glob("*.toml"))
+        if not paths:
+            raise FileNotFoundError("no analysis specs found")
+        _run_specs(paths, out_dir or Path("results"), force, quiet, data)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+
+
+@app.command()
+def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out_dir: OutOpt = None,
+        force: ForceOpt = False, quiet: QuietOpt = False, data: DataOpt = None) -> None:
+    """Run one analysis and write its results folder."""
+    try:
+        _run_specs([spec], out_dir or Path("results"), force, quiet, data)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
 
 
 def main() -> None:

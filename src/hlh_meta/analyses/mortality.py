@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -111,22 +109,32 @@ def _row(quantity: str, profile: str, draws: np.ndarray, thresholds=THRESHOLDS) 
     return row
 
 
-def derived_mortality(idata: az.InferenceData, seed: int | None = None) -> pd.DataFrame:
-    """Clinical quantities in percent: typical-study and predictive mortality per profile, odds ratios, tau."""
+def profile_draws(idata: az.InferenceData, seed: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Mortality draws (percent) per covariate profile: ``typical`` study and a ``new`` study."""
     post = idata.posterior
     mu = post["mu"].values.ravel()
     tau = post["tau"].values.ravel()
     names = list(post["covariate"].values) if "beta" in post else []
     beta = post["beta"].values.reshape(-1, len(names)) if names else np.zeros((mu.size, 0))
     eps = np.random.default_rng(seed).standard_normal(mu.size)
-    rows = []
+    out = {}
     for label, x in _profiles(names).items():
         eta = mu + sum(beta[:, names.index(k)] * v for k, v in x.items())
-        rows.append(_row("mortality, typical study (%)", label, 100 * expit(eta)))
-        rows.append(_row("mortality, new study (predictive, %)", label, 100 * expit(eta + tau * eps)))
-    for j, name in enumerate(names):
-        rows.append(_row("odds ratio", name, np.exp(beta[:, j]), thresholds=()))
-    rows.append(_row("tau (between-study SD, logit scale)", "", tau, thresholds=()))
+        out[label] = {"typical": 100 * expit(eta), "new": 100 * expit(eta + tau * eps)}
+    return out
+
+
+def derived_mortality(idata: az.InferenceData, seed: int | None = None) -> pd.DataFrame:
+    """Clinical quantities in percent: typical-study and predictive mortality per profile, odds ratios, tau."""
+    rows = []
+    for label, draws in profile_draws(idata, seed).items():
+        rows.append(_row("mortality, typical study (%)", label, draws["typical"]))
+        rows.append(_row("mortality, new study (predictive, %)", label, draws["new"]))
+    post = idata.posterior
+    if "beta" in post:
+        for name in post["covariate"].values:
+            rows.append(_row("odds ratio", str(name), np.exp(post["beta"].sel(covariate=name).values.ravel()), thresholds=()))
+    rows.append(_row("tau (between-study SD, logit scale)", "", post["tau"].values.ravel(), thresholds=()))
     return pd.DataFrame(rows)
 
 
@@ -142,10 +150,29 @@ def compare_covariate_sets(ds: Dataset, spec: Spec, progress: bool = False) -> p
     return az.compare(fits, ic="loo")
 
 
-@dataclass
-class MortalityResult:
-    idata: az.InferenceData
-    strata: pd.DataFrame
-    excluded: pd.DataFrame
-    derived: pd.DataFrame
-    comparison: pd.DataFrame
+def mortality_tables(ds: Dataset, spec: Spec, progress: bool = False) -> tuple[az.InferenceData, dict[str, pd.DataFrame]]:
+    """Fit the primary model and the LOO comparison; return the tables of the results folder."""
+    used, excluded = mortality_frame(ds, spec)
+    idata = fit_mortality(ds, spec, progress=progress)
+    var_names = ["mu", "tau"] + (["beta"] if "beta" in idata.posterior else [])
+    summary = az.summary(idata, var_names=var_names, hdi_prob=0.95)
+    p = idata.posterior["p"]
+    data_used = used.drop(columns=["usable", "reason", "label"]).assign(
+        observed_percent=100 * used["deaths"].astype(float) / used["n"].astype(float),
+        fitted_percent_mean=100 * p.mean(("chain", "draw")).values,
+        fitted_percent_q2_5=100 * p.quantile(0.025, ("chain", "draw")).values,
+        fitted_percent_q97_5=100 * p.quantile(0.975, ("chain", "draw")).values,
+    )
+    studies = ds.studies[ds.studies["study_id"].isin(used["study_id"])]
+    tables = {
+        "summary": summary,
+        "studies": studies[["study_id", "citation", "design", "n_patients", "age_group", "route", "n_iv",
+                            "trigger_mix", "risk_of_bias"]],
+        "derived": derived_mortality(idata, seed=spec.get("sampling", "seed")),
+        "data_used": data_used,
+        "excluded": excluded.drop(columns=["usable"]),
+    }
+    comparison = compare_covariate_sets(ds, spec, progress=progress)
+    if not comparison.empty:
+        tables["comparison"] = comparison
+    return idata, tables

@@ -20,6 +20,10 @@ COLUMNS = ["study_id", "partition", "stratum", "trigger", "age_group", "deaths",
            "derivation", "alternatives", "deaths_alternative", "row"]
 
 
+def _verb(outcome: str) -> str:
+    return "died" if outcome == "death" else "survived"
+
+
 def _deaths(k: int, n: int, outcome: str) -> int:
     return k if outcome == "death" else n - k
 
@@ -34,11 +38,11 @@ def _from_percentage(rec: pd.Series, n_patients: int) -> dict:
                                     f"no whole number of {n} patients gives {pct:g}%"))
         best = min(ks, key=lambda k: abs(100 * k / n - pct))
         return {"deaths": _deaths(best, n, outcome), "n": n, "usable": True, "reason": "",
-                "derivation": f"{pct:g}% of {n} ({outcome}s)",
+                "derivation": f"{pct:g}% of {n} {_verb(outcome)}",
                 "alternatives": [(_deaths(k, n, outcome), n) for k in ks if k != best]}
     if pd.isna(rec["share_percent"]):
         return {"usable": False, "reason": "stratum size not reported and not bounded by a reported share",
-                "derivation": f"{pct:g}% ({outcome}s) of an unknown number"}
+                "derivation": f"{pct:g}% {_verb(outcome)} of an unknown number"}
     share = float(rec["share_percent"])
     n_max = math.floor((share + 0.5) / 100 * n_patients)
     pairs = count_pairs_from_percentage(pct, dec, n_max=n_max)
@@ -48,7 +52,7 @@ def _from_percentage(rec: pd.Series, n_patients: int) -> dict:
     target = share / 100 * n_patients
     best = min(pairs, key=lambda kn: (abs(kn[1] - target), -kn[1]))
     return {"deaths": _deaths(best[0], best[1], outcome), "n": best[1], "usable": True, "reason": "",
-            "derivation": (f"{pct:g}% ({outcome}s) of an unreported n; n <= {n_max} from the {share:g}% share of "
+            "derivation": (f"{pct:g}% {_verb(outcome)} of an unreported n; n <= {n_max} from the {share:g}% share of "
                            f"{n_patients}; default n closest to {target:.1f}"),
             "alternatives": [(_deaths(k, m, outcome), m) for k, m in pairs if (k, m) != best]}
 

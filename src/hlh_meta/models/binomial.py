@@ -76,7 +76,7 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
                  covariates: Sequence[str] = (), priors: Mapping | None = None, reference: Mapping[str, str] | None = None,
                  fractions: Mapping[str, Sequence[str]] | None = None, label: str | None = None,
                  weights: str | Sequence[float] | None = None, draws: int = 1000, tune: int = 1000,
-                 chains: int = 4, seed: int | None = None, sampler: str = "nutpie", target_accept: float = 0.8,
+                 chains: int = 4, seed: int | None = None, sampler: str = "nutpie", target_accept: float = 0.9,
                  progress: bool = False) -> az.InferenceData:
     """Fit the hierarchical binomial model to a data frame with one row per stratum.
 

@@ -21,6 +21,12 @@ def _draws_like(template: xr.DataArray, values: np.ndarray, name: str) -> xr.Dat
     return xr.DataArray(values, dims=template.dims, coords=template.coords, name=name)
 
 
+def _row_template(group: xr.Dataset, row_labels: list[str]) -> xr.DataArray:
+    shape = (group.sizes["chain"], group.sizes["draw"], len(row_labels))
+    return xr.DataArray(np.zeros(shape), dims=("chain", "draw", "row"),
+                        coords={"chain": group["chain"], "draw": group["draw"], "row": row_labels})
+
+
 def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], settings: SamplerSettings,
                  diag: Diagnostics, priors: Mapping, design: Design, row_labels: list[str], weights: np.ndarray,
                  *, observed: Mapping[str, np.ndarray], constant: Mapping[str, np.ndarray],
@@ -32,7 +38,7 @@ def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], setting
     it is added to the posterior and the prior as ``row_name`` on the ``row`` dimension.
     """
     rng = np.random.default_rng(settings.seed)
-    template = idata.posterior["mu"].expand_dims(row=row_labels, axis=-1)
+    template = _row_template(idata.posterior, row_labels)
     idata.posterior[row_name] = _draws_like(template, row_param(idata.posterior), row_name)
     post = idata.posterior[row_name]
     included = np.flatnonzero(weights > 0)
@@ -43,7 +49,7 @@ def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], setting
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prior = pm.sample_prior_predictive(draws=PRIOR_DRAWS, var_names=names, random_seed=settings.seed)
-    prior_template = prior.prior["mu"].expand_dims(row=row_labels, axis=-1)
+    prior_template = _row_template(prior.prior, row_labels)
     prior.prior[row_name] = _draws_like(prior_template, row_param(prior.prior), row_name)
     prior_p = prior.prior[row_name]
     extra = {

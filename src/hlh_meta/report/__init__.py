@@ -1,0 +1,1 @@
+"""Results: tables, figures, the HTML report and their atomic writing."""

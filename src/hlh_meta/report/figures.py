@@ -1,0 +1,166 @@
+"""Figures of a result (matplotlib through arviz), one function per figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import arviz as az  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
+
+OBS, FIT, POOL, PRED = "#444444", "#1f77b4", "#d62728", "#ff9896"
+
+
+def _interval_rows(ax, y, lo, mid, hi, color, marker, label, offset=0.0, size=6):
+    ax.errorbar(mid, y + offset, xerr=[mid - lo, hi - mid], fmt=marker, color=color, ms=size, capsize=2, lw=1.2, label=label)
+
+
+def mortality_forest(result):
+    idata, used = result.idata, result.table("data_used")
+    derived = result.table("derived")
+    k = len(used)
+    fig, ax = plt.subplots(figsize=(8.5, 1.6 + 0.45 * (k + 3)))
+    y = np.arange(k)[::-1] + 3
+    deaths, n = used["deaths"].to_numpy(float), used["n"].to_numpy(float)
+    lo = np.where(deaths > 0, stats.beta.ppf(0.025, deaths, n - deaths + 1), 0) * 100
+    hi = np.where(deaths < n, stats.beta.ppf(0.975, deaths + 1, n - deaths), 1) * 100
+    _interval_rows(ax, y, lo, 100 * deaths / n, hi, OBS, "s", "observed (exact 95% CI)", 0.15)
+    _interval_rows(ax, y, used["fitted_percent_q2_5"].to_numpy(), used["fitted_percent_mean"].to_numpy(),
+                   used["fitted_percent_q97_5"].to_numpy(), FIT, "o", "model estimate (95% CrI)", -0.15)
+    ref = derived[derived["profile"].str.startswith("infection trigger")]
+    typ = ref[ref["quantity"].str.contains("typical")].iloc[0]
+    new = ref[ref["quantity"].str.contains("new study")].iloc[0]
+    _interval_rows(ax, np.array([1.0]), np.array([typ["q2.5"]]), np.array([typ["median"]]), np.array([typ["q97.5"]]),
+                   POOL, "D", "typical study, reference profile (95% CrI)", size=8)
+    _interval_rows(ax, np.array([0.0]), np.array([new["q2.5"]]), np.array([new["median"]]), np.array([new["q97.5"]]),
+                   PRED, "D", "new study, reference profile (95% prediction interval)", size=8)
+    labels = [f"{r.study_id}: {r.stratum.replace('_', ' ')} ({int(r.deaths)}/{int(r.n)})" for r in used.itertuples()]
+    ax.set_yticks(list(y) + [1, 0], labels + ["pooled: typical study", "pooled: new study"])
+    ax.axhline(2, color="#bbbbbb", lw=0.8)
+    ax.set_xlim(-2, 102)
+    ax.set_xlabel("mortality (%)")
+    ax.set_title(f"{result.title}\nreference profile: infection trigger, adult, subcutaneous", fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.2 / (k + 6)), ncol=2, fontsize=8, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def mortality_subgroups(result):
+    from ..analyses.mortality import profile_draws
+
+    draws = profile_draws(result.idata, seed=result.manifest.get("seed"))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    grid = np.linspace(0, 100, 401)
+    for label, d in draws.items():
+        kde = stats.gaussian_kde(d["typical"])
+        ax.plot(grid, kde(grid), lw=1.8, label=label)
+    ax.set_xlabel("mortality of a typical study (%)")
+    ax.set_ylabel("posterior density")
+    ax.set_title("Posterior mortality by trigger, age group and route", fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_xlim(0, 100)
+    fig.tight_layout()
+    return fig
+
+
+def odds_ratios(result):
+    post = result.idata.posterior
+    if "beta" not in post:
+        return None
+    names = [str(c) for c in post["covariate"].values]
+    fig, ax = plt.subplots(figsize=(7.5, 1.4 + 0.5 * len(names)))
+    for i, name in enumerate(names):
+        d = np.exp(post["beta"].sel(covariate=name).values.ravel())
+        q = np.quantile(d, [0.025, 0.5, 0.975])
+        ax.errorbar(q[1], i, xerr=[[q[1] - q[0]], [q[2] - q[1]]], fmt="o", color=FIT, capsize=3)
+    ax.axvline(1, color="#888888", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("odds ratio of death (median, 95% CrI; log scale)")
+    ax.set_title("Covariate effects (vs. infection trigger, adult, subcutaneous)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _main_vars(idata):
+    return ["mu", "tau"] + (["beta"] if "beta" in idata.posterior else [])
+
+
+def trace(result):
+    axes = az.plot_trace(result.idata, var_names=_main_vars(result.idata), kind="rank_bars", compact=False,
+                         figsize=(10, 2.0 * (2 + result.idata.posterior.get("beta", np.zeros((1, 1, 0))).shape[-1])))
+    fig = axes.ravel()[0].figure
+    fig.suptitle("Trace and rank plots (chains should overlap and ranks look uniform)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def prior_posterior(result):
+    idata = result.idata
+    names = [n for n in ("mu", "tau") if n in idata.prior]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4))
+    for ax, name in zip(np.atleast_1d(axes), names):
+        prior = idata.prior[name].values.ravel()
+        post = idata.posterior[name].values.ravel()
+        lo, hi = np.quantile(np.concatenate([prior, post]), [0.005, 0.995])
+        bins = np.linspace(lo, hi, 60)
+        ax.hist(prior, bins=bins, density=True, alpha=0.45, color="#999999", label="prior")
+        ax.hist(post, bins=bins, density=True, alpha=0.6, color=FIT, label="posterior")
+        ax.set_title(name)
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle("Prior vs posterior", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def posterior_predictive(result):
+    idata = result.idata
+    obs = idata.observed_data[list(idata.observed_data.data_vars)[0]]
+    pp = idata.posterior_predictive[obs.name]
+    rows = [str(r) for r in obs["row"].values]
+    scale = idata.constant_data["total"].values if "total" in idata.constant_data else np.ones(len(rows))
+    unit = "%" if "total" in idata.constant_data else ""
+    factor = 100 / scale if unit else 1.0
+    q = pp.quantile([0.025, 0.25, 0.5, 0.75, 0.975], ("chain", "draw")).values * factor
+    fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.42 * len(rows)))
+    y = np.arange(len(rows))[::-1]
+    ax.hlines(y, q[0], q[4], color="#9ecae1", lw=2, label="95% predictive")
+    ax.hlines(y, q[1], q[3], color=FIT, lw=5, label="50% predictive")
+    ax.plot(obs.values * factor, y, "k*", ms=9, label="observed")
+    ax.set_yticks(y, rows)
+    ax.set_xlabel(f"replicated outcome{' (deaths, % of n)' if unit else ' (log ratio)'}")
+    ax.set_title("Posterior predictive check: observed values against replicated data", fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+_FIGURES = {
+    "mortality": {"forest": mortality_forest, "subgroups": mortality_subgroups, "odds_ratios": odds_ratios,
+                  "trace": trace, "prior_posterior": prior_posterior, "ppc": posterior_predictive},
+}
+
+
+def figures_for(result) -> dict:
+    out = {}
+    for name, make in _FIGURES.get(result.kind, {}).items():
+        fig = make(result)
+        if fig is not None:
+            out[name] = fig
+    return out
+
+
+def save_figures(result, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in figures_for(result).items():
+        path = folder / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths

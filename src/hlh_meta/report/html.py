@@ -1,0 +1,89 @@
+"""The self-contained HTML report (Jinja2 template, figures embedded as base64 PNG)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import jinja2
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ..inference import GATE
+from ..models.priors import describe
+
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("hlh_meta.report", "templates"),
+                          autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+
+FIGURE_CAPTIONS = {
+    "forest": "Observed mortality of each stratum (exact 95% CI) with the model's shrunken estimate, the pooled typical-study estimate and the prediction interval for a new study.",
+    "subgroups": "Posterior distribution of the mortality of a typical study for each covariate profile.",
+    "odds_ratios": "Covariate effects as odds ratios of death (posterior median and 95% credible interval).",
+    "biomarker_forest": "Observed log ratio of each study (95% CI) as percent change, the shrunken estimate and the pooled estimate with its prediction interval.",
+    "reductions": "Posterior distribution of the pooled percent reduction of each biomarker.",
+    "trace": "Trace and rank plots of the main parameters.",
+    "prior_posterior": "Prior against posterior for the intercept and the between-study SD.",
+    "ppc": "Posterior predictive check: each observed value against the distribution of replicated values.",
+}
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fmt(x, digits=1):
+    return "" if pd.isna(x) else f"{x:.{digits}f}"
+
+
+def _table(frame: pd.DataFrame, digits: int = 2, index: bool = False) -> str:
+    return frame.to_html(index=index, float_format=lambda v: f"{v:.{digits}f}", na_rep="", border=0, classes="data")
+
+
+def sentences(result) -> list[str]:
+    """Plain-language statements of the main quantities."""
+    d = result.table("derived")
+    out = []
+    if result.kind == "mortality":
+        for _, r in d[d["quantity"].str.contains("typical")].iterrows():
+            new = d[(d["quantity"].str.contains("new study")) & (d["profile"] == r["profile"])].iloc[0]
+            out.append(f"{r['profile'][0].upper() + r['profile'][1:]}: mortality of a typical study {_fmt(r['median'])}% "
+                       f"(95% CrI {_fmt(r['q2.5'])}–{_fmt(r['q97.5'])}%); a new study could see "
+                       f"{_fmt(new['q2.5'])}–{_fmt(new['q97.5'])}%. P(mortality < 20%) = {r['P(<20%)']:.2f}.")
+    else:
+        for _, r in d[d["quantity"] == "pooled percent reduction"].iterrows():
+            new = d[(d["quantity"] == "predictive percent reduction") & (d["biomarker"] == r["biomarker"])].iloc[0]
+            name = "CRP" if r["biomarker"] == "crp" else r["biomarker"].capitalize()
+            k = int(r["n_studies"])
+            out.append(f"{name}: pooled reduction {_fmt(r['median'])}% (95% CrI {_fmt(r['q2.5'])} to {_fmt(r['q97.5'])}%), "
+                       f"from {k} stud{'y' if k == 1 else 'ies'}; a new study could see "
+                       f"{_fmt(new['q2.5'])} to {_fmt(new['q97.5'])}%.")
+    return out
+
+
+def render(result) -> str:
+    from .figures import figures_for
+
+    spec = result.manifest.get("spec", {})
+    priors = json.loads(result.idata.posterior.attrs.get("priors", "{}"))
+    figures = [{"name": k, "png": _png(f), "caption": FIGURE_CAPTIONS.get(k, "")} for k, f in figures_for(result).items()]
+    tables = {name: _table(frame, index=name in ("summary", "comparison")) for name, frame in result.tables.items()
+              if name not in ("derived",)}
+    diag = result.diagnostics
+    template = _ENV.get_template("report.html.j2")
+    return template.render(
+        result=result, manifest=result.manifest, spec=spec, diag=diag, gate=GATE,
+        priors={k: describe(v) for k, v in priors.items()},
+        covariates=json.loads(result.idata.posterior.attrs.get("covariates", "[]")),
+        sampler=json.loads(result.idata.posterior.attrs.get("sampler", "{}")),
+        sentences=sentences(result), derived=_table(result.table("derived")), tables=tables, figures=figures,
+    )
+
+
+def write_report(result, path: Path) -> Path:
+    path.write_text(render(result), encoding="utf-8")
+    return path

@@ -1,0 +1,139 @@
+"""The binomial engine against exact answers and simulations with known truth."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+import hlh_meta as hm
+from hlh_meta.errors import DataError
+from hlh_meta.models.posterior import diagnostics_of
+
+from quadrature import grid_posterior, marginal_summary
+
+FIVE = pd.DataFrame({"study": list("abcde"), "events": [2, 5, 0, 9, 3], "total": [10, 20, 13, 30, 8]})
+
+
+def _agree(draws: np.ndarray, exact: dict, ess: float, name: str) -> None:
+    """Sampler summaries within Monte Carlo error of the exact ones (about 4 MCSE)."""
+    sd = exact["sd"]
+    mcse_mean = sd / np.sqrt(ess)
+    assert abs(draws.mean() - exact["mean"]) < 4 * mcse_mean + 0.005, name
+    assert abs(draws.std() - sd) < 4 * sd / np.sqrt(2 * ess) + 0.01, name
+    for q, key in ((0.025, "q2.5"), (0.975, "q97.5")):
+        # the MCSE of a tail quantile is a few times that of the mean
+        assert abs(np.quantile(draws, q) - exact[key]) < 10 * mcse_mean + 0.01, f"{name} {key}"
+
+
+@pytest.mark.parametrize("frame", [FIVE, pd.DataFrame({"study": ["only"], "events": [0], "total": [13]})],
+                         ids=["five-studies", "one-study-zero-events"])
+def test_posterior_matches_quadrature(frame):
+    idata = hm.fit_binomial(frame, events="events", total="total", study="study", draws=2000, seed=11)
+    mu_g, tau_g, post = grid_posterior(frame["events"], frame["total"])
+    ess = az.ess(idata, var_names=["mu", "tau"])
+    for name, grid, mass in (("mu", mu_g, post.sum(axis=1)), ("tau", tau_g, post.sum(axis=0))):
+        _agree(idata.posterior[name].values.ravel(), marginal_summary(grid, mass), float(ess[name]), name)
+
+
+def test_fixed_effect_single_study_matches_1d_integral():
+    frame = pd.DataFrame({"study": ["s"], "events": [3], "total": [3]})
+    idata = hm.fit_binomial(frame, events="events", total="total", study="study", draws=2000, seed=3,
+                            priors={"tau": {"dist": "Fixed", "value": 0.0}})
+    mu_g, _, post = grid_posterior([3], [3], tau_grid=np.array([0.0]), mu_grid=np.linspace(-8, 10, 4001))
+    exact = marginal_summary(mu_g, post[:, 0])
+    ess = float(az.ess(idata, var_names=["mu"])["mu"])
+    _agree(idata.posterior["mu"].values.ravel(), exact, ess, "mu")
+    assert np.allclose(idata.posterior["tau"].values, 0.0)
+
+
+@pytest.mark.parametrize("seed", [101, 202, 303])
+def test_recovers_known_parameters(seed):
+    rng = np.random.default_rng(seed)
+    k, mu, beta, tau = 30, -1.0, 0.8, 0.3
+    x = np.repeat([0.0, 1.0], k // 2)
+    n = rng.integers(60, 150, size=k)
+    p = 1 / (1 + np.exp(-(mu + beta * x + tau * rng.standard_normal(k))))
+    frame = pd.DataFrame({"study": [f"s{i:02d}" for i in range(k)], "deaths": rng.binomial(n, p), "n": n, "x": x})
+    idata = hm.fit_binomial(frame, events="deaths", total="n", study="study", covariates=["x"], seed=seed)
+    post = idata.posterior
+    for name, truth in (("mu", mu), ("tau", tau)):
+        d = post[name].values.ravel()
+        assert np.quantile(d, 0.005) < truth < np.quantile(d, 0.995), name
+    b = post["beta"].sel(covariate="x").values.ravel()
+    assert np.quantile(b, 0.005) < beta < np.quantile(b, 0.995)
+    assert abs(b.mean() - beta) < 3 * b.std()
+
+
+def test_inference_data_groups_and_labels():
+    frame = FIVE.assign(trigger=["infection", "rheum", "rheum", "infection", "malignancy"])
+    idata = hm.fit_binomial(frame, events="events", total="total", study="study", covariates=["trigger"],
+                            reference={"trigger": "infection"}, draws=300, tune=300, seed=5)
+    for group in ("prior", "posterior", "posterior_predictive", "log_likelihood", "observed_data"):
+        assert group in idata.groups(), group
+    assert list(idata.posterior["covariate"].values) == ["trigger[malignancy]", "trigger[rheum]"]
+    assert idata.posterior["p"].dims == ("chain", "draw", "row")
+    assert idata.posterior_predictive["events"].shape[-1] == 5
+    assert (idata.posterior_predictive["events"] <= FIVE["total"].to_numpy()).all()
+    diag = diagnostics_of(idata)
+    assert diag.attempts in (1, 2)
+
+
+def test_same_seed_same_numbers():
+    a = hm.fit_binomial(FIVE, events="events", total="total", study="study", draws=200, tune=200, seed=9)
+    b = hm.fit_binomial(FIVE, events="events", total="total", study="study", draws=200, tune=200, seed=9)
+    np.testing.assert_array_equal(a.posterior["mu"].values, b.posterior["mu"].values)
+
+
+def test_unknown_share_is_a_parameter_not_a_dropped_row():
+    frame = FIVE.assign(iv=[1.0, 0.0, np.nan, 0.5, np.nan])
+    idata = hm.fit_binomial(frame, events="events", total="total", study="study", covariates=["iv"],
+                            fractions={"route": ["iv"]}, draws=300, tune=300, seed=2)
+    share = idata.posterior["route_share"]
+    assert share.shape[-2:] == (2, 2)        # two rows with unknown IV share, (SC, IV)
+    assert idata.log_likelihood["events"].shape[-1] == 5
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+    """Any attempt to sample fails: errors must come before compilation."""
+    import hlh_meta.inference.sampling as sampling
+
+    def boom(*args, **kwargs):
+        raise AssertionError("sampling started")
+
+    monkeypatch.setattr(sampling, "_sample_once", boom)
+
+
+@pytest.mark.parametrize(
+    "change, kwargs, error, fragment",
+    [
+        (lambda d: d.iloc[0:0], {}, DataError, "empty"),
+        (lambda d: d, {"events": "event"}, ValueError, "did you mean 'events'"),
+        (lambda d: d.assign(events=[2, 5, 0, 99, 3]), {}, DataError, "exceed total"),
+        (lambda d: d.assign(events=[2, -5, 0, 9, 3]), {}, DataError, "must be >= 0"),
+        (lambda d: d.assign(events=[2, 5.5, 0, 9, 3]), {}, DataError, "whole number"),
+        (lambda d: d.assign(events=[2, np.nan, 0, 9, 3]), {}, DataError, "finite"),
+        (lambda d: d.assign(total=[10, 0, 13, 30, 8], events=[2, 0, 0, 9, 3]), {}, DataError, "must be > 0"),
+        (lambda d: d, {"priors": {"sigma": {"dist": "Normal", "mu": 0, "sigma": 1}}}, ValueError, "unknown parameter 'sigma'"),
+        (lambda d: d, {"priors": {"tau": {"dist": "Gamma", "alpha": 1, "beta": 1}}}, ValueError, "unknown distribution"),
+        (lambda d: d, {"priors": {"tau": {"dist": "Normal", "mu": 0, "sigma": 1}}}, ValueError, "not allowed"),
+        (lambda d: d, {"priors": {"mu": {"dist": "Normal", "mu": 0}}}, ValueError, "takes mu, sigma"),
+        (lambda d: d, {"covariates": ["age"]}, ValueError, "column 'age' not found"),
+        (lambda d: d.assign(x=[1, np.nan, 0, 1, 0]), {"covariates": ["x"]}, ValueError, "missing"),
+        (lambda d: d, {"sampler": "stan"}, ValueError, "unknown sampler"),
+        (lambda d: d, {"draws": 0}, ValueError, "draws"),
+    ],
+)
+def test_bad_input_fails_before_compilation(no_sampling, change, kwargs, error, fragment):
+    args = {"events": "events", "total": "total", "study": "study", **kwargs}
+    with pytest.raises(error, match=fragment.replace("(", r"\(")):
+        hm.fit_binomial(change(FIVE.copy()), **args)
+
+
+def test_all_zero_events_fit():
+    frame = FIVE.assign(events=0)
+    idata = hm.fit_binomial(frame, events="events", total="total", study="study", draws=500, seed=4)
+    p = idata.posterior["p"].values
+    assert np.median(p) < 0.1
