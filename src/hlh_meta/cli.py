@@ -21,7 +21,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Extraction tables.")
 app.add_typer(data_app, name="data")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True)
 _state = {"debug": False}
 
 
@@ -50,8 +50,8 @@ def data_check(directory: Annotated[Optional[Path], typer.Argument(help="Folder 
         ds = load_dataset() if directory is None else read_dataset(directory)
     except Exception as exc:  # noqa: BLE001 - routed by _fail
         _fail(exc)
-    out.print(ds.summary(), markup=False)
-    out.print("OK: the tables are valid.")
+    console.print(ds.summary(), markup=False)
+    console.print("OK: the tables are valid.")
 
 
 def _progress(quiet: bool) -> bool:
@@ -81,7 +81,7 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
         diag = result.diagnostics
         flag = "diagnostics OK" if diag.passed else "DIAGNOSTICS FLAGGED: " + "; ".join(diag.problems)
         if not quiet:
-            out.print(f"{spec.name}: wrote {target} ({result.manifest['timings_s']['total']:.1f} s; {flag})", markup=False)
+            console.print(f"{spec.name}: wrote {target} ({result.manifest['timings_s']['total']:.1f} s; {flag})", markup=False)
 
 
 class _null:
@@ -123,7 +123,24 @@ def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out
         _fail(exc)
 
 
+@app.command()
+def report(results_dir: Annotated[Path, typer.Argument(help="A results folder written by run/fit.")]) -> None:
+    """Rebuild report.html from saved results (no sampling)."""
+    from .analyses.result import AnalysisResult
+
+    try:
+        path = AnalysisResult.load(results_dir).rebuild_report(results_dir)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+    console.print(f"wrote {path}", markup=False)
+
+
 def main() -> None:
+    import warnings
+
+    # library chatter (BLAS linking, arviz/numpy runtime notes) is not for the terminal;
+    # sampler problems are reported through the diagnostics gate instead
+    warnings.filterwarnings("ignore")
     app()
 
 

@@ -74,19 +74,34 @@ def mortality_frame(ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame
     return used, left
 
 
-def fit_mortality(ds: Dataset, spec: Spec, covariates: list[str] | None = None, progress: bool = False) -> az.InferenceData:
-    frame, _ = mortality_frame(ds, spec)
-    covs = spec.get("model", "covariates", []) if covariates is None else covariates
+def _design_columns(spec: Spec, covs: list[str]) -> list[str]:
     unknown = [c for c in covs if c not in COVARIATES]
     if unknown:
-        raise SpecError(str(spec.path), "model.covariates", f"unknown covariate(s) {', '.join(unknown)}; choose from {', '.join(COVARIATES)}")
-    columns = [c for cov in covs for c in COVARIATES[cov]]
-    sampling = spec.section("sampling")
+        raise SpecError(str(spec.path), "model.covariates",
+                        f"unknown covariate(s) {', '.join(unknown)}; choose from {', '.join(COVARIATES)}")
+    return [c for cov in covs for c in COVARIATES[cov]]
+
+
+def fit_mortality(ds: Dataset, spec: Spec, covariates: list[str] | None = None, structure: list[str] | None = None,
+                  progress: bool = False) -> az.InferenceData:
+    """Fit the spec's model (or the given covariate set).
+
+    ``structure`` lists the covariates of the compiled model; those not in ``covariates``
+    are switched off by the covariate mask, so nested sets share one compiled model.
+    """
+    frame, _ = mortality_frame(ds, spec)
+    covs = list(spec.get("model", "covariates", []) if covariates is None else covariates)
+    structure = covs if structure is None else list(structure)
+    columns = _design_columns(spec, structure)
+    active = set(_design_columns(spec, covs))
+    if not active <= set(columns):
+        raise SpecError(str(spec.path), "comparison.covariate_sets", "a covariate set is not part of the model structure")
     frame = frame.reset_index(drop=True)
     frame[["deaths", "n"]] = frame[["deaths", "n"]].astype(int)
     return fit_binomial(frame, events="deaths", total="n", study="study_id", covariates=columns,
-                        fractions={cov: COVARIATES[cov] for cov in covs}, label="label",
-                        priors=spec.section("priors"), progress=progress, **sampling)
+                        fractions={cov: COVARIATES[cov] for cov in structure}, label="label",
+                        covariate_mask=[1.0 if c in active else 0.0 for c in columns],
+                        priors=spec.section("priors"), progress=progress, **spec.section("sampling"))
 
 
 def _profiles(names: list[str]) -> dict[str, dict[str, float]]:
@@ -138,15 +153,26 @@ def derived_mortality(idata: az.InferenceData, seed: int | None = None) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def compare_covariate_sets(ds: Dataset, spec: Spec, progress: bool = False) -> pd.DataFrame:
-    """LOO (arviz) of the covariate sets listed under [comparison]."""
-    sets = spec.get("comparison", "covariate_sets", [])
+def compare_covariate_sets(ds: Dataset, spec: Spec, primary: az.InferenceData | None = None,
+                           progress: bool = False) -> pd.DataFrame:
+    """PSIS-LOO (arviz) of the covariate sets listed under [comparison].
+
+    All sets are fitted on one compiled model holding the union of their covariates,
+    with the unused ones masked off.
+    """
+    sets = [list(s) for s in spec.get("comparison", "covariate_sets", [])]
+    if len(sets) < 2:
+        return pd.DataFrame()
+    primary_covs = list(spec.get("model", "covariates", []))
+    union = primary_covs + [c for s in sets for c in s if c not in primary_covs]
+    union = list(dict.fromkeys(union))
     fits = {}
     for covs in sets:
         label = " + ".join(covs) if covs else "intercept only"
-        fits[label] = fit_mortality(ds, spec, covariates=list(covs), progress=progress)
-    if len(fits) < 2:
-        return pd.DataFrame()
+        if primary is not None and covs == primary_covs and union == primary_covs:
+            fits[label] = primary
+        else:
+            fits[label] = fit_mortality(ds, spec, covariates=covs, structure=union, progress=progress)
     return az.compare(fits, ic="loo")
 
 
@@ -172,7 +198,7 @@ def mortality_tables(ds: Dataset, spec: Spec, progress: bool = False) -> tuple[a
         "data_used": data_used,
         "excluded": excluded.drop(columns=["usable"]),
     }
-    comparison = compare_covariate_sets(ds, spec, progress=progress)
+    comparison = compare_covariate_sets(ds, spec, primary=idata, progress=progress)
     if not comparison.empty:
         tables["comparison"] = comparison
     return idata, tables

@@ -76,8 +76,18 @@ class AnalysisResult:
             if report:
                 from ..report.html import write_report
 
-                write_report(self, tmp / "report.html")
+                write_report(self, tmp / "report.html", figure_dir=tmp / "figures" if figures else None)
         return folder
+
+    def rebuild_report(self, folder: str | Path) -> Path:
+        """Write ``report.html`` of a saved results folder again (atomically replaced)."""
+        from ..report.html import write_report
+
+        folder = Path(folder)
+        tmp = folder / ".report.html.partial"
+        write_report(self, tmp, figure_dir=folder / "figures")
+        tmp.replace(folder / "report.html")
+        return folder / "report.html"
 
     @classmethod
     def load(cls, folder: str | Path) -> "AnalysisResult":

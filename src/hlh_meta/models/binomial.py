@@ -27,19 +27,22 @@ from .posterior import finish_idata
 from .priors import BINOMIAL_DEFAULTS, make_rv, resolve_priors
 
 
-def _latent_design(design: Design) -> pt.TensorVariable:
-    """The design matrix with each unknown share replaced by a Dirichlet unknown."""
+def _latent_effect(design: Design, beta) -> pt.TensorVariable:
+    """x . beta with each unknown share a Dirichlet unknown (dense products: cheap to compile)."""
     X = pm.Data("X", np.nan_to_num(design.X), dims=("row", "covariate"))
+    eta = pt.dot(X, beta)
     for group, rows in design.latent.items():
         if rows.size == 0:
             continue
         cols = design.groups[group]
         share = pm.Dirichlet(f"{group}_share", a=np.ones(len(cols) + 1), shape=(rows.size, len(cols) + 1))
-        X = pt.set_subtensor(X[np.ix_(rows, cols)], share[:, 1:])
-    return X
+        scatter = np.zeros((design.X.shape[0], rows.size))
+        scatter[rows, np.arange(rows.size)] = 1.0
+        eta = eta + pt.dot(scatter, pt.dot(share[:, 1:], beta[cols]))
+    return eta
 
 
-def build_binomial_model(y, n, w, study_idx, studies, row_labels, design: Design, priors) -> pm.Model:
+def build_binomial_model(y, n, w, study_idx, studies, row_labels, design: Design, priors, mask) -> pm.Model:
     coords = {"row": row_labels, "study": studies, "covariate": design.names}
     with pm.Model(coords=coords) as model:
         y_d = pm.Data("events", y, dims="row")
@@ -51,13 +54,14 @@ def build_binomial_model(y, n, w, study_idx, studies, row_labels, design: Design
         eta = mu + (tau * z)[study_idx]
         if design.names:
             beta = make_rv("beta", priors["beta"], dims="covariate")
-            eta = eta + pt.dot(_latent_design(design), beta)
+            mask_d = pm.Data("beta_mask", mask, dims="covariate")
+            eta = eta + _latent_effect(design, beta * mask_d)
         logp = pm.logp(pm.Binomial.dist(n=n_d, logit_p=eta), y_d)
         pm.Potential("weighted_loglik", pt.sum(w_d * logp))
     return model
 
 
-def linear_predictor(post, design: Design, study_idx: np.ndarray) -> np.ndarray:
+def linear_predictor(post, design: Design, study_idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """eta for every draw and row, (chain, draw, row), from a posterior or prior group."""
     mu = post["mu"].values[..., None]
     tau = post["tau"].values[..., None]
@@ -68,16 +72,16 @@ def linear_predictor(post, design: Design, study_idx: np.ndarray) -> np.ndarray:
             if rows.size:
                 share = post[f"{group}_share"].values[..., 1:]
                 X[..., rows[:, None], np.array(design.groups[group])[None, :]] = share
-        eta = eta + np.einsum("cdrk,cdk->cdr", X, post["beta"].values)
+        eta = eta + np.einsum("cdrk,cdk->cdr", X, post["beta"].values * mask)
     return eta
 
 
 def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total", study: str = "study", *,
                  covariates: Sequence[str] = (), priors: Mapping | None = None, reference: Mapping[str, str] | None = None,
                  fractions: Mapping[str, Sequence[str]] | None = None, label: str | None = None,
-                 weights: str | Sequence[float] | None = None, draws: int = 1000, tune: int = 1000,
-                 chains: int = 4, seed: int | None = None, sampler: str = "nutpie", target_accept: float = 0.9,
-                 progress: bool = False) -> az.InferenceData:
+                 weights: str | Sequence[float] | None = None, covariate_mask: Sequence[float] | None = None,
+                 draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int | None = None,
+                 sampler: str = "nutpie", target_accept: float = 0.9, progress: bool = False) -> az.InferenceData:
     """Fit the hierarchical binomial model to a data frame with one row per stratum.
 
     Parameters
@@ -91,6 +95,8 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
         for tau gives the common-effect model.
     fractions : groups of share columns whose missing values are Dirichlet unknowns
     weights : 0/1 per row (or a column name); 0 drops the row from the likelihood
+    covariate_mask : 0/1 per design column; 0 switches a covariate off (its beta then
+        keeps its prior) so nested covariate sets reuse one compiled model
     Returns an ``arviz.InferenceData`` with posterior (``mu``, ``tau``, ``beta`` on
     ``covariate``, study effects ``z``, stratum probabilities ``p``), prior,
     posterior_predictive, log_likelihood and observed_data; the diagnostics gate result
@@ -113,15 +119,19 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
     settings.validate()
     studies, study_idx = np.unique(df[study].astype(str).to_numpy(), return_inverse=True)
     y_i, n_i = y.astype("int64"), n.astype("int64")
+    mask = np.ones(len(design.names)) if covariate_mask is None else np.asarray(covariate_mask, dtype=float)
+    if mask.shape != (len(design.names),) or not np.isin(mask, (0.0, 1.0)).all():
+        raise ValueError(f"covariate_mask must hold a 0 or 1 for each of the {len(design.names)} design columns")
 
     def build() -> pm.Model:
-        return build_binomial_model(y_i, n_i, w, study_idx, list(studies), row_labels, design, resolved)
+        return build_binomial_model(y_i, n_i, w, study_idx, list(studies), row_labels, design, resolved, mask)
 
     key = ("binomial", tuple(study_idx), tuple(design.names), tuple((g, tuple(r)) for g, r in design.latent.items()),
            repr(sorted(resolved.items())))
     data = {"events": y_i, "total": n_i, "weight": w}
     if design.names:
         data["X"] = np.nan_to_num(design.X)
+        data["beta_mask"] = mask
     gate = ["mu"] + (["tau", "z"] if resolved["tau"]["dist"] != "Fixed" else []) + (["beta"] if design.names else [])
     idata, diag = sample_gated(build, key, data, settings, gate)
 
@@ -131,7 +141,7 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
     def predict(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return rng.binomial(n_i, p)
 
-    return finish_idata(idata, build, settings, diag, resolved, design, row_labels, w,
+    return finish_idata(idata, build, key, settings, diag, resolved, design, row_labels, w,
                         observed={"events": y_i}, constant={"total": n_i, "weight": w},
                         loglik=loglik, predict=predict, outcome="events", row_name="p",
-                        row_param=lambda group: expit(linear_predictor(group, design, study_idx)))
+                        row_param=lambda group: expit(linear_predictor(group, design, study_idx, mask)))

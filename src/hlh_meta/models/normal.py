@@ -142,7 +142,7 @@ def fit_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei", stu
     gate = ["mu", "z"] + (["tau"] if resolved["tau"]["dist"] != "Fixed" else []) + (["beta"] if design.names else [])
     idata, diag = sample_gated(build, key, data, settings, gate)
 
-    return finish_idata(idata, build, settings, diag, resolved, design, row_labels, w,
+    return finish_idata(idata, build, key, settings, diag, resolved, design, row_labels, w,
                         observed={"estimate": y}, constant={"std_err": se, "weight": w},
                         loglik=lambda th: stats.norm.logpdf(y, th, se),
                         predict=lambda th, rng: rng.normal(th, se),

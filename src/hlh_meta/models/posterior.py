@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 
 import arviz as az
 import numpy as np
@@ -15,6 +16,8 @@ from ..inference import Diagnostics, SamplerSettings
 from .design import Design
 
 PRIOR_DRAWS = 500
+_PRIOR_CACHE: dict = {}
+logging.getLogger("pymc").setLevel(logging.WARNING)
 
 
 def _draws_like(template: xr.DataArray, values: np.ndarray, name: str) -> xr.DataArray:
@@ -27,7 +30,24 @@ def _row_template(group: xr.Dataset, row_labels: list[str]) -> xr.DataArray:
                         coords={"chain": group["chain"], "draw": group["draw"], "row": row_labels})
 
 
-def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], settings: SamplerSettings,
+def _prior_draws(build: Callable[[], pm.Model], key: Hashable, seed: int | None) -> xr.Dataset:
+    """Prior draws of every model variable; they depend only on the model structure and the seed."""
+    cache_key = (key, seed)
+    if seed is not None and cache_key in _PRIOR_CACHE:
+        return _PRIOR_CACHE[cache_key].copy()
+    model = build()
+    names = [v.name for v in model.free_RVs + model.deterministics]
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prior = pm.sample_prior_predictive(draws=PRIOR_DRAWS, var_names=names, random_seed=seed).prior
+    if seed is not None:
+        _PRIOR_CACHE[cache_key] = prior
+        while len(_PRIOR_CACHE) > 32:
+            _PRIOR_CACHE.pop(next(iter(_PRIOR_CACHE)))
+    return prior.copy()
+
+
+def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], key: Hashable, settings: SamplerSettings,
                  diag: Diagnostics, priors: Mapping, design: Design, row_labels: list[str], weights: np.ndarray,
                  *, observed: Mapping[str, np.ndarray], constant: Mapping[str, np.ndarray],
                  loglik: Callable[[np.ndarray], np.ndarray], predict: Callable[[np.ndarray, np.random.Generator], np.ndarray],
@@ -44,14 +64,9 @@ def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], setting
     included = np.flatnonzero(weights > 0)
     ll = _draws_like(post, loglik(post.values), outcome).isel(row=included)
     pp = _draws_like(post, predict(post.values, rng), outcome)
-    model = build()
-    names = [v.name for v in model.free_RVs + model.deterministics]
-    with model, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prior = pm.sample_prior_predictive(draws=PRIOR_DRAWS, var_names=names, random_seed=settings.seed)
-    prior_template = _row_template(prior.prior, row_labels)
-    prior.prior[row_name] = _draws_like(prior_template, row_param(prior.prior), row_name)
-    prior_p = prior.prior[row_name]
+    prior = _prior_draws(build, key, settings.seed)
+    prior[row_name] = _draws_like(_row_template(prior, row_labels), row_param(prior), row_name)
+    prior_p = prior[row_name]
     extra = {
         "log_likelihood": xr.Dataset({outcome: ll}),
         "posterior_predictive": xr.Dataset({outcome: pp}),
@@ -59,7 +74,7 @@ def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], setting
         "observed_data": xr.Dataset({k: xr.DataArray(v, dims="row", coords={"row": row_labels}) for k, v in observed.items()}),
         "constant_data": xr.Dataset({k: xr.DataArray(v, dims="row", coords={"row": row_labels}) for k, v in constant.items()}),
     }
-    idata.add_groups({"prior": prior.prior})
+    idata.add_groups({"prior": prior})
     idata.add_groups(extra)
     idata.posterior.attrs.update({
         "diagnostics": diag.to_json(),

@@ -44,10 +44,15 @@ def mortality_forest(result):
     ax.set_xlim(-2, 102)
     ax.set_xlabel("mortality (%)")
     ax.set_title(f"{result.title}\nreference profile: infection trigger, adult, subcutaneous", fontsize=10)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.2 / (k + 6)), ncol=2, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+    _legend_below(fig, ax)
     return fig
+
+
+def _legend_below(fig, ax):
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1 if len(labels) > 2 else 0.07, 1, 1))
 
 
 def mortality_subgroups(result):
@@ -140,9 +145,66 @@ def posterior_predictive(result):
     return fig
 
 
+def biomarker_forest(result):
+    used = result.table("data_used")
+    derived = result.table("derived")
+    theta = result.idata.posterior["theta"]
+    k = len(used)
+    pooled = derived[derived["quantity"] == "pooled percent reduction"]
+    fig, ax = plt.subplots(figsize=(8.5, 1.8 + 0.5 * (k + 2 * len(pooled))))
+    y = np.arange(k)[::-1] + 2 * len(pooled) + 1
+    yi, se = used["yi"].to_numpy(float), used["sei"].to_numpy(float)
+    pct = lambda v: 100 * (np.exp(v) - 1)  # noqa: E731 - percent change from a log ratio
+    _interval_rows(ax, y, pct(yi - 1.96 * se), pct(yi), pct(yi + 1.96 * se), OBS, "s", "observed (95% CI)", 0.15)
+    q = theta.quantile([0.025, 0.5, 0.975], ("chain", "draw")).values
+    _interval_rows(ax, y, pct(q[0]), pct(q[1]), pct(q[2]), FIT, "o", "model estimate (95% CrI)", -0.15)
+    labels = [f"{r.study_id}: {r.biomarker} (n={int(r.n)}{', SD imputed' if r.dispersion == 'imputed' else ''})"
+              for r in used.itertuples()]
+    ticks, names = list(y), labels
+    for j, (_, row) in enumerate(pooled.iterrows()):
+        marker = row["biomarker"]
+        new = derived[(derived["quantity"] == "predictive percent reduction") & (derived["biomarker"] == marker)].iloc[0]
+        base = 2 * (len(pooled) - j) - 1
+        # a reduction of r% is a change of -r%
+        for y0, src, color, label in ((base, row, POOL, "pooled (95% CrI)"),
+                                      (base - 1.0, new, PRED, "new study (95% prediction interval)")):
+            _interval_rows(ax, np.array([y0]), -np.array([src["q97.5"]]), -np.array([src["median"]]),
+                           -np.array([src["q2.5"]]), color, "D", label if j == 0 else None, size=7)
+        ticks += [base, base - 1]
+        names += [f"pooled: {marker}", f"new study: {marker}"]
+    ax.set_yticks(ticks, names)
+    ax.axhline(2 * len(pooled) + 0.5, color="#bbbbbb", lw=0.8)
+    ax.axvline(0, color="#888888", ls="--", lw=0.8)
+    ax.set_xlabel("change from baseline to follow-up (%)")
+    upper = max(float(np.nanmax(pct(q[2]))), float(-derived.loc[derived["quantity"].str.contains("percent reduction"), "q2.5"].min()))
+    ax.set_xlim(-100, min(300, max(60, upper + 10)))
+    ax.set_title(result.title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    _legend_below(fig, ax)
+    return fig
+
+
+def reductions(result):
+    from ..analyses.biomarkers import reduction_draws
+
+    draws = reduction_draws(result.idata, seed=result.manifest.get("seed"))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    grid = np.linspace(-50, 100, 601)
+    for name, d in draws.items():
+        ax.plot(grid, stats.gaussian_kde(d["pooled"])(grid), lw=1.8, label=name)
+    ax.set_xlabel("pooled percent reduction (%)")
+    ax.set_ylabel("posterior density")
+    ax.set_title("Pooled percent reduction per biomarker", fontsize=10)
+    ax.legend(frameon=False, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 _FIGURES = {
     "mortality": {"forest": mortality_forest, "subgroups": mortality_subgroups, "odds_ratios": odds_ratios,
                   "trace": trace, "prior_posterior": prior_posterior, "ppc": posterior_predictive},
+    "biomarkers": {"biomarker_forest": biomarker_forest, "reductions": reductions, "trace": trace,
+                   "prior_posterior": prior_posterior, "ppc": posterior_predictive},
 }
 
 

@@ -65,12 +65,23 @@ def sentences(result) -> list[str]:
     return out
 
 
-def render(result) -> str:
-    from .figures import figures_for
+def _figures(result, figure_dir: Path | None) -> list[dict]:
+    """Embedded PNGs: read from ``figure_dir`` when the figures were saved there, else drawn now."""
+    if figure_dir is not None and any(figure_dir.glob("*.png")):
+        pngs = {p.stem: base64.b64encode(p.read_bytes()).decode("ascii") for p in sorted(figure_dir.glob("*.png"))}
+    else:
+        from .figures import figures_for
 
+        pngs = {k: _png(f) for k, f in figures_for(result).items()}
+    order = list(FIGURE_CAPTIONS)
+    names = sorted(pngs, key=lambda k: order.index(k) if k in order else len(order))
+    return [{"name": k, "png": pngs[k], "caption": FIGURE_CAPTIONS.get(k, "")} for k in names]
+
+
+def render(result, figure_dir: Path | None = None) -> str:
     spec = result.manifest.get("spec", {})
     priors = json.loads(result.idata.posterior.attrs.get("priors", "{}"))
-    figures = [{"name": k, "png": _png(f), "caption": FIGURE_CAPTIONS.get(k, "")} for k, f in figures_for(result).items()]
+    figures = _figures(result, figure_dir)
     tables = {name: _table(frame, index=name in ("summary", "comparison")) for name, frame in result.tables.items()
               if name not in ("derived",)}
     diag = result.diagnostics
@@ -84,6 +95,6 @@ def render(result) -> str:
     )
 
 
-def write_report(result, path: Path) -> Path:
-    path.write_text(render(result), encoding="utf-8")
+def write_report(result, path: Path, figure_dir: Path | None = None) -> Path:
+    path.write_text(render(result, figure_dir), encoding="utf-8")
     return path
