@@ -135,3 +135,21 @@ def test_not_a_directory(tmp_path):
 def test_missing_table(data_copy):
     (data_copy / "mortality.csv").unlink()
     assert any(p.file == "mortality.csv" and "not found" in p.message for p in _problems(data_copy))
+
+
+def test_data_dictionary_documents_every_column():
+    from hlh_meta.data.schema import TABLES
+
+    text = (Path(__file__).parents[1] / "data" / "README.md").read_text(encoding="utf-8")
+    for name, spec in TABLES.items():
+        assert f"`{name}`" in text
+        for col in spec:
+            assert f"| `{col}` |" in text, f"{name}: {col} missing from data/README.md"
+
+
+def test_ci_runs_the_readme_test_command():
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8")
+    command = next(line for line in ci.splitlines() if line.endswith("-m pytest"))
+    assert command in readme

@@ -3,7 +3,10 @@
 from .data import Dataset, load_dataset, read_dataset
 from .errors import DataError, SpecError
 from .models.binomial import fit_binomial
+from .models.normal import fit_normal
+from .models.normal_exact import fit_normal_exact
+from .analyses.result import AnalysisResult, run_analysis
 
 __version__ = "0.1.0"
 
-__all__ = ["DataError", "Dataset", "SpecError", "fit_binomial", "load_dataset", "read_dataset", "__version__"]
+__all__ = ["AnalysisResult", "DataError", "Dataset", "SpecError", "fit_binomial", "fit_normal", "fit_normal_exact", "run_analysis", "load_dataset", "read_dataset", "__version__"]

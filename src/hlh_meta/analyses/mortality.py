@@ -21,7 +21,6 @@ COVARIATES = {
     "age_group": ["age_group[paediatric]"],
     "iv_fraction": ["iv_fraction"],
 }
-REFERENCE = "infection trigger, adult, subcutaneous"
 THRESHOLDS = (10, 20, 30)
 
 
@@ -105,7 +104,7 @@ def fit_mortality(ds: Dataset, spec: Spec, covariates: list[str] | None = None, 
 
 
 def _profiles(names: list[str]) -> dict[str, dict[str, float]]:
-    profiles = {f"infection trigger (reference: {REFERENCE})": {}}
+    profiles = {"infection trigger (adult, subcutaneous; the reference profile)": {}}
     for t in TRIGGERS[1:]:
         if f"trigger[{t}]" in names:
             profiles[f"{t} trigger (adult, subcutaneous)"] = {f"trigger[{t}]": 1.0}

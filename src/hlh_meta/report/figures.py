@@ -97,8 +97,10 @@ def _main_vars(idata):
 
 
 def trace(result):
-    axes = az.plot_trace(result.idata, var_names=_main_vars(result.idata), kind="rank_bars", compact=False,
-                         figsize=(10, 2.0 * (2 + result.idata.posterior.get("beta", np.zeros((1, 1, 0))).shape[-1])))
+    names = _main_vars(result.idata)
+    post = result.idata.posterior
+    panels = sum(int(np.prod(post[n].shape[2:])) for n in names)
+    axes = az.plot_trace(result.idata, var_names=names, kind="rank_bars", compact=False, figsize=(10, 1.9 * panels))
     fig = axes.ravel()[0].figure
     fig.suptitle("Trace and rank plots (chains should overlap and ranks look uniform)", fontsize=10)
     fig.tight_layout()

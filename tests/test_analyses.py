@@ -1,0 +1,92 @@
+"""The anakinra analyses: which rows enter, why others do not, spec errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import hlh_meta as hm
+from hlh_meta.analyses.biomarkers import biomarker_frame
+from hlh_meta.analyses.mortality import mortality_frame
+from hlh_meta.errors import SpecError
+from hlh_meta.spec import bundled_specs_dir, load_spec
+
+SPECS = Path(__file__).parent / "specs"
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return hm.load_dataset()
+
+
+def test_every_mortality_row_is_used_or_explained(ds):
+    spec = load_spec(bundled_specs_dir() / "mortality.toml")
+    used, excluded = mortality_frame(ds, spec)
+    assert sorted(used.index.tolist() + excluded.index.tolist()) == sorted(ds.mortality.index.tolist())
+    assert (excluded["excluded_because"].str.len() > 0).all()
+    # one partition per study: no patient counted twice
+    assert (used.groupby("study_id")["partition"].nunique() == 1).all()
+    for sid, group in used.groupby("study_id"):
+        assert group["n"].sum() <= int(ds.study(sid)["n_patients"])
+    assert set(used["study_id"]) == {"rajasekaran2014", "eloseily2020", "ejh2023_sr"}
+    reasons = dict(zip(excluded["study_id"] + ":" + excluded["stratum"], excluded["excluded_because"]))
+    assert reasons["baverez2022:all"] == "deaths not reported"
+    assert "partition 'underlying_diagnosis'" in reasons["eloseily2020:all"]
+
+
+def test_unknown_shares_stay_unknown(ds):
+    used, _ = mortality_frame(ds, load_spec(bundled_specs_dir() / "mortality.toml"))
+    raj = used[used["study_id"] == "rajasekaran2014"].iloc[0]
+    assert raj["trigger[rheumatological]"] != raj["trigger[rheumatological]"]   # NaN: a Dirichlet unknown
+    sr = used[used["study_id"] == "ejh2023_sr"]
+    assert (sr["iv_fraction"] == 1.0).all()
+
+
+def test_biomarker_rows_used_or_explained(ds):
+    spec = load_spec(SPECS / "biomarkers_small.toml")
+    used, excluded = biomarker_frame(ds, spec)
+    assert len(used) + len(excluded) == len(ds.biomarkers)
+    assert set(excluded["study_id"]) == {"baverez2022"}
+    assert (used["sei"] > 0).all()
+
+
+def test_exclude_dispersionless_study(ds, tmp_path):
+    text = (SPECS / "biomarkers_small.toml").read_text().replace("correlation = 0.5", 'correlation = 0.5\nmissing_dispersion = "exclude"')
+    path = tmp_path / "b.toml"
+    path.write_text(text)
+    used, excluded = biomarker_frame(ds, load_spec(path))
+    assert "eloseily2020" not in set(used["study_id"])
+    assert "no dispersion" in excluded.set_index("study_id").loc["eloseily2020", "excluded_because"]
+
+
+@pytest.mark.parametrize(
+    "text, key, fragment",
+    [
+        ("[analysis]\nname='m'\nkind='mortality'\n[model]\ncovariate=['trigger']\n", "model.covariate", "unknown key"),
+        ("[analysis]\nname='m'\nkind='survival'\n", "analysis.kind", "unknown kind"),
+        ("[analysis]\nkind='mortality'\n", "analysis.name", "required"),
+        ("[analysis]\nname='../evil'\nkind='mortality'\n", "analysis.name", "letters"),
+        ("[analysis]\nname='m'\nkind='mortality'\n[sampling]\ndraws='many'\n", "sampling.draws", "type int"),
+        ("[analysis]\nname='m'\nkind='mortality'\n[plots]\nx=1\n", "plots", "unknown section"),
+        ("[analysis\nname='m'", "-", "not valid TOML"),
+    ],
+)
+def test_bad_spec(tmp_path, text, key, fragment):
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.key == key and fragment in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [("partitions = { nobody = 'overall' }", "data"), ("partitions = { eloseily2020 = 'age' }", "data.partitions.eloseily2020")],
+)
+def test_spec_naming_unknown_study_or_partition(ds, tmp_path, data, key):
+    path = tmp_path / "spec.toml"
+    path.write_text(f"[analysis]\nname='m'\nkind='mortality'\n[data]\n{data}\n")
+    with pytest.raises(SpecError) as info:
+        mortality_frame(ds, load_spec(path))
+    assert info.value.key == key

@@ -1,0 +1,106 @@
+"""The sampled normal engine against the exact (quadrature) engine and simulations."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+import hlh_meta as hm
+from hlh_meta.errors import DataError
+from hlh_meta.models.normal_exact import fit_normal_exact
+
+LOGRATIO = pd.DataFrame({"study": list("abcde"), "yi": [-0.35, -0.10, -0.62, 0.05, -0.28],
+                         "sei": [0.18, 0.25, 0.30, 0.22, 0.15]})
+REGRESSION = pd.DataFrame({"study": list("abcdef"), "yi": [-0.62, -0.35, -0.08, 0.04, -0.45, 0.12],
+                           "sei": [0.20, 0.15, 0.25, 0.18, 0.30, 0.22], "x": [0.1, 0.3, 0.6, 0.8, 0.2, 0.9]})
+
+
+def _check(draws: np.ndarray, exact, name: str, ess: float) -> None:
+    sd = exact.sd(name)
+    mcse = sd / np.sqrt(ess)
+    assert abs(draws.mean() - exact.mean(name)) < 4 * mcse + 1e-3, name
+    assert abs(draws.std() - sd) < 4 * sd / np.sqrt(2 * ess) + 5e-3, name
+    for q in (0.025, 0.975):
+        assert abs(np.quantile(draws, q) - exact.quantile(name, q)) < 10 * mcse + 5e-3, f"{name} {q}"
+
+
+@pytest.mark.parametrize("frame, covariates", [(LOGRATIO, []), (REGRESSION, ["x"])], ids=["no-covariate", "covariate"])
+def test_sampler_matches_numerical_integration(frame, covariates):
+    priors = {"tau": {"dist": "HalfNormal", "sigma": 0.5}}
+    idata = hm.fit_normal(frame, estimate="yi", std_err="sei", study="study", covariates=covariates, priors=priors,
+                          draws=2000, seed=7)
+    exact = fit_normal_exact(frame["yi"].to_numpy(), frame["sei"].to_numpy(),
+                             X=frame[covariates].to_numpy() if covariates else None,
+                             covariate_names=covariates or None, priors=priors)
+    ess = az.ess(idata)
+    for name in ("mu", "tau"):
+        _check(idata.posterior[name].values.ravel(), exact, name, float(ess[name]))
+    for name in covariates:
+        _check(idata.posterior["beta"].sel(covariate=name).values.ravel(), exact, name,
+               float(ess["beta"].sel(covariate=name)))
+    # study effects (shrunken estimates) agree too
+    theta = idata.posterior["theta"].mean(("chain", "draw")).values
+    np.testing.assert_allclose(theta, exact.theta_mean, atol=0.02)
+
+
+def test_multivariate_recovers_known_means():
+    rng = np.random.default_rng(42)
+    mu = {"crp": -1.0, "ferritin": -0.8, "fibrinogen": -0.3}
+    tau, rho = 0.25, 0.6
+    cov = tau**2 * (rho * np.ones((3, 3)) + (1 - rho) * np.eye(3))
+    rows = []
+    for s in range(25):
+        u = rng.multivariate_normal(np.zeros(3), cov)
+        for k, (name, m) in enumerate(mu.items()):
+            if rng.random() < 0.85:               # studies report a subset of biomarkers
+                se = rng.uniform(0.1, 0.3)
+                rows.append((f"s{s:02d}", name, m + u[k] + rng.normal(0, se), se))
+    frame = pd.DataFrame(rows, columns=["study", "biomarker", "yi", "sei"])
+    idata = hm.fit_normal(frame, estimate="yi", std_err="sei", study="study", outcome="biomarker", seed=3)
+    post = idata.posterior
+    assert post["mu"].dims == ("chain", "draw", "outcome")
+    for name, truth in mu.items():
+        d = post["mu"].sel(outcome=name).values.ravel()
+        assert np.quantile(d, 0.005) < truth < np.quantile(d, 0.995), name
+    omega = post["Omega"].sel(outcome="crp", outcome_bis="ferritin").values.ravel()
+    assert omega.mean() > 0          # the simulated correlation is positive
+    assert np.allclose(post["Omega"].sel(outcome="crp", outcome_bis="crp"), 1.0)
+
+
+def test_multivariate_labels_and_groups():
+    frame = pd.DataFrame({"study": ["a", "a", "b", "c", "c"], "marker": ["crp", "ferritin", "crp", "crp", "ferritin"],
+                          "yi": [-1.0, -0.8, -0.9, -1.2, -0.5], "sei": [0.3, 0.4, 0.3, 0.25, 0.3]})
+    idata = hm.fit_normal(frame, estimate="yi", std_err="sei", study="study", outcome="marker",
+                          draws=300, tune=300, seed=1)
+    assert list(idata.posterior["outcome"].values) == ["crp", "ferritin"]
+    assert idata.posterior["theta"].sizes["row"] == 5
+    for group in ("prior", "posterior_predictive", "log_likelihood", "observed_data"):
+        assert group in idata.groups()
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+    import hlh_meta.inference.sampling as sampling
+
+    monkeypatch.setattr(sampling, "_sample_once", lambda *a, **k: (_ for _ in ()).throw(AssertionError("sampled")))
+
+
+@pytest.mark.parametrize(
+    "frame, kwargs, error, fragment",
+    [
+        (LOGRATIO.assign(sei=[0.18, 0.0, 0.3, 0.22, 0.15]), {}, DataError, "must be > 0"),
+        (LOGRATIO.assign(sei=[0.18, np.nan, 0.3, 0.22, 0.15]), {}, DataError, "finite"),
+        (LOGRATIO.assign(yi=[0.1, "x", 0.3, 0.2, 0.1]), {}, DataError, "finite"),
+        (LOGRATIO.assign(m="crp"), {"outcome": "m"}, DataError, "one level"),
+        (LOGRATIO.assign(m=["crp", None, "fer", "fer", "crp"]), {"outcome": "m"}, DataError, "outcome is missing"),
+        (LOGRATIO.assign(m=["crp", "crp", "fer", "fer", "fer"], study=list("aabbb")), {"outcome": "m"}, DataError, "twice"),
+        (LOGRATIO, {"std_err": "se"}, ValueError, "did you mean 'sei'"),
+        (LOGRATIO, {"priors": {"mu": {"dist": "HalfNormal", "sigma": 1}}}, ValueError, "not allowed"),
+    ],
+)
+def test_bad_input_fails_before_compilation(no_sampling, frame, kwargs, error, fragment):
+    args = {"estimate": "yi", "std_err": "sei", "study": "study", **kwargs}
+    with pytest.raises(error, match=fragment):
+        hm.fit_normal(frame, **args)

@@ -1,0 +1,42 @@
+"""The HTML report as a browser shows it (headless Chromium; skipped where it is absent)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hlh_meta.cli import app
+
+SPECS = Path(__file__).parent / "specs"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--disable-quic"]
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install chromium)")
+
+
+def test_report_renders_figures_and_tables(tmp_path):
+    res = CliRunner().invoke(app, ["fit", str(SPECS / "biomarkers_small.toml"), "--out", str(tmp_path), "--quiet"])
+    assert res.exit_code == 0, res.output
+    report = tmp_path / "biomarkers" / "report.html"
+    profile = tmp_path / "profile"
+    dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+                          "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert html.count("<img") >= 5 and "<table" in html
+    assert 'id="diagnostics-status"' in html and "Pooled reduction" not in html  # sentences start with the marker name
+    assert "CRP: pooled reduction" in html
+    shot = tmp_path / "report.png"
+    done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1200,2400",
+                           f"--screenshot={shot}", report.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
+    # a rendered page is far from blank: many distinct colours in the screenshot
+    from matplotlib.image import imread
+
+    pixels = imread(shot)[..., :3].reshape(-1, 3)
+    assert len({tuple(p) for p in (pixels[:: 97] * 255).astype(int)}) > 50

@@ -1,0 +1,95 @@
+"""The dataset reproduces the headline figures the sources print, within their rounding."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import hlh_meta as hm
+from hlh_meta.effects import percent_interval, sd_diff_from_paired_p, sd_from_sem
+from hlh_meta.effects.biomarkers import resolve_biomarkers
+from hlh_meta.effects.mortality import resolve_mortality
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return hm.load_dataset()
+
+
+@pytest.fixture(scope="module")
+def strata(ds):
+    frame = resolve_mortality(ds)
+    return {(r.study_id, r.partition, r.stratum): r for r in frame.itertuples()}
+
+
+def _rounds_to(value: float, printed: float, decimals: int) -> bool:
+    lo, hi = percent_interval(printed, decimals)
+    return lo - 1e-9 <= value <= hi + 1e-9
+
+
+def test_overall_mortality_27_percent_of_44(strata):
+    r = strata[("eloseily2020", "overall", "all")]
+    assert (r.deaths, r.n) == (12, 44)
+    assert _rounds_to(100 * r.deaths / r.n, 27, 0)
+
+
+def test_underlying_diagnosis_partition_adds_up(strata):
+    parts = [strata[("eloseily2020", "underlying_diagnosis", s)] for s in ("sjia", "haematological_malignancy", "other_diagnoses")]
+    assert [(p.deaths, p.n) for p in parts] == [(0, 13), (3, 3), (9, 28)]
+    assert sum(p.n for p in parts) == 44 and sum(p.deaths for p in parts) == 12
+
+
+def test_survival_by_trigger_83_3_vs_42_9(strata):
+    rheum = strata[("ejh2023_sr", "trigger", "rheumatological")]
+    onc = strata[("ejh2023_sr", "trigger", "malignancy")]
+    assert _rounds_to(100 * (rheum.n - rheum.deaths) / rheum.n, 83.3, 1)
+    assert _rounds_to(100 * (onc.n - onc.deaths) / onc.n, 42.9, 1)
+    # sizes are bounded by the printed shares of identifiable triggers (33% and 9% of at most 87)
+    assert rheum.n <= 0.335 * 87 and onc.n <= 0.095 * 87
+    # every alternative reconstruction also reproduces the printed survival
+    for deaths, n in rheum.alternatives:
+        assert _rounds_to(100 * (n - deaths) / n, 83.3, 1)
+
+
+def test_strata_without_any_bound_stay_unused(strata):
+    for s in ("under_10", "adult"):
+        r = strata[("ejh2023_sr", "age", s)]
+        assert not r.usable
+        assert r.deaths is pd.NA and r.n is pd.NA
+
+
+def test_late_death_alternative(ds):
+    alt = resolve_mortality(ds, attribution="alternative")
+    r = alt[(alt["study_id"] == "rajasekaran2014")].iloc[0]
+    assert (r["deaths"], r["n"]) == (0, 8)
+
+
+def test_crp_decrease_67_1_percent(ds):
+    # 206 and 68 are printed to the unit: the decrease lies between the extremes of their rounding
+    lo = 100 * (1 - 68.5 / 205.5)
+    hi = 100 * (1 - 67.5 / 206.5)
+    assert lo <= 67.1 <= hi
+
+
+def test_ferritin_57_percent_decrease(ds):
+    row = resolve_biomarkers(ds).query("study_id == 'eloseily2020'").iloc[0]
+    assert _rounds_to(-row["percent_change"], 57, 0)
+
+
+@pytest.mark.parametrize("marker, printed", [("ferritin", 63.8), ("fibrinogen", 42.0)])
+def test_derived_baselines_reproduce_printed_decrease(ds, marker, printed):
+    row = resolve_biomarkers(ds).query(f"study_id == 'rajasekaran2014' and biomarker == '{marker}'").iloc[0]
+    assert -row["percent_change"] == pytest.approx(printed)
+
+
+def test_crp_p_value_is_consistent_with_the_sems():
+    # the paired-t p = 0.03 implies an SD of differences; some pre/post correlation in [-1, 1] must produce it
+    sd1, sd2 = sd_from_sem(50, 8), sd_from_sem(36, 8)
+    sd_d = sd_diff_from_paired_p(206, 68, 8, 0.03)
+    r = (sd1**2 + sd2**2 - sd_d**2) / (2 * sd1 * sd2)
+    assert -1 <= r <= 1
+
+
+def test_mehta_iv_share_39_percent(ds):
+    s = ds.studies.set_index("study_id").loc["mehta2020"]
+    assert _rounds_to(100 * s["n_iv"] / s["n_patients"], 39, 0)
