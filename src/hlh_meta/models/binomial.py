@@ -24,7 +24,7 @@ from ..inference import SamplerSettings, sample_gated
 from .design import Design, build_design
 from .inputs import WHERE, labels, numeric_column, require_frame, weights_array
 from .posterior import finish_idata
-from .priors import BINOMIAL_DEFAULTS, make_rv, resolve_priors
+from .priors import BINOMIAL_DEFAULTS, make_rv, prior_data, prior_structure, resolve_priors
 
 
 def _latent_effect(design: Design, beta) -> pt.TensorVariable:
@@ -127,8 +127,8 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
         return build_binomial_model(y_i, n_i, w, study_idx, list(studies), row_labels, design, resolved, mask)
 
     key = ("binomial", tuple(study_idx), tuple(design.names), tuple((g, tuple(r)) for g, r in design.latent.items()),
-           repr(sorted(resolved.items())))
-    data = {"events": y_i, "total": n_i, "weight": w}
+           prior_structure(resolved))
+    data = {"events": y_i, "total": n_i, "weight": w, **prior_data({k: v for k, v in resolved.items() if k != "beta" or design.names})}
     if design.names:
         data["X"] = np.nan_to_num(design.X)
         data["beta_mask"] = mask

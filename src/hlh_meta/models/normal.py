@@ -23,14 +23,13 @@ from ..inference import SamplerSettings, sample_gated
 from .design import Design, build_design
 from .inputs import WHERE, labels, numeric_column, require_frame, weights_array
 from .posterior import finish_idata
-from .priors import NORMAL_DEFAULTS, make_rv, resolve_priors
+from .priors import NORMAL_DEFAULTS, hyperparameters, make_rv, prior_data, prior_structure, resolve_priors
 
 LKJ_ETA = 2.0
 
 
 def _sd_dist(spec: Mapping, k: int):
-    args = {a: v for a, v in spec.items() if a != "dist"}
-    return getattr(pm, spec["dist"]).dist(**args, shape=k)
+    return getattr(pm, spec["dist"]).dist(**hyperparameters("tau", spec), shape=k)
 
 
 def build_normal_model(y, se, w, study_idx, outcome_idx, coords, design: Design, priors) -> pm.Model:
@@ -135,8 +134,8 @@ def fit_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei", stu
     def build() -> pm.Model:
         return build_normal_model(y, se, w, study_idx, outcome_idx, coords, design, resolved)
 
-    key = ("normal", multi, tuple(study_idx), tuple(outcome_idx), tuple(design.names), repr(sorted(resolved.items())))
-    data = {"estimate": y, "std_err": se, "weight": w}
+    key = ("normal", multi, tuple(study_idx), tuple(outcome_idx), tuple(design.names), prior_structure(resolved))
+    data = {"estimate": y, "std_err": se, "weight": w, **prior_data({k: v for k, v in resolved.items() if k != "beta" or design.names})}
     if design.names:
         data["X"] = np.nan_to_num(design.X)
     gate = ["mu", "z"] + (["tau"] if resolved["tau"]["dist"] != "Fixed" else []) + (["beta"] if design.names else [])

@@ -64,7 +64,7 @@ def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], key: Ha
     included = np.flatnonzero(weights > 0)
     ll = _draws_like(post, loglik(post.values), outcome).isel(row=included)
     pp = _draws_like(post, predict(post.values, rng), outcome)
-    prior = _prior_draws(build, key, settings.seed)
+    prior = _prior_draws(build, (key, json.dumps(priors, sort_keys=True)), settings.seed)
     prior[row_name] = _draws_like(_row_template(prior, row_labels), row_param(prior), row_name)
     prior_p = prior[row_name]
     extra = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
@@ -71,9 +72,32 @@ def resolve_priors(priors: Mapping | None, defaults: Mapping[str, Mapping]) -> d
     return merged
 
 
+def hyper_name(param: str, arg: str) -> str:
+    return f"prior_{param}_{arg}"
+
+
+def prior_data(priors: Mapping[str, Mapping]) -> dict[str, np.ndarray]:
+    """Hyperparameter values by their ``pm.Data`` name: swapping them needs no recompilation."""
+    return {hyper_name(p, a): np.asarray(v, dtype=float) for p, spec in priors.items() for a, v in spec.items() if a != "dist"}
+
+
+def prior_structure(priors: Mapping[str, Mapping]) -> tuple:
+    """What a compiled model depends on: the distribution families, not their hyperparameters."""
+    return tuple(sorted((p, spec["dist"]) for p, spec in priors.items()))
+
+
+def hyperparameters(name: str, spec: Mapping) -> dict:
+    """The hyperparameters of ``spec`` as ``pm.Data`` (inside a model context)."""
+    return {a: pm.Data(hyper_name(name, a), float(v)) for a, v in spec.items() if a != "dist"}
+
+
 def make_rv(name: str, spec: Mapping, **kwargs):
-    """Create the PyMC random variable (or constant, for ``Fixed``) described by ``spec``."""
-    args = {k: v for k, v in spec.items() if k != "dist"}
+    """Create the PyMC random variable (or constant, for ``Fixed``) described by ``spec``.
+
+    Hyperparameters are ``pm.Data``, so a prior-sensitivity variant of the same family is a
+    data swap on the compiled model.
+    """
+    args = hyperparameters(name, spec)
     if spec["dist"] == "Fixed":
         return pm.Deterministic(name, pt.full(kwargs.get("shape", ()), args["value"]), dims=kwargs.get("dims"))
     return getattr(pm, spec["dist"])(name, **args, **kwargs)
