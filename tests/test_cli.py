@@ -111,3 +111,32 @@ def test_bad_spec_exits_2(tmp_path):
     res = invoke("fit", str(spec), "--out", str(tmp_path / "r"))
     assert res.exit_code == 2 and "weather" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "r" / "x").exists()
+
+
+def test_sensitivity_command(tmp_path):
+    res = invoke("sensitivity", str(SPECS / "mortality_small.toml"), "--out", str(tmp_path), "--quiet")
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    sens = pd.read_csv(tmp_path / "mortality" / "sensitivity.csv")
+    variants = list(dict.fromkeys(sens["variant"]))
+    assert variants[0] == "primary"
+    assert {"leave out eloseily2020", "alternative death attribution",
+            "counts ejh2023_sr/rheumatological = 3/18"} <= set(variants)
+    # excluding every study leaves nothing to fit: kept as a row that says so
+    note = sens.loc[sens["variant"].str.startswith("exclude high risk"), "note"].iloc[0]
+    assert note.startswith("not estimable")
+    # the alternative attribution changes the data: the Rajasekaran stratum has 0 deaths there
+    rob = pd.read_csv(tmp_path / "mortality" / "robustness.csv")
+    assert rob["sentence"].str.contains("robust").all()
+    html = (tmp_path / "mortality" / "report.html").read_text()
+    assert 'id="sensitivity"' in html and "fig-sensitivity" in html
+
+
+def test_unknown_variant_family_fails_before_sampling(tmp_path):
+    spec = tmp_path / "s.toml"
+    text = (SPECS / "mortality_small.toml").read_text().replace('families = ["leave_one_out"', 'families = ["astrology", "leave_one_out"')
+    spec.write_text(text)
+    res = invoke("sensitivity", str(spec), "--out", str(tmp_path / "r"))
+    assert res.exit_code == 2 and "sensitivity.families" in res.output and "astrology" in res.output
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())

@@ -7,6 +7,7 @@ Exit status: 0 success, 2 bad input (one line per problem, no traceback unless -
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -58,7 +59,8 @@ def _progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Optional[Path]) -> None:
+def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Optional[Path],
+               sensitivity: bool = False) -> None:
     from .analyses.result import run_analysis
     from .data import load_dataset, read_dataset
     from .report.writer import safe_child
@@ -74,14 +76,33 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
         for t in targets:
             if t.exists():
                 raise FileExistsError(f"{t} already exists; use --force to replace it or --out for another folder")
+    if sensitivity:
+        from .sensitivity import expand_variants
+
+        for spec in loaded:
+            expand_variants(ds, spec)      # bad variant declarations fail before any sampling
     for spec, target in zip(loaded, targets):
-        with err.status(f"{spec.name}: sampling ...") if _progress(quiet) else _null():
+        with err.status(f"{spec.name}: sampling ...") if _progress(quiet) else _null() as status:
             result = run_analysis(spec, ds, progress=False)
+            if sensitivity:
+                from .sensitivity import robustness, run_sensitivity
+
+                def tick(i: int, n: int, name: str) -> None:
+                    if status is not None and hasattr(status, "update"):
+                        status.update(f"{spec.name}: variant {i + 1}/{n}: {name}")
+
+                started = time.perf_counter()
+                sens = run_sensitivity(spec, ds, progress=tick)
+                result.manifest["timings_s"]["sensitivity"] = round(time.perf_counter() - started, 3)
+                result.tables["sensitivity"] = sens
+                result.tables["robustness"] = robustness(sens)
+                result.manifest["tables"] = list(result.tables)
         result.save(target, force=force)
         diag = result.diagnostics
         flag = "diagnostics OK" if diag.passed else "DIAGNOSTICS FLAGGED: " + "; ".join(diag.problems)
         if not quiet:
-            console.print(f"{spec.name}: wrote {target} ({result.manifest['timings_s']['total']:.1f} s; {flag})", markup=False)
+            seconds = sum(result.manifest["timings_s"].values())
+            console.print(f"{spec.name}: wrote {target} ({seconds:.1f} s; {flag})", markup=False)
 
 
 class _null:
@@ -119,6 +140,17 @@ def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out
     """Run one analysis and write its results folder."""
     try:
         _run_specs([spec], out_dir or Path("results"), force, quiet, data)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+
+
+@app.command("sensitivity")
+def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML) with a [sensitivity] section.")],
+                    out_dir: OutOpt = None, force: ForceOpt = False, quiet: QuietOpt = False,
+                    data: DataOpt = None) -> None:
+    """Run the primary analysis and every variant the spec declares; adds sensitivity.csv and robustness.csv."""
+    try:
+        _run_specs([spec], out_dir or Path("results"), force, quiet, data, sensitivity=True)
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
 

@@ -31,7 +31,9 @@ def biomarker_frame(ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame
     return used, left
 
 
-def fit_biomarkers(ds: Dataset, spec: Spec, progress: bool = False) -> az.InferenceData:
+def fit_biomarkers(ds: Dataset, spec: Spec, soft_exclude: frozenset[str] = frozenset(),
+                   progress: bool = False) -> az.InferenceData:
+    """Fit the spec's model; ``soft_exclude`` (study ids) gives their rows weight 0 (same compiled model)."""
     used, _ = biomarker_frame(ds, spec)
     if used.empty:
         raise SpecError(str(spec.path), "data", "no biomarker row is usable")
@@ -39,6 +41,7 @@ def fit_biomarkers(ds: Dataset, spec: Spec, progress: bool = False) -> az.Infere
     multi = used["biomarker"].nunique() > 1
     return fit_normal(used.reset_index(drop=True), estimate="yi", std_err="sei", study="study_id", covariates=covs,
                       outcome="biomarker" if multi else None, label="label", priors=spec.section("priors"),
+                      weights=(~used["study_id"].isin(soft_exclude)).astype(float).to_numpy(),
                       progress=progress, **spec.section("sampling"))
 
 

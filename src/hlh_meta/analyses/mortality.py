@@ -82,13 +82,21 @@ def _design_columns(spec: Spec, covs: list[str]) -> list[str]:
 
 
 def fit_mortality(ds: Dataset, spec: Spec, covariates: list[str] | None = None, structure: list[str] | None = None,
+                  soft_exclude: frozenset[str] = frozenset(), counts: dict | None = None,
                   progress: bool = False) -> az.InferenceData:
     """Fit the spec's model (or the given covariate set).
 
     ``structure`` lists the covariates of the compiled model; those not in ``covariates``
     are switched off by the covariate mask, so nested sets share one compiled model.
+    ``soft_exclude`` (study ids) gives their rows weight 0 and ``counts`` replaces
+    ``(study_id, stratum) -> (deaths, n)``: both keep the compiled model.
     """
     frame, _ = mortality_frame(ds, spec)
+    for (sid, stratum), (deaths, n) in (counts or {}).items():
+        hit = (frame["study_id"] == sid) & (frame["stratum"] == stratum)
+        if not hit.any():
+            raise ValueError(f"no stratum '{stratum}' of '{sid}' in the model")
+        frame.loc[hit, ["deaths", "n"]] = [deaths, n]
     covs = list(spec.get("model", "covariates", []) if covariates is None else covariates)
     structure = covs if structure is None else list(structure)
     columns = _design_columns(spec, structure)
@@ -100,6 +108,7 @@ def fit_mortality(ds: Dataset, spec: Spec, covariates: list[str] | None = None, 
     return fit_binomial(frame, events="deaths", total="n", study="study_id", covariates=columns,
                         fractions={cov: COVARIATES[cov] for cov in structure}, label="label",
                         covariate_mask=[1.0 if c in active else 0.0 for c in columns],
+                        weights=(~frame["study_id"].isin(soft_exclude)).astype(float).to_numpy(),
                         priors=spec.section("priors"), progress=progress, **spec.section("sampling"))
 
 

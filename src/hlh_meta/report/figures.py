@@ -202,11 +202,41 @@ def reductions(result):
     return fig
 
 
+def sensitivity(result):
+    if "sensitivity" not in result.tables:
+        return None
+    sens = result.table("sensitivity")
+    sens = sens[sens["median"].notna()]
+    keys = list(dict.fromkeys(zip(sens["quantity"], sens["label"].fillna(""))))
+    variants = list(dict.fromkeys(sens["variant"]))
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys) + 3.2, 1.5 + 0.28 * len(variants)), sharey=True,
+                             squeeze=False)
+    y = np.arange(len(variants))[::-1]
+    for ax, (quantity, label) in zip(axes[0], keys):
+        rows = sens[(sens["quantity"] == quantity) & (sens["label"].fillna("") == label)].set_index("variant")
+        prim = rows.loc["primary"]
+        ax.axvspan(prim["q2.5"], prim["q97.5"], color="#dddddd", zorder=0)
+        ax.axvline(prim["median"], color=POOL, lw=1)
+        for yy, v in zip(y, variants):
+            if v in rows.index:
+                r = rows.loc[v]
+                ax.errorbar(r["median"], yy, xerr=[[r["median"] - r["q2.5"]], [r["q97.5"] - r["median"]]], fmt="o",
+                            ms=3, color=POOL if v == "primary" else FIT, lw=0.8)
+        short = label.split(" (")[0] if label else ""
+        ax.set_title(f"{short}\n{quantity.split(' (')[0]}", fontsize=7.5)
+        ax.tick_params(axis="x", labelsize=7)
+    axes[0][0].set_yticks(y, variants, fontsize=7)
+    fig.suptitle("Sensitivity: each variant's median and 95% interval; grey band = primary 95% interval", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 _FIGURES = {
     "mortality": {"forest": mortality_forest, "subgroups": mortality_subgroups, "odds_ratios": odds_ratios,
-                  "trace": trace, "prior_posterior": prior_posterior, "ppc": posterior_predictive},
+                  "trace": trace, "prior_posterior": prior_posterior, "ppc": posterior_predictive,
+                  "sensitivity": sensitivity},
     "biomarkers": {"biomarker_forest": biomarker_forest, "reductions": reductions, "trace": trace,
-                   "prior_posterior": prior_posterior, "ppc": posterior_predictive},
+                   "prior_posterior": prior_posterior, "ppc": posterior_predictive, "sensitivity": sensitivity},
 }
 
 

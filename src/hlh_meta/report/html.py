@@ -26,6 +26,7 @@ FIGURE_CAPTIONS = {
     "trace": "Trace and rank plots of the main parameters.",
     "prior_posterior": "Prior against posterior for the intercept and the between-study SD.",
     "ppc": "Posterior predictive check: each observed value against the distribution of replicated values.",
+    "sensitivity": "Each sensitivity variant's posterior median and 95% interval against the primary analysis (grey band).",
 }
 
 
@@ -83,7 +84,7 @@ def render(result, figure_dir: Path | None = None) -> str:
     priors = json.loads(result.idata.posterior.attrs.get("priors", "{}"))
     figures = _figures(result, figure_dir)
     tables = {name: _table(frame, index=name in ("summary", "comparison")) for name, frame in result.tables.items()
-              if name not in ("derived",)}
+              if name not in ("derived", "robustness")}
     diag = result.diagnostics
     template = _ENV.get_template("report.html.j2")
     return template.render(
@@ -91,6 +92,7 @@ def render(result, figure_dir: Path | None = None) -> str:
         priors={k: describe(v) for k, v in priors.items()},
         covariates=json.loads(result.idata.posterior.attrs.get("covariates", "[]")),
         sampler=json.loads(result.idata.posterior.attrs.get("sampler", "{}")),
+        robustness=list(result.tables["robustness"]["sentence"]) if "robustness" in result.tables else [],
         sentences=sentences(result), derived=_table(result.table("derived")), tables=tables, figures=figures,
     )
 
