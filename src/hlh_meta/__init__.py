@@ -6,6 +6,7 @@ from .models.binomial import fit_binomial
 from .models.normal import fit_normal
 from .models.normal_exact import fit_normal_exact
 from .analyses.result import AnalysisResult, run_analysis
+from . import effects, sensitivity
 
 __version__ = "0.1.0"
 

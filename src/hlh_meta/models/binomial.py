@@ -22,7 +22,7 @@ from scipy.special import expit
 from ..errors import DataError, Problem
 from ..inference import SamplerSettings, sample_gated
 from .design import Design, build_design
-from .inputs import WHERE, labels, numeric_column, require_frame, weights_array
+from .inputs import WHERE, numeric_column, prepare_rows, require_frame
 from .posterior import finish_idata
 from .priors import BINOMIAL_DEFAULTS, make_rv, prior_data, prior_structure, resolve_priors
 
@@ -108,23 +108,18 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
     over = np.flatnonzero(y > n)
     if over.size:
         raise DataError([Problem(WHERE, df.index[i], events, f"events ({y[i]:g}) exceed total ({n[i]:g})") for i in over])
-    if df[study].isna().any():
-        raise DataError(Problem(WHERE, df.index[df[study].isna().to_numpy()][0], study, "study is missing"))
     resolved = resolve_priors(priors, BINOMIAL_DEFAULTS)
     design = build_design(df, covariates, reference=reference, fractions=fractions)
-    row_labels = labels(df, label)
-    w = weights_array(df, weights)
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
                                target_accept=target_accept, progress=progress)
-    settings.validate()
-    studies, study_idx = np.unique(df[study].astype(str).to_numpy(), return_inverse=True)
+    studies, study_idx, row_labels, w = prepare_rows(df, study, label, weights, settings)
     y_i, n_i = y.astype("int64"), n.astype("int64")
     mask = np.ones(len(design.names)) if covariate_mask is None else np.asarray(covariate_mask, dtype=float)
     if mask.shape != (len(design.names),) or not np.isin(mask, (0.0, 1.0)).all():
         raise ValueError(f"covariate_mask must hold a 0 or 1 for each of the {len(design.names)} design columns")
 
     def build() -> pm.Model:
-        return build_binomial_model(y_i, n_i, w, study_idx, list(studies), row_labels, design, resolved, mask)
+        return build_binomial_model(y_i, n_i, w, study_idx, studies, row_labels, design, resolved, mask)
 
     key = ("binomial", tuple(study_idx), tuple(design.names), tuple((g, tuple(r)) for g, r in design.latent.items()),
            prior_structure(resolved))

@@ -61,3 +61,14 @@ def weights_array(df: pd.DataFrame, weights: str | Sequence[float] | None) -> np
     if w.sum() == 0:
         raise ValueError("weights exclude every row; nothing left to fit")
     return w
+
+
+def prepare_rows(df: pd.DataFrame, study: str, label: str | None, weights, settings) -> tuple:
+    """Study index, row labels, weights and checked sampler settings shared by the engines."""
+    if df[study].isna().any():
+        raise DataError(Problem(WHERE, df.index[df[study].isna().to_numpy()][0], study, "study is missing"))
+    row_labels = labels(df, label)
+    w = weights_array(df, weights)
+    settings.validate()
+    studies, study_idx = np.unique(df[study].astype(str).to_numpy(), return_inverse=True)
+    return list(studies), study_idx, row_labels, w

@@ -21,7 +21,7 @@ from scipy import stats
 from ..errors import DataError, Problem
 from ..inference import SamplerSettings, sample_gated
 from .design import Design, build_design
-from .inputs import WHERE, labels, numeric_column, require_frame, weights_array
+from .inputs import WHERE, numeric_column, prepare_rows, require_frame
 from .posterior import finish_idata
 from .priors import NORMAL_DEFAULTS, hyperparameters, make_rv, prior_data, prior_structure, resolve_priors
 
@@ -102,19 +102,12 @@ def fit_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei", stu
                   ["estimate", "std_err", "study"] + (["outcome"] if outcome else []))
     y = numeric_column(df, estimate)
     se = numeric_column(df, std_err, minimum=0, strictly=True)
-    if df[study].isna().any():
-        raise DataError(Problem(WHERE, df.index[df[study].isna().to_numpy()][0], study, "study is missing"))
     resolved = resolve_priors(priors, NORMAL_DEFAULTS)
     design = build_design(df, covariates, reference=reference)
-    if design.latent and any(r.size for r in design.latent.values()):
-        raise ValueError("covariates: missing values are not supported by fit_normal")
-    row_labels = labels(df, label)
-    w = weights_array(df, weights)
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
                                target_accept=target_accept, progress=progress)
-    settings.validate()
-    studies, study_idx = np.unique(df[study].astype(str).to_numpy(), return_inverse=True)
-    coords = {"row": row_labels, "study": list(studies), "covariate": design.names}
+    studies, study_idx, row_labels, w = prepare_rows(df, study, label, weights, settings)
+    coords = {"row": row_labels, "study": studies, "covariate": design.names}
     multi = outcome is not None
     outcome_idx = np.zeros(len(df), dtype=int)
     if multi:

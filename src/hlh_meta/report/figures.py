@@ -20,7 +20,7 @@ def _interval_rows(ax, y, lo, mid, hi, color, marker, label, offset=0.0, size=6)
 
 
 def mortality_forest(result):
-    idata, used = result.idata, result.table("data_used")
+    used = result.table("data_used")
     derived = result.table("derived")
     k = len(used)
     fig, ax = plt.subplots(figsize=(8.5, 1.6 + 0.45 * (k + 3)))

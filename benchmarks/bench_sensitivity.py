@@ -1,0 +1,86 @@
+"""Compile-once sensitivity analysis against rebuilding the model for every variant.
+
+Run:  .venv/bin/python benchmarks/bench_sensitivity.py [--variants 42] [--rebuilds 3]
+A 14-study binomial random-effects model (4 chains x 1000 draws). Variants: leave one
+study out (weights), prior hyperparameters (tau, mu scales) and perturbed counts; all are
+data swaps on one compiled model. The same variants are then refitted with the compiled
+model cache cleared before each ("rebuild"), for a few of them, in the same run. Prints the
+machine, the amortized cost per variant (compile included), the median rebuild cost and
+their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from bench_fit import machine
+
+
+def variants(k: int, count: int) -> list[dict]:
+    out = [{"weights": np.where(np.arange(k) == i, 0.0, 1.0)} for i in range(k)]
+    for sigma in (0.25, 0.5, 0.75, 1.5, 2.0, 3.0):
+        out.append({"priors": {"tau": {"dist": "HalfNormal", "sigma": sigma}}})
+    for sigma in (0.75, 1.0, 2.0, 3.0, 5.0):
+        out.append({"priors": {"mu": {"dist": "Normal", "mu": 0.0, "sigma": sigma}}})
+    i = 0
+    while len(out) < count:
+        out.append({"shift": i % k})
+        i += 1
+    return out[:count]
+
+
+def fit(df: pd.DataFrame, v: dict, seed: int):
+    import hlh_meta as hm
+
+    data = df.copy()
+    if "shift" in v:
+        j = v["shift"]
+        data.loc[j, "events"] = min(data.loc[j, "events"] + 1, data.loc[j, "total"])
+    return hm.fit_binomial(data, events="events", total="total", study="study", priors=v.get("priors"),
+                           weights=v.get("weights"), seed=seed)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", type=int, default=42)
+    ap.add_argument("--rebuilds", type=int, default=3)
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    from hlh_meta.inference.sampling import clear_cache
+
+    rng = np.random.default_rng(0)
+    k = 14
+    n = rng.integers(8, 90, k)
+    df = pd.DataFrame({"study": [f"s{i:02d}" for i in range(k)], "events": rng.binomial(n, 0.3), "total": n})
+    vs = variants(k, args.variants)
+    print(f"machine: {machine()}")
+    clear_cache()
+    start = time.perf_counter()
+    per = []
+    for i, v in enumerate(vs):
+        t = time.perf_counter()
+        fit(df, v, seed=i)
+        per.append(time.perf_counter() - t)
+    total = time.perf_counter() - start
+    amortized = total / len(vs)
+    rebuild = []
+    for i, v in enumerate(vs[: args.rebuilds]):
+        clear_cache()
+        t = time.perf_counter()
+        fit(df, v, seed=i)
+        rebuild.append(time.perf_counter() - t)
+    print(f"{len(vs)} variants, compile once: total {total:.1f} s, first (compiles) {per[0]:.2f} s, "
+          f"median later variant {statistics.median(per[1:]):.3f} s")
+    print(f"amortized per variant (compile included): {amortized:.3f} s")
+    print(f"rebuild per variant (median of {len(rebuild)}): {statistics.median(rebuild):.2f} s")
+    print(f"ratio rebuild / amortized: {statistics.median(rebuild) / amortized:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
