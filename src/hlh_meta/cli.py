@@ -60,7 +60,7 @@ def _progress(quiet: bool) -> bool:
 
 
 def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Optional[Path],
-               sensitivity: bool = False) -> None:
+               sensitivity: bool = False, executor: dict | None = None) -> None:
     from .analyses.result import run_analysis
     from .data import load_dataset, read_dataset
     from .report.writer import safe_child
@@ -92,7 +92,7 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
                         status.update(f"{spec.name}: variant {i + 1}/{n}: {name}")
 
                 started = time.perf_counter()
-                sens = run_sensitivity(spec, ds, progress=tick)
+                sens = run_sensitivity(spec, ds, progress=tick, **(executor or {}))
                 result.manifest["timings_s"]["sensitivity"] = round(time.perf_counter() - started, 3)
                 result.tables["sensitivity"] = sens
                 result.tables["robustness"] = robustness(sens)
@@ -147,10 +147,15 @@ def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out
 @app.command("sensitivity")
 def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML) with a [sensitivity] section.")],
                     out_dir: OutOpt = None, force: ForceOpt = False, quiet: QuietOpt = False,
-                    data: DataOpt = None) -> None:
+                    data: DataOpt = None,
+                    workers: Annotated[Optional[int], typer.Option("--workers", help="Local worker processes (default: one per core).")] = None,
+                    serial: Annotated[bool, typer.Option("--serial", help="Run variants one after another in this process.")] = False,
+                    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a Dask distributed scheduler, e.g. tcp://10.0.0.5:8786.")] = None) -> None:
     """Run the primary analysis and every variant the spec declares; adds sensitivity.csv and robustness.csv."""
+    executor = ({"executor": "dask", "scheduler": scheduler} if scheduler else
+                {"executor": "serial"} if serial else {"executor": "processes", "workers": workers})
     try:
-        _run_specs([spec], out_dir or Path("results"), force, quiet, data, sensitivity=True)
+        _run_specs([spec], out_dir or Path("results"), force, quiet, data, sensitivity=True, executor=executor)
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
 

@@ -52,30 +52,42 @@ def _quantities(spec: Spec, ds: Dataset, variant: Variant) -> pd.DataFrame:
                       diagnostics_problems="; ".join(diag.problems))
 
 
+def _run_one(spec: Spec, ds: Dataset, v: Variant) -> pd.DataFrame:
+    t = time.perf_counter()
+    try:
+        q = _quantities(spec, ds, v)
+    except (ValueError, DataError) as exc:
+        if v.family == "primary":
+            raise
+        q = pd.DataFrame([{"variant": v.name, "family": v.family, "quantity": "", "label": "",
+                           "diagnostics_passed": np.nan, "diagnostics_problems": "",
+                           "note": f"not estimable: {str(exc).splitlines()[-1].strip(' -')}"}])
+    return q.assign(seconds=round(time.perf_counter() - t, 3))
+
+
+def run_group(spec: Spec, ds: Dataset, variants: list[Variant]) -> list[pd.DataFrame]:
+    """Run variants of one model structure in order (one worker compiles the structure once)."""
+    return [_run_one(spec, ds, v) for v in variants]
+
+
 def run_sensitivity(spec: Spec | str, ds: Dataset | None = None,
-                    progress: Callable[[int, int, str], None] | None = None) -> pd.DataFrame:
+                    progress: Callable[[int, int, str], None] | None = None,
+                    executor: str = "processes", workers: int | None = None, scheduler=None) -> pd.DataFrame:
     """Primary analysis and every declared variant: one row per variant and quantity.
 
     Variants are checked (names, studies, families) before any sampling. A variant that
-    leaves nothing to fit is kept as a row saying so.
+    leaves nothing to fit is kept as a row saying so. ``executor``: ``"serial"``,
+    ``"processes"`` (local cores) or ``"dask"`` (``scheduler`` = address of a Dask
+    distributed scheduler, or a ``distributed.Client``). Variants are grouped by model
+    structure and each group runs in one worker, so no structure is compiled twice in a
+    worker; the same seeds give the same numbers whichever executor runs them.
     """
+    from .executors import run_groups
+
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     ds = load_dataset() if ds is None else ds
     variants = [Variant("primary", "primary")] + expand_variants(ds, spec)
-    frames = []
-    for i, v in enumerate(variants):
-        if progress:
-            progress(i, len(variants), v.name)
-        t = time.perf_counter()
-        try:
-            q = _quantities(spec, ds, v)
-        except (ValueError, DataError) as exc:
-            if v.family == "primary":
-                raise
-            q = pd.DataFrame([{"variant": v.name, "family": v.family, "quantity": "", "label": "",
-                               "diagnostics_passed": np.nan, "diagnostics_problems": "",
-                               "note": f"not estimable: {str(exc).splitlines()[-1].strip(' -')}"}])
-        frames.append(q.assign(seconds=round(time.perf_counter() - t, 3)))
+    frames = run_groups(spec, ds, variants, executor=executor, workers=workers, scheduler=scheduler, progress=progress)
     return pd.concat(frames, ignore_index=True).reindex(columns=COLUMNS + ["seconds"])
 
 

@@ -1,0 +1,84 @@
+"""Where variants run: in this process, on local cores, or on a Dask distributed cluster."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+
+import pandas as pd
+
+from ..data import Dataset
+from ..spec import Spec
+from .variants import Variant
+
+EXECUTORS = ("serial", "processes", "dask")
+
+
+def structure_key(spec: Spec, v: Variant) -> str:
+    """Variants with equal keys share one compiled model (they differ only in data)."""
+    vs = v.spec(spec)
+    priors = {k: p.get("dist") for k, p in vs.section("priors").items()}
+    data = vs.section("data")
+    return json.dumps({"priors": priors, "partitions": data.get("partitions"),
+                       "missing_dispersion": data.get("missing_dispersion")}, sort_keys=True)
+
+
+def group_variants(spec: Spec, variants: list[Variant]) -> list[list[Variant]]:
+    groups: dict[str, list[Variant]] = {}
+    for v in variants:
+        groups.setdefault(structure_key(spec, v), []).append(v)
+    return list(groups.values())
+
+
+def _order(variants: list[Variant], frames_by_name: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
+    return [frames_by_name[v.name] for v in variants]
+
+
+def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: str = "serial",
+               workers: int | None = None, scheduler=None,
+               progress: Callable[[int, int, str], None] | None = None) -> list[pd.DataFrame]:
+    """Run every variant; frames come back in the order of ``variants``."""
+    from .runner import run_group
+
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
+    groups = group_variants(spec, variants)
+    done: dict[str, pd.DataFrame] = {}
+    if executor == "serial":
+        for group in groups:
+            for v in group:
+                if progress:
+                    progress(len(done), len(variants), v.name)
+                done[v.name] = run_group(spec, ds, [v])[0]
+        return _order(variants, done)
+    if executor == "processes":
+        n = workers or min(len(groups), os.cpu_count() or 1)
+        # spawn, not fork: the parent may hold sampler threads
+        with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [(g, pool.submit(run_group, spec, ds, g)) for g in groups]
+            for group, fut in futures:
+                for v, frame in zip(group, fut.result()):
+                    done[v.name] = frame
+                if progress:
+                    progress(len(done), len(variants), group[-1].name)
+        return _order(variants, done)
+    try:
+        from distributed import Client
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ValueError("the dask executor needs the 'distributed' package: pip install 'hlh-meta[dask]'") from exc
+    if scheduler is None:
+        raise ValueError("the dask executor needs a scheduler address (--scheduler tcp://host:8786) or a Client")
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        futures = client.map(partial(run_group, spec, ds), groups, pure=False)
+        for group, result in zip(groups, client.gather(futures)):
+            for v, frame in zip(group, result):
+                done[v.name] = frame
+    finally:
+        if not isinstance(scheduler, Client):
+            client.close()
+    return _order(variants, done)

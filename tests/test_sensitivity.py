@@ -1,0 +1,64 @@
+"""Sensitivity variants: expansion, checks before sampling, executors agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import hlh_meta as hm
+from hlh_meta.errors import SpecError
+from hlh_meta.sensitivity import expand_variants, run_sensitivity
+from hlh_meta.sensitivity.executors import group_variants
+from hlh_meta.spec import bundled_specs_dir, load_spec
+
+SPECS = Path(__file__).parent / "specs"
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return hm.load_dataset()
+
+
+def test_declared_families_expand_to_named_variants(ds):
+    spec = load_spec(bundled_specs_dir() / "mortality.toml")
+    names = [v.name for v in expand_variants(ds, spec)]
+    assert len(names) == len(set(names))
+    for expected in ("prior tau ~ HalfNormal(sigma=0.5)", "prior tau ~ HalfCauchy(beta=1)", "leave out eloseily2020",
+                     "alternative death attribution", "counts ejh2023_sr/rheumatological = 3/18",
+                     "common effect (tau = 0)", "partition eloseily2020 = overall",
+                     "exclude case-report reviews (ejh2023_sr)"):
+        assert expected in names
+
+
+def test_data_swap_variants_share_one_structure(ds):
+    spec = load_spec(bundled_specs_dir() / "mortality.toml")
+    groups = group_variants(spec, expand_variants(ds, spec))
+    biggest = max(groups, key=len)
+    families = {v.family for v in biggest}
+    assert {"leave_one_out", "count_alternatives", "attribution"} <= families
+    # a different prior family, the common-effect model and another partition each need their own model
+    assert len(groups) == 4
+
+
+@pytest.mark.parametrize("section, key", [("[sensitivity]\nfamilies = []", "sensitivity.families"),
+                                          ("[sensitivity]\nfamilies = ['luck']", "sensitivity.families"),
+                                          ("[sensitivity]\nvariants = ['priors']", "sensitivity.variants")])
+def test_bad_sensitivity_section(ds, tmp_path, section, key):
+    path = tmp_path / "s.toml"
+    path.write_text("[analysis]\nname='m'\nkind='mortality'\n" + section + "\n")
+    with pytest.raises(SpecError) as info:
+        expand_variants(ds, load_spec(path))
+    assert info.value.key == key and str(path) in str(info.value)
+
+
+def test_dask_local_cluster_matches_serial(ds):
+    distributed = pytest.importorskip("distributed")
+    spec = load_spec(SPECS / "biomarkers_small.toml")
+    serial = run_sensitivity(spec, ds, executor="serial")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        remote = run_sensitivity(spec, ds, executor="dask", scheduler=client)
+    cols = [c for c in serial.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(serial[cols], remote[cols])
