@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -82,13 +83,13 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
         for spec in loaded:
             expand_variants(ds, spec)      # bad variant declarations fail before any sampling
     for spec, target in zip(loaded, targets):
-        with err.status(f"{spec.name}: sampling ...") if _progress(quiet) else _null() as status:
+        with err.status(f"{spec.name}: sampling ...") if _progress(quiet) else nullcontext() as status:
             result = run_analysis(spec, ds, progress=False)
             if sensitivity:
                 from .sensitivity import robustness, run_sensitivity
 
                 def tick(i: int, n: int, name: str) -> None:
-                    if status is not None and hasattr(status, "update"):
+                    if status is not None:
                         status.update(f"{spec.name}: variant {i + 1}/{n}: {name}")
 
                 started = time.perf_counter()
@@ -103,14 +104,6 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
         if not quiet:
             seconds = sum(result.manifest["timings_s"].values())
             console.print(f"{spec.name}: wrote {target} ({seconds:.1f} s; {flag})", markup=False)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Results folder (default: results/).")]

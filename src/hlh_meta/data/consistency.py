@@ -45,7 +45,7 @@ _NEEDS = {
 
 def _mortality(mort: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
     problems = []
-    n_of = studies.set_index("study_id")["n_patients"]
+    n_of = studies.drop_duplicates("study_id").set_index("study_id")["n_patients"]
     for row, rec in mort.iterrows():
         method = rec["count_method"]
         if method not in _NEEDS:
@@ -85,7 +85,7 @@ def _mortality(mort: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
 
 def _biomarkers(bio: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
     problems = []
-    n_of = studies.set_index("study_id")["n_patients"]
+    n_of = studies.drop_duplicates("study_id").set_index("study_id")["n_patients"]
     for row, rec in bio.iterrows():
         for when in ("baseline", "followup"):
             if pd.notna(rec[f"{when}_sd"]) and pd.notna(rec[f"{when}_sem"]):

@@ -46,6 +46,10 @@ def _decode(path: Path, name: str) -> tuple[str | None, list[Problem]]:
 def _parse_csv(text: str, name: str) -> tuple[pd.DataFrame | None, list[Problem]]:
     rows = list(csv.reader(io.StringIO(text, newline="")))
     header = [h.strip() for h in rows[0]]
+    spec = TABLES[name]
+    if len(header) > 1 and not set(header) & set(spec):
+        return None, [Problem(name, 1, None, "the first line is not a header: no known column name in it "
+                                             f"(expected names such as {', '.join(list(spec)[:4])})")]
     if len(header) == 1 and any(d in header[0] for d in (";", "\t", "|")):
         sep = next(d for d in (";", "\t", "|") if d in header[0])
         return None, [Problem(name, 1, None, f"columns are separated by {sep!r}, expected commas")]
