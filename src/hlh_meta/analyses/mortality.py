@@ -25,7 +25,8 @@ THRESHOLDS = (10, 20, 30)
 
 
 def _shares(rec, studies) -> dict[str, float]:
-    trig = {c: (np.nan if rec["trigger"] == "unknown" else float(rec["trigger"] == c[8:-1])) for c in COVARIATES["trigger"]}
+    known = rec["trigger"] != "unknown"
+    trig = {f"trigger[{t}]": float(rec["trigger"] == t) if known else np.nan for t in TRIGGERS if t != "infection"}
     age = rec["age_group"]
     paed = 1.0 if age == "paediatric" else 0.0 if age == "adult" else np.nan
     study = studies.loc[rec["study_id"]]

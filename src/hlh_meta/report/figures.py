@@ -209,10 +209,14 @@ def sensitivity(result):
     sens = sens[sens["median"].notna()]
     keys = list(dict.fromkeys(zip(sens["quantity"], sens["label"].fillna(""))))
     variants = list(dict.fromkeys(sens["variant"]))
-    fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys) + 3.2, 1.5 + 0.28 * len(variants)), sharey=True,
+    ncol = min(3, len(keys))
+    nrow = -(-len(keys) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol + 3.4, nrow * (1.2 + 0.24 * len(variants))), sharey=True,
                              squeeze=False)
     y = np.arange(len(variants))[::-1]
-    for ax, (quantity, label) in zip(axes[0], keys):
+    for ax in axes.ravel()[len(keys):]:
+        ax.set_visible(False)
+    for ax, (quantity, label) in zip(axes.ravel(), keys):
         rows = sens[(sens["quantity"] == quantity) & (sens["label"].fillna("") == label)].set_index("variant")
         prim = rows.loc["primary"]
         ax.axvspan(prim["q2.5"], prim["q97.5"], color="#dddddd", zorder=0)
@@ -225,7 +229,8 @@ def sensitivity(result):
         short = label.split(" (")[0] if label else ""
         ax.set_title(f"{short}\n{quantity.split(' (')[0]}", fontsize=7.5)
         ax.tick_params(axis="x", labelsize=7)
-    axes[0][0].set_yticks(y, variants, fontsize=7)
+    for row in axes:
+        row[0].set_yticks(y, variants, fontsize=7)
     fig.suptitle("Sensitivity: each variant's median and 95% interval; grey band = primary 95% interval", fontsize=9)
     fig.tight_layout()
     return fig

@@ -1,6 +1,6 @@
 """Coverage of 95% intervals in simulated meta-analyses shaped like the anakinra evidence.
 
-Run:  .venv/bin/python validation/coverage.py [--sims 100] [--out validation/results]
+Run:  .venv/bin/python validation/interval_coverage.py [--sims 100] [--out validation/results]
 Each simulated meta-analysis has 3-10 studies of 3-90 patients, a typical-study mortality
 between 10% and 60% and real heterogeneity (tau uniform on 0.2-1.0, logit scale). For each
 tau prior the script fits the intercept-only binomial model and counts how often the 95%
