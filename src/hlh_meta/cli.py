@@ -138,12 +138,12 @@ def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out
 
 
 @app.command("sensitivity")
-def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML) with a [sensitivity] section.")],
+def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML) declaring sensitivity variant families.")],
                     out_dir: OutOpt = None, force: ForceOpt = False, quiet: QuietOpt = False,
                     data: DataOpt = None,
                     workers: Annotated[Optional[int], typer.Option("--workers", help="Local worker processes (default: one per core).")] = None,
                     serial: Annotated[bool, typer.Option("--serial", help="Run variants one after another in this process.")] = False,
-                    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a Dask distributed scheduler, e.g. tcp://10.0.0.5:8786.")] = None) -> None:
+                    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a Dask distributed scheduler, e.g. tcp://scheduler-host:8786.")] = None) -> None:
     """Run the primary analysis and every variant the spec declares; adds sensitivity.csv and robustness.csv."""
     executor = ({"executor": "dask", "scheduler": scheduler} if scheduler else
                 {"executor": "serial"} if serial else {"executor": "processes", "workers": workers})
