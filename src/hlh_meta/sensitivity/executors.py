@@ -38,6 +38,13 @@ def _order(variants: list[Variant], frames_by_name: dict[str, pd.DataFrame]) -> 
     return [frames_by_name[v.name] for v in variants]
 
 
+def _quiet_worker() -> None:
+    """Library chatter (BLAS linking notes) from worker processes is not for the terminal."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+
+
 def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: str = "serial",
                workers: int | None = None, scheduler=None,
                progress: Callable[[int, int, str], None] | None = None) -> list[pd.DataFrame]:
@@ -58,7 +65,8 @@ def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: st
     if executor == "processes":
         n = workers or min(len(groups), os.cpu_count() or 1)
         # spawn, not fork: the parent may hold sampler threads
-        with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_quiet_worker) as pool:
             futures = [(g, pool.submit(run_group, spec, ds, g)) for g in groups]
             for group, fut in futures:
                 for v, frame in zip(group, fut.result()):
