@@ -137,3 +137,19 @@ def test_all_zero_events_fit():
     idata = hm.fit_binomial(frame, events="events", total="total", study="study", draws=500, seed=4)
     p = idata.posterior["p"].values
     assert np.median(p) < 0.1
+
+
+def test_study_level_share_is_one_unknown_per_study():
+    frame = pd.DataFrame({"study": ["a", "a", "b", "c"], "events": [1, 4, 2, 3], "total": [10, 12, 9, 11],
+                          "iv": [np.nan, np.nan, np.nan, 1.0]})
+    idata = hm.fit_binomial(frame, events="events", total="total", study="study", covariates=["iv"],
+                            fractions={"route": ["iv"]}, shared={"route": "study"}, draws=300, tune=300, seed=2)
+    assert idata.posterior["route_share"].shape[-2:] == (2, 2)   # studies a and b, (SC, IV)
+    p = idata.posterior["p"]
+    beta = idata.posterior["beta"].sel(covariate="iv")
+    share = idata.posterior["route_share"].isel(route_share_dim_0=0, route_share_dim_1=1)
+    # both strata of study a use the same unknown share: p differs only through study-free terms
+    eta = np.log(p / (1 - p))
+    diff = (eta.isel(row=0) - eta.isel(row=1)).values
+    np.testing.assert_allclose(diff, 0.0, atol=1e-9)
+    assert float((beta * share).std()) > 0

@@ -140,3 +140,11 @@ def test_unknown_variant_family_fails_before_sampling(tmp_path):
     res = invoke("sensitivity", str(spec), "--out", str(tmp_path / "r"))
     assert res.exit_code == 2 and "sensitivity.families" in res.output and "astrology" in res.output
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_iv_share_is_one_unknown_per_study(results):
+    import arviz as az
+
+    idata = az.from_netcdf(results / "mortality" / "posterior.nc")
+    # rajasekaran2014 (1 stratum) and eloseily2020 (3 strata) report no route: two unknown IV shares
+    assert idata.posterior["iv_fraction_share"].shape[-2:] == (2, 2)

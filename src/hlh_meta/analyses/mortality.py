@@ -108,6 +108,7 @@ def fit_mortality(ds: Dataset, spec: Spec, covariates: list[str] | None = None, 
     frame[["deaths", "n"]] = frame[["deaths", "n"]].astype(int)
     return fit_binomial(frame, events="deaths", total="n", study="study_id", covariates=columns,
                         fractions={cov: COVARIATES[cov] for cov in structure}, label="label",
+                        shared={"iv_fraction": "study_id"} if "iv_fraction" in structure else None,
                         covariate_mask=[1.0 if c in active else 0.0 for c in columns],
                         weights=(~frame["study_id"].isin(soft_exclude)).astype(float).to_numpy(),
                         priors=spec.section("priors"), progress=progress, **spec.section("sampling"))

@@ -35,9 +35,9 @@ def _latent_effect(design: Design, beta) -> pt.TensorVariable:
         if rows.size == 0:
             continue
         cols = design.groups[group]
-        share = pm.Dirichlet(f"{group}_share", a=np.ones(len(cols) + 1), shape=(rows.size, len(cols) + 1))
-        scatter = np.zeros((design.X.shape[0], rows.size))
-        scatter[rows, np.arange(rows.size)] = 1.0
+        share = pm.Dirichlet(f"{group}_share", a=np.ones(len(cols) + 1), shape=(design.n_units(group), len(cols) + 1))
+        scatter = np.zeros((design.X.shape[0], design.n_units(group)))
+        scatter[rows, design.units[group]] = 1.0
         eta = eta + pt.dot(scatter, pt.dot(share[:, 1:], beta[cols]))
     return eta
 
@@ -70,7 +70,7 @@ def linear_predictor(post, design: Design, study_idx: np.ndarray, mask: np.ndarr
         X = np.broadcast_to(np.nan_to_num(design.X), mu.shape[:2] + design.X.shape).copy()
         for group, rows in design.latent.items():
             if rows.size:
-                share = post[f"{group}_share"].values[..., 1:]
+                share = post[f"{group}_share"].values[..., design.units[group], 1:]
                 X[..., rows[:, None], np.array(design.groups[group])[None, :]] = share
         eta = eta + np.einsum("cdrk,cdk->cdr", X, post["beta"].values * mask)
     return eta
@@ -78,7 +78,8 @@ def linear_predictor(post, design: Design, study_idx: np.ndarray, mask: np.ndarr
 
 def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total", study: str = "study", *,
                  covariates: Sequence[str] = (), priors: Mapping | None = None, reference: Mapping[str, str] | None = None,
-                 fractions: Mapping[str, Sequence[str]] | None = None, label: str | None = None,
+                 fractions: Mapping[str, Sequence[str]] | None = None, shared: Mapping[str, str] | None = None,
+                 label: str | None = None,
                  weights: str | Sequence[float] | None = None, covariate_mask: Sequence[float] | None = None,
                  draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int | None = None,
                  sampler: str = "nutpie", target_accept: float = 0.9, progress: bool = False) -> az.InferenceData:
@@ -94,6 +95,8 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
         :data:`hlh_meta.models.priors.BINOMIAL_DEFAULTS`. ``{"dist": "Fixed", "value": 0}``
         for tau gives the common-effect model.
     fractions : groups of share columns whose missing values are Dirichlet unknowns
+    shared : ``{group: column}``: unknown shares of rows with equal ``column`` values are
+        one unknown (e.g. ``{"route": "study"}`` for a study-level IV share)
     weights : 0/1 per row (or a column name); 0 drops the row from the likelihood
     covariate_mask : 0/1 per design column; 0 switches a covariate off (its beta then
         keeps its prior) so nested covariate sets reuse one compiled model
@@ -109,7 +112,7 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
     if over.size:
         raise DataError([Problem(WHERE, df.index[i], events, f"events ({y[i]:g}) exceed total ({n[i]:g})") for i in over])
     resolved = resolve_priors(priors, BINOMIAL_DEFAULTS)
-    design = build_design(df, covariates, reference=reference, fractions=fractions)
+    design = build_design(df, covariates, reference=reference, fractions=fractions, shared=shared)
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
                                target_accept=target_accept, progress=progress)
     studies, study_idx, row_labels, w = prepare_rows(df, study, label, weights, settings)
@@ -121,7 +124,8 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
     def build() -> pm.Model:
         return build_binomial_model(y_i, n_i, w, study_idx, studies, row_labels, design, resolved, mask)
 
-    key = ("binomial", tuple(study_idx), tuple(design.names), tuple((g, tuple(r)) for g, r in design.latent.items()),
+    key = ("binomial", tuple(study_idx), tuple(design.names),
+           tuple((g, tuple(r), tuple(design.units[g])) for g, r in design.latent.items()),
            prior_structure(resolved))
     data = {"events": y_i, "total": n_i, "weight": w, **prior_data({k: v for k, v in resolved.items() if k != "beta" or design.names})}
     if design.names:

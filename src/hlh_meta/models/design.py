@@ -28,6 +28,10 @@ class Design:
     references: dict[str, str] = field(default_factory=dict)
     groups: dict[str, list[int]] = field(default_factory=dict)   # group -> column indices
     latent: dict[str, np.ndarray] = field(default_factory=dict)  # group -> row indices
+    units: dict[str, np.ndarray] = field(default_factory=dict)   # group -> unknown share of each latent row
+
+    def n_units(self, group: str) -> int:
+        return int(self.units[group].max()) + 1 if self.units[group].size else 0
 
 
 def _check_columns(df: pd.DataFrame, columns: Sequence[str], role: str) -> None:
@@ -42,8 +46,14 @@ def _check_columns(df: pd.DataFrame, columns: Sequence[str], role: str) -> None:
 
 def build_design(df: pd.DataFrame, covariates: Sequence[str] = (), *,
                  reference: Mapping[str, str] | None = None,
-                 fractions: Mapping[str, Sequence[str]] | None = None) -> Design:
-    """Design matrix for ``covariates`` (without intercept)."""
+                 fractions: Mapping[str, Sequence[str]] | None = None,
+                 shared: Mapping[str, str] | None = None) -> Design:
+    """Design matrix for ``covariates`` (without intercept).
+
+    ``shared={group: column}``: rows of a fraction group whose shares are unknown and that
+    have the same value in ``column`` (e.g. strata of one study for a study-level IV share)
+    share one unknown instead of one each.
+    """
     covariates = list(covariates)
     if len(set(covariates)) != len(covariates):
         raise ValueError("covariates: a column is named twice")
@@ -82,7 +92,12 @@ def build_design(df: pd.DataFrame, covariates: Sequence[str] = (), *,
                 blocks.append((values.astype(str) == level).to_numpy(dtype=float)[:, None])
                 names.append(f"{col}[{level}]")
     X = np.hstack(blocks) if blocks else np.zeros((len(df), 0))
-    groups, latent = {}, {}
+    groups, latent, units = {}, {}, {}
+    shared = dict(shared or {})
+    for g, col in shared.items():
+        if g not in fractions:
+            raise ValueError(f"shared: '{g}' is not a fraction group")
+        _check_columns(df, [col], f"shared['{g}']")
     for g, cols in fractions.items():
         idx = [names.index(c) for c in cols]
         sub = X[:, idx]
@@ -95,4 +110,9 @@ def build_design(df: pd.DataFrame, covariates: Sequence[str] = (), *,
             raise ValueError(f"fractions['{g}']: shares must lie in [0, 1] and sum to at most 1")
         groups[g] = idx
         latent[g] = np.flatnonzero(~known)
-    return Design(X, names, refs, groups, latent)
+        if g in shared:
+            keys = df[shared[g]].astype(str).to_numpy()[latent[g]]
+            units[g] = np.unique(keys, return_inverse=True)[1].astype(int) if keys.size else np.zeros(0, int)
+        else:
+            units[g] = np.arange(latent[g].size)
+    return Design(X, names, refs, groups, latent, units)
