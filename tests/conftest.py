@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from hlh_meta.data import bundled_data_dir
+from hlh_meta.data import bundled_data_dir, load_dataset
+
+
+@pytest.fixture(scope="session")
+def ds():
+    """The bundled dataset (read once per test session)."""
+    return load_dataset()
 
 
 @pytest.fixture

@@ -6,18 +6,12 @@ from pathlib import Path
 
 import pytest
 
-import hlh_meta as hm
 from hlh_meta.analyses.biomarkers import biomarker_frame
 from hlh_meta.analyses.mortality import mortality_frame
 from hlh_meta.errors import SpecError
 from hlh_meta.spec import bundled_specs_dir, load_spec
 
 SPECS = Path(__file__).parent / "specs"
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return hm.load_dataset()
 
 
 def test_every_mortality_row_is_used_or_explained(ds):

@@ -7,18 +7,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import hlh_meta as hm
 from hlh_meta.errors import SpecError
 from hlh_meta.sensitivity import expand_variants, run_sensitivity
 from hlh_meta.sensitivity.executors import group_variants
 from hlh_meta.spec import bundled_specs_dir, load_spec
 
 SPECS = Path(__file__).parent / "specs"
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return hm.load_dataset()
 
 
 def test_declared_families_expand_to_named_variants(ds):

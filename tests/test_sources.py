@@ -5,15 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-import hlh_meta as hm
 from hlh_meta.effects import percent_interval, sd_diff_from_paired_p, sd_from_sem
 from hlh_meta.effects.biomarkers import resolve_biomarkers
 from hlh_meta.effects.mortality import resolve_mortality
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return hm.load_dataset()
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,11 @@ def _biomarkers(bio: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
         for when in ("baseline", "followup"):
             if pd.notna(rec[f"{when}_sd"]) and pd.notna(rec[f"{when}_sem"]):
                 problems.append(Problem(B, int(row), f"{when}_sem", f"give {when}_sd or {when}_sem, not both"))
+        has_base, has_follow = pd.notna(rec["baseline_mean"]), pd.notna(rec["followup_mean"])
+        if has_base != has_follow and pd.isna(rec["percent_decrease"]):
+            missing = "followup_mean" if has_base else "baseline_mean"
+            problems.append(Problem(B, int(row), missing, "only one time point: a change needs both means "
+                                                          "(or one mean and percent_decrease)"))
         if pd.notna(rec["p_value"]) and pd.isna(rec["p_operator"]):
             problems.append(Problem(B, int(row), "p_operator", "is empty but p_value is given (=, < or <=)"))
         total = n_of.get(rec["study_id"])
