@@ -92,6 +92,8 @@ def render(result, figure_dir: Path | None = None) -> str:
         priors={k: describe(v) for k, v in priors.items()},
         covariates=json.loads(result.idata.posterior.attrs.get("covariates", "[]")),
         sampler=json.loads(result.idata.posterior.attrs.get("sampler", "{}")),
+        loo_warning=("comparison" in result.tables and "warning" in result.tables["comparison"]
+                     and result.tables["comparison"]["warning"].astype(str).str.lower().eq("true").any()),
         robustness=list(result.tables["robustness"]["sentence"]) if "robustness" in result.tables else [],
         sentences=sentences(result), derived=_table(result.table("derived")), tables=tables, figures=figures,
     )
