@@ -97,7 +97,9 @@ def derived_biomarkers(idata: az.InferenceData, used: pd.DataFrame, seed: int | 
                 dd = d.sel(outcome=out) if out is not None else d
                 rows.append({"quantity": f"ratio of means per unit {name}", "biomarker": out or "",
                              **_q(np.exp(dd.values.ravel()))})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame["n_studies"] = frame["n_studies"].astype("Int64")
+    return frame
 
 
 def biomarker_tables(ds: Dataset, spec: Spec, progress: bool = False) -> tuple[az.InferenceData, dict[str, pd.DataFrame]]:

@@ -61,8 +61,8 @@ def sentences(result) -> list[str]:
             name = "CRP" if r["biomarker"] == "crp" else r["biomarker"].capitalize()
             k = int(r["n_studies"])
             out.append(f"{name}: pooled reduction {_fmt(r['median'])}% (95% CrI {_fmt(r['q2.5'])} to {_fmt(r['q97.5'])}%), "
-                       f"from {k} stud{'y' if k == 1 else 'ies'}; a new study could see "
-                       f"{_fmt(new['q2.5'])} to {_fmt(new['q97.5'])}%.")
+                       f"from {k} stud{'y' if k == 1 else 'ies'}; in a new study the reduction could lie between "
+                       f"{_fmt(new['q2.5'])}% and {_fmt(new['q97.5'])}% (a negative reduction is an increase).")
     return out
 
 
