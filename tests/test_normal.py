@@ -104,3 +104,19 @@ def test_bad_input_fails_before_compilation(no_sampling, frame, kwargs, error, f
     args = {"estimate": "yi", "std_err": "sei", "study": "study", **kwargs}
     with pytest.raises(error, match=fragment):
         hm.fit_normal(frame, **args)
+
+
+def test_multivariate_common_effect_matches_conjugate_posterior():
+    frame = pd.DataFrame({"study": ["a", "a", "b", "c", "c"], "marker": ["crp", "ferritin", "crp", "crp", "ferritin"],
+                          "yi": [-1.0, -0.8, -0.9, -1.2, -0.5], "sei": [0.3, 0.4, 0.3, 0.25, 0.3]})
+    idata = hm.fit_normal(frame, estimate="yi", std_err="sei", study="study", outcome="marker", draws=2000, seed=1,
+                          priors={"tau": {"dist": "Fixed", "value": 0.0}})
+    for marker in ("crp", "ferritin"):
+        d = frame[frame["marker"] == marker]
+        w = 1 / d["sei"] ** 2
+        precision = w.sum() + 1.0                     # prior mu ~ Normal(0, 1)
+        mean, sd = (w * d["yi"]).sum() / precision, precision ** -0.5
+        draws = idata.posterior["mu"].sel(outcome=marker).values.ravel()
+        ess = float(az.ess(idata, var_names=["mu"])["mu"].sel(outcome=marker))
+        assert abs(draws.mean() - mean) < 4 * sd / np.sqrt(ess)
+        assert abs(draws.std() - sd) < 0.05 * sd

@@ -42,12 +42,17 @@ def build_normal_model(y, se, w, study_idx, outcome_idx, coords, design: Design,
         X = pm.Data("X", np.nan_to_num(design.X), dims=("row", "covariate")) if design.names else None
         if multi:
             mu = make_rv("mu", priors["mu"], dims="outcome")
-            chol, corr, tau = pm.LKJCholeskyCov("chol", n=k, eta=LKJ_ETA, sd_dist=_sd_dist(priors["tau"], k),
-                                                compute_corr=True, store_in_trace=False)
-            pm.Deterministic("tau", tau, dims="outcome")
-            pm.Deterministic("Omega", corr, dims=("outcome", "outcome_bis"))
             z = pm.Normal("z", 0.0, 1.0, dims=("study", "outcome"))
-            u = pt.dot(z, chol.T)
+            if priors["tau"]["dist"] == "Fixed":     # common-effect (or fixed-spread) model: no correlation to learn
+                tau = make_rv("tau", priors["tau"], shape=k, dims="outcome")
+                pm.Deterministic("Omega", pt.eye(k), dims=("outcome", "outcome_bis"))
+                u = z * tau
+            else:
+                chol, corr, tau = pm.LKJCholeskyCov("chol", n=k, eta=LKJ_ETA, sd_dist=_sd_dist(priors["tau"], k),
+                                                    compute_corr=True, store_in_trace=False)
+                pm.Deterministic("tau", tau, dims="outcome")
+                pm.Deterministic("Omega", corr, dims=("outcome", "outcome_bis"))
+                u = pt.dot(z, chol.T)
             theta = mu[outcome_idx] + u[study_idx, outcome_idx]
             if X is not None:
                 beta = make_rv("beta", priors["beta"], dims=("outcome", "covariate"))
@@ -120,8 +125,6 @@ def fit_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei", stu
         if pairs.duplicated().any():
             i = int(np.flatnonzero(pairs.duplicated().to_numpy())[0])
             raise DataError(Problem(WHERE, df.index[i], outcome, "a study reports the same outcome twice"))
-        if resolved["tau"]["dist"] in ("Fixed", "Uniform"):
-            raise ValueError(f"priors['tau']: {resolved['tau']['dist']} is not supported by the multivariate model")
         coords.update(outcome=list(levels), outcome_bis=list(levels))
 
     def build() -> pm.Model:
