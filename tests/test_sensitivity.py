@@ -56,3 +56,13 @@ def test_dask_local_cluster_matches_serial(ds):
         remote = run_sensitivity(spec, ds, executor="dask", scheduler=client)
     cols = [c for c in serial.columns if c != "seconds"]
     pd.testing.assert_frame_equal(serial[cols], remote[cols])
+
+
+def test_family_with_nothing_to_vary_is_reported(ds, tmp_path):
+    path = tmp_path / "b.toml"
+    path.write_text("[analysis]\nname='b'\nkind='biomarkers'\n[sensitivity]\nfamilies=['exclude_case_reports']\n")
+    variants = expand_variants(ds, load_spec(path))
+    assert [v.name for v in variants] == ["exclude_case_reports: nothing to vary"]
+    sens = run_sensitivity(load_spec(path), ds, executor="serial")
+    row = sens[sens["variant"] == "exclude_case_reports: nothing to vary"].iloc[0]
+    assert row["note"].startswith("not run")

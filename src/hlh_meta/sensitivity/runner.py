@@ -52,16 +52,21 @@ def _quantities(spec: Spec, ds: Dataset, variant: Variant) -> pd.DataFrame:
                       diagnostics_problems="; ".join(diag.problems))
 
 
+def _note_row(v: Variant, note: str) -> pd.DataFrame:
+    return pd.DataFrame([{"variant": v.name, "family": v.family, "quantity": "", "label": "",
+                          "diagnostics_passed": np.nan, "diagnostics_problems": "", "note": note}])
+
+
 def _run_one(spec: Spec, ds: Dataset, v: Variant) -> pd.DataFrame:
     t = time.perf_counter()
+    if v.skip:
+        return _note_row(v, f"not run: {v.skip}").assign(seconds=0.0)
     try:
         q = _quantities(spec, ds, v)
     except (ValueError, DataError) as exc:
         if v.family == "primary":
             raise
-        q = pd.DataFrame([{"variant": v.name, "family": v.family, "quantity": "", "label": "",
-                           "diagnostics_passed": np.nan, "diagnostics_problems": "",
-                           "note": f"not estimable: {str(exc).splitlines()[-1].strip(' -')}"}])
+        q = _note_row(v, f"not estimable: {str(exc).splitlines()[-1].strip(' -')}")
     return q.assign(seconds=round(time.perf_counter() - t, 3))
 
 

@@ -41,6 +41,7 @@ class Variant:
     patch: dict = field(default_factory=dict)          # section -> {key: value} merged into the spec
     soft_exclude: frozenset[str] = frozenset()         # studies given weight 0
     counts: dict = field(default_factory=dict)         # (study_id, stratum) -> (deaths, n)
+    skip: str = ""                                     # why a declared family has nothing to vary
 
     def spec(self, base: Spec) -> Spec:
         raw = copy.deepcopy(base.raw)
@@ -136,7 +137,10 @@ def expand_variants(ds: Dataset, spec: Spec) -> list[Variant]:
             raise SpecError(str(spec.path), "sensitivity.families",
                             f"unknown family '{fam}'; for {spec.kind} choose from {', '.join(FAMILIES[spec.kind])}")
     in_model = _studies_in(ds, spec)
-    variants = [v for fam in families for v in _family(fam, ds, spec, in_model)]
+    variants = []
+    for fam in families:
+        found = _family(fam, ds, spec, in_model)
+        variants += found or [Variant(f"{fam}: nothing to vary", fam, skip="no study or stratum of this kind in the model")]
     names = [v.name for v in variants]
     assert len(set(names)) == len(names), "variant names must be unique"
     return variants
