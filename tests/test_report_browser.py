@@ -29,8 +29,8 @@ def test_report_renders_figures_and_tables(tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
     assert html.count("<img") >= 5 and "<table" in html
-    assert 'id="diagnostics-status"' in html and "Pooled reduction" not in html  # sentences start with the marker name
-    assert "CRP: pooled reduction" in html
+    assert 'id="diagnostics-status"' in html
+    assert "CRP: pooled reduction" in html and "Ferritin: pooled reduction" in html
     shot = tmp_path / "report.png"
     done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1200,2400",
                            f"--screenshot={shot}", report.as_uri()], capture_output=True, text=True, timeout=120)

@@ -58,10 +58,17 @@ def test_late_death_alternative(ds):
     assert (r["deaths"], r["n"]) == (0, 8)
 
 
+def _crp(ds):
+    return ds.biomarkers.query("study_id == 'rajasekaran2014' and biomarker == 'crp'").iloc[0]
+
+
 def test_crp_decrease_67_1_percent(ds):
-    # 206 and 68 are printed to the unit: the decrease lies between the extremes of their rounding
-    lo = 100 * (1 - 68.5 / 205.5)
-    hi = 100 * (1 - 67.5 / 206.5)
+    # the means are printed to the unit: the decrease lies between the extremes of their rounding
+    row = _crp(ds)
+    m1, m2 = float(row["baseline_mean"]), float(row["followup_mean"])
+    lo = 100 * (1 - (m2 + 0.5) / (m1 - 0.5))
+    hi = 100 * (1 - (m2 - 0.5) / (m1 + 0.5))
+    assert float(row["percent_decrease"]) == 67.1
     assert lo <= 67.1 <= hi
 
 
@@ -76,10 +83,12 @@ def test_derived_baselines_reproduce_printed_decrease(ds, marker, printed):
     assert -row["percent_change"] == pytest.approx(printed)
 
 
-def test_crp_p_value_is_consistent_with_the_sems():
+def test_crp_p_value_is_consistent_with_the_sems(ds):
     # the paired-t p = 0.03 implies an SD of differences; some pre/post correlation in [-1, 1] must produce it
-    sd1, sd2 = sd_from_sem(50, 8), sd_from_sem(36, 8)
-    sd_d = sd_diff_from_paired_p(206, 68, 8, 0.03)
+    row = _crp(ds)
+    n = int(row["n"])
+    sd1, sd2 = sd_from_sem(float(row["baseline_sem"]), n), sd_from_sem(float(row["followup_sem"]), n)
+    sd_d = sd_diff_from_paired_p(float(row["baseline_mean"]), float(row["followup_mean"]), n, float(row["p_value"]))
     r = (sd1**2 + sd2**2 - sd_d**2) / (2 * sd1 * sd2)
     assert -1 <= r <= 1
 

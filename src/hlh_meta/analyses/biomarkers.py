@@ -32,9 +32,12 @@ def biomarker_frame(ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame
 
 
 def fit_biomarkers(ds: Dataset, spec: Spec, soft_exclude: frozenset[str] = frozenset(),
-                   progress: bool = False) -> az.InferenceData:
-    """Fit the spec's model; ``soft_exclude`` (study ids) gives their rows weight 0 (same compiled model)."""
-    used, _ = biomarker_frame(ds, spec)
+                   used: pd.DataFrame | None = None, progress: bool = False) -> az.InferenceData:
+    """Fit the spec's model; ``soft_exclude`` (study ids) gives their rows weight 0 (same compiled model).
+
+    ``used``: the rows of :func:`biomarker_frame` when the caller has them already.
+    """
+    used = biomarker_frame(ds, spec)[0] if used is None else used
     if used.empty:
         raise SpecError(str(spec.path), "data", "no biomarker row is usable")
     covs = spec.get("model", "covariates", [])
@@ -104,7 +107,7 @@ def derived_biomarkers(idata: az.InferenceData, used: pd.DataFrame, seed: int | 
 
 def biomarker_tables(ds: Dataset, spec: Spec, progress: bool = False) -> tuple[az.InferenceData, dict[str, pd.DataFrame]]:
     used, excluded = biomarker_frame(ds, spec)
-    idata = fit_biomarkers(ds, spec, progress=progress)
+    idata = fit_biomarkers(ds, spec, used=used, progress=progress)
     var_names = ["mu", "tau"] + (["beta"] if "beta" in idata.posterior else []) + (["Omega"] if "Omega" in idata.posterior else [])
     theta = idata.posterior["theta"]
     data_used = used.drop(columns=["usable", "reason", "label"]).assign(

@@ -84,15 +84,16 @@ def _design_columns(spec: Spec, covs: list[str]) -> list[str]:
 
 def fit_mortality(ds: Dataset, spec: Spec, covariates: list[str] | None = None, structure: list[str] | None = None,
                   soft_exclude: frozenset[str] = frozenset(), counts: dict | None = None,
-                  progress: bool = False) -> az.InferenceData:
+                  frame: pd.DataFrame | None = None, progress: bool = False) -> az.InferenceData:
     """Fit the spec's model (or the given covariate set).
 
     ``structure`` lists the covariates of the compiled model; those not in ``covariates``
     are switched off by the covariate mask, so nested sets share one compiled model.
     ``soft_exclude`` (study ids) gives their rows weight 0 and ``counts`` replaces
-    ``(study_id, stratum) -> (deaths, n)``: both keep the compiled model.
+    ``(study_id, stratum) -> (deaths, n)``: both keep the compiled model. ``frame``: the
+    rows of :func:`mortality_frame` when the caller has them already.
     """
-    frame, _ = mortality_frame(ds, spec)
+    frame = (mortality_frame(ds, spec)[0] if frame is None else frame).copy()
     for (sid, stratum), (deaths, n) in (counts or {}).items():
         hit = (frame["study_id"] == sid) & (frame["stratum"] == stratum)
         if not hit.any():
@@ -130,7 +131,7 @@ def _row(quantity: str, profile: str, draws: np.ndarray, thresholds=THRESHOLDS) 
     q = np.quantile(draws, [0.025, 0.5, 0.975])
     row = {"quantity": quantity, "profile": profile, "mean": draws.mean(), "median": q[1], "q2.5": q[0], "q97.5": q[2]}
     for t in thresholds:
-        row[f"P(<{t}%)"] = float((draws < t).mean()) if thresholds else np.nan
+        row[f"P(<{t}%)"] = float((draws < t).mean())
     return row
 
 
@@ -164,7 +165,7 @@ def derived_mortality(idata: az.InferenceData, seed: int | None = None) -> pd.Da
 
 
 def compare_covariate_sets(ds: Dataset, spec: Spec, primary: az.InferenceData | None = None,
-                           progress: bool = False) -> pd.DataFrame:
+                           frame: pd.DataFrame | None = None, progress: bool = False) -> pd.DataFrame:
     """PSIS-LOO (arviz) of the covariate sets listed under [comparison].
 
     All sets are fitted on one compiled model holding the union of their covariates,
@@ -176,20 +177,21 @@ def compare_covariate_sets(ds: Dataset, spec: Spec, primary: az.InferenceData | 
     primary_covs = list(spec.get("model", "covariates", []))
     union = primary_covs + [c for s in sets for c in s if c not in primary_covs]
     union = list(dict.fromkeys(union))
+    frame = mortality_frame(ds, spec)[0] if frame is None else frame
     fits = {}
     for covs in sets:
         label = " + ".join(covs) if covs else "intercept only"
         if primary is not None and covs == primary_covs and union == primary_covs:
             fits[label] = primary
         else:
-            fits[label] = fit_mortality(ds, spec, covariates=covs, structure=union, progress=progress)
+            fits[label] = fit_mortality(ds, spec, covariates=covs, structure=union, frame=frame, progress=progress)
     return az.compare(fits, ic="loo")
 
 
 def mortality_tables(ds: Dataset, spec: Spec, progress: bool = False) -> tuple[az.InferenceData, dict[str, pd.DataFrame]]:
     """Fit the primary model and the LOO comparison; return the tables of the results folder."""
     used, excluded = mortality_frame(ds, spec)
-    idata = fit_mortality(ds, spec, progress=progress)
+    idata = fit_mortality(ds, spec, frame=used, progress=progress)
     var_names = ["mu", "tau"] + (["beta"] if "beta" in idata.posterior else [])
     summary = az.summary(idata, var_names=var_names, hdi_prob=0.95)
     p = idata.posterior["p"]
@@ -208,7 +210,7 @@ def mortality_tables(ds: Dataset, spec: Spec, progress: bool = False) -> tuple[a
         "data_used": data_used,
         "excluded": excluded.drop(columns=["usable"]),
     }
-    comparison = compare_covariate_sets(ds, spec, primary=idata, progress=progress)
+    comparison = compare_covariate_sets(ds, spec, primary=idata, frame=used, progress=progress)
     if not comparison.empty:
         tables["comparison"] = comparison
     return idata, tables

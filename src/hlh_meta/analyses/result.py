@@ -20,7 +20,7 @@ import pandas as pd
 from ..data import Dataset, load_dataset
 from ..inference import Diagnostics
 from ..models.posterior import diagnostics_of
-from ..report.writer import atomic_dir
+from ..report.writer import INDEXED_TABLES, atomic_dir
 from ..spec import Spec, load_spec
 
 PACKAGES = ("hlh-meta", "pymc", "pytensor", "nutpie", "arviz", "numpy", "scipy", "pandas", "xarray", "pandera")
@@ -67,7 +67,7 @@ class AnalysisResult:
         with atomic_dir(folder, force=force) as tmp:
             self.idata.to_netcdf(tmp / "posterior.nc")
             for name, frame in self.tables.items():
-                frame.to_csv(tmp / f"{name}.csv", index=name == "summary" or name == "comparison")
+                frame.to_csv(tmp / f"{name}.csv", index=name in INDEXED_TABLES)
             if figures:
                 from ..report.figures import save_figures
 
@@ -98,7 +98,7 @@ class AnalysisResult:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         tables = {}
         for name in manifest["tables"]:
-            tables[name] = pd.read_csv(folder / f"{name}.csv", index_col=0 if name in ("summary", "comparison") else None)
+            tables[name] = pd.read_csv(folder / f"{name}.csv", index_col=0 if name in INDEXED_TABLES else None)
         idata = az.from_netcdf(folder / "posterior.nc")
         return cls(manifest["analysis"], manifest["kind"], manifest["title"], idata, tables, manifest)
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..inference import GATE
 from ..models.priors import describe
+from .writer import INDEXED_TABLES
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("hlh_meta.report", "templates"),
                           autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
@@ -83,7 +84,7 @@ def render(result, figure_dir: Path | None = None) -> str:
     spec = result.manifest.get("spec", {})
     priors = json.loads(result.idata.posterior.attrs.get("priors", "{}"))
     figures = _figures(result, figure_dir)
-    tables = {name: _table(frame, index=name in ("summary", "comparison")) for name, frame in result.tables.items()
+    tables = {name: _table(frame, index=name in INDEXED_TABLES) for name, frame in result.tables.items()
               if name not in ("derived", "robustness")}
     diag = result.diagnostics
     template = _ENV.get_template("report.html.j2")

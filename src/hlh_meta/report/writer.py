@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+
+
+#: tables whose row labels (parameter names, covariate sets) are their index
+INDEXED_TABLES = ("summary", "comparison")
 
 
 class ResultsExistError(FileExistsError):
@@ -44,10 +47,3 @@ def atomic_dir(target: Path, force: bool = False):
     tmp.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def write_files(folder: Path, writers: dict[str, Callable[[Path], None]]) -> None:
-    for rel, write in writers.items():
-        path = folder / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(path)

@@ -37,7 +37,7 @@ def _quantities(spec: Spec, ds: Dataset, variant: Variant) -> pd.DataFrame:
         from ..analyses.biomarkers import biomarker_frame, derived_biomarkers, fit_biomarkers
 
         used, _ = biomarker_frame(ds, vspec)
-        idata = fit_biomarkers(ds, vspec, soft_exclude=variant.soft_exclude)
+        idata = fit_biomarkers(ds, vspec, soft_exclude=variant.soft_exclude, used=used)
         left = used[~used["study_id"].isin(variant.soft_exclude)]
         d = derived_biomarkers(idata, left, seed=seed)
         d = d[d["quantity"].isin(["pooled percent reduction"]) | d["quantity"].str.startswith("tau")].copy()

@@ -50,16 +50,15 @@ class Variant:
         return Spec(base.path, base.name, base.kind, base.title, raw)
 
 
-def _studies_in(ds: Dataset, spec: Spec) -> list[str]:
+def _rows_in_model(ds: Dataset, spec: Spec):
+    """The rows the primary analysis fits (mortality strata or biomarker rows)."""
     if spec.kind == "mortality":
         from ..analyses.mortality import mortality_frame
 
-        used, _ = mortality_frame(ds, spec)
-    else:
-        from ..analyses.biomarkers import biomarker_frame
+        return mortality_frame(ds, spec)[0]
+    from ..analyses.biomarkers import biomarker_frame
 
-        used, _ = biomarker_frame(ds, spec)
-    return sorted(used["study_id"].unique())
+    return biomarker_frame(ds, spec)[0]
 
 
 def _exclusion(name: str, family: str, studies: set[str], in_model: list[str]) -> list[Variant]:
@@ -69,8 +68,9 @@ def _exclusion(name: str, family: str, studies: set[str], in_model: list[str]) -
     return [Variant(f"{name} ({', '.join(sorted(hit))})", family, soft_exclude=hit)]
 
 
-def _family(family: str, ds: Dataset, spec: Spec, in_model: list[str]) -> list[Variant]:
+def _family(family: str, ds: Dataset, spec: Spec, used) -> list[Variant]:
     st = ds.studies
+    in_model = sorted(used["study_id"].unique())
     if family == "priors":
         return [Variant(f"prior {p} ~ {describe(prior)}", family, patch={"priors": {p: prior}})
                 for p, prior in PRIOR_SETS[spec.kind]]
@@ -90,9 +90,6 @@ def _family(family: str, ds: Dataset, spec: Spec, in_model: list[str]) -> list[V
     if family == "attribution":
         return [Variant("alternative death attribution", family, patch={"data": {"attribution": "alternative"}})]
     if family == "count_alternatives":
-        from ..analyses.mortality import mortality_frame
-
-        used, _ = mortality_frame(ds, spec)
         out = []
         for _, r in used.iterrows():
             for deaths, n in r["alternatives"]:
@@ -102,10 +99,7 @@ def _family(family: str, ds: Dataset, spec: Spec, in_model: list[str]) -> list[V
     if family == "partition":
         strata = resolve_mortality(ds)
         used_parts = dict(spec.get("data", "partitions", {}))
-        from ..analyses.mortality import mortality_frame
-
-        current, _ = mortality_frame(ds, spec)
-        chosen = current.groupby("study_id")["partition"].first().to_dict()
+        chosen = used.groupby("study_id")["partition"].first().to_dict()
         out = []
         for sid in in_model:
             usable = strata[(strata["study_id"] == sid) & strata["usable"].astype(bool)]["partition"].unique()
@@ -136,10 +130,10 @@ def expand_variants(ds: Dataset, spec: Spec) -> list[Variant]:
         if fam not in FAMILIES[spec.kind]:
             raise SpecError(str(spec.path), "sensitivity.families",
                             f"unknown family '{fam}'; for {spec.kind} choose from {', '.join(FAMILIES[spec.kind])}")
-    in_model = _studies_in(ds, spec)
+    used = _rows_in_model(ds, spec)
     variants = []
     for fam in families:
-        found = _family(fam, ds, spec, in_model)
+        found = _family(fam, ds, spec, used)
         variants += found or [Variant(f"{fam}: nothing to vary", fam, skip="no study or stratum of this kind in the model")]
     names = [v.name for v in variants]
     assert len(set(names)) == len(names), "variant names must be unique"
