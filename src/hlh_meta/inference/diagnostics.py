@@ -1,12 +1,21 @@
-"""The diagnostics gate: R-hat, bulk and tail ESS, divergences (arviz computes them)."""
+"""The diagnostics gate: rank-normalised split R-hat, bulk and tail ESS, divergences.
+
+The statistics are those of Vehtari et al. (2021, Bayesian Analysis 16(2):667-718) as
+ArviZ computes them (``az.rhat``, ``az.ess(method="bulk"|"tail")``). ArviZ evaluates them
+one scalar at a time in Python; the gate runs after every fit and every sensitivity
+variant, so here they are evaluated for all parameters at once with array operations.
+``tests/test_diagnostics.py`` holds them equal to ArviZ's.
+"""
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import arviz as az
 import numpy as np
+from scipy import fft, stats
 
 #: thresholds every fit is held to
 GATE = {"r_hat_max": 1.01, "ess_bulk_min": 400, "ess_tail_min": 400, "divergences_max": 0}
@@ -35,20 +44,102 @@ class Diagnostics:
         return cls(**data)
 
 
+def _split(x: np.ndarray) -> np.ndarray:
+    """(k, chain, draw) -> (k, 2 chain, draw // 2): first and last half of every chain."""
+    half = x.shape[-1] // 2
+    return np.concatenate([x[..., :half], x[..., x.shape[-1] - half:]], axis=1)
+
+
+def _z_scale(x: np.ndarray) -> np.ndarray:
+    """Normal scores of the pooled ranks of each parameter (Blom offset 3/8)."""
+    k, shape = x.shape[0], x.shape[1:]
+    rank = stats.rankdata(x.reshape(k, -1), method="average", axis=1)
+    size = rank.shape[1]
+    return stats.norm.ppf((rank - 3 / 8) / (size - 3 / 4 + 1)).reshape((k, *shape))
+
+
+def _rhat(x: np.ndarray) -> np.ndarray:
+    n = x.shape[-1]
+    between = n * np.var(x.mean(axis=-1), axis=-1, ddof=1)
+    within = np.var(x, axis=-1, ddof=1).mean(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt((between / within + n - 1) / n)
+
+
+def _ess(x: np.ndarray) -> np.ndarray:
+    """Effective sample size of each parameter of (k, chain, draw) draws, Geyer's initial
+    monotone sequence estimator on the chain-averaged autocorrelations."""
+    k, n_chain, n_draw = x.shape
+    total = n_chain * n_draw
+    m = fft.next_fast_len(2 * n_draw)
+    centred = x - x.mean(axis=-1, keepdims=True)
+    spectrum = fft.rfft(centred, n=m, axis=-1)
+    acov = fft.irfft(spectrum * np.conjugate(spectrum), n=m, axis=-1)[..., :n_draw] / n_draw
+    mean_acov = acov.mean(axis=1)                                        # (k, draw)
+    mean_var = mean_acov[:, 0] * n_draw / (n_draw - 1.0)
+    var_plus = mean_var * (n_draw - 1.0) / n_draw
+    if n_chain > 1:
+        var_plus = var_plus + np.var(x.mean(axis=-1), axis=-1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = 1.0 - (mean_var[:, None] - mean_acov) / var_plus[:, None]
+    rho[:, 0] = 1.0
+    n_pairs = n_draw // 2
+    pairs = rho[:, : 2 * n_pairs].reshape(k, n_pairs, 2).sum(axis=-1)   # P_j = rho_2j + rho_2j+1
+    # the positive sequence runs over pairs 0..last-1: it stops after the first pair whose sum
+    # is not positive, and at the latest after pair (n_draw - 3) // 2
+    last = np.minimum(np.argmax(~(pairs > 0), axis=1) + np.where((pairs > 0).all(axis=1), n_pairs, 0),
+                      (n_draw - 3) // 2)
+    kept = np.arange(n_pairs)[None, :] < last[:, None]
+    monotone = np.minimum.accumulate(np.where(kept, pairs, np.inf), axis=1)
+    head = np.where(kept, monotone, 0.0).sum(axis=1)
+    rows = np.arange(k)
+    even = rho[rows, 2 * last]
+    with np.errstate(invalid="ignore"):
+        tail = np.where((pairs[rows, np.minimum(last, n_pairs - 1)] >= 0) | (even > 0), even, 0.0)
+    tau_hat = np.maximum(-1.0 + 2.0 * head + tail, 1.0 / np.log10(total))
+    ess = total / tau_hat
+    constant = np.ptp(x.reshape(k, -1), axis=1) < np.finfo(float).resolution
+    return np.where(constant, float(total), ess)
+
+
+def gate_statistics(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank-normalised split R-hat, bulk ESS and tail ESS of each column of (chain, draw, k)
+    draws; NaN where undefined (non-finite draws, fewer than 4 draws, R-hat of one chain)."""
+    x = np.moveaxis(np.asarray(draws, dtype=float), -1, 0)              # (k, chain, draw)
+    k, n_chain, n_draw = x.shape
+    nan = np.full(k, np.nan)
+    if n_draw < 4:
+        return nan, nan.copy(), nan.copy()
+    bad = ~np.isfinite(x).all(axis=(1, 2))
+    x = np.where(bad[:, None, None], 0.0, x)
+    split = _split(x)
+    folded = np.abs(split - np.median(split.reshape(k, -1), axis=1)[:, None, None])
+    rhat = np.maximum(_rhat(_z_scale(split)), _rhat(_z_scale(folded))) if n_chain > 1 else nan.copy()
+    bulk = _ess(_z_scale(split))
+    tail = []
+    for prob in (0.05, 0.95):
+        q = np.quantile(x.reshape(k, -1), prob, axis=1)
+        tail.append(_ess(_split((x <= q[:, None, None]).astype(float))))
+    tail = np.minimum(*tail)
+    return tuple(np.where(bad, np.nan, s) for s in (rhat, bulk, tail))
+
+
 def check(idata: az.InferenceData, var_names: list[str], attempts: int = 1) -> Diagnostics:
     """Worst R-hat and ESS over ``var_names`` and the number of divergent transitions."""
-    post = idata.posterior[var_names]
-    rhat = float(np.nanmax(az.rhat(post).to_array().values))
-    ess_b = float(np.nanmin(az.ess(post, method="bulk").to_array().values))
-    ess_t = float(np.nanmin(az.ess(post, method="tail").to_array().values))
+    post = idata.posterior
+    columns = [post[v].values.reshape(post.sizes["chain"], post.sizes["draw"], -1) for v in var_names]
+    rhat, bulk, tail = gate_statistics(np.concatenate(columns, axis=-1))
+    with warnings.catch_warnings():         # all-NaN statistics (e.g. one chain) stay NaN and fail
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rhat_max, ess_b, ess_t = float(np.nanmax(rhat)), float(np.nanmin(bulk)), float(np.nanmin(tail))
     div = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
     problems = []
-    if not rhat <= GATE["r_hat_max"]:
-        problems.append(f"R-hat {rhat:.3f} > {GATE['r_hat_max']}")
+    if not rhat_max <= GATE["r_hat_max"]:
+        problems.append(f"R-hat {rhat_max:.3f} > {GATE['r_hat_max']}")
     if not ess_b >= GATE["ess_bulk_min"]:
         problems.append(f"bulk ESS {ess_b:.0f} < {GATE['ess_bulk_min']}")
     if not ess_t >= GATE["ess_tail_min"]:
         problems.append(f"tail ESS {ess_t:.0f} < {GATE['ess_tail_min']}")
     if div > GATE["divergences_max"]:
         problems.append(f"{div} divergent transitions")
-    return Diagnostics(rhat, ess_b, ess_t, div, attempts, problems)
+    return Diagnostics(rhat_max, ess_b, ess_t, div, attempts, problems)

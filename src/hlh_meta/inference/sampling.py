@@ -17,6 +17,7 @@ import numpy as np
 import pymc as pm
 
 from .diagnostics import Diagnostics, check
+from .trace import trace_to_inference_data
 
 SAMPLERS = ("nutpie", "pymc")
 _CACHE: "OrderedDict[Hashable, object]" = OrderedDict()
@@ -41,6 +42,9 @@ class SamplerSettings:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < (1 if name != "tune" else 0):
                 raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        if self.sampler == "nutpie" and self.tune < 1:
+            raise ValueError("tune must be at least 1 with the nutpie sampler (it cannot sample without a "
+                             "warm-up); use sampler='pymc' for tune=0")
         if not 0.5 <= self.target_accept < 1:
             raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept}")
 
@@ -68,8 +72,10 @@ def _sample_once(build, key, data, s: SamplerSettings) -> az.InferenceData:
         compiled = _nutpie_compiled(build, key, data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            return nutpie.sample(compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
-                                 target_accept=s.target_accept, progress_bar=s.progress, save_warmup=False)
+            raw = nutpie.sample(compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
+                                target_accept=s.target_accept, progress_bar=s.progress, save_warmup=False,
+                                return_raw_trace=True)
+        return trace_to_inference_data(raw, compiled)
     model = build()
     with model:
         pm.set_data(dict(data))

@@ -11,12 +11,14 @@ import arviz as az
 import numpy as np
 import pymc as pm
 import xarray as xr
+from pytensor.tensor.random.type import RandomGeneratorType
 
 from ..inference import Diagnostics, SamplerSettings
 from .design import Design
+from .priors import prior_data
 
 PRIOR_DRAWS = 500
-_PRIOR_CACHE: dict = {}
+_PRIOR_CACHE: dict = {}   # model structure -> (model, compiled prior sampler, names, rngs)
 logging.getLogger("pymc").setLevel(logging.WARNING)
 
 
@@ -30,21 +32,51 @@ def _row_template(group: xr.Dataset, row_labels: list[str]) -> xr.DataArray:
                         coords={"chain": group["chain"], "draw": group["draw"], "row": row_labels})
 
 
-def _prior_draws(build: Callable[[], pm.Model], key: Hashable, seed: int | None) -> xr.Dataset:
-    """Prior draws of every model variable; they depend only on the model structure and the seed."""
-    cache_key = (key, seed)
-    if seed is not None and cache_key in _PRIOR_CACHE:
-        return _PRIOR_CACHE[cache_key].copy()
-    model = build()
-    names = [v.name for v in model.free_RVs + model.deterministics]
-    with model, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prior = pm.sample_prior_predictive(draws=PRIOR_DRAWS, var_names=names, random_seed=seed).prior
-    if seed is not None:
-        _PRIOR_CACHE[cache_key] = prior
+def _prior_sampler(build: Callable[[], pm.Model], key: Hashable):
+    """A compiled forward sampler of every model variable, kept per model structure."""
+    from pymc.sampling.forward import compile_forward_sampling_function
+
+    entry = _PRIOR_CACHE.get(key)
+    if entry is None:
+        model = build()
+        names = sorted(v.name for v in model.free_RVs + model.deterministics)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fn, _ = compile_forward_sampling_function([model[n] for n in names], vars_in_trace=[],
+                                                      basic_rvs=model.basic_RVs, givens_dict=None,
+                                                      allow_input_downcast=True, accept_inplace=True)
+        rngs = [v for v in fn.get_shared() if isinstance(v.type, RandomGeneratorType)]
+        entry = _PRIOR_CACHE[key] = (model, fn, names, rngs)
         while len(_PRIOR_CACHE) > 32:
             _PRIOR_CACHE.pop(next(iter(_PRIOR_CACHE)))
-    return prior.copy()
+    return entry
+
+
+def _prior_draws(build: Callable[[], pm.Model], key: Hashable, hyper: Mapping[str, np.ndarray],
+                 seed: int | None) -> xr.Dataset:
+    """PRIOR_DRAWS prior draws of every model variable (one chain).
+
+    They depend on the model structure, the prior hyperparameters and the seed only: the
+    sampler is compiled once per structure and the hyperparameters are swapped in.
+    """
+    from pymc.pytensorf import reseed_rngs
+
+    model, fn, names, rngs = _prior_sampler(build, key)
+    for name, value in hyper.items():
+        if name in model.named_vars:
+            model[name].set_value(np.asarray(value, dtype=model[name].dtype))
+    reseed_rngs(rngs, np.random.default_rng(seed).integers(2**30))
+    values = [fn() for _ in range(PRIOR_DRAWS)]
+    dims = model.named_vars_to_dims
+    data = {}
+    for i, name in enumerate(names):
+        draws = np.stack([v[i] for v in values])[None]
+        var_dims = list(dims.get(name, ())) or [f"{name}_dim_{j}" for j in range(draws.ndim - 2)]
+        data[name] = (["chain", "draw", *var_dims], draws)
+    used = {d for _, (ds, _) in data.items() for d in ds}
+    coords = {d: list(model.coords[d]) for d in used if d in model.coords and model.coords[d] is not None}
+    coords.update({"chain": [0], "draw": np.arange(PRIOR_DRAWS)})
+    return xr.Dataset(data, coords=coords)
 
 
 def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], key: Hashable, settings: SamplerSettings,
@@ -64,7 +96,7 @@ def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], key: Ha
     included = np.flatnonzero(weights > 0)
     ll = _draws_like(post, loglik(post.values), outcome).isel(row=included)
     pp = _draws_like(post, predict(post.values, rng), outcome)
-    prior = _prior_draws(build, (key, json.dumps(priors, sort_keys=True)), settings.seed)
+    prior = _prior_draws(build, key, prior_data(priors), settings.seed)
     prior[row_name] = _draws_like(_row_template(prior, row_labels), row_param(prior), row_name)
     prior_p = prior[row_name]
     extra = {
