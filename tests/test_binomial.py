@@ -166,6 +166,7 @@ def test_prior_draws_follow_swapped_hyperparameters():
     hm.fit_binomial(FIVE, **kwargs)                                # default priors compile the sampler
     swapped = hm.fit_binomial(FIVE, priors=wide, **kwargs).prior
     posterior._PRIOR_CACHE.clear()
+    posterior._PRIOR_DRAWS_CACHE.clear()
     fresh = hm.fit_binomial(FIVE, priors=wide, **kwargs).prior
     for name in ("mu", "tau", "z"):
         np.testing.assert_array_equal(swapped[name].values, fresh[name].values)
@@ -175,3 +176,24 @@ def test_prior_draws_follow_swapped_hyperparameters():
     assert abs(tau.mean() - 1.596) < 4 * 1.206 / np.sqrt(n)
     assert abs(mu.mean() - 1.0) < 4 * 0.5 / np.sqrt(n) and abs(mu.std() - 0.5) < 0.1
     assert swapped["z"].dims == ("chain", "draw", "study")
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_stick_breaking_shares_are_flat_dirichlet(k):
+    """Each share of a flat Dirichlet over k categories is Beta(1, k - 1); shares sum to 1 and
+    have covariance -1 / (k^2 (k + 1)) (compared with scipy's Dirichlet, not with itself)."""
+    import pymc as pm
+    from scipy import stats
+
+    from hlh_meta.models.binomial import flat_dirichlet
+
+    with pm.Model():
+        share = flat_dirichlet("s", 3, k)
+    x = pm.draw(share, draws=20000, random_seed=1)                    # (draws, units, k)
+    assert x.shape == (20000, 3, k)
+    np.testing.assert_allclose(x.sum(-1), 1.0, atol=1e-12)
+    for j in range(k):
+        assert stats.kstest(x[:, 0, j], stats.beta(1, k - 1).cdf).pvalue > 0.001, j
+    ref = stats.dirichlet(np.ones(k))
+    np.testing.assert_allclose(np.cov(x[:, 1, :].T), ref.cov(), atol=4 * np.sqrt(2 / 20000) * ref.var().max())
+    assert abs(np.corrcoef(x[:, 0, 0], x[:, 1, 0])[0, 1]) < 0.03    # units are independent

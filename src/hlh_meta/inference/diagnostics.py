@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import arviz as az
 import numpy as np
-from scipy import fft, stats
+from scipy import fft, special, stats
 
 #: thresholds every fit is held to
 GATE = {"r_hat_max": 1.01, "ess_bulk_min": 400, "ess_tail_min": 400, "divergences_max": 0}
@@ -55,7 +55,7 @@ def _z_scale(x: np.ndarray) -> np.ndarray:
     k, shape = x.shape[0], x.shape[1:]
     rank = stats.rankdata(x.reshape(k, -1), method="average", axis=1)
     size = rank.shape[1]
-    return stats.norm.ppf((rank - 3 / 8) / (size - 3 / 4 + 1)).reshape((k, *shape))
+    return special.ndtri((rank - 3 / 8) / (size - 3 / 4 + 1)).reshape((k, *shape))
 
 
 def _rhat(x: np.ndarray) -> np.ndarray:
@@ -114,8 +114,9 @@ def gate_statistics(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     x = np.where(bad[:, None, None], 0.0, x)
     split = _split(x)
     folded = np.abs(split - np.median(split.reshape(k, -1), axis=1)[:, None, None])
-    rhat = np.maximum(_rhat(_z_scale(split)), _rhat(_z_scale(folded))) if n_chain > 1 else nan.copy()
-    bulk = _ess(_z_scale(split))
+    z = _z_scale(split)
+    rhat = np.maximum(_rhat(z), _rhat(_z_scale(folded))) if n_chain > 1 else nan.copy()
+    bulk = _ess(z)
     tail = []
     for prob in (0.05, 0.95):
         q = np.quantile(x.reshape(k, -1), prob, axis=1)

@@ -19,6 +19,7 @@ from .priors import prior_data
 
 PRIOR_DRAWS = 500
 _PRIOR_CACHE: dict = {}   # model structure -> (model, compiled prior sampler, names, rngs)
+_PRIOR_DRAWS_CACHE: dict = {}   # (structure, hyperparameters, seed) -> prior draws
 logging.getLogger("pymc").setLevel(logging.WARNING)
 
 
@@ -61,6 +62,9 @@ def _prior_draws(build: Callable[[], pm.Model], key: Hashable, hyper: Mapping[st
     """
     from pymc.pytensorf import reseed_rngs
 
+    draws_key = (key, json.dumps({k: np.asarray(v).tolist() for k, v in sorted(hyper.items())}), seed)
+    if seed is not None and draws_key in _PRIOR_DRAWS_CACHE:
+        return _PRIOR_DRAWS_CACHE[draws_key].copy()
     model, fn, names, rngs = _prior_sampler(build, key)
     for name, value in hyper.items():
         if name in model.named_vars:
@@ -76,7 +80,12 @@ def _prior_draws(build: Callable[[], pm.Model], key: Hashable, hyper: Mapping[st
     used = {d for _, (ds, _) in data.items() for d in ds}
     coords = {d: list(model.coords[d]) for d in used if d in model.coords and model.coords[d] is not None}
     coords.update({"chain": [0], "draw": np.arange(PRIOR_DRAWS)})
-    return xr.Dataset(data, coords=coords)
+    prior = xr.Dataset(data, coords=coords)
+    if seed is not None:
+        _PRIOR_DRAWS_CACHE[draws_key] = prior
+        while len(_PRIOR_DRAWS_CACHE) > 64:
+            _PRIOR_DRAWS_CACHE.pop(next(iter(_PRIOR_DRAWS_CACHE)))
+    return prior.copy()
 
 
 def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], key: Hashable, settings: SamplerSettings,
