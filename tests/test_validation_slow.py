@@ -17,7 +17,8 @@ def test_simulation_based_calibration(tmp_path):
     res = subprocess.run([sys.executable, str(ROOT / "validation" / "sbc.py"), "--reps", "200", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=3000)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert (tmp_path / "sbc_binomial.png").is_file() and (tmp_path / "sbc_normal.png").is_file()
+    for engine in ("binomial", "binomial_unknown_shares", "normal"):
+        assert (tmp_path / f"sbc_{engine}.png").is_file(), engine
 
 
 def _has_brms() -> bool:

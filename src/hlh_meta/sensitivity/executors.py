@@ -63,11 +63,27 @@ def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: st
                 done[v.name] = run_group(spec, ds, [v])[0]
         return _order(variants, done)
     if executor == "processes":
-        n = workers or min(len(groups), os.cpu_count() or 1)
-        # spawn, not fork: the parent may hold sampler threads
+        # The group holding the primary analysis runs here, alongside the pool: this process has
+        # usually compiled its model already (``hlh-meta sensitivity`` fits the primary first).
+        # The other groups go to worker processes, largest first.
+        local = next((g for g in groups if any(v.family == "primary" for v in g)), None)
+        remote = sorted((g for g in groups if g is not local), key=len, reverse=True)
+        n = workers or min(len(remote), os.cpu_count() or 1)
+
+        def run_local() -> None:
+            for v in local or []:
+                if progress:
+                    progress(len(done), len(variants), v.name)
+                done[v.name] = run_group(spec, ds, [v])[0]
+
+        if not remote:
+            run_local()
+            return _order(variants, done)
+        # spawn, not fork: this process may hold sampler threads
         with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_quiet_worker) as pool:
-            futures = [(g, pool.submit(run_group, spec, ds, g)) for g in groups]
+            futures = [(g, pool.submit(run_group, spec, ds, g)) for g in remote]
+            run_local()
             for group, fut in futures:
                 for v, frame in zip(group, fut.result()):
                     done[v.name] = frame
