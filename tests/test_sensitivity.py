@@ -70,14 +70,16 @@ def test_family_with_nothing_to_vary_is_reported(ds, tmp_path):
 
 def test_local_processes_match_serial(ds, tmp_path):
     """The primary's group runs in this process and the common-effect group in a worker
-    process; the numbers must equal a serial run with the same seeds."""
+    process (with other work run alongside); the numbers must equal a serial run."""
     path = tmp_path / "b.toml"
     path.write_text((SPECS / "biomarkers_small.toml").read_text().replace(
         'families = ["correlation", "leave_one_out"]', 'families = ["correlation", "fixed_effect"]'))
     spec = load_spec(path)
     assert len(group_variants(spec, expand_variants(ds, spec))) == 2
-    serial = run_sensitivity(spec, ds, executor="serial")
-    local = run_sensitivity(spec, ds, executor="processes", workers=1)
+    calls = []
+    serial = run_sensitivity(spec, ds, executor="serial", alongside=lambda: calls.append("serial"))
+    local = run_sensitivity(spec, ds, executor="processes", workers=1, alongside=lambda: calls.append("processes"))
     cols = [c for c in serial.columns if c != "seconds"]
     pd.testing.assert_frame_equal(serial[cols], local[cols])
     assert set(serial["family"]) == {"primary", "correlation", "fixed_effect"}
+    assert calls == ["serial", "processes"]          # the work given to run alongside runs once

@@ -231,8 +231,10 @@ def sensitivity(result):
         ax.tick_params(axis="x", labelsize=7)
     for row in axes:
         row[0].set_yticks(y, variants, fontsize=7)
-    fig.suptitle("Sensitivity: each variant's median and 95% interval; grey band = primary 95% interval", fontsize=9)
-    fig.tight_layout()
+    height = fig.get_figheight()           # a tall figure: keep the title 0.1 in from the top, panels below it
+    fig.suptitle("Sensitivity: each variant's median and 95% interval; grey band = primary 95% interval", fontsize=9,
+                 y=1 - 0.1 / height, va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.28 / height))
     return fig
 
 

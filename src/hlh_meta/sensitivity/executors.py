@@ -47,15 +47,22 @@ def _quiet_worker() -> None:
 
 def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: str = "serial",
                workers: int | None = None, scheduler=None,
-               progress: Callable[[int, int, str], None] | None = None) -> list[pd.DataFrame]:
-    """Run every variant; frames come back in the order of ``variants``."""
+               progress: Callable[[int, int, str], None] | None = None,
+               alongside: Callable[[], None] | None = None) -> list[pd.DataFrame]:
+    """Run every variant; frames come back in the order of ``variants``.
+
+    ``alongside`` runs in this process once the other workers have their groups (first,
+    with the serial executor): e.g. the primary analysis, while workers compile other models.
+    """
     from .runner import run_group
 
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
     groups = group_variants(spec, variants)
     done: dict[str, pd.DataFrame] = {}
+    alongside = alongside or (lambda: None)
     if executor == "serial":
+        alongside()
         for group in groups:
             for v in group:
                 if progress:
@@ -77,13 +84,19 @@ def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: st
                 done[v.name] = run_group(spec, ds, [v])[0]
 
         if not remote:
+            alongside()
             run_local()
             return _order(variants, done)
         # spawn, not fork: this process may hold sampler threads
         with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_quiet_worker) as pool:
             futures = [(g, pool.submit(run_group, spec, ds, g)) for g in remote]
-            run_local()
+            try:
+                alongside()
+                run_local()
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)   # groups not started are dropped
+                raise
             for group, fut in futures:
                 for v, frame in zip(group, fut.result()):
                     done[v.name] = frame
@@ -99,6 +112,7 @@ def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: st
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
         futures = client.map(partial(run_group, spec, ds), groups, pure=False)
+        alongside()
         for group, result in zip(groups, client.gather(futures)):
             for v, frame in zip(group, result):
                 done[v.name] = frame

@@ -77,7 +77,8 @@ def run_group(spec: Spec, ds: Dataset, variants: list[Variant]) -> list[pd.DataF
 
 def run_sensitivity(spec: Spec | str, ds: Dataset | None = None,
                     progress: Callable[[int, int, str], None] | None = None,
-                    executor: str = "processes", workers: int | None = None, scheduler=None) -> pd.DataFrame:
+                    executor: str = "processes", workers: int | None = None, scheduler=None,
+                    alongside: Callable[[], None] | None = None) -> pd.DataFrame:
     """Primary analysis and every declared variant: one row per variant and quantity.
 
     Variants are checked (names, studies, families) before any sampling. A variant that
@@ -87,13 +88,16 @@ def run_sensitivity(spec: Spec | str, ds: Dataset | None = None,
     distributed scheduler, or a ``distributed.Client``). Variants are grouped by model
     structure and each group runs in one worker, so no structure is compiled twice in a
     worker; the same seeds give the same numbers whichever executor runs them.
+    ``alongside`` (optional) runs in this process while the workers start on their groups;
+    ``hlh-meta sensitivity`` runs the primary analysis there.
     """
     from .executors import run_groups
 
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     ds = load_dataset() if ds is None else ds
     variants = [Variant("primary", "primary")] + expand_variants(ds, spec)
-    frames = run_groups(spec, ds, variants, executor=executor, workers=workers, scheduler=scheduler, progress=progress)
+    frames = run_groups(spec, ds, variants, executor=executor, workers=workers, scheduler=scheduler, progress=progress,
+                        alongside=alongside)
     return pd.concat(frames, ignore_index=True).reindex(columns=COLUMNS + ["seconds"])
 
 
