@@ -68,16 +68,26 @@ def test_family_with_nothing_to_vary_is_reported(ds, tmp_path):
     assert row["note"].startswith("not run")
 
 
-def test_local_processes_match_serial(ds, tmp_path):
+def test_local_processes_match_serial(ds, tmp_path, monkeypatch):
     """The primary's group runs in this process and the common-effect group in a worker
-    process (with other work run alongside); the numbers must equal a serial run."""
+    process (with other work run alongside); the numbers must equal a serial run. The
+    serial run reuses the primary analysis's fit handed back by the work run alongside;
+    the process run fits the primary again: the two agree."""
+    from hlh_meta.analyses import biomarkers
+    from hlh_meta.analyses.result import run_analysis
+
     path = tmp_path / "b.toml"
     path.write_text((SPECS / "biomarkers_small.toml").read_text().replace(
         'families = ["correlation", "leave_one_out"]', 'families = ["correlation", "fixed_effect"]'))
     spec = load_spec(path)
-    assert len(group_variants(spec, expand_variants(ds, spec))) == 2
+    variants = expand_variants(ds, spec)
+    assert len(group_variants(spec, variants)) == 2
+    primary = run_analysis(spec, ds).idata
+    fits, real_fit = [], biomarkers.fit_biomarkers
+    monkeypatch.setattr(biomarkers, "fit_biomarkers", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
     calls = []
-    serial = run_sensitivity(spec, ds, executor="serial", alongside=lambda: calls.append("serial"))
+    serial = run_sensitivity(spec, ds, executor="serial", alongside=lambda: calls.append("serial") or primary)
+    assert len(fits) == len(variants)                # every variant but the primary was fitted
     local = run_sensitivity(spec, ds, executor="processes", workers=1, alongside=lambda: calls.append("processes"))
     cols = [c for c in serial.columns if c != "seconds"]
     pd.testing.assert_frame_equal(serial[cols], local[cols])

@@ -95,8 +95,9 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
 
                 primary = {}
 
-                def run_primary() -> None:   # while worker processes compile the variants' other models
+                def run_primary():   # while worker processes compile the variants' other models
                     primary["result"] = run_analysis(spec, ds, progress=False)
+                    return primary["result"].idata   # the primary variant's fit: not sampled twice
 
                 started = time.perf_counter()
                 sens = run_sensitivity(spec, ds, progress=tick, alongside=run_primary, **(executor or {}))

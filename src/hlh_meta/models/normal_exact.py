@@ -272,19 +272,19 @@ class ExactNormalFit:
             return float(np.sqrt(max(self._tau_moment(2) - self._tau_moment(1) ** 2, 0.0)))
         return self.coefficient(name).sd()
 
-    def cdf(self, name: str, x):
+    def _marginal(self, name: str, tau_fn, method: str, x):
+        """tau's function by quadrature, a coefficient's from its mixture; scalars stay scalars."""
         self._check_name(name)
         if name == "tau":
-            out = self._tau_cdf(x)
+            out = tau_fn(x)
             return float(out) if out.ndim == 0 else out
-        return self.coefficient(name).cdf(x)
+        return getattr(self.coefficient(name), method)(x)
+
+    def cdf(self, name: str, x):
+        return self._marginal(name, self._tau_cdf, "cdf", x)
 
     def quantile(self, name: str, q):
-        self._check_name(name)
-        if name == "tau":
-            out = self._tau_quantile(q)
-            return float(out) if out.ndim == 0 else out
-        return self.coefficient(name).quantile(q)
+        return self._marginal(name, self._tau_quantile, "quantile", q)
 
     def summary(self, probs: Sequence[float] = (0.025, 0.5, 0.975)) -> pd.DataFrame:
         """Mean, sd and quantiles (columns ``q2.5``, ``q50``, ...) of every coefficient and tau."""

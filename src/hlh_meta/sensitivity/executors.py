@@ -48,11 +48,12 @@ def _quiet_worker() -> None:
 def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: str = "serial",
                workers: int | None = None, scheduler=None,
                progress: Callable[[int, int, str], None] | None = None,
-               alongside: Callable[[], None] | None = None) -> list[pd.DataFrame]:
+               alongside: Callable[[], object] | None = None) -> list[pd.DataFrame]:
     """Run every variant; frames come back in the order of ``variants``.
 
     ``alongside`` runs in this process once the other workers have their groups (first,
     with the serial executor): e.g. the primary analysis, while workers compile other models.
+    An InferenceData it returns is the primary variant's fit wherever that runs here.
     """
     from .runner import run_group
 
@@ -60,14 +61,20 @@ def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: st
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
     groups = group_variants(spec, variants)
     done: dict[str, pd.DataFrame] = {}
-    alongside = alongside or (lambda: None)
+    fitted: dict = {}
+
+    def run_alongside() -> None:
+        primary = alongside() if alongside else None
+        if primary is not None:
+            fitted["primary"] = primary
+
     if executor == "serial":
-        alongside()
+        run_alongside()
         for group in groups:
             for v in group:
                 if progress:
                     progress(len(done), len(variants), v.name)
-                done[v.name] = run_group(spec, ds, [v])[0]
+                done[v.name] = run_group(spec, ds, [v], fitted)[0]
         return _order(variants, done)
     if executor == "processes":
         # The group holding the primary analysis runs here, alongside the pool: this process has
@@ -81,10 +88,10 @@ def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: st
             for v in local or []:
                 if progress:
                     progress(len(done), len(variants), v.name)
-                done[v.name] = run_group(spec, ds, [v])[0]
+                done[v.name] = run_group(spec, ds, [v], fitted)[0]
 
         if not remote:
-            alongside()
+            run_alongside()
             run_local()
             return _order(variants, done)
         # spawn, not fork: this process may hold sampler threads
@@ -92,7 +99,7 @@ def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: st
                                  initializer=_quiet_worker) as pool:
             futures = [(g, pool.submit(run_group, spec, ds, g)) for g in remote]
             try:
-                alongside()
+                run_alongside()
                 run_local()
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)   # groups not started are dropped
@@ -112,7 +119,7 @@ def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: st
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
         futures = client.map(partial(run_group, spec, ds), groups, pure=False)
-        alongside()
+        run_alongside()           # the primary variant runs on the cluster: its fit is not reused
         for group, result in zip(groups, client.gather(futures)):
             for v, frame in zip(group, result):
                 done[v.name] = frame

@@ -23,13 +23,15 @@ COLUMNS = ["variant", "family", "quantity", "label", "mean", "median", "q2.5", "
            "diagnostics_passed", "diagnostics_problems", "note"]
 
 
-def _quantities(spec: Spec, ds: Dataset, variant: Variant) -> pd.DataFrame:
+def _quantities(spec: Spec, ds: Dataset, variant: Variant, idata=None) -> pd.DataFrame:
+    """The variant's summary rows; ``idata``: its fit when the caller has it already."""
     vspec = variant.spec(spec)
     seed = spec.get("sampling", "seed")
     if spec.kind == "mortality":
         from ..analyses.mortality import derived_mortality, fit_mortality
 
-        idata = fit_mortality(ds, vspec, soft_exclude=variant.soft_exclude, counts=variant.counts)
+        if idata is None:
+            idata = fit_mortality(ds, vspec, soft_exclude=variant.soft_exclude, counts=variant.counts)
         d = derived_mortality(idata, seed=seed)
         d = d[d["quantity"].str.contains("typical") | d["quantity"].str.startswith("tau")]
         out = d.rename(columns={"profile": "label"})
@@ -37,7 +39,8 @@ def _quantities(spec: Spec, ds: Dataset, variant: Variant) -> pd.DataFrame:
         from ..analyses.biomarkers import biomarker_frame, derived_biomarkers, fit_biomarkers
 
         used, _ = biomarker_frame(ds, vspec)
-        idata = fit_biomarkers(ds, vspec, soft_exclude=variant.soft_exclude, used=used)
+        if idata is None:
+            idata = fit_biomarkers(ds, vspec, soft_exclude=variant.soft_exclude, used=used)
         left = used[~used["study_id"].isin(variant.soft_exclude)]
         d = derived_biomarkers(idata, left, seed=seed)
         d = d[d["quantity"].isin(["pooled percent reduction"]) | d["quantity"].str.startswith("tau")].copy()
@@ -57,12 +60,12 @@ def _note_row(v: Variant, note: str) -> pd.DataFrame:
                           "diagnostics_passed": np.nan, "diagnostics_problems": "", "note": note}])
 
 
-def _run_one(spec: Spec, ds: Dataset, v: Variant) -> pd.DataFrame:
+def _run_one(spec: Spec, ds: Dataset, v: Variant, idata=None) -> pd.DataFrame:
     t = time.perf_counter()
     if v.skip:
         return _note_row(v, f"not run: {v.skip}").assign(seconds=0.0)
     try:
-        q = _quantities(spec, ds, v)
+        q = _quantities(spec, ds, v, idata)
     except (ValueError, DataError) as exc:
         if v.family == "primary":
             raise
@@ -70,15 +73,16 @@ def _run_one(spec: Spec, ds: Dataset, v: Variant) -> pd.DataFrame:
     return q.assign(seconds=round(time.perf_counter() - t, 3))
 
 
-def run_group(spec: Spec, ds: Dataset, variants: list[Variant]) -> list[pd.DataFrame]:
-    """Run variants of one model structure in order (one worker compiles the structure once)."""
-    return [_run_one(spec, ds, v) for v in variants]
+def run_group(spec: Spec, ds: Dataset, variants: list[Variant], fitted: dict | None = None) -> list[pd.DataFrame]:
+    """Run variants of one model structure in order (one worker compiles the structure once).
+    ``fitted``: InferenceData already at hand, by variant name (not fitted again)."""
+    return [_run_one(spec, ds, v, (fitted or {}).get(v.name)) for v in variants]
 
 
 def run_sensitivity(spec: Spec | str, ds: Dataset | None = None,
                     progress: Callable[[int, int, str], None] | None = None,
                     executor: str = "processes", workers: int | None = None, scheduler=None,
-                    alongside: Callable[[], None] | None = None) -> pd.DataFrame:
+                    alongside: Callable[[], object] | None = None) -> pd.DataFrame:
     """Primary analysis and every declared variant: one row per variant and quantity.
 
     Variants are checked (names, studies, families) before any sampling. A variant that
@@ -89,7 +93,9 @@ def run_sensitivity(spec: Spec | str, ds: Dataset | None = None,
     structure and each group runs in one worker, so no structure is compiled twice in a
     worker; the same seeds give the same numbers whichever executor runs them.
     ``alongside`` (optional) runs in this process while the workers start on their groups;
-    ``hlh-meta sensitivity`` runs the primary analysis there.
+    ``hlh-meta sensitivity`` runs the primary analysis there. If it returns the primary
+    analysis's InferenceData, the primary variant uses it instead of fitting it again
+    (with the serial and local-process executors).
     """
     from .executors import run_groups
 
