@@ -1,10 +1,12 @@
 """Timing of the engines on this machine: cold (fresh process) and warm fits.
 
-Run:  .venv/bin/python benchmarks/bench_fit.py [--repeats 3]
+Run:  .venv/bin/python benchmarks/bench_fit.py [--repeats 3] [--stock-callbacks]
 Prints the machine, then medians over repeats. "cold" starts a new Python process that
 imports hlh_meta and fits once (import + model compilation + sampling); "warm" refits new
 data of the same shape in the same process (compiled model reused). The exact engine
 needs no sampling. Default fits: 4 chains x 1000 draws (+1000 tuning).
+With --stock-callbacks the cold fits also run with nutpie's own C callbacks instead of
+hlh_meta's generated ones (inference/callbacks.py), the two alternating, fresh process each.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ import time, warnings; warnings.filterwarnings("ignore")
 t0 = time.perf_counter()
 import numpy as np, pandas as pd, hlh_meta as hm
 t1 = time.perf_counter()
+if {stock}:
+    import nutpie
+    from hlh_meta.inference import sampling
+    sampling.compile_pymc_model = nutpie.compile_pymc_model
 kind = "{kind}"
 if kind == "binomial":
     df = pd.DataFrame({{"study": list("abcde"), "events": [2, 5, 0, 9, 3], "total": [10, 20, 13, 30, 8]}})
@@ -48,8 +54,9 @@ def machine() -> str:
     return f"{platform.node()} | {cpu} | {os.cpu_count()} cores | Python {platform.python_version()}"
 
 
-def cold(kind: str) -> tuple[float, float]:
-    out = subprocess.run([sys.executable, "-c", COLD.format(kind=kind)], capture_output=True, text=True, check=True)
+def cold(kind: str, stock: bool = False) -> tuple[float, float]:
+    out = subprocess.run([sys.executable, "-c", COLD.format(kind=kind, stock=stock)], capture_output=True, text=True,
+                         check=True)
     imp, fit = map(float, out.stdout.split()[-2:])
     return imp, fit
 
@@ -97,14 +104,25 @@ def exact(repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stock-callbacks", action="store_true",
+                    help="also time cold fits with nutpie's own C callbacks, alternating with hlh_meta's")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     print("default fit: 4 chains x 1000 draws, nutpie; medians over", args.repeats, "repeats")
+    modes = (False, True) if args.stock_callbacks else (False,)
     for kind in ("binomial", "binomial14", "normal"):
-        runs = [cold(kind) for _ in range(args.repeats)]
-        imp = statistics.median(r[0] for r in runs)
-        fit = statistics.median(r[1] for r in runs)
-        print(f"{kind:<11} cold: import {imp:5.2f} s + first fit {fit:5.2f} s = {imp + fit:5.2f} s")
+        runs = {mode: [] for mode in modes}
+        for _ in range(args.repeats):
+            for mode in modes:
+                runs[mode].append(cold(kind, stock=mode))
+        for mode in modes:
+            imp = statistics.median(r[0] for r in runs[mode])
+            fit = statistics.median(r[1] for r in runs[mode])
+            label = f"{kind}, nutpie's callbacks" if mode else kind
+            print(f"{label:<11} cold: import {imp:5.2f} s + first fit {fit:5.2f} s = {imp + fit:5.2f} s")
+        if args.stock_callbacks:
+            ratio = statistics.median(r[1] for r in runs[True]) / statistics.median(r[1] for r in runs[False])
+            print(f"{kind:<11} first fit, nutpie's callbacks / generated callbacks: {ratio:.2f}x")
     for kind in ("binomial", "normal"):
         w = warm(kind, args.repeats)
         print(f"{kind:<11} warm fit (compiled model reused): {statistics.median(w):.3f} s")

@@ -16,6 +16,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
+from .callbacks import compile_pymc_model
 from .diagnostics import Diagnostics, check
 from .trace import trace_to_inference_data
 
@@ -50,13 +51,9 @@ class SamplerSettings:
 
 
 def _nutpie_compiled(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str, np.ndarray]):
-    import nutpie
-
     compiled = _CACHE.get(key)
     if compiled is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            compiled = nutpie.compile_pymc_model(build())
+        compiled = compile_pymc_model(build())
         _CACHE[key] = compiled
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
