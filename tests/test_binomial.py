@@ -165,8 +165,7 @@ def test_prior_draws_follow_swapped_hyperparameters():
     kwargs = dict(events="events", total="total", study="study", draws=100, tune=100, seed=4)
     hm.fit_binomial(FIVE, **kwargs)                                # default priors compile the sampler
     swapped = hm.fit_binomial(FIVE, priors=wide, **kwargs).prior
-    posterior._PRIOR_CACHE.clear()
-    posterior._PRIOR_DRAWS_CACHE.clear()
+    posterior.clear_prior_cache()
     fresh = hm.fit_binomial(FIVE, priors=wide, **kwargs).prior
     for name in ("mu", "tau", "z"):
         np.testing.assert_array_equal(swapped[name].values, fresh[name].values)

@@ -50,10 +50,24 @@ def _split(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[..., :half], x[..., x.shape[-1] - half:]], axis=1)
 
 
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks (1..n) along the rows of a 2-d array, ties given their average rank. Draws of
+    continuous parameters rarely tie: one unstable sort then settles it, about three times
+    faster than ``scipy.stats.rankdata``, which ranks the rows that hold a tie."""
+    order = np.argsort(x, axis=1)
+    ordered = np.take_along_axis(x, order, axis=1)
+    rank = np.empty(x.shape)
+    rank[np.arange(x.shape[0])[:, None], order] = np.arange(1.0, x.shape[1] + 1.0)
+    tied = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+    if tied.any():
+        rank[tied] = stats.rankdata(x[tied], method="average", axis=1)
+    return rank
+
+
 def _z_scale(x: np.ndarray) -> np.ndarray:
     """Normal scores of the pooled ranks of each parameter (Blom offset 3/8)."""
     k, shape = x.shape[0], x.shape[1:]
-    rank = stats.rankdata(x.reshape(k, -1), method="average", axis=1)
+    rank = _ranks(x.reshape(k, -1))
     size = rank.shape[1]
     return special.ndtri((rank - 3 / 8) / (size - 3 / 4 + 1)).reshape((k, *shape))
 

@@ -127,5 +127,11 @@ def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], key: Ha
     return idata
 
 
+def clear_prior_cache() -> None:
+    """Forget the compiled prior samplers and cached prior draws (as a fresh process would)."""
+    _PRIOR_CACHE.clear()
+    _PRIOR_DRAWS_CACHE.clear()
+
+
 def diagnostics_of(idata: az.InferenceData) -> Diagnostics:
     return Diagnostics.from_json(idata.posterior.attrs["diagnostics"])
