@@ -2,7 +2,10 @@
 and, with one seed, the same draws bit for bit, before and after a data swap."""
 
 import ctypes
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pymc as pm
@@ -99,3 +102,15 @@ def test_same_draws_as_nutpie(pair, swapped):
     for name in ("tau", "beta", "eta"):
         np.testing.assert_array_equal(a.posterior[name].values, b.posterior[name].values)
     np.testing.assert_array_equal(a.sample_stats["diverging"].values, b.sample_stats["diverging"].values)
+
+
+def test_a_later_process_loads_the_callbacks_from_the_cache(pair):
+    """The fixture compiled (and so cached) the callbacks; a new process must load both."""
+    script = ("import sys, warnings; warnings.simplefilter('ignore'); sys.path.insert(0, sys.argv[1])\n"
+              "from test_callbacks import _model\n"
+              "from hlh_meta.inference.callbacks import compile_pymc_model\n"
+              "c = compile_pymc_model(_model())\n"
+              "print(c.compiled_logp_func.cache_hits, c.compiled_expand_func.cache_hits)")
+    out = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["1", "1"]

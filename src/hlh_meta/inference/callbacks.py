@@ -1,29 +1,41 @@
-"""nutpie's compiled PyMC model with leaner C callbacks: the same numbers, less to compile.
+"""nutpie's compiled PyMC model with generated, disk-cached C callbacks: the same numbers,
+compiled once per machine instead of once per process.
 
-nutpie samples by calling two numba ``cfunc`` callbacks, the log-density with its gradient
-and the "expand" function that maps a point to the stored variables; each wraps a compiled
+nutpie samples by calling two numba ``cfunc`` callbacks: the log-density with its gradient,
+and the "expand" function that maps a point to the stored variables. Each wraps a compiled
 PyTensor function and reads the model's data (``pm.Data``) through pointers held in a
-``user_data`` record, which ``with_data`` rewrites without compiling again. Most of a first
-fit is numba compiling these two wrappers (not the PyTensor function, which numba loads
-from its disk cache). Two constructs in nutpie's wrappers dominate that time:
+``user_data`` record, which ``with_data`` rewrites without compiling again. numba loads the
+PyTensor functions from PyTensor's disk cache, but nutpie's wrappers cannot be cached, and
+compiling them was most of a first fit:
 
-- the data arrays are read in a ``literal_unroll`` loop over a generic overload (numba
-  types the loop body once per array, about 1.5 s);
-- results are copied by slice assignment (``out[...] = grad``), whose shape-mismatch
-  error message numba compiles for every model (string formatting, about 2 s).
+- nutpie reads the data arrays in a ``literal_unroll`` loop over a generic overload (numba
+  types the loop body once per array), and copies results by slice assignment
+  (``out[...] = grad``), whose shape-mismatch error message numba compiles for every
+  model: together about 4 s of a 7-8 s first fit of a small model on 2 cores;
+- compiling a wrapper also re-optimises the PyTensor function linked into it (2-4 s for
+  the bundled models).
 
-The wrappers here are generated as straight-line code instead: each array is a ``carray``
-over the data pointer and shape read from ``user_data`` at offsets fixed when the model is
-compiled, and results are copied element by element after a length check. Status codes
-are nutpie's. The record layout, ``with_data`` and the sampler are nutpie's, untouched;
-``tests/test_callbacks.py`` holds the draws equal, bit for bit, to nutpie's own compile,
-before and after a data swap. Written against nutpie 0.16 (``pyproject.toml`` pins
-``<0.17``): the two wrapper builders of ``nutpie.compile_pymc`` are replaced for the
-duration of one compile, under a lock.
+The wrappers here are generated as straight-line source: each array is a ``carray`` over
+the data pointer and shape read from ``user_data`` at word offsets fixed when the model is
+compiled (outside the ``try`` block: these reads cannot raise, and inside it numba's
+liveness analysis takes seconds), and results are copied element by element after a length
+check. The source is registered with PyTensor's numba cache under a key built from the
+PyTensor function's own cache key, the record layout, this module's source and the numba
+and nutpie versions, so a later process loads the compiled wrapper from disk. Status codes are nutpie's; the record layout,
+``with_data`` and the sampler are nutpie's, untouched. ``tests/test_callbacks.py`` holds
+values, status codes and draws equal, bit for bit, to nutpie's own compile, before and
+after a data swap, and checks that a second process loads the wrappers from the cache.
+
+Written against nutpie 0.16 (``pyproject.toml`` pins ``<0.17``): the two wrapper builders of
+``nutpie.compile_pymc`` are replaced for the duration of one compile, under a lock.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import sys
 import threading
 import warnings
 from unittest import mock
@@ -33,19 +45,58 @@ import numpy as np
 _LOCK = threading.Lock()
 _WORD = np.dtype(np.uint64)
 
+_LOGP = """
+def logp_numba(dim, x_, out_, logp_, user_data_):
+    if dim != {n_dim}:
+        return -1
+{read}
+    try:
+        logp_val, grad = fn(carray(x_, ({n_dim},)), {args})
+        if grad.shape[0] != {n_dim}:
+            return 1
+        logp_[0] = logp_val
+        finite = True
+        for i in range({n_dim}):
+            out_[i] = grad[i]
+            finite = finite and np.isfinite(grad[i])
+        if not finite:
+            return 3
+        if not np.isfinite(logp_val):
+            return 4
+    except Exception:
+        return 1
+    return 0
+"""
 
-def _void_pointer():
-    """A numba intrinsic turning an integer address into a ``void*``."""
+_EXPAND = """
+def expand_numba(dim, expanded, x_, out_, user_data_):
+    if dim != {n_dim} or expanded != {n_expanded}:
+        return -1
+{read}
+    try:
+        (values,) = fn(carray(x_, ({n_dim},)), {args})
+        if values.shape[0] != {n_expanded}:
+            return -2
+        for i in range({n_expanded}):
+            out_[i] = values[i]
+    except Exception:
+        return -2
+    return 0
+"""
+
+
+def _make_void_pointer():
     from numba.core import cgutils, types
     from numba.extending import intrinsic
 
     @intrinsic
-    def as_void_pointer(typingctx, address):
+    def void_pointer(typingctx, address):
+        """An integer address as a ``void*``."""
         def codegen(context, builder, signature, args):
             return builder.inttoptr(args[0], cgutils.voidptr_t)
         return types.voidptr(address), codegen
 
-    return as_void_pointer
+    return void_pointer
 
 
 def _offset(dtype: np.dtype, *path: str) -> tuple[int, np.dtype]:
@@ -57,18 +108,14 @@ def _offset(dtype: np.dtype, *path: str) -> tuple[int, np.dtype]:
     return offset, dtype
 
 
-def _extraction(fn, record: np.dtype, names: list[str], shared_data: dict):
-    """``extract(x, user_data_) = fn(x, *arrays)`` with each array read from the record.
-
-    The record (``nutpie.compile_pymc.make_user_data``) holds, per array, its data address,
-    size and shape, all 64-bit words; the generated code reads them as words of one array.
-    """
-    import numba
-
+def _reads(record: np.dtype, names: list[str], shared_data: dict) -> tuple[list[str], list[str], list, dict]:
+    """Source lines that view each data array from the ``user_data`` record
+    (``nutpie.compile_pymc.make_user_data``: per array its address, size and shape, all
+    64-bit words), with the argument names, a description for the cache key and the dtypes."""
     if record.itemsize % _WORD.itemsize:
         raise TypeError(f"user_data record of {record.itemsize} bytes is not made of 64-bit words")
-    lines, args = [f"    words = carray(user_data_, ({record.itemsize // _WORD.itemsize},), word)"], []
-    scope = {"carray": numba.carray, "void_pointer": _void_pointer(), "word": _WORD, "fn": fn}
+    lines = [f"    words = carray(user_data_, ({record.itemsize // _WORD.itemsize},), word)"]
+    args, layout, dtypes = [], [], {}
     for i, name in enumerate(names):
         data_at, data_type = _offset(record, "shared", "data", name)
         shape_at, shape_type = _offset(record, "shared", "shape", name)
@@ -77,12 +124,38 @@ def _extraction(fn, record: np.dtype, names: list[str], shared_data: dict):
                 or shape_type.shape != (ndim,):
             raise TypeError(f"user_data record field of '{name}' is not the 64-bit layout expected")
         shape = "".join(f"int(words[{shape_at // 8 + d}]), " for d in range(ndim))
-        scope[f"dtype_{i}"] = np.dtype(shared_data[name].dtype)
+        dtypes[f"dtype_{i}"] = np.dtype(shared_data[name].dtype)
         lines.append(f"    a{i} = carray(void_pointer(words[{data_at // 8}]), ({shape}), dtype_{i})")
         args.append(f"a{i}")
-    source = "def extract(x, user_data_):\n" + "\n".join(lines) + f"\n    return fn(x, {', '.join(args)})\n"
-    exec(compile(source, "<hlh_meta callbacks>", "exec"), scope)
-    return numba.njit(inline="always")(scope["extract"])
+        layout.append([name, data_at, shape_at, ndim, dtypes[f"dtype_{i}"].str])
+    return lines, args, layout, dtypes
+
+
+def _cache_key(kind: str, fn, layout: list, sizes: list[int]) -> str | None:
+    """A key naming everything the compiled wrapper depends on, or None when the PyTensor
+    function itself is not cached (then neither is the wrapper)."""
+    import numba
+    import nutpie
+    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+
+    inner = CACHED_SRC_FUNCTIONS.get(getattr(fn, "py_func", None))
+    if inner is None:
+        return None
+    own = inspect.getsource(sys.modules[__name__])
+    text = json.dumps([kind, inner, layout, [int(s) for s in sizes], numba.__version__, nutpie.__version__, own])
+    return "hlh_meta_" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _build(kind: str, template: str, fn, c_sig, user_data, names, shared_data, **sizes):
+    import numba
+    from pytensor.link.numba.cache import compile_numba_function_src
+
+    read, args, layout, dtypes = _reads(user_data.dtype, list(names), shared_data)
+    source = template.format(read="\n".join(read), args=", ".join(args), **sizes)
+    key = _cache_key(kind, fn, layout, list(sizes.values()))
+    scope = {"__name__": __name__, "np": np, "carray": numba.carray, "void_pointer": _make_void_pointer(),
+             "word": _WORD, "fn": fn, **dtypes}
+    return compile_numba_function_src(source, kind, global_env=scope, cache_key=key), c_sig
 
 
 def _c_logp_func(n_dim, logp_fn, user_data, shared_logp, shared_data):
@@ -90,64 +163,40 @@ def _c_logp_func(n_dim, logp_fn, user_data, shared_logp, shared_data):
     1 error in the log-density, 3 non-finite gradient, 4 non-finite log-density."""
     import numba
 
-    extract = _extraction(logp_fn, user_data.dtype, list(shared_logp), shared_data)
     double_ptr = numba.types.CPointer(numba.types.double)
     c_sig = numba.types.int64(numba.types.uint64, double_ptr, double_ptr, double_ptr, numba.types.voidptr)
-
-    def logp_numba(dim, x_, out_, logp_, user_data_):
-        if dim != n_dim:
-            return -1
-        try:
-            logp_val, grad = extract(numba.carray(x_, (n_dim,)), user_data_)
-            if grad.shape[0] != n_dim:
-                return 1
-            logp_[0] = logp_val
-            finite = True
-            for i in range(n_dim):
-                out_[i] = grad[i]
-                finite = finite and np.isfinite(grad[i])
-            if not finite:
-                return 3
-            if not np.isfinite(logp_val):
-                return 4
-        except Exception:  # noqa: BLE001 - a status code is all a C callback can report
-            return 1
-        return 0
-
-    return logp_numba, c_sig
+    return _build("logp_numba", _LOGP, logp_fn, c_sig, user_data, shared_logp, shared_data, n_dim=n_dim)
 
 
 def _c_expand_func(n_dim, n_expanded, expand_fn, user_data, shared_vars, shared_data):
     """Drop-in for nutpie's ``_make_c_expand_func`` (status 0 ok, -1 wrong size, -2 error)."""
     import numba
 
-    extract = _extraction(expand_fn, user_data.dtype, list(shared_vars), shared_data)
     double_ptr = numba.types.CPointer(numba.types.double)
     c_sig = numba.types.int64(numba.types.uint64, numba.types.uint64, double_ptr, double_ptr, numba.types.voidptr)
-
-    def expand_numba(dim, expanded, x_, out_, user_data_):
-        if dim != n_dim or expanded != n_expanded:
-            return -1
-        try:
-            (values,) = extract(numba.carray(x_, (n_dim,)), user_data_)
-            if values.shape[0] != n_expanded:
-                return -2
-            for i in range(n_expanded):
-                out_[i] = values[i]
-        except Exception:  # noqa: BLE001
-            return -2
-        return 0
-
-    return expand_numba, c_sig
+    return _build("expand_numba", _EXPAND, expand_fn, c_sig, user_data, shared_vars, shared_data,
+                  n_dim=n_dim, n_expanded=n_expanded)
 
 
 def compile_pymc_model(model):
     """``nutpie.compile_pymc_model(model)`` (numba backend, default options) with the wrappers above."""
+    import numba
     import nutpie
     from nutpie import compile_pymc
+    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+
+    numba_cfunc = numba.cfunc
+
+    def cfunc(c_sig, **kwargs):            # as nutpie's compile calls it: cached where the wrapper has a key
+        def compile_one(py_func):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=numba.NumbaWarning)
+                return numba_cfunc(c_sig, cache=py_func in CACHED_SRC_FUNCTIONS)(py_func)
+        return compile_one
 
     with _LOCK, warnings.catch_warnings(), \
             mock.patch.object(compile_pymc, "_make_c_logp_func", _c_logp_func), \
-            mock.patch.object(compile_pymc, "_make_c_expand_func", _c_expand_func):
+            mock.patch.object(compile_pymc, "_make_c_expand_func", _c_expand_func), \
+            mock.patch.object(numba, "cfunc", cfunc):
         warnings.simplefilter("ignore", FutureWarning)
         return nutpie.compile_pymc_model(model)
