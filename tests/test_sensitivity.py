@@ -93,3 +93,31 @@ def test_local_processes_match_serial(ds, tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(serial[cols], local[cols])
     assert set(serial["family"]) == {"primary", "correlation", "fixed_effect"}
     assert calls == ["serial", "processes"]          # the work given to run alongside runs once
+
+
+@pytest.mark.parametrize("cores, chains, groups, expected", [(2, 4, 3, 0), (7, 4, 3, 0), (8, 4, 3, 1), (16, 4, 3, 3),
+                                                             (16, 4, 2, 2), (8, 2, 3, 3), (None, 4, 3, 0)])
+def test_default_workers_leave_room_for_each_fits_chains(tmp_path, monkeypatch, cores, chains, groups, expected):
+    from hlh_meta.sensitivity import executors
+
+    path = tmp_path / "m.toml"
+    path.write_text(f"[analysis]\nname='m'\nkind='mortality'\n[sampling]\nchains={chains}\n")
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: cores)
+    assert executors.default_workers(load_spec(path), groups) == expected
+
+
+def test_processes_without_idle_cores_run_every_group_here(ds, tmp_path, monkeypatch):
+    """With no worker to give (2 cores, 4 chains) no process pool starts; every variant
+    still runs, the work run alongside first."""
+    from hlh_meta.sensitivity import executors
+
+    path = tmp_path / "b.toml"
+    path.write_text((SPECS / "biomarkers_small.toml").read_text().replace(
+        'families = ["correlation", "leave_one_out"]', 'families = ["fixed_effect"]'))
+    spec = load_spec(path)
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(executors, "ProcessPoolExecutor", None)      # any use of a pool fails
+    calls = []
+    sens = run_sensitivity(spec, ds, executor="processes", alongside=lambda: calls.append("alongside"))
+    assert calls == ["alongside"]
+    assert set(sens["family"]) == {"primary", "fixed_effect"}

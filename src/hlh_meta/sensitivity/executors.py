@@ -45,6 +45,17 @@ def _quiet_worker() -> None:
     warnings.filterwarnings("ignore")
 
 
+def default_workers(spec: Spec, groups: int) -> int:
+    """Worker processes when none are asked for. Every fit already samples its chains on
+    parallel threads, in the calling process as in each worker, so a worker only pays where
+    the cores hold at least one more fit's chains: one worker per ``chains`` cores beyond
+    the calling process's (none on a machine with fewer than twice ``chains`` cores)."""
+    from ..inference import SamplerSettings
+
+    chains = spec.get("sampling", "chains", SamplerSettings.chains)
+    return min(groups, max(0, (os.cpu_count() or 1) // chains - 1))
+
+
 def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: str = "serial",
                workers: int | None = None, scheduler=None,
                progress: Callable[[int, int, str], None] | None = None,
@@ -82,7 +93,9 @@ def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: st
         # The other groups go to worker processes, largest first.
         local = next((g for g in groups if any(v.family == "primary" for v in g)), None)
         remote = sorted((g for g in groups if g is not local), key=len, reverse=True)
-        n = workers or min(len(remote), os.cpu_count() or 1)
+        n = workers or default_workers(spec, len(remote))
+        if not n:                      # no idle cores to give a worker: the groups run here in turn
+            local, remote = [v for g in [local or [], *remote] for v in g], []
 
         def run_local() -> None:
             for v in local or []:

@@ -88,7 +88,9 @@ def run_sensitivity(spec: Spec | str, ds: Dataset | None = None,
     Variants are checked (names, studies, families) before any sampling. A variant that
     leaves nothing to fit is kept as a row saying so. ``executor``: ``"serial"``,
     ``"processes"`` (local cores: the primary analysis's group runs in this process, the
-    others in ``workers`` worker processes) or ``"dask"`` (``scheduler`` = address of a Dask
+    others in ``workers`` worker processes; by default one per ``chains`` cores beyond the
+    first ``chains``, as each fit samples its chains in parallel, so none on a small
+    machine, where every group runs here in turn) or ``"dask"`` (``scheduler`` = address of a Dask
     distributed scheduler, or a ``distributed.Client``). Variants are grouped by model
     structure and each group runs in one worker, so no structure is compiled twice in a
     worker; the same seeds give the same numbers whichever executor runs them.
