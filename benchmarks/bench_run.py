@@ -4,11 +4,11 @@ Run:  .venv/bin/python benchmarks/bench_run.py [--repeats 1] [--sensitivity]
 Each repeat runs `hlh-meta run --out <tmp> --quiet` on the bundled data in a new process
 (import, compilation, sampling, figures, reports) and reads the child's peak resident
 memory from the kernel (ru_maxrss). Targets: <= 60 s and <= 2 GB.
-With --sensitivity it also runs `hlh-meta sensitivity models/mortality.toml` once on local
-processes (the default) and once with --serial, side by side, and prints each one's wall
-time, the time the manifest records for the primary analysis with its variants (they
-overlap: worker processes start on the variants while the primary analysis runs) and the
-number of variants.
+With --sensitivity it also runs `hlh-meta sensitivity models/mortality.toml` once with the
+default executor (local worker processes where the machine has idle cores for them) and
+once with --serial, side by side, and prints each one's wall time, the time the manifest
+records for the primary analysis with its variants (they overlap where worker processes
+start on the variants while the primary analysis runs) and the number of variants.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main() -> None:
                 with open(Path(tmp) / "mortality" / "sensitivity.csv", newline="") as fh:
                     rows = list(csv.DictReader(fh))
                 n, variants = len(rows), len({r["variant"] for r in rows})
-            print(f"hlh-meta sensitivity mortality {' '.join(flags) or '(local processes)'}: wall {wall:.1f} s; "
+            print(f"hlh-meta sensitivity mortality {' '.join(flags) or '(default executor)'}: wall {wall:.1f} s; "
                   f"primary analysis with its {variants - 1} variants {manifest['timings_s']['sensitivity']:.1f} s "
                   f"(the primary analysis alone {manifest['timings_s']['total']:.1f} s of it; {n} rows)")
 

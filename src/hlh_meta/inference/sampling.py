@@ -2,7 +2,8 @@
 
 A compiled nutpie model is kept per model *structure* (shapes, priors, covariates); a fit
 of new data with the same structure swaps the ``pm.Data`` values into the compiled model
-instead of compiling again.
+instead of compiling again. The model's C callbacks come from :mod:`.callbacks`, which a
+later process loads from numba's disk cache.
 """
 
 from __future__ import annotations
