@@ -32,6 +32,7 @@ Written against nutpie 0.16 (``pyproject.toml`` pins ``<0.17``): the two wrapper
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -85,7 +86,8 @@ def expand_numba(dim, expanded, x_, out_, user_data_):
 """
 
 
-def _make_void_pointer():
+@functools.cache
+def _void_pointer():
     from numba.core import cgutils, types
     from numba.extending import intrinsic
 
@@ -131,6 +133,11 @@ def _reads(record: np.dtype, names: list[str], shared_data: dict) -> tuple[list[
     return lines, args, layout, dtypes
 
 
+@functools.cache
+def _own_source() -> str:
+    return inspect.getsource(sys.modules[__name__])
+
+
 def _cache_key(kind: str, fn, layout: list, sizes: list[int]) -> str | None:
     """A key naming everything the compiled wrapper depends on, or None when the PyTensor
     function itself is not cached (then neither is the wrapper)."""
@@ -141,8 +148,8 @@ def _cache_key(kind: str, fn, layout: list, sizes: list[int]) -> str | None:
     inner = CACHED_SRC_FUNCTIONS.get(getattr(fn, "py_func", None))
     if inner is None:
         return None
-    own = inspect.getsource(sys.modules[__name__])
-    text = json.dumps([kind, inner, layout, [int(s) for s in sizes], numba.__version__, nutpie.__version__, own])
+    text = json.dumps([kind, inner, layout, [int(s) for s in sizes], numba.__version__, nutpie.__version__,
+                       _own_source()])
     return "hlh_meta_" + hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -153,7 +160,7 @@ def _build(kind: str, template: str, fn, c_sig, user_data, names, shared_data, *
     read, args, layout, dtypes = _reads(user_data.dtype, list(names), shared_data)
     source = template.format(read="\n".join(read), args=", ".join(args), **sizes)
     key = _cache_key(kind, fn, layout, list(sizes.values()))
-    scope = {"__name__": __name__, "np": np, "carray": numba.carray, "void_pointer": _make_void_pointer(),
+    scope = {"__name__": __name__, "np": np, "carray": numba.carray, "void_pointer": _void_pointer(),
              "word": _WORD, "fn": fn, **dtypes}
     return compile_numba_function_src(source, kind, global_env=scope, cache_key=key), c_sig
 

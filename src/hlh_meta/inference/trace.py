@@ -55,16 +55,17 @@ def _columns(tables, skip: set[str], optional: bool) -> dict[str, tuple[list[str
     return out
 
 
-def _dataset(columns, coords, n_draws: int) -> xr.Dataset:
-    now = datetime.now(timezone.utc).isoformat()
+def draws_dataset(columns: dict[str, tuple[list[str], np.ndarray]], coords, attrs: dict | None = None) -> xr.Dataset:
+    """A group of draws from ``{name: (dims, array of shape (chain, draw, *shape))}``; a
+    variable without dims gets ``<name>_dim_<i>``, and ``coords`` supply the named ones."""
     data, used = {}, {}
     for name, (dims, values) in columns.items():
         dims = list(dims) or [f"{name}_dim_{i}" for i in range(values.ndim - 2)]
         data[name] = (["chain", "draw", *dims], values)
         used.update({d: coords[d] for d in dims if d in coords})
-    used.update({"chain": np.arange(next(iter(data.values()))[1].shape[0]), "draw": np.arange(n_draws)})
-    return xr.Dataset(data, coords=used, attrs={"created_at": now, "arviz_version": az.__version__,
-                                                "inference_library": "nutpie"})
+    n_chain, n_draw = next(iter(data.values()))[1].shape[:2]
+    used.update({"chain": np.arange(n_chain), "draw": np.arange(n_draw)})
+    return xr.Dataset(data, coords=used, attrs=attrs or {})
 
 
 def trace_to_inference_data(raw, compiled) -> az.InferenceData:
@@ -74,10 +75,8 @@ def trace_to_inference_data(raw, compiled) -> az.InferenceData:
     draw_batches, stat_batches = raw.get_arrow_trace()
     stats = [pyarrow.record_batch(b) for b in stat_batches]
     tuning = [s.column("tuning").to_numpy(zero_copy_only=False) for s in stats]
-    lengths = {int((~t).sum()) for t in tuning}
-    if len(lengths) != 1 or not all(t[: int(t.sum())].all() for t in tuning):
+    if len({int((~t).sum()) for t in tuning}) != 1 or not all(t[: int(t.sum())].all() for t in tuning):
         raise RuntimeError("nutpie returned chains of unequal length (an interrupted run?)")
-    n_draws = lengths.pop()
 
     def posterior_rows(batches):
         return [pyarrow.record_batch(b).slice(int(t.sum())) for b, t in zip(batches, tuning)]
@@ -85,5 +84,7 @@ def trace_to_inference_data(raw, compiled) -> az.InferenceData:
     draws = _columns(posterior_rows(draw_batches), set(), optional=False)
     sample_stats = _columns(posterior_rows(stats), _STORED_ONLY_ON_REQUEST, optional=True)
     coords = {name: pd.Index(values) for name, values in compiled.coords.items()}
-    return az.InferenceData(posterior=_dataset(draws, coords, n_draws),
-                            sample_stats=_dataset(sample_stats, coords, n_draws))
+    attrs = {"created_at": datetime.now(timezone.utc).isoformat(), "arviz_version": az.__version__,
+             "inference_library": "nutpie"}
+    return az.InferenceData(posterior=draws_dataset(draws, coords, attrs),
+                            sample_stats=draws_dataset(sample_stats, coords, attrs))

@@ -14,6 +14,7 @@ import xarray as xr
 from pytensor.tensor.random.type import RandomGeneratorType
 
 from ..inference import Diagnostics, SamplerSettings
+from ..inference.trace import draws_dataset
 from .design import Design
 from .priors import prior_data
 
@@ -72,15 +73,8 @@ def _prior_draws(build: Callable[[], pm.Model], key: Hashable, hyper: Mapping[st
     reseed_rngs(rngs, np.random.default_rng(seed).integers(2**30))
     values = [fn() for _ in range(PRIOR_DRAWS)]
     dims = model.named_vars_to_dims
-    data = {}
-    for i, name in enumerate(names):
-        draws = np.stack([v[i] for v in values])[None]
-        var_dims = list(dims.get(name, ())) or [f"{name}_dim_{j}" for j in range(draws.ndim - 2)]
-        data[name] = (["chain", "draw", *var_dims], draws)
-    used = {d for _, (ds, _) in data.items() for d in ds}
-    coords = {d: list(model.coords[d]) for d in used if d in model.coords and model.coords[d] is not None}
-    coords.update({"chain": [0], "draw": np.arange(PRIOR_DRAWS)})
-    prior = xr.Dataset(data, coords=coords)
+    columns = {name: (dims.get(name, ()), np.stack([v[i] for v in values])[None]) for i, name in enumerate(names)}
+    prior = draws_dataset(columns, {d: list(c) for d, c in model.coords.items() if c is not None})
     if seed is not None:
         _PRIOR_DRAWS_CACHE[draws_key] = prior
         while len(_PRIOR_DRAWS_CACHE) > 64:

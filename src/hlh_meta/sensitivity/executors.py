@@ -79,41 +79,35 @@ def run_groups(spec: Spec, ds: Dataset, variants: list[Variant], *, executor: st
         if primary is not None:
             fitted["primary"] = primary
 
-    if executor == "serial":
-        run_alongside()
-        for group in groups:
-            for v in group:
-                if progress:
-                    progress(len(done), len(variants), v.name)
-                done[v.name] = run_group(spec, ds, [v], fitted)[0]
-        return _order(variants, done)
+    def run_here(group_list) -> None:
+        for v in (v for g in group_list for v in g):
+            if progress:
+                progress(len(done), len(variants), v.name)
+            done[v.name] = run_group(spec, ds, [v], fitted)[0]
+
+    local, remote, n = groups, [], 0
     if executor == "processes":
         # The group holding the primary analysis runs here, alongside the pool: this process has
         # usually compiled its model already (``hlh-meta sensitivity`` fits the primary first).
-        # The other groups go to worker processes, largest first.
-        local = next((g for g in groups if any(v.family == "primary" for v in g)), None)
-        remote = sorted((g for g in groups if g is not local), key=len, reverse=True)
-        n = workers or default_workers(spec, len(remote))
-        if not n:                      # no idle cores to give a worker: the groups run here in turn
-            local, remote = [v for g in [local or [], *remote] for v in g], []
-
-        def run_local() -> None:
-            for v in local or []:
-                if progress:
-                    progress(len(done), len(variants), v.name)
-                done[v.name] = run_group(spec, ds, [v], fitted)[0]
-
-        if not remote:
-            run_alongside()
-            run_local()
-            return _order(variants, done)
+        # The other groups go to worker processes, largest first; with no idle cores to give a
+        # worker (or no other group) every group runs here in turn, as with the serial executor.
+        primary_group = [g for g in groups if any(v.family == "primary" for v in g)]
+        others = sorted((g for g in groups if g not in primary_group), key=len, reverse=True)
+        n = (workers or default_workers(spec, len(others))) if others else 0
+        if n:
+            local, remote = primary_group, others
+    if executor != "dask" and not remote:
+        run_alongside()
+        run_here(local)
+        return _order(variants, done)
+    if executor == "processes":
         # spawn, not fork: this process may hold sampler threads
         with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_quiet_worker) as pool:
             futures = [(g, pool.submit(run_group, spec, ds, g)) for g in remote]
             try:
                 run_alongside()
-                run_local()
+                run_here(local)
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)   # groups not started are dropped
                 raise
