@@ -23,7 +23,12 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-class DataError(ValueError):
+class InputError(ValueError):
+    """Bad input given to the Python API (an argument, a column, a prior): the caller's
+    mistake, reported in one line. :class:`DataError` and :class:`SpecError` are kinds of it."""
+
+
+class DataError(InputError):
     """Bad input data. Collects every problem found, each with file, row and column.
 
     Row numbers count lines of the file as a spreadsheet shows them: the header is
@@ -41,7 +46,7 @@ class DataError(ValueError):
         super().__init__("\n".join([head] + [f"  - {p}" for p in self.problems]))
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A bad analysis specification (TOML): names the file and the key."""
 
     def __init__(self, file: str, key: str, message: str):
