@@ -46,6 +46,9 @@ def test_data_check_refuses(case, data_copy):
     lines = [line for line in res.output.splitlines() if where in line]
     assert lines, f"no line naming {where!r}:\n{res.output}"
     assert any(exp["fragment"] in line for line in lines), res.output
+    if "count" in exp:
+        problems = [line for line in res.output.splitlines() if line.startswith("  - ")]
+        assert len(problems) == exp["count"], res.output
 
 
 @pytest.mark.parametrize("case", CASES[:3], ids=[c["name"] for c in CASES[:3]])

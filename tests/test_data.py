@@ -83,3 +83,92 @@ def test_ci_runs_the_readme_test_command():
     ci = (root / ".ci" / "run").read_text(encoding="utf-8")
     command = next(line for line in ci.splitlines() if line.endswith("-m pytest"))
     assert command in readme
+
+
+# --- no silent data loss ---------------------------------------------------------------
+
+UNCLOSED = ('"Abstract: deaths not reported",', '"Abstract: deaths not reported,')
+
+
+def test_unclosed_quote_swallowing_the_next_line_is_reported(data_copy):
+    edit(data_copy / "mortality.csv", *UNCLOSED)
+    problems = _problems(data_copy)
+    assert [(p.file, p.row, p.column) for p in problems] == [("mortality.csv", 7, "source_locator")]
+    assert "line break" in problems[0].message and "line 8" in problems[0].message
+
+
+def test_line_break_inside_a_quoted_cell_is_reported(data_copy):
+    edit(data_copy / "studies.csv", '"4 previously healthy, 4', '"4 previously healthy,\n4')
+    problems = _problems(data_copy)
+    assert [(p.file, p.row, p.column) for p in problems] == [("studies.csv", 2, "trigger_mix")]
+
+
+def test_rows_after_a_multi_line_cell_also_name_their_file_line(data_copy):
+    edit(data_copy / "studies.csv", '"4 previously healthy, 4', '"4 previously healthy,\n4')
+    edit(data_copy / "studies.csv", "eloseily2020,", "eloseily2020,,")
+    problems = _problems(data_copy)
+    count = next(p for p in problems if p.row == 3)
+    assert "has 20 fields" in count.message and "(line 4 of the file)" in count.message
+
+
+def test_csv_reader_errors_are_problems_not_crashes(data_copy):
+    edit(data_copy / "mortality.csv", "deaths_alternative counts it as unrelated",
+         "deaths_alternative counts it as unrelated" + "x" * 200_000)
+    problems = _problems(data_copy)
+    assert problems[0].file == "mortality.csv" and "not valid CSV" in problems[0].message
+
+
+def test_study_without_any_outcome_row_is_an_error(data_copy):
+    edit(data_copy / "mortality.csv",
+         'mehta2020,overall,all,unknown,unknown,,46,,,,,not_reported,,"Abstract: outcomes not reported",\n', "")
+    problems = _problems(data_copy)
+    assert [(p.file, p.row, p.column) for p in problems] == [("studies.csv", 5, "study_id")]
+    assert "mehta2020" in problems[0].message and "not_reported" in problems[0].message
+
+
+def test_study_with_biomarker_rows_only_is_accepted(data_copy):
+    edit(data_copy / "mortality.csv",
+         'baverez2022,overall,all,unknown,adult,,21,,,,,not_reported,,"Abstract: deaths not reported",\n', "")
+    ds = hm.read_dataset(data_copy)
+    assert "baverez2022" not in set(ds.mortality["study_id"])
+
+
+# --- one correct message per bad cell ----------------------------------------------------
+
+@pytest.mark.parametrize("cell, hint", [("1.0", "write it as 1"), ("NA", "leave the cell empty"),
+                                        ("27%", "without the % sign"), ("8e0", "write it as 8"),
+                                        ("n/a", "leave the cell empty")])
+def test_a_cell_that_does_not_parse_gets_one_message(data_copy, cell, hint):
+    # deaths is needed by count_method 'reported': the unparsed cell must not also be "empty"
+    edit(data_copy / "mortality.csv", "sjia,rheumatological,paediatric,0,13", f"sjia,rheumatological,paediatric,{cell},13")
+    problems = _problems(data_copy)
+    assert len(problems) == 1, problems
+    assert (problems[0].row, problems[0].column) == (4, "deaths")
+    assert f"got '{cell}'" in problems[0].message and hint in problems[0].message
+
+
+def test_a_percentage_written_with_its_sign_gets_one_message(data_copy):
+    edit(data_copy / "mortality.csv", ",44,27,death", ",44,27%,death")
+    problems = _problems(data_copy)
+    assert len(problems) == 1 and (problems[0].row, problems[0].column) == (3, "percent")
+
+
+@pytest.mark.parametrize("table, old, new, shown", [
+    ("studies.csv", ",2014,10.1097", ",1900,10.1097", "(got 1900)"),
+    ("studies.csv", "USA,8,paediatric,14,", "USA,8,paediatric,140.5,", "(got 140.5)"),
+    ("mortality.csv", "sjia,rheumatological,paediatric,0,13", "sjia,rheumatological,paediatric,-1,13", "(got -1)"),
+])
+def test_messages_show_numbers_plainly(data_copy, table, old, new, shown):
+    edit(data_copy / table, old, new)
+    problems = _problems(data_copy)
+    assert any(shown in p.message for p in problems), problems
+    assert not any("np." in str(p) for p in problems), problems
+
+
+def test_plain_formats_numpy_and_pandas_values():
+    import numpy as np
+
+    from hlh_meta.errors import plain
+
+    assert [plain(v) for v in (np.int64(3), np.float64(127.5), 140.0, "x", pd.NA, None, np.bool_(True))] == \
+        ["3", "127.5", "140", "'x'", "empty", "empty", "true"]

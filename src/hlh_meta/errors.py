@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
+
+
+def plain(value: object) -> str:
+    """A value as a message shows it: ``8``, ``27.5``, ``'text'``, never ``np.int64(8)``."""
+    if value is None or type(value).__name__ == "NAType":      # pandas.NA
+        return "empty"
+    if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        x = float(value)
+        if math.isfinite(x) and x.is_integer() and abs(x) < 1e15:
+            return str(int(x))
+        return repr(x)
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -52,3 +72,25 @@ class SpecError(InputError):
     def __init__(self, file: str, key: str, message: str):
         self.file, self.key = file, key
         super().__init__(f"{file}: [{key}] {message}")
+
+
+class OutputLocationError(InputError):
+    """The results folder cannot be written where asked (a file in the way, no permission)."""
+
+
+class ResultsExistError(InputError, FileExistsError):
+    """The results folder exists (or appeared while the analysis ran) and ``force`` is off."""
+
+
+class SamplingInterrupted(Exception):
+    """Sampling stopped before every chain had all its draws (Ctrl-C): nothing is written.
+
+    ``completed`` holds the posterior draws each chain finished, ``expected`` the draws
+    asked for (None when not known)."""
+
+    def __init__(self, completed: list[int], expected: int | None = None):
+        self.completed, self.expected = list(completed), expected
+        of = f" of {expected}" if expected is not None else ""
+        done = ", ".join(str(n) for n in self.completed) or "none"
+        super().__init__(f"sampling was interrupted before it finished (posterior draws per chain: {done}{of}); "
+                         "no results were written")

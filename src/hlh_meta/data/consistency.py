@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..errors import Problem
+from ..errors import Problem, plain
 
 S, M, B = "studies.csv", "mortality.csv", "biomarkers.csv"
 
@@ -26,12 +26,12 @@ def _studies(studies: pd.DataFrame) -> list[Problem]:
                 problems.append(Problem(S, int(row), "overlaps_with", "a study cannot overlap with itself"))
     too_many = studies["n_iv"].notna() & (studies["n_iv"] > studies["n_patients"])
     for row in studies.index[too_many.fillna(False)]:
-        problems.append(Problem(S, int(row), "n_iv", f"n_iv ({studies.at[row, 'n_iv']}) exceeds n_patients ({studies.at[row, 'n_patients']})"))
+        problems.append(Problem(S, int(row), "n_iv", f"n_iv ({plain(studies.at[row, 'n_iv'])}) exceeds n_patients ({plain(studies.at[row, 'n_patients'])})"))
     iv_route = studies["route"].isin(["iv", "sc"]) & studies["n_iv"].notna()
     for row in studies.index[iv_route.fillna(False)]:
         expected = studies.at[row, "n_patients"] if studies.at[row, "route"] == "iv" else 0
         if studies.at[row, "n_iv"] != expected:
-            problems.append(Problem(S, int(row), "n_iv", f"route is '{studies.at[row, 'route']}' so n_iv must be {expected}"))
+            problems.append(Problem(S, int(row), "n_iv", f"route is '{studies.at[row, 'route']}' so n_iv must be {plain(expected)}"))
     return problems
 
 
@@ -59,10 +59,10 @@ def _mortality(mort: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
                 problems.append(Problem(M, int(row), col, f"must be empty when count_method is '{method}'"))
         for col in ("deaths", "deaths_alternative"):
             if pd.notna(rec[col]) and pd.notna(rec["n"]) and rec[col] > rec["n"]:
-                problems.append(Problem(M, int(row), col, f"{col} ({rec[col]}) exceeds n ({rec['n']})"))
+                problems.append(Problem(M, int(row), col, f"{col} ({plain(rec[col])}) exceeds n ({plain(rec['n'])})"))
         total = n_of.get(rec["study_id"])
         if pd.notna(total) and pd.notna(rec["n"]) and rec["n"] > total:
-            problems.append(Problem(M, int(row), "n", f"stratum n ({rec['n']}) exceeds the study's n_patients ({total})"))
+            problems.append(Problem(M, int(row), "n", f"stratum n ({plain(rec['n'])}) exceeds the study's n_patients ({plain(total)})"))
         if method == "remainder":
             has_overall = ((mort["study_id"] == rec["study_id"]) & (mort["partition"] == "overall")).any()
             if not has_overall:
@@ -78,8 +78,8 @@ def _mortality(mort: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
             if known > total:
                 rows = ", ".join(str(r) for r in group.index)
                 problems.append(Problem(M, int(group.index[0]), "n",
-                                        f"strata of partition '{part}' of '{sid}' (rows {rows}) add up to {known} patients, "
-                                        f"more than the study's {total}: strata must be disjoint"))
+                                        f"strata of partition '{part}' of '{sid}' (rows {rows}) add up to {plain(known)} patients, "
+                                        f"more than the study's {plain(total)}: strata must be disjoint"))
     return problems
 
 
@@ -99,7 +99,21 @@ def _biomarkers(bio: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
             problems.append(Problem(B, int(row), "p_operator", "is empty but p_value is given (=, < or <=)"))
         total = n_of.get(rec["study_id"])
         if pd.notna(total) and pd.notna(rec["n"]) and rec["n"] > total:
-            problems.append(Problem(B, int(row), "n", f"n ({rec['n']}) exceeds the study's n_patients ({total})"))
+            problems.append(Problem(B, int(row), "n", f"n ({plain(rec['n'])}) exceeds the study's n_patients ({plain(total)})"))
+    return problems
+
+
+def _without_outcomes(studies: pd.DataFrame, mortality: pd.DataFrame, biomarkers: pd.DataFrame) -> list[Problem]:
+    """A study with no row in either outcome table would vanish from every analysis without
+    a trace (neither used nor listed as excluded): it is an error. A source that reports no
+    outcome gets a mortality row with count_method 'not_reported', which keeps it visible."""
+    reported = set(mortality["study_id"].dropna()) | set(biomarkers["study_id"].dropna())
+    problems = []
+    for row, sid in studies["study_id"].items():
+        if pd.notna(sid) and sid not in reported:
+            problems.append(Problem(S, int(row), "study_id",
+                                    f"study '{sid}' has no row in {M} or {B}; give it at least one (a {M} row "
+                                    "with count_method 'not_reported' if the source reports no outcome)"))
     return problems
 
 
@@ -114,4 +128,6 @@ def check_dataset(studies: pd.DataFrame | None, mortality: pd.DataFrame | None,
         problems += _unknown_ids(mortality, M, known) + _mortality(mortality, studies)
     if biomarkers is not None:
         problems += _unknown_ids(biomarkers, B, known) + _biomarkers(biomarkers, studies)
+    if mortality is not None and biomarkers is not None:
+        problems += _without_outcomes(studies, mortality, biomarkers)
     return problems

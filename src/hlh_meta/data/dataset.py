@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..errors import DataError, Problem
 from .consistency import check_dataset
-from .tables import read_table
+from .tables import read_table_cells
 from .schema import TABLES
 
 
@@ -59,12 +59,15 @@ def read_dataset(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.is_dir():
         raise DataError(Problem(str(path), None, None, "not a directory of extraction tables"))
-    frames, problems = {}, []
+    frames, problems, unparsed = {}, [], set()
     for name in TABLES:
-        frame, found = read_table(path / name)
+        frame, found, cells = read_table_cells(path / name)
         frames[name] = frame
         problems += found
-    problems += check_dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"])
+        unparsed |= {(name, row, col) for row, col in cells}
+    # a cell that did not parse is already reported; it is not "empty" a second time
+    problems += [p for p in check_dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"])
+                 if (p.file, p.row, p.column) not in unparsed]
     if problems:
         raise DataError(problems)
     digests = {name: hashlib.sha256((path / name).read_bytes()).hexdigest() for name in TABLES}

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from ..errors import Problem
+from ..errors import Problem, plain
 from .schema import TABLES, UNIQUE_KEYS, Col
 
 _INT = re.compile(r"^[+-]?\d+$")
@@ -43,9 +43,45 @@ def _decode(path: Path, name: str) -> tuple[str | None, list[Problem]]:
     return text, []
 
 
+def _records(text: str, name: str) -> tuple[list[tuple[int, int, list[str]]], list[Problem]]:
+    """Every record with the file lines it spans (first, last, 1-based) and its fields."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records: list[tuple[int, int, list[str]]] = []
+    try:
+        for row in reader:
+            first = records[-1][1] + 1 if records else 1
+            records.append((first, reader.line_num, row))
+    except csv.Error as exc:
+        line = reader.line_num
+        return [], [Problem(name, len(records) + 1, None, f"is not valid CSV near line {line} of the file ({exc})")]
+    return records, []
+
+
+def _where(row: int, line: int) -> str:
+    """The file line of a record, when it differs from its row number."""
+    return "" if row == line else f" (line {line} of the file)"
+
+
+def _line_breaks(name: str, header: list[str], row: int, first: int, last: int, cells: list[str]) -> list[Problem]:
+    """A cell holding a line break: a quote opened and not closed swallows the next line(s)."""
+    problems = []
+    for i, cell in enumerate(cells):
+        if "\n" not in cell and "\r" not in cell:
+            continue
+        column = header[i] if i < len(header) else None
+        spread = (f"this row runs over lines {first}-{last} of the file, so line {first + 1} is read into "
+                  "this cell instead of as a row of its own" if last > first else "a cell must stay on one line")
+        problems.append(Problem(name, row, column,
+                                f"the cell holds a line break: {spread} (a quote opened in this cell and not "
+                                "closed?). Close the quote, or replace the line break by a space"))
+    return problems
+
+
 def _parse_csv(text: str, name: str) -> tuple[pd.DataFrame | None, list[Problem]]:
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    header = [h.strip() for h in rows[0]]
+    records, problems = _records(text, name)
+    if problems:
+        return None, problems
+    header = [h.strip() for h in records[0][2]]
     spec = TABLES[name]
     if len(header) > 1 and not set(header) & set(spec):
         return None, [Problem(name, 1, None, "the first line is not a header: no known column name in it "
@@ -53,20 +89,24 @@ def _parse_csv(text: str, name: str) -> tuple[pd.DataFrame | None, list[Problem]
     if len(header) == 1 and any(d in header[0] for d in (";", "\t", "|")):
         sep = next(d for d in (";", "\t", "|") if d in header[0])
         return None, [Problem(name, 1, None, f"columns are separated by {sep!r}, expected commas")]
-    problems = []
+    problems = _line_breaks(name, header, 1, *records[0][:2], records[0][2])
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         problems.append(Problem(name, 1, ", ".join(dup), "column named more than once"))
     if "" in header:
         problems.append(Problem(name, 1, None, f"header has an empty column name at position {header.index('') + 1}"))
     body = []
-    for i, row in enumerate(rows[1:], start=2):
+    for i, (first, last, row) in enumerate(records[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue  # blank line, e.g. a trailing newline from a spreadsheet
+        breaks = _line_breaks(name, header, i, first, last, row)
+        problems += breaks
         if len(row) != len(header):
-            problems.append(Problem(name, i, None, f"has {len(row)} fields, the header has {len(header)} (stray comma or unquoted text?)"))
+            problems.append(Problem(name, i, None, f"has {len(row)} fields, the header has {len(header)} "
+                                                   f"(stray comma or unquoted text?){_where(i, first)}"))
             continue
-        body.append((i, row))
+        if not breaks:
+            body.append((i, row))
     if problems:
         return None, problems
     if not body:
@@ -88,9 +128,41 @@ def _check_header(frame: pd.DataFrame, spec: dict[str, Col], name: str) -> list[
     return problems
 
 
-def _convert(frame: pd.DataFrame, spec: dict[str, Col], name: str) -> tuple[pd.DataFrame, list[Problem]]:
-    """Turn text cells into typed columns; every cell that does not parse is a problem."""
+_PLACEHOLDERS = {"na", "n/a", "n.a.", "nan", "null", "none", "nr", "n.r.", "not reported", "missing",
+                 "unknown", "-", "--", "?", "."}
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+
+
+def _hint(text: str, kind: str) -> str:
+    """What to write instead of a cell that does not parse (empty when nothing specific)."""
+    low = text.lower()
+    if low in _PLACEHOLDERS:
+        return "; leave the cell empty for a value the source does not report"
+    if kind == "bool":
+        return ""
+    number = text[:-1].strip() if text.endswith("%") else text
+    if text.endswith("%") and _FLOAT.match(number):
+        return "; write the number without the % sign"
+    if _THOUSANDS.match(text):
+        return "; write the number without thousands separators"
+    if _DECIMAL_COMMA.match(text):
+        return "; use a point as the decimal separator"
+    if kind == "int" and _FLOAT.match(text):
+        value = float(text)
+        if value.is_integer() and abs(value) < 1e15:
+            return f"; write it as {int(value)}"
+    return ""
+
+
+def _convert(frame: pd.DataFrame, spec: dict[str, Col], name: str
+             ) -> tuple[pd.DataFrame, list[Problem], set[tuple[int, str]]]:
+    """Turn text cells into typed columns; every cell that does not parse is a problem.
+
+    Also returns the (row, column) of each such cell: it is empty in the typed frame, and
+    checks that would call it empty must not report it a second time."""
     problems: list[Problem] = []
+    unparsed: set[tuple[int, str]] = set()
     out = {}
     for col, c in spec.items():
         cells = frame[col] if col in frame else pd.Series("", index=frame.index, dtype=object)
@@ -108,7 +180,9 @@ def _convert(frame: pd.DataFrame, spec: dict[str, Col], name: str) -> tuple[pd.D
         }[c.kind]
         ok = cells.map(lambda s: bool(pattern.match(s))) | missing
         for row in cells.index[~ok]:
-            problems.append(Problem(name, int(row), col, f"must be {what}, got {cells[row]!r}"))
+            text = cells[row]
+            problems.append(Problem(name, int(row), col, f"must be {what}, got {text!r}{_hint(text, c.kind)}"))
+            unparsed.add((int(row), col))
         good = [v if keep else None for v, keep in zip(cells, ok & ~missing)]
         if c.kind == "int":
             out[col] = pd.array([None if v is None else int(v) for v in good], dtype="Int64")
@@ -116,7 +190,7 @@ def _convert(frame: pd.DataFrame, spec: dict[str, Col], name: str) -> tuple[pd.D
             out[col] = pd.array([np.nan if v is None else float(v) for v in good], dtype="Float64")
         else:
             out[col] = pd.array([None if v is None else v.lower() == "true" for v in good], dtype="boolean")
-    return pd.DataFrame(out, index=frame.index), problems
+    return pd.DataFrame(out, index=frame.index), problems, unparsed
 
 
 def _schema(spec: dict[str, Col]) -> pa.DataFrameSchema:
@@ -133,7 +207,7 @@ def _check_values(typed: pd.DataFrame, spec: dict[str, Col], name: str) -> list[
         for case in exc.failure_cases.itertuples():
             if case.index is None or pd.isna(case.index):
                 continue
-            problems.append(Problem(name, int(case.index), case.column, f"{case.check} (got {case.failure_case!r})"))
+            problems.append(Problem(name, int(case.index), case.column, f"{case.check} (got {plain(case.failure_case)})"))
         return problems
     return []
 
@@ -154,21 +228,28 @@ def read_table(path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
 
     The frame's index is the row number in the file, so later checks can name rows.
     """
+    frame, problems, _ = read_table_cells(path)
+    return frame, problems
+
+
+def read_table_cells(path: Path) -> tuple[pd.DataFrame | None, list[Problem], set[tuple[int, str]]]:
+    """:func:`read_table`, plus the (row, column) of every cell that did not parse (it is
+    empty in the typed frame and already reported)."""
     name = path.name
     if not path.is_file():
-        return None, [Problem(name, None, None, f"file not found in {path.parent}")]
+        return None, [Problem(name, None, None, f"file not found in {path.parent}")], set()
     spec = TABLES[name]
     text, problems = _decode(path, name)
     if text is None:
-        return None, problems
+        return None, problems, set()
     frame, problems = _parse_csv(text, name)
     if frame is None:
-        return None, problems
+        return None, problems, set()
     problems = _check_header(frame, spec, name)
     if any(p.message == "required column is missing" for p in problems):
-        return None, problems
-    typed, more = _convert(frame, spec, name)
+        return None, problems, set()
+    typed, more, unparsed = _convert(frame, spec, name)
     problems += more
     problems += _check_values(typed, spec, name)
     problems += _check_unique(typed, name)
-    return typed, problems
+    return typed, problems, unparsed
