@@ -27,7 +27,12 @@ values, status codes and draws equal, bit for bit, to nutpie's own compile, befo
 after a data swap, and checks that a second process loads the wrappers from the cache.
 
 Written against nutpie 0.16 (``pyproject.toml`` pins ``<0.17``): the two wrapper builders of
-``nutpie.compile_pymc`` are replaced for the duration of one compile, under a lock.
+``nutpie.compile_pymc`` are replaced for the duration of one compile, under a lock. Before
+that, the nutpie version, the builders' names and parameters, and the PyTensor cache
+functions used are checked; the record layout is checked field by field while the source
+is generated. If anything does not match, or generating or compiling a wrapper raises,
+the model is compiled by plain ``nutpie.compile_pymc_model`` and one
+:class:`CallbackFallbackWarning` per process says why.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import json
 import sys
 import threading
 import warnings
+import weakref
 from unittest import mock
 
 import numpy as np
@@ -105,7 +111,10 @@ def _offset(dtype: np.dtype, *path: str) -> tuple[int, np.dtype]:
     """Byte offset and dtype of a nested field of a structured dtype."""
     offset = 0
     for key in path:
-        dtype, at = dtype.fields[key][:2]
+        fields = dtype.fields
+        if not fields or key not in fields:
+            raise TypeError(f"user_data record has no field {'.'.join(path)}")
+        dtype, at = fields[key][:2]
         offset += at
     return offset, dtype
 
@@ -113,23 +122,29 @@ def _offset(dtype: np.dtype, *path: str) -> tuple[int, np.dtype]:
 def _reads(record: np.dtype, names: list[str], shared_data: dict) -> tuple[list[str], list[str], list, dict]:
     """Source lines that view each data array from the ``user_data`` record
     (``nutpie.compile_pymc.make_user_data``: per array its address, size and shape, all
-    64-bit words), with the argument names, a description for the cache key and the dtypes."""
+    64-bit words), with the argument names, a description for the cache key and the dtypes.
+
+    The description names each array by its position, never by its name: nutpie's names
+    for the model's data are not stable across versions, and the compiled wrapper does not
+    depend on them. Raises TypeError for a record laid out otherwise."""
     if record.itemsize % _WORD.itemsize:
         raise TypeError(f"user_data record of {record.itemsize} bytes is not made of 64-bit words")
     lines = [f"    words = carray(user_data_, ({record.itemsize // _WORD.itemsize},), word)"]
     args, layout, dtypes = [], [], {}
     for i, name in enumerate(names):
         data_at, data_type = _offset(record, "shared", "data", name)
+        _, size_type = _offset(record, "shared", "size", name)
         shape_at, shape_type = _offset(record, "shared", "shape", name)
         ndim = len(shared_data[name].shape)
-        if data_type.itemsize != _WORD.itemsize or shape_type.base.itemsize != _WORD.itemsize \
-                or shape_type.shape != (ndim,):
-            raise TypeError(f"user_data record field of '{name}' is not the 64-bit layout expected")
+        words = (data_type, size_type, shape_type.base)
+        if any(t.kind != "u" or t.itemsize != _WORD.itemsize for t in words) or shape_type.shape != (ndim,) \
+                or data_at % _WORD.itemsize or shape_at % _WORD.itemsize:
+            raise TypeError(f"user_data record field of data array {i} is not the 64-bit layout expected")
         shape = "".join(f"int(words[{shape_at // 8 + d}]), " for d in range(ndim))
         dtypes[f"dtype_{i}"] = np.dtype(shared_data[name].dtype)
         lines.append(f"    a{i} = carray(void_pointer(words[{data_at // 8}]), ({shape}), dtype_{i})")
         args.append(f"a{i}")
-        layout.append([name, data_at, shape_at, ndim, dtypes[f"dtype_{i}"].str])
+        layout.append([i, data_at, shape_at, ndim, dtypes[f"dtype_{i}"].str])
     return lines, args, layout, dtypes
 
 
@@ -153,6 +168,9 @@ def _cache_key(kind: str, fn, layout: list, sizes: list[int]) -> str | None:
     return "hlh_meta_" + hashlib.sha256(text.encode()).hexdigest()
 
 
+_GENERATED: "weakref.WeakSet" = weakref.WeakSet()   # the Python functions _build generated
+
+
 def _build(kind: str, template: str, fn, c_sig, user_data, names, shared_data, **sizes):
     import numba
     from pytensor.link.numba.cache import compile_numba_function_src
@@ -162,7 +180,9 @@ def _build(kind: str, template: str, fn, c_sig, user_data, names, shared_data, *
     key = _cache_key(kind, fn, layout, list(sizes.values()))
     scope = {"__name__": __name__, "np": np, "carray": numba.carray, "void_pointer": _void_pointer(),
              "word": _WORD, "fn": fn, **dtypes}
-    return compile_numba_function_src(source, kind, global_env=scope, cache_key=key), c_sig
+    py_func = compile_numba_function_src(source, kind, global_env=scope, cache_key=key)
+    _GENERATED.add(py_func)
+    return py_func, c_sig
 
 
 def _c_logp_func(n_dim, logp_fn, user_data, shared_logp, shared_data):
@@ -185,25 +205,137 @@ def _c_expand_func(n_dim, n_expanded, expand_fn, user_data, shared_vars, shared_
                   n_dim=n_dim, n_expanded=n_expanded)
 
 
-def compile_pymc_model(model):
-    """``nutpie.compile_pymc_model(model)`` (numba backend, default options) with the wrappers above."""
+# --- the guard: the generated callbacks only where nutpie is what they were written for ---
+
+#: nutpie releases the generated callbacks are written and tested against
+TESTED_NUTPIE = ">=0.16,<0.17"
+_TESTED_MINOR = (0, 16)
+
+#: the private nutpie builders replaced during a compile, with the parameters they must take
+_BUILDERS = {
+    "_make_c_logp_func": ("n_dim", "logp_fn", "user_data", "shared_logp", "shared_data"),
+    "_make_c_expand_func": ("n_dim", "n_expanded", "expand_fn", "user_data", "shared_vars", "shared_data"),
+}
+
+
+class CallbackFallbackWarning(UserWarning):
+    """nutpie's own callbacks are used: same draws, slower first fit of each model."""
+
+
+class _FastPathError(Exception):
+    """Something in the generated-callback path failed or did not match."""
+
+
+_warned = False
+
+
+def _mismatch() -> str | None:
+    """What in nutpie, numba or PyTensor does not match what the generated callbacks use
+    (None when everything does)."""
+    try:
+        import numba
+        import nutpie
+        from nutpie import compile_pymc
+        from pytensor.link.numba import cache
+    except Exception as exc:  # noqa: BLE001 - any import problem means: use nutpie as it is
+        return f"import failed: {type(exc).__name__}: {exc}"
+    version = str(getattr(nutpie, "__version__", "unknown"))
+    try:
+        minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        minor = None
+    if minor != _TESTED_MINOR:
+        return f"nutpie {version} is not a tested release ({TESTED_NUTPIE})"
+    for name, expected in _BUILDERS.items():
+        builder = getattr(compile_pymc, name, None)
+        if not callable(builder):
+            return f"nutpie.compile_pymc.{name} is missing"
+        try:
+            params = tuple(inspect.signature(builder).parameters)
+        except (TypeError, ValueError):
+            return f"nutpie.compile_pymc.{name} has no readable signature"
+        if params != expected:
+            return f"nutpie.compile_pymc.{name} takes ({', '.join(params)}), expected ({', '.join(expected)})"
+    if not callable(getattr(compile_pymc, "make_user_data", None)):
+        return "nutpie.compile_pymc.make_user_data is missing"
+    if not callable(getattr(numba, "cfunc", None)) or not callable(getattr(numba, "carray", None)):
+        return "numba.cfunc or numba.carray is missing"
+    for name in ("CACHED_SRC_FUNCTIONS", "compile_numba_function_src"):
+        if not hasattr(cache, name):
+            return f"pytensor.link.numba.cache.{name} is missing"
+    return None
+
+
+def _guarded(fn):
+    """``fn`` with every exception it raises turned into a :class:`_FastPathError`."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any failure here means: use nutpie's own
+            raise _FastPathError(f"{fn.__name__} failed: {type(exc).__name__}: {exc}") from exc
+    return run
+
+
+def _fast(model):
+    """nutpie's compile with the generated callbacks; raises _FastPathError when they fail."""
     import numba
     import nutpie
     from nutpie import compile_pymc
     from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
     numba_cfunc = numba.cfunc
+    used = []
 
     def cfunc(c_sig, **kwargs):            # as nutpie's compile calls it: cached where the wrapper has a key
         def compile_one(py_func):
+            if py_func not in _GENERATED:
+                return numba_cfunc(c_sig, **kwargs)(py_func)
+            used.append(py_func.__name__)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=numba.NumbaWarning)
-                return numba_cfunc(c_sig, cache=py_func in CACHED_SRC_FUNCTIONS)(py_func)
+                try:
+                    return numba_cfunc(c_sig, cache=py_func in CACHED_SRC_FUNCTIONS)(py_func)
+                except Exception as exc:  # noqa: BLE001
+                    raise _FastPathError(f"compiling the generated {py_func.__name__} failed: "
+                                         f"{type(exc).__name__}: {exc}") from exc
         return compile_one
 
     with _LOCK, warnings.catch_warnings(), \
-            mock.patch.object(compile_pymc, "_make_c_logp_func", _c_logp_func), \
-            mock.patch.object(compile_pymc, "_make_c_expand_func", _c_expand_func), \
+            mock.patch.object(compile_pymc, "_make_c_logp_func", _guarded(_c_logp_func)), \
+            mock.patch.object(compile_pymc, "_make_c_expand_func", _guarded(_c_expand_func)), \
             mock.patch.object(numba, "cfunc", cfunc):
         warnings.simplefilter("ignore", FutureWarning)
+        compiled = nutpie.compile_pymc_model(model)
+    if sorted(used) != ["expand_numba", "logp_numba"]:
+        raise _FastPathError("nutpie's compile did not build both generated callbacks")
+    return compiled
+
+
+def _stock(model):
+    import nutpie
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
         return nutpie.compile_pymc_model(model)
+
+
+def compile_pymc_model(model):
+    """``nutpie.compile_pymc_model(model)`` (numba backend, default options) with the
+    generated callbacks; with nutpie's own callbacks (and one :class:`CallbackFallbackWarning`
+    per process) where nutpie, numba or PyTensor are not what they were written for, or
+    anything in generating or compiling them fails. The draws are the same either way."""
+    global _warned
+    reason = _mismatch()
+    if reason is None:
+        try:
+            return _fast(model)
+        except _FastPathError as exc:
+            reason = str(exc)
+    if not _warned:
+        _warned = True
+        warnings.warn(f"hlh_meta uses nutpie's own compiled callbacks instead of its generated, disk-cached "
+                      f"ones ({reason}); the draws are the same, the first fit of each model in a process is "
+                      f"slower. The generated callbacks are tested with nutpie {TESTED_NUTPIE}.",
+                      CallbackFallbackWarning, stacklevel=2)
+    return _stock(model)
