@@ -1,0 +1,256 @@
+"""Guards around nutpie's private interfaces: the generated C callbacks fall back to nutpie's
+own when anything does not match, the raw-trace conversion refuses a layout it does not know
+(or falls back to nutpie's conversion), and an interrupted run is reported as such."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pymc as pm
+import pytest
+
+from hlh_meta.errors import SamplingInterrupted
+from hlh_meta.inference import callbacks, trace
+
+nutpie = pytest.importorskip("nutpie")
+pyarrow = pytest.importorskip("pyarrow")
+
+SAMPLE = dict(draws=40, tune=40, chains=2, seed=5, progress_bar=False)
+
+
+def _model() -> pm.Model:
+    with pm.Model(coords={"row": range(3)}) as model:
+        y = pm.Data("y", np.array([1.0, -0.5, 2.0]), dims="row")
+        s = pm.Data("s", 1.5)
+        mu = pm.Normal("mu", 0.0, s)
+        tau = pm.HalfNormal("tau", 1.0)
+        theta = pm.Normal("theta", mu, tau, dims="row")
+        pm.Normal("obs", theta, 1.0, observed=y, dims="row")
+    return model
+
+
+@pytest.fixture(scope="module")
+def fast():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", callbacks.CallbackFallbackWarning)
+        compiled = callbacks.compile_pymc_model(_model())
+    assert compiled.compiled_logp_func._pyfunc.__module__ == callbacks.__name__
+    return compiled
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch):
+    monkeypatch.setattr(callbacks, "_warned", False)
+    monkeypatch.setattr(trace, "_warned", False)
+
+
+def _draws(compiled) -> dict[str, np.ndarray]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = nutpie.sample(compiled, **SAMPLE)
+    return {name: idata.posterior[name].values for name in ("mu", "tau", "theta")}
+
+
+# --- the generated callbacks ------------------------------------------------------------
+
+def test_tested_nutpie_matches(fast):
+    assert callbacks._mismatch() is None
+
+
+def test_failing_fast_path_falls_back_with_the_same_draws(fast, monkeypatch, fresh_warnings):
+    def broken(*args, **kwargs):
+        raise TypeError("record layout not understood")
+
+    monkeypatch.setattr(callbacks, "_reads", broken)
+    with pytest.warns(callbacks.CallbackFallbackWarning, match="record layout not understood"):
+        stock = callbacks.compile_pymc_model(_model())
+    assert stock.compiled_logp_func._pyfunc.__module__ == "nutpie.compile_pymc"
+    assert stock.compiled_expand_func._pyfunc.__module__ == "nutpie.compile_pymc"
+    ours, theirs = _draws(fast), _draws(stock)
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], theirs[name])
+
+
+def test_fallback_warns_once_per_process(monkeypatch, fresh_warnings):
+    monkeypatch.setattr(callbacks, "_mismatch", lambda: "something else")
+    monkeypatch.setattr(callbacks, "_stock", lambda model: "nutpie's own")
+    with pytest.warns(callbacks.CallbackFallbackWarning) as record:
+        assert callbacks.compile_pymc_model(None) == callbacks.compile_pymc_model(None) == "nutpie's own"
+    assert len([w for w in record if issubclass(w.category, callbacks.CallbackFallbackWarning)]) == 1
+
+
+def test_changed_builder_signature_is_not_patched(monkeypatch, fresh_warnings):
+    from nutpie import compile_pymc
+
+    original = compile_pymc._make_c_logp_func
+
+    def changed(n_dim, logp_fn, user_data, shared_logp, shared_data, backend="numba"):
+        return original(n_dim, logp_fn, user_data, shared_logp, shared_data)
+
+    monkeypatch.setattr(compile_pymc, "_make_c_logp_func", changed)
+    monkeypatch.setattr(callbacks, "_fast", lambda model: pytest.fail("the fast path must not run"))
+    monkeypatch.setattr(callbacks, "_stock", lambda model: "nutpie's own")
+    with pytest.warns(callbacks.CallbackFallbackWarning, match="_make_c_logp_func takes"):
+        assert callbacks.compile_pymc_model(_model()) == "nutpie's own"
+
+
+def test_an_error_compiling_a_generated_callback_falls_back(monkeypatch, fresh_warnings):
+    monkeypatch.setattr(callbacks, "_LOGP", callbacks._LOGP.replace("return 0", "return undefined_name"))
+    monkeypatch.setattr(callbacks, "_cache_key", lambda *args: None)     # compile, do not load
+    monkeypatch.setattr(callbacks, "_stock", lambda model: "nutpie's own")
+    with pytest.warns(callbacks.CallbackFallbackWarning, match="logp_numba"):
+        assert callbacks.compile_pymc_model(_model()) == "nutpie's own"
+
+
+@pytest.mark.parametrize("breakage, fragment", [
+    (("nutpie", "__version__", "0.17.0"), "nutpie 0.17.0 is not a tested release"),
+    (("compile_pymc", "_make_c_expand_func", None), "_make_c_expand_func is missing"),
+    (("compile_pymc", "make_user_data", None), "make_user_data is missing"),
+    (("cache", "compile_numba_function_src", None), "compile_numba_function_src is missing"),
+])
+def test_mismatches_are_named(monkeypatch, breakage, fragment):
+    from nutpie import compile_pymc
+    from pytensor.link.numba import cache
+
+    where, name, value = breakage
+    obj = {"nutpie": nutpie, "compile_pymc": compile_pymc, "cache": cache}[where]
+    if value is None:
+        monkeypatch.delattr(obj, name)
+    else:
+        monkeypatch.setattr(obj, name, value)
+    assert fragment in callbacks._mismatch()
+
+
+def test_unexpected_record_layout_is_refused():
+    record = np.dtype([("shared", [("data", [("a", np.float64)]), ("size", [("a", np.uintp)]),
+                                   ("shape", [("a", np.uintp, (1,))])])])
+    with pytest.raises(TypeError, match="64-bit layout"):
+        callbacks._reads(record, ["a"], {"a": np.zeros(3)})
+    with pytest.raises(TypeError, match="no field shared.data.b"):
+        callbacks._reads(record, ["b"], {"b": np.zeros(3)})
+
+
+def test_other_cfunc_calls_pass_through_during_a_compile(fast, monkeypatch):
+    """While nutpie's compile runs with the generated callbacks, a numba.cfunc of any other
+    function keeps its own options."""
+    import numba
+
+    seen = []
+    real = callbacks._build
+
+    def build(*args, **kwargs):
+        sig = numba.types.float64(numba.types.float64)
+        seen.append(numba.cfunc(sig, nopython=True)(lambda x: 2.0 * x).ctypes(1.5))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(callbacks, "_build", build)
+    callbacks.compile_pymc_model(_model())
+    assert seen == [3.0, 3.0]
+
+
+# --- the raw trace --------------------------------------------------------------------------
+
+def _raw(compiled, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nutpie.sample(compiled, **{**SAMPLE, **kwargs}, return_raw_trace=True)
+
+
+class _Raw:
+    """A raw trace with replaced Arrow tables."""
+
+    def __init__(self, draws, stats):
+        self.tables = (draws, stats)
+
+    def get_arrow_trace(self):
+        return self.tables
+
+
+def _tables(compiled):
+    draws, stats = _raw(compiled).get_arrow_trace()
+    return [pyarrow.record_batch(b) for b in draws], [pyarrow.record_batch(b) for b in stats]
+
+
+def test_not_a_raw_trace(fast):
+    with pytest.raises(trace.TraceFormatError, match=r"nutpie >=0\.16,<0\.17"):
+        trace.trace_to_inference_data(object(), fast)
+
+
+def test_statistics_without_tuning_column(fast):
+    draws, stats = _tables(fast)
+    stats = [s.drop_columns(["tuning"]) for s in stats]
+    with pytest.raises(trace.TraceFormatError, match="'tuning'"):
+        trace.trace_to_inference_data(_Raw(draws, stats), fast)
+
+
+def test_shape_metadata_not_understood(fast):
+    draws, stats = _tables(fast)
+    schema = draws[0].schema
+    i = schema.get_field_index("theta")
+    field = schema.field(i).with_metadata({b"shape": b"three", b"dims": b"row"})
+    draws = [pyarrow.RecordBatch.from_arrays(b.columns, schema=schema.set(i, field)) for b in draws]
+    with pytest.raises(trace.TraceFormatError, match="shape metadata"):
+        trace.trace_to_inference_data(_Raw(draws, stats), fast)
+
+
+def test_chain_cut_short_is_an_interruption(fast):
+    draws, stats = _tables(fast)
+    cut = draws[0].num_rows - 10
+    draws[0], stats[0] = draws[0].slice(0, cut), stats[0].slice(0, cut)
+    with pytest.raises(SamplingInterrupted, match="interrupted") as info:
+        trace.trace_to_inference_data(_Raw(draws, stats), fast)
+    assert info.value.completed == [SAMPLE["draws"] - 10, SAMPLE["draws"]]
+
+
+def test_interrupted_before_any_posterior_draw(fast):
+    draws, stats = _tables(fast)
+    draws, stats = [b.slice(0, 5) for b in draws], [b.slice(0, 5) for b in stats]
+    with pytest.raises(SamplingInterrupted):
+        trace.trace_to_inference_data(_Raw(draws, stats), fast)
+
+
+def test_aborted_sampler_is_an_interruption(fast):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sampler = nutpie.sample(fast, draws=200_000, tune=50, chains=2, seed=1, progress_bar=False,
+                                return_raw_trace=True, blocking=False)
+        raw = sampler.abort()
+    with pytest.raises(SamplingInterrupted, match="of 200000"):
+        trace.trace_to_inference_data(raw, fast, draws=200_000, chains=2)
+
+
+def test_sample_to_inference_data_converts_directly(fast, fresh_warnings):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", trace.TraceFallbackWarning)
+        idata = trace.sample_to_inference_data(fast, **SAMPLE)
+    assert set(idata.groups()) == {"posterior", "sample_stats"}
+    np.testing.assert_array_equal(idata.posterior["mu"].values, _draws(fast)["mu"])
+
+
+@pytest.mark.parametrize("how", ["layout", "version"])
+def test_sample_to_inference_data_falls_back_to_nutpies_conversion(fast, monkeypatch, fresh_warnings, how):
+    direct = trace.sample_to_inference_data(fast, **SAMPLE)
+    if how == "layout":
+        def mismatch(raw):
+            raise trace.TraceFormatError("a layout from the future")
+        monkeypatch.setattr(trace, "_batches", mismatch)
+        fragment = "a layout from the future"
+    else:
+        monkeypatch.setattr(nutpie, "__version__", "0.99.0")
+        fragment = "nutpie 0.99.0 is not a tested release"
+    with pytest.warns(trace.TraceFallbackWarning, match=fragment):
+        idata = trace.sample_to_inference_data(fast, **SAMPLE)
+    assert set(idata.groups()) == {"posterior", "sample_stats"}
+    for name in ("mu", "tau", "theta"):
+        np.testing.assert_array_equal(idata.posterior[name].values, direct.posterior[name].values)
+    np.testing.assert_array_equal(idata.sample_stats["diverging"].values, direct.sample_stats["diverging"].values)
+
+
+def test_public_conversion_cut_short_is_an_interruption(fast):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sampler = nutpie.sample(fast, draws=200_000, tune=50, chains=2, seed=1, progress_bar=False, blocking=False)
+        idata = sampler.abort()
+    with pytest.raises(SamplingInterrupted):
+        trace._public(idata, 200_000, 2)
