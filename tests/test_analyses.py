@@ -6,10 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from hlh_meta.analyses.biomarkers import biomarker_frame
-from hlh_meta.analyses.mortality import mortality_frame
+from hlh_meta.analyses import analysis_for, load_spec
 from hlh_meta.errors import SpecError
-from hlh_meta.spec import bundled_specs_dir, load_spec
+from hlh_meta.spec import bundled_specs_dir
+
+
+def mortality_frame(ds, spec):
+    return analysis_for("mortality").frame(ds, spec)
+
+
+def biomarker_frame(ds, spec):
+    return analysis_for("biomarkers").frame(ds, spec)
 
 SPECS = Path(__file__).parent / "specs"
 

@@ -148,7 +148,7 @@ def test_study_level_share_is_one_unknown_per_study():
     assert idata.posterior["route_share"].shape[-2:] == (2, 2)   # studies a and b, (SC, IV)
     p = idata.posterior["p"]
     beta = idata.posterior["beta"].sel(covariate="iv")
-    share = idata.posterior["route_share"].isel(route_share_dim_0=0, route_share_dim_1=1)
+    share = idata.posterior["route_share"].isel(route_unit=0, route_category=1)
     # both strata of study a use the same unknown share: p differs only through study-free terms
     eta = np.log(p / (1 - p))
     diff = (eta.isel(row=0) - eta.isel(row=1)).values
@@ -184,10 +184,10 @@ def test_stick_breaking_shares_are_flat_dirichlet(k):
     import pymc as pm
     from scipy import stats
 
-    from hlh_meta.models.binomial import flat_dirichlet
+    from hlh_meta.models.shares import composition_shares
 
     with pm.Model():
-        share = flat_dirichlet("s", 3, k)
+        share = composition_shares("s", np.ones((3, k), dtype=bool), np.zeros((3, k)))
     x = pm.draw(share, draws=20000, random_seed=1)                    # (draws, units, k)
     assert x.shape == (20000, 3, k)
     np.testing.assert_allclose(x.sum(-1), 1.0, atol=1e-12)
@@ -196,3 +196,37 @@ def test_stick_breaking_shares_are_flat_dirichlet(k):
     ref = stats.dirichlet(np.ones(k))
     np.testing.assert_allclose(np.cov(x[:, 1, :].T), ref.cov(), atol=4 * np.sqrt(2 / 20000) * ref.var().max())
     assert abs(np.corrcoef(x[:, 0, 0], x[:, 1, 0])[0, 1]) < 0.03    # units are independent
+
+
+def test_composition_prior_excludes_categories_and_keeps_minimum_shares():
+    """An unknown that excludes categories is a flat Dirichlet over the others; known minimum
+    shares l give s = l + (1 - sum l) t with t flat Dirichlet (compared with scipy's)."""
+    import pymc as pm
+    from scipy import stats
+
+    from hlh_meta.models.shares import composition_shares
+
+    allowed = np.array([[True, False, True, True], [True, True, True, True]])
+    minimum = np.array([[0.0, 0.0, 0.0, 0.0], [0.5, 0.0, 0.0, 0.0]])
+    with pm.Model():
+        share = composition_shares("s", allowed, minimum)
+    x = pm.draw(share, draws=20000, random_seed=3)
+    np.testing.assert_allclose(x.sum(-1), 1.0, atol=1e-12)
+    assert (x[:, 0, 1] == 0).all()                                  # the excluded category holds nothing
+    for j in (0, 2, 3):                                              # flat over three categories: Beta(1, 2) each
+        assert stats.kstest(x[:, 0, j], stats.beta(1, 2).cdf).pvalue > 0.001, j
+    assert (x[:, 1, 0] >= 0.5).all()                                 # the known minimum holds
+    rest = (x[:, 1, :] - minimum[1]) / 0.5                           # the free half is flat over all four
+    for j in range(4):
+        assert stats.kstest(rest[:, j], stats.beta(1, 3).cdf).pvalue > 0.001, j
+
+
+@pytest.mark.parametrize("rule, fragment", [({"exclude": ["route[rest]", "iv"]}, "every category is excluded"),
+                                            ({"minimum": {"iv": 0.7, "route[rest]": 0.6}}, "more than 1"),
+                                            ({"exclude": ["bus"]}, "unknown category"),
+                                            ({"minimum": {"iv": 0.5}, "exclude": ["iv"]}, "cannot be excluded")])
+def test_bad_composition_rule_is_refused(no_sampling, rule, fragment):
+    frame = FIVE.assign(iv=[1.0, 0.0, np.nan, 0.5, np.nan])
+    with pytest.raises(ValueError, match=fragment):
+        hm.fit_binomial(frame, events="events", total="total", study="study", covariates=["iv"],
+                        fractions={"route": ["iv"]}, composition={"route": {"2": rule}})

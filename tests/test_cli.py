@@ -94,11 +94,11 @@ def test_report_rebuild(results, tmp_path):
 
 
 def test_failed_run_leaves_previous_results(results, tmp_path, monkeypatch):
-    import hlh_meta.report.figures as figures
+    import hlh_meta.result as result_module
 
     shutil.copytree(results / "mortality", tmp_path / "mortality")
     before = (tmp_path / "mortality" / "summary.csv").read_bytes()
-    monkeypatch.setattr(figures, "save_figures", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full")))
+    monkeypatch.setattr(result_module, "save_figures", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full")))
     res = invoke("fit", str(SPECS / "mortality_small.toml"), "--out", str(tmp_path), "--force", "--quiet")
     assert res.exit_code == 1 and "disk full" in res.output
     assert (tmp_path / "mortality" / "summary.csv").read_bytes() == before

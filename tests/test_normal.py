@@ -9,7 +9,7 @@ import pytest
 
 import hlh_meta as hm
 from hlh_meta.errors import DataError
-from hlh_meta.models.normal_exact import fit_normal_exact
+from hlh_meta.models.normal_exact import exact_normal_posterior as fit_normal_exact
 
 LOGRATIO = pd.DataFrame({"study": list("abcde"), "yi": [-0.35, -0.10, -0.62, 0.05, -0.28],
                          "sei": [0.18, 0.25, 0.30, 0.22, 0.15]})
@@ -93,7 +93,6 @@ def no_sampling(monkeypatch):
         (LOGRATIO.assign(sei=[0.18, 0.0, 0.3, 0.22, 0.15]), {}, DataError, "must be > 0"),
         (LOGRATIO.assign(sei=[0.18, np.nan, 0.3, 0.22, 0.15]), {}, DataError, "finite"),
         (LOGRATIO.assign(yi=[0.1, "x", 0.3, 0.2, 0.1]), {}, DataError, "finite"),
-        (LOGRATIO.assign(m="crp"), {"outcome": "m"}, DataError, "one level"),
         (LOGRATIO.assign(m=["crp", None, "fer", "fer", "crp"]), {"outcome": "m"}, DataError, "outcome is missing"),
         (LOGRATIO.assign(m=["crp", "crp", "fer", "fer", "fer"], study=list("aabbb")), {"outcome": "m"}, DataError, "twice"),
         (LOGRATIO, {"std_err": "se"}, ValueError, "did you mean 'sei'"),
@@ -120,3 +119,28 @@ def test_multivariate_common_effect_matches_conjugate_posterior():
         ess = float(az.ess(idata, var_names=["mu"])["mu"].sel(outcome=marker))
         assert abs(draws.mean() - mean) < 4 * sd / np.sqrt(ess)
         assert abs(draws.std() - sd) < 0.05 * sd
+
+
+def test_one_level_outcome_is_the_univariate_model_named_by_it():
+    idata = hm.fit_normal(LOGRATIO.assign(m="crp"), estimate="yi", std_err="sei", study="study", outcome="m",
+                          draws=200, tune=200, seed=4)
+    assert "outcome" not in idata.posterior.dims
+    assert set(idata.constant_data["row_outcome"].values) == {"crp"}
+
+
+def test_exact_engine_returns_inference_data_like_the_samplers():
+    """fit_normal_exact gives the same variable names and dims as fit_normal, and its draws
+    agree with the exact (quadrature) summaries within Monte Carlo error."""
+    import json
+
+    idata = hm.fit_normal_exact(REGRESSION["yi"], REGRESSION["sei"], X=REGRESSION[["x"]], draws=2000, seed=7)
+    exact = json.loads(idata.posterior.attrs["exact_summary"])
+    assert set(idata.posterior.data_vars) == {"mu", "tau", "beta", "theta"}
+    assert list(idata.posterior["covariate"].values) == ["x"]
+    assert hm.diagnostics(idata).passed
+    n = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+    for name, draws in (("mu", idata.posterior["mu"]), ("tau", idata.posterior["tau"]),
+                        ("x", idata.posterior["beta"].sel(covariate="x"))):
+        d = draws.values.ravel()
+        assert abs(d.mean() - exact[name]["mean"]) < 4 * exact[name]["sd"] / np.sqrt(n), name
+        assert abs(np.quantile(d, 0.975) - exact[name]["q97.5"]) < 12 * exact[name]["sd"] / np.sqrt(n) + 0.01, name

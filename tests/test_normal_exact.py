@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import integrate, interpolate, optimize, stats
 
-from hlh_meta.models.normal_exact import fit_normal_exact
+from hlh_meta.models.normal_exact import exact_normal_posterior as fit_normal_exact
 
 SCHOOLS_Y = np.array([28, 8, -3, 7, -1, 1, 18, 12.0])
 SCHOOLS_SE = np.array([15, 10, 16, 11, 9, 11, 10, 18.0])

@@ -9,8 +9,11 @@ import pytest
 
 from hlh_meta.errors import SpecError
 from hlh_meta.sensitivity import expand_variants, run_sensitivity
+from hlh_meta.analyses.base import PRIMARY
 from hlh_meta.sensitivity.executors import group_variants
-from hlh_meta.spec import bundled_specs_dir, load_spec
+from hlh_meta.sensitivity.runner import plan
+from hlh_meta.analyses import load_spec
+from hlh_meta.spec import bundled_specs_dir
 
 SPECS = Path(__file__).parent / "specs"
 
@@ -28,12 +31,14 @@ def test_declared_families_expand_to_named_variants(ds):
 
 def test_data_swap_variants_share_one_structure(ds):
     spec = load_spec(bundled_specs_dir() / "mortality.toml")
-    groups = group_variants(spec, expand_variants(ds, spec))
+    groups = group_variants(plan(spec, ds, [PRIMARY] + expand_variants(ds, spec)))
     biggest = max(groups, key=len)
-    families = {v.family for v in biggest}
+    families = {it.variant.family for it in biggest}
     assert {"leave_one_out", "count_alternatives", "attribution"} <= families
-    # a different prior family, the common-effect model and another partition each need their own model
-    assert len(groups) == 4
+    # a different prior family, the common-effect model and another partition each need their own model;
+    # excluding every study (all are at high risk of bias) leaves nothing to fit
+    assert len([g for g in groups if g[0].inputs is not None]) == 4
+    assert all(it.note.startswith("not estimable") for g in groups if g[0].inputs is None for it in g)
 
 
 @pytest.mark.parametrize("section, key", [("[sensitivity]\nfamilies = []", "sensitivity.families"),
@@ -73,18 +78,18 @@ def test_local_processes_match_serial(ds, tmp_path, monkeypatch):
     process (with other work run alongside); the numbers must equal a serial run. The
     serial run reuses the primary analysis's fit handed back by the work run alongside;
     the process run fits the primary again: the two agree."""
-    from hlh_meta.analyses import biomarkers
-    from hlh_meta.analyses.result import run_analysis
+    from hlh_meta import run_analysis
+    from hlh_meta.sensitivity import runner
 
     path = tmp_path / "b.toml"
     path.write_text((SPECS / "biomarkers_small.toml").read_text().replace(
         'families = ["correlation", "leave_one_out"]', 'families = ["correlation", "fixed_effect"]'))
     spec = load_spec(path)
     variants = expand_variants(ds, spec)
-    assert len(group_variants(spec, variants)) == 2
+    assert len(group_variants(plan(spec, ds, [PRIMARY] + variants))) == 2
     primary = run_analysis(spec, ds).idata
-    fits, real_fit = [], biomarkers.fit_biomarkers
-    monkeypatch.setattr(biomarkers, "fit_biomarkers", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    fits, real_fit = [], runner.fit_model
+    monkeypatch.setattr(runner, "fit_model", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
     calls = []
     serial = run_sensitivity(spec, ds, executor="serial", alongside=lambda: calls.append("serial") or primary)
     assert len(fits) == len(variants)                # every variant but the primary was fitted

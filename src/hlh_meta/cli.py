@@ -1,21 +1,20 @@
-"""Command line: ``hlh-meta run | fit | data check``.
+"""Command line: ``hlh-meta run | fit | sensitivity | report | data check``.
 
-Exit status: 0 success, 2 bad input (one line per problem, no traceback unless --debug),
-1 any other failure.
+The commands parse arguments, call :func:`hlh_meta.run_analysis` (or the data and report
+functions) and print. Exit status: 0 success; 2 bad input (one line per problem, no
+traceback unless --debug); 130 interrupted (Ctrl-C); 1 an internal error (one line saying
+so; the traceback with --debug).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-
-from .errors import DataError, SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Bayesian meta-analysis of anakinra in secondary HLH / MAS.")
@@ -28,19 +27,41 @@ _state = {"debug": False}
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
-    _state["debug"] = debug
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (also accepted after the command).")] = False) -> None:
+    _state["debug"] = _state["debug"] or debug
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: BaseException) -> None:
     """Report an error the way the exit-status contract says and exit."""
+    from .errors import InputError, SamplingInterrupted
+
     if _state["debug"]:
         raise exc
-    if isinstance(exc, (DataError, SpecError, FileNotFoundError, FileExistsError, ValueError)):
+    if isinstance(exc, (KeyboardInterrupt, SamplingInterrupted)):
+        err.print("interrupted: nothing was written", markup=False)
+        raise typer.Exit(130)
+    if isinstance(exc, (InputError, FileNotFoundError)):
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2)
-    err.print(f"error: {type(exc).__name__}: {exc}", markup=False)
+    err.print(f"internal error: {type(exc).__name__}: {exc} (this is a fault of hlh-meta, not of the input; "
+              "run again with --debug for the traceback)", markup=False)
     raise typer.Exit(1)
+
+
+def _configure() -> None:
+    """What a terminal run needs: no library chatter that is not about the user's analysis.
+
+    PyTensor's note that it found no BLAS library and ArviZ's notices of future API changes
+    are not for the terminal; sampler problems are reported by the diagnostics gate.
+    """
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+    warnings.filterwarnings("ignore", message=".*Pareto.*", module="arviz")
+    for name in ("pytensor", "pymc"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @data_app.command("check")
@@ -56,16 +77,13 @@ def data_check(directory: Annotated[Optional[Path], typer.Argument(help="Folder 
     console.print("OK: the tables are valid.")
 
 
-def _progress(quiet: bool) -> bool:
-    return not quiet and sys.stderr.isatty()
-
-
 def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Optional[Path],
                sensitivity: bool = False, executor: dict | None = None) -> None:
-    from .analyses.result import run_analysis
+    from .analyses import analysis_for, load_spec
     from .data import load_dataset, read_dataset
-    from .report.writer import safe_child
-    from .spec import load_spec
+    from .errors import SpecError
+    from .pipeline import run_analysis
+    from .report.writer import check_output_location, safe_child
 
     ds = load_dataset() if data is None else read_dataset(data)
     loaded = [load_spec(p) for p in specs]          # every spec checked before any sampling
@@ -73,40 +91,21 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
     if len(set(names)) != len(names):
         raise SpecError(", ".join(map(str, specs)), "analysis.name", "two specs share a name (it names the results folder)")
     targets = [safe_child(out, s.name) for s in loaded]
-    if not force:
-        for t in targets:
-            if t.exists():
-                raise FileExistsError(f"{t} already exists; use --force to replace it or --out for another folder")
-    if sensitivity:
-        from .sensitivity import expand_variants
-
-        for spec in loaded:
-            expand_variants(ds, spec)      # bad variant declarations fail before any sampling
+    for t in targets:
+        check_output_location(t, force)
+    for spec in loaded:
+        analysis = analysis_for(spec)
+        analysis.frame(ds, spec)                     # data and spec problems surface before any sampling
+        if sensitivity:
+            analysis.expand_variants(ds, spec)
+    show = not quiet and sys.stderr.isatty()
     for spec, target in zip(loaded, targets):
-        with err.status(f"{spec.name}: sampling ...") if _progress(quiet) else nullcontext() as status:
-            if not sensitivity:
-                result = run_analysis(spec, ds, progress=False)
-            else:
-                from .sensitivity import robustness, run_sensitivity
+        with err.status(f"{spec.name}: compiling and sampling ...") if show else nullcontext() as status:
+            def tick(i: int, n: int, name: str) -> None:
+                if status is not None:
+                    status.update(f"{spec.name}: variant {i + 1}/{n}: {name}")
 
-                def tick(i: int, n: int, name: str) -> None:
-                    if status is not None:
-                        status.update(f"{spec.name}: variant {i + 1}/{n}: {name}")
-
-                primary = {}
-
-                def run_primary():   # while worker processes compile the variants' other models
-                    primary["result"] = run_analysis(spec, ds, progress=False)
-                    return primary["result"].idata   # the primary variant's fit: not sampled twice
-
-                started = time.perf_counter()
-                sens = run_sensitivity(spec, ds, progress=tick, alongside=run_primary, **(executor or {}))
-                result = primary["result"]
-                # wall time of the primary analysis and the variants together (they overlap)
-                result.manifest["timings_s"]["sensitivity"] = round(time.perf_counter() - started, 3)
-                result.tables["sensitivity"] = sens
-                result.tables["robustness"] = robustness(sens)
-                result.manifest["tables"] = list(result.tables)
+            result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, **(executor or {}))
         result.save(target, force=force)
         diag = result.diagnostics
         flag = "diagnostics OK" if diag.passed else "DIAGNOSTICS FLAGGED: " + "; ".join(diag.problems)
@@ -133,7 +132,7 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(help="Spec files (
         if not paths:
             raise FileNotFoundError("no analysis specs found")
         _run_specs(paths, out_dir or Path("results"), force, quiet, data)
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
 
 
@@ -143,7 +142,7 @@ def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out
     """Run one analysis and write its results folder."""
     try:
         _run_specs([spec], out_dir or Path("results"), force, quiet, data)
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
 
 
@@ -159,28 +158,27 @@ def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TO
                 {"executor": "serial"} if serial else {"executor": "processes", "workers": workers})
     try:
         _run_specs([spec], out_dir or Path("results"), force, quiet, data, sensitivity=True, executor=executor)
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
 
 
 @app.command()
 def report(results_dir: Annotated[Path, typer.Argument(help="A results folder written by run/fit.")]) -> None:
     """Rebuild report.html from saved results (no sampling)."""
-    from .analyses.result import AnalysisResult
+    from .result import AnalysisResult
 
     try:
         path = AnalysisResult.load(results_dir).rebuild_report(results_dir)
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     console.print(f"wrote {path}", markup=False)
 
 
 def main() -> None:
-    import warnings
-
-    # library chatter (BLAS linking, arviz/numpy runtime notes) is not for the terminal;
-    # sampler problems are reported through the diagnostics gate instead
-    warnings.filterwarnings("ignore")
+    if "--debug" in sys.argv[1:]:            # accepted anywhere on the line, not only before the command
+        sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != "--debug"]
+        _state["debug"] = True
+    _configure()
     app()
 
 

@@ -1,7 +1,13 @@
-"""Analysis specifications: TOML files in ``models/``, read safely and checked key by key."""
+"""Analysis specifications: TOML files in ``models/``, read safely and checked key by key.
+
+Every key a spec accepts is declared once in :data:`SECTIONS` with its type and its
+default; :meth:`Spec.get` returns the default of a key the file leaves out, so no caller
+repeats a default.
+"""
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,18 +15,45 @@ from typing import Any
 
 from .errors import SpecError
 
-KINDS = ("mortality", "biomarkers")
-SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "analysis": {"name": str, "kind": str, "title": str, "description": str},
-    "data": {"partitions": dict, "exclude_studies": list, "attribution": str, "correlation": float,
-             "missing_dispersion": str, "primary_only": bool},
-    "model": {"covariates": list, "reference": dict},
-    "priors": {"mu": dict, "tau": dict, "beta": dict},
-    "sampling": {"draws": int, "tune": int, "chains": int, "seed": int, "sampler": str, "target_accept": float},
-    "comparison": {"covariate_sets": list},
-    "sensitivity": {},
+
+@dataclass(frozen=True)
+class Key:
+    """One spec key: its type and its default (``REQUIRED``: the file must give it)."""
+
+    type: type | tuple[type, ...]
+    default: Any = None
+    doc: str = ""
+
+
+REQUIRED = object()
+
+SECTIONS: dict[str, dict[str, Key]] = {
+    "analysis": {
+        "name": Key(str, REQUIRED, "names the results folder"),
+        "kind": Key(str, REQUIRED, "analysis type (mortality, biomarkers)"),
+        "title": Key(str, None, "report title (default: the name)"),
+        "description": Key(str, "", "a paragraph shown under the report title"),
+    },
+    "data": {
+        "partitions": Key(dict, {}, "study id -> partition used"),
+        "exclude_studies": Key(list, [], "study ids left out"),
+        "attribution": Key(str, "primary", "death attribution: primary or alternative"),
+        "correlation": Key(float, 0.5, "pre/post correlation r of the paired variance"),
+        "missing_dispersion": Key(str, "impute_cv", "impute_cv or exclude"),
+        "primary_only": Key(bool, True, "use only studies with include_primary = true"),
+    },
+    "model": {
+        "covariates": Key(list, [], "covariates of the model"),
+        "reference": Key(dict, {}, "covariate -> reference level"),
+    },
+    "priors": {"mu": Key(dict), "tau": Key(dict), "beta": Key(dict)},
+    "sampling": {
+        "draws": Key(int), "tune": Key(int), "chains": Key(int), "seed": Key(int),
+        "sampler": Key(str), "target_accept": Key(float),
+    },
+    "comparison": {"covariate_sets": Key(list, [], "covariate sets compared by cross-validation")},
+    "sensitivity": {"families": Key(list, None, "variant families (default: all of the analysis type)")},
 }
-REQUIRED = {"analysis": ("name", "kind")}
 
 
 @dataclass(frozen=True)
@@ -32,14 +65,52 @@ class Spec:
     raw: dict[str, Any] = field(repr=False)
 
     def section(self, name: str) -> dict[str, Any]:
-        return dict(self.raw.get(name, {}))
+        """The keys the file gives in a section (no defaults filled in)."""
+        return copy.deepcopy(dict(self.raw.get(name, {})))
 
-    def get(self, section: str, key: str, default: Any = None) -> Any:
-        return self.raw.get(section, {}).get(key, default)
+    def get(self, section: str, key: str) -> Any:
+        """The value of ``[section] key``, or its declared default."""
+        if key in self.raw.get(section, {}):
+            return copy.deepcopy(self.raw[section][key])
+        default = SECTIONS[section][key].default
+        return copy.deepcopy(default) if default is not REQUIRED else None
+
+    def error(self, key: str, message: str) -> SpecError:
+        return SpecError(str(self.path), key, message)
+
+    def patched(self, patch: dict[str, dict[str, Any]]) -> "Spec":
+        """A copy with ``{section: {key: value}}`` merged in (sensitivity variants)."""
+        raw = copy.deepcopy(self.raw)
+        for section, values in patch.items():
+            raw.setdefault(section, {}).update(copy.deepcopy(values))
+        return Spec(self.path, self.name, self.kind, self.title, raw)
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read a spec; unknown sections/keys, wrong types and missing keys raise :class:`SpecError`."""
+def _check(name: str, raw: dict) -> None:
+    for section, body in raw.items():
+        if section not in SECTIONS:
+            raise SpecError(name, section, f"unknown section; expected one of {', '.join(SECTIONS)}")
+        if not isinstance(body, dict):
+            raise SpecError(name, section, "must be a table")
+        allowed = SECTIONS[section]
+        for key, value in body.items():
+            if key not in allowed:
+                raise SpecError(name, f"{section}.{key}", f"unknown key; expected one of {', '.join(allowed)}")
+            want = allowed[key].type
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                value = body[key] = float(value)
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise SpecError(name, f"{section}.{key}", f"must be of type {getattr(want, '__name__', want)}, got {value!r}")
+    for section, keys in SECTIONS.items():
+        for key, k in keys.items():
+            if k.default is REQUIRED and key not in raw.get(section, {}):
+                raise SpecError(name, f"{section}.{key}", "is required")
+
+
+def read_spec(path: str | Path, kinds: tuple[str, ...]) -> Spec:
+    """Read a spec; unknown sections/keys, wrong types, missing keys and a kind not in
+    ``kinds`` raise :class:`SpecError`. (``hlh_meta.analyses.load_spec`` passes the
+    registered analysis kinds.)"""
     path = Path(path)
     name = str(path)
     if not path.is_file():
@@ -48,30 +119,10 @@ def load_spec(path: str | Path) -> Spec:
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(name, "-", f"not valid TOML: {exc}") from None
-    for section, body in raw.items():
-        if section not in SECTIONS:
-            raise SpecError(name, section, f"unknown section; expected one of {', '.join(SECTIONS)}")
-        if not isinstance(body, dict):
-            raise SpecError(name, section, "must be a table")
-        allowed = SECTIONS[section]
-        if section == "sensitivity":
-            continue
-        for key, value in body.items():
-            if key not in allowed:
-                raise SpecError(name, f"{section}.{key}", f"unknown key; expected one of {', '.join(allowed)}")
-            want = allowed[key]
-            if want is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-                body[key] = value
-            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-                raise SpecError(name, f"{section}.{key}", f"must be of type {getattr(want, '__name__', want)}, got {value!r}")
-    for section, keys in REQUIRED.items():
-        for key in keys:
-            if key not in raw.get(section, {}):
-                raise SpecError(name, f"{section}.{key}", "is required")
+    _check(name, raw)
     kind = raw["analysis"]["kind"]
-    if kind not in KINDS:
-        raise SpecError(name, "analysis.kind", f"unknown kind '{kind}'; expected one of {', '.join(KINDS)}")
+    if kind not in kinds:
+        raise SpecError(name, "analysis.kind", f"unknown kind '{kind}'; expected one of {', '.join(kinds)}")
     spec_name = raw["analysis"]["name"]
     if not spec_name.replace("_", "").replace("-", "").isalnum():
         raise SpecError(name, "analysis.name", "use letters, digits, - and _ only (it names the results folder)")

@@ -1,1 +1,8 @@
-"""The anakinra analyses: configurations of the generic engines driven by a spec."""
+"""The anakinra analyses: registered analysis types, each a configuration of the generic engines."""
+
+from . import biomarkers, mortality  # noqa: F401  (registers the analysis types)
+from .base import Analysed, AnalysisType, FigureSpec, Quantity, Variant
+from .registry import analysis_for, kinds, load_spec, register
+
+__all__ = ["Analysed", "AnalysisType", "FigureSpec", "Quantity", "Variant", "analysis_for", "kinds", "load_spec",
+           "register"]

@@ -2,122 +2,195 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import arviz as az
 import numpy as np
 import pandas as pd
 
 from ..data import Dataset
 from ..effects.biomarkers import resolve_biomarkers
-from ..errors import SpecError
-from ..models.normal import fit_normal
+from ..models.engine import ModelInputs
+from ..models.normal import prepare_normal
 from ..spec import Spec
+from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
+from .families import SHARED, prior_family
+from .registry import register
+
+PRIOR_SETS = [("tau", {"dist": "HalfNormal", "sigma": 0.25}), ("tau", {"dist": "HalfNormal", "sigma": 1.0}),
+              ("tau", {"dist": "HalfCauchy", "beta": 0.5}), ("mu", {"dist": "Normal", "mu": 0.0, "sigma": 2.0}),
+              ("mu", {"dist": "Normal", "mu": 0.0, "sigma": 0.5})]
+CORRELATIONS = (0.2, 0.8)
+NAMES = {"crp": "CRP"}
 
 
-def biomarker_frame(ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rows = resolve_biomarkers(ds, r=spec.get("data", "correlation", 0.5),
-                              missing_dispersion=spec.get("data", "missing_dispersion", "impute_cv"))
-    excluded_studies = set(spec.get("data", "exclude_studies", []))
-    unknown = excluded_studies - set(ds.studies["study_id"])
-    if unknown:
-        raise SpecError(str(spec.path), "data.exclude_studies", f"unknown study '{sorted(unknown)[0]}'")
-    primary = set(ds.studies.loc[ds.studies["include_primary"].astype(bool), "study_id"])
-    reason = rows["reason"].where(~rows["usable"].astype(bool), "")
-    reason = reason.mask(rows["study_id"].isin(excluded_studies) & (reason == ""), "study excluded by the spec")
-    if spec.get("data", "primary_only", True):
-        reason = reason.mask(~rows["study_id"].isin(primary) & (reason == ""), "study not in the primary analysis")
-    used = rows[reason == ""].copy()
-    used["label"] = used["study_id"] + ": " + used["biomarker"]
-    left = rows[reason != ""].assign(excluded_because=reason[reason != ""])
-    return used, left
+def display(biomarker: str) -> str:
+    return NAMES.get(biomarker, biomarker.capitalize())
 
 
-def fit_biomarkers(ds: Dataset, spec: Spec, soft_exclude: frozenset[str] = frozenset(),
-                   used: pd.DataFrame | None = None, progress: bool = False) -> az.InferenceData:
-    """Fit the spec's model; ``soft_exclude`` (study ids) gives their rows weight 0 (same compiled model).
-
-    ``used``: the rows of :func:`biomarker_frame` when the caller has them already.
-    """
-    used = biomarker_frame(ds, spec)[0] if used is None else used
-    if used.empty:
-        raise SpecError(str(spec.path), "data", "no biomarker row is usable")
-    covs = spec.get("model", "covariates", [])
-    multi = used["biomarker"].nunique() > 1
-    return fit_normal(used.reset_index(drop=True), estimate="yi", std_err="sei", study="study_id", covariates=covs,
-                      outcome="biomarker" if multi else None, label="label", priors=spec.section("priors"),
-                      weights=(~used["study_id"].isin(soft_exclude)).astype(float).to_numpy(),
-                      progress=progress, **spec.section("sampling"))
+def _reduction(log_ratio: np.ndarray) -> np.ndarray:
+    return 100 * (1 - np.exp(log_ratio))
 
 
-def _q(d: np.ndarray) -> dict:
-    q = np.quantile(d, [0.025, 0.5, 0.975])
-    return {"mean": float(d.mean()), "median": q[1], "q2.5": q[0], "q97.5": q[2]}
+def _n_studies(idata: az.InferenceData) -> dict[str, int]:
+    """Studies with weight 1 per outcome."""
+    cd = idata.constant_data
+    keep = cd["weight"].values > 0
+    outcomes = cd["row_outcome"].values if "row_outcome" in cd else np.full(keep.size, "")
+    studies = cd["row_study"].values
+    return {str(o): len(set(studies[keep & (outcomes == o)])) for o in pd.unique(outcomes)}
 
 
-def reduction_draws(idata: az.InferenceData, seed: int | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Percent reduction draws per biomarker: ``pooled`` (mean study) and ``new`` (predictive)."""
-    post = idata.posterior
-    eps_rng = np.random.default_rng(seed)
-    if "outcome" in post["mu"].dims:
-        names = [str(o) for o in post["outcome"].values]
-        mu = {n: post["mu"].sel(outcome=n).values.ravel() for n in names}
-        tau = {n: post["tau"].sel(outcome=n).values.ravel() for n in names}
-    else:
-        names = [str(idata.posterior.attrs.get("outcome_name", "biomarker"))]
-        mu = {names[0]: post["mu"].values.ravel()}
-        tau = {names[0]: post["tau"].values.ravel()}
-    out = {}
-    for n in names:
-        eps = eps_rng.standard_normal(mu[n].size)
-        out[n] = {"pooled": 100 * (1 - np.exp(mu[n])), "new": 100 * (1 - np.exp(mu[n] + tau[n] * eps))}
-    return out
+@register
+class Biomarkers(AnalysisType):
+    kind = "biomarkers"
+    families = {"priors": prior_family(PRIOR_SETS), **SHARED}
+    robustness_keys = ("reduction_pooled", "tau")
+    figures = (
+        FigureSpec("biomarker_forest", "forest", "Observed log ratio of each study (95% CI) as percent change, the "
+                   "model's estimate and the pooled estimate with its prediction interval."),
+        FigureSpec("reductions", "densities", "Posterior distribution of the pooled percent reduction of each biomarker.",
+                   select=("reduction_pooled",), title="Pooled percent reduction per biomarker",
+                   xlabel="pooled percent reduction (%)"),
+        FigureSpec("trace", "trace", "Trace and rank plots of the main parameters."),
+        FigureSpec("prior_posterior", "prior_posterior", "Prior against posterior for the intercept and the "
+                   "between-study SD."),
+        FigureSpec("ppc", "ppc", "Posterior predictive check: each observed value against the distribution of "
+                   "replicated values."),
+    )
+
+    def frame(self, ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
+        rows = resolve_biomarkers(ds, r=spec.get("data", "correlation"),
+                                  missing_dispersion=spec.get("data", "missing_dispersion"))
+        excluded_studies = set(spec.get("data", "exclude_studies"))
+        unknown = excluded_studies - set(ds.studies["study_id"])
+        if unknown:
+            raise spec.error("data.exclude_studies", f"unknown study '{sorted(unknown)[0]}'")
+        primary = set(ds.studies.loc[ds.studies["include_primary"].astype(bool), "study_id"])
+        reason = rows["reason"].where(~rows["usable"].astype(bool), "")
+        reason = reason.mask(rows["study_id"].isin(excluded_studies) & (reason == ""), "study excluded by the spec")
+        if spec.get("data", "primary_only"):
+            reason = reason.mask(~rows["study_id"].isin(primary) & (reason == ""), "study not in the primary analysis")
+        used = rows[reason == ""].copy()
+        used["label"] = used["study_id"] + ": " + used["biomarker"]
+        left = rows[reason != ""].assign(excluded_because=reason[reason != ""])
+        return used, left
+
+    def inputs(self, ds: Dataset, spec: Spec, used: pd.DataFrame, variant: Variant = PRIMARY,
+               covariates: list[str] | None = None) -> ModelInputs:
+        if used.empty:
+            raise spec.error("data", "no biomarker row is usable")
+        frame = used.reset_index(drop=True)
+        return prepare_normal(frame, estimate="yi", std_err="sei", study="study_id",
+                              covariates=spec.get("model", "covariates") if covariates is None else covariates,
+                              outcome="biomarker", label="label", priors=spec.section("priors"),
+                              reference=spec.get("model", "reference") or None,
+                              profiles=None if spec.get("model", "covariates") else pd.DataFrame(index=["pooled"]),
+                              weights=(~frame["study_id"].isin(variant.soft_exclude)).astype(float).to_numpy())
+
+    def quantities(self, idata: az.InferenceData) -> list[Quantity]:
+        post, prior = idata.posterior, getattr(idata, "prior", None)
+        counts = _n_studies(idata)
+        multi = "outcome" in post.dims
+        names = [str(o) for o in post["outcome"].values] if multi else list(counts)
+        out = []
+
+        def add(key, name, words, scale, var, fn, **sel):
+            pr = prior[var].sel(**sel).values.reshape(-1) if prior is not None and var in prior else None
+            out.append(Quantity(key, name, name, words, scale, fn(post[var].sel(**sel).values.reshape(-1)),
+                                None if pr is None else fn(pr), {}, (), counts.get(name, 0)))
+
+        if "theta_typical" in post:
+            for name in names:
+                sel = {"outcome": name} if multi else {}
+                sel["profile"] = str(post["profile"].values[0])
+                add("reduction_pooled", name, "pooled percent reduction", "percent reduction", "theta_typical",
+                    _reduction, **sel)
+                add("reduction_new", name, "predictive percent reduction", "percent reduction", "theta_new",
+                    _reduction, **sel)
+        for name in names:
+            add("tau", name, "tau (between-study SD, log ratio)", "SD (log ratio)", "tau", lambda a: a,
+                **({"outcome": name} if multi else {}))
+        if "Omega" in post and multi:
+            for i in range(len(names)):
+                for j in range(i + 1, len(names)):
+                    pair = f"{names[i]}~{names[j]}"
+                    d = post["Omega"].isel(outcome=i, outcome_bis=j).values.reshape(-1)
+                    pr = prior["Omega"].isel(outcome=i, outcome_bis=j).values.reshape(-1) if prior is not None else None
+                    out.append(Quantity("correlation", pair, pair, "between-biomarker correlation", "correlation", d, pr,
+                                        {}, (), min(counts.get(names[i], 0), counts.get(names[j], 0))))
+        if "beta" in post:
+            for cov in map(str, post["covariate"].values):
+                for name in names:
+                    sel = {"covariate": cov, **({"outcome": name} if multi else {})}
+                    add("ratio_of_means", name, f"ratio of means per unit {cov}", "ratio of means", "beta", np.exp, **sel)
+                    out[-1] = Quantity(**{**out[-1].__dict__, "label": f"{name}: {cov}", "profile": {"covariate": cov}})
+        return out
+
+    def tables(self, ds, spec, used, excluded, idata, quantities, progress=False) -> dict[str, pd.DataFrame]:
+        post = idata.posterior
+        var_names = ["mu", "tau"] + (["beta"] if "beta" in post else []) + (["Omega"] if "Omega" in post else [])
+        theta = post["theta"]
+        data_used = used.drop(columns=["usable", "reason", "label"]).assign(
+            shrunken_percent_change=100 * (np.exp(theta.mean(("chain", "draw")).values) - 1),
+            shrunken_q2_5=100 * (np.exp(theta.quantile(0.025, ("chain", "draw")).values) - 1),
+            shrunken_q97_5=100 * (np.exp(theta.quantile(0.975, ("chain", "draw")).values) - 1))
+        studies = ds.studies[ds.studies["study_id"].isin(used["study_id"])]
+        return {
+            "summary": az.summary(idata, var_names=var_names, hdi_prob=0.95),
+            "derived": quantity_table(quantities),
+            "studies": studies[["study_id", "citation", "design", "n_patients", "age_group", "route", "risk_of_bias"]],
+            "data_used": data_used,
+            "excluded": excluded.drop(columns=["usable"]),
+        }
+
+    def headline(self, quantities: list[Quantity]) -> list[str]:
+        new = {q.outcome: q for q in quantities if q.key == "reduction_new"}
+        out = []
+        for q in (q for q in quantities if q.key == "reduction_pooled"):
+            s, pn, k = q.summary(), new[q.outcome].summary(), q.n_studies or 0
+            out.append(f"{display(q.outcome)}: pooled reduction {s['median']:.1f}% (95% CrI {s['q2.5']:.1f} to "
+                       f"{s['q97.5']:.1f}%), from {k} stud{'y' if k == 1 else 'ies'}; in a new study the reduction "
+                       f"could lie between {pn['q2.5']:.1f}% and {pn['q97.5']:.1f}% (a negative reduction is an increase).")
+        return out
+
+    def methods(self, idata: az.InferenceData) -> str:
+        corr = " and are correlated across biomarkers through an LKJ(2) prior" if "Omega" in idata.posterior else ""
+        return ("Each study's log ratio of means (follow-up / baseline) follows a normal distribution around its true "
+                "value with the derived standard error; true values vary around a pooled mean (mu) per biomarker with "
+                f"between-study SD tau{corr}. Percent reduction = 100 (1 − exp(log ratio)).")
+
+    def forest(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> dict[str, pd.DataFrame]:
+        used = tables["data_used"]
+        yi, se = used["yi"].to_numpy(float), used["sei"].to_numpy(float)
+        pct = lambda v: 100 * (np.exp(v) - 1)  # noqa: E731 - percent change from a log ratio
+        rows = pd.DataFrame({
+            "label": [f"{r.study_id}: {r.biomarker} (n={int(r.n)}{', SD imputed' if r.dispersion == 'imputed' else ''})"
+                      for r in used.itertuples()],
+            "observed": pct(yi), "observed_lo": pct(yi - 1.96 * se), "observed_hi": pct(yi + 1.96 * se),
+            "fitted": used["shrunken_percent_change"].to_numpy(), "fitted_lo": used["shrunken_q2_5"].to_numpy(),
+            "fitted_hi": used["shrunken_q97_5"].to_numpy()})
+        summaries = []
+        new = {q.outcome: q for q in quantities if q.key == "reduction_new"}
+        for q in (q for q in quantities if q.key == "reduction_pooled"):
+            for src, what, kind in ((q, f"pooled: {q.outcome}", "pooled"), (new[q.outcome], f"new study: {q.outcome}",
+                                                                              "prediction")):
+                s = src.summary()          # a reduction of r% is a change of -r%
+                summaries.append({"label": what, "estimate": -s["median"], "lo": -s["q97.5"], "hi": -s["q2.5"],
+                                  "kind": kind, "note": ""})
+        return {"rows": rows, "summaries": pd.DataFrame(summaries), "xlabel": "change from baseline to follow-up (%)",
+                "observed_name": "observed (95% CI)", "fitted_name": "model estimate (95% CrI)", "title": "",
+                "zero_line": 0.0}
 
 
-def derived_biomarkers(idata: az.InferenceData, used: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
-    rows = []
-    counts = used.groupby("biomarker")["study_id"].nunique()
-    draws = reduction_draws(idata, seed)
-    if len(draws) == 1 and len(counts) == 1:
-        draws = {counts.index[0]: next(iter(draws.values()))}
-    for name, d in draws.items():
-        k = int(counts.get(name, 0))
-        rows.append({"quantity": "pooled percent reduction", "biomarker": name, "n_studies": k, **_q(d["pooled"])})
-        rows.append({"quantity": "predictive percent reduction", "biomarker": name, "n_studies": k, **_q(d["new"])})
-    post = idata.posterior
-    tau = post["tau"]
-    for name in draws:
-        t = tau.sel(outcome=name).values.ravel() if "outcome" in tau.dims else tau.values.ravel()
-        rows.append({"quantity": "tau (between-study SD, log ratio)", "biomarker": name, **_q(t)})
-    if "Omega" in post:
-        names = list(post["outcome"].values)
-        for i in range(len(names)):
-            for j in range(i + 1, len(names)):
-                d = post["Omega"].isel(outcome=i, outcome_bis=j).values.ravel()
-                rows.append({"quantity": "between-biomarker correlation", "biomarker": f"{names[i]}~{names[j]}", **_q(d)})
-    if "beta" in post:
-        for name in post["covariate"].values:
-            d = post["beta"].sel(covariate=name)
-            for out in (d["outcome"].values if "outcome" in d.dims else [None]):
-                dd = d.sel(outcome=out) if out is not None else d
-                rows.append({"quantity": f"ratio of means per unit {name}", "biomarker": out or "",
-                             **_q(np.exp(dd.values.ravel()))})
-    frame = pd.DataFrame(rows)
-    frame["n_studies"] = frame["n_studies"].astype("Int64")
-    return frame
+def _correlation(analysis, ds, spec, used) -> list[Variant]:
+    return [Variant(f"pre/post correlation r = {r:g}", "correlation", patch={"data": {"correlation": r}})
+            for r in CORRELATIONS]
 
 
-def biomarker_tables(ds: Dataset, spec: Spec, progress: bool = False) -> tuple[az.InferenceData, dict[str, pd.DataFrame]]:
-    used, excluded = biomarker_frame(ds, spec)
-    idata = fit_biomarkers(ds, spec, used=used, progress=progress)
-    var_names = ["mu", "tau"] + (["beta"] if "beta" in idata.posterior else []) + (["Omega"] if "Omega" in idata.posterior else [])
-    theta = idata.posterior["theta"]
-    data_used = used.drop(columns=["usable", "reason", "label"]).assign(
-        shrunken_percent_change=100 * (np.exp(theta.mean(("chain", "draw")).values) - 1))
-    studies = ds.studies[ds.studies["study_id"].isin(used["study_id"])]
-    tables = {
-        "summary": az.summary(idata, var_names=var_names, hdi_prob=0.95),
-        "derived": derived_biomarkers(idata, used, seed=spec.get("sampling", "seed")),
-        "studies": studies[["study_id", "citation", "design", "n_patients", "age_group", "route", "risk_of_bias"]],
-        "data_used": data_used,
-        "excluded": excluded.drop(columns=["usable"]),
-    }
-    return idata, tables
+def _missing_dispersion(analysis, ds, spec, used) -> list[Variant]:
+    other = "exclude" if spec.get("data", "missing_dispersion") == "impute_cv" else "impute_cv"
+    return [Variant(f"missing dispersion: {other}", "missing_dispersion", patch={"data": {"missing_dispersion": other}})]
+
+
+Biomarkers.families = {**Biomarkers.families, "correlation": _correlation, "missing_dispersion": _missing_dispersion}

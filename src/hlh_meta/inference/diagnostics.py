@@ -147,7 +147,8 @@ def check(idata: az.InferenceData, var_names: list[str], attempts: int = 1) -> D
     with warnings.catch_warnings():         # all-NaN statistics (e.g. one chain) stay NaN and fail
         warnings.simplefilter("ignore", RuntimeWarning)
         rhat_max, ess_b, ess_t = float(np.nanmax(rhat)), float(np.nanmin(bulk)), float(np.nanmin(tail))
-    div = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
+    stats_ = getattr(idata, "sample_stats", None)
+    div = int(stats_["diverging"].sum()) if stats_ is not None and "diverging" in stats_ else 0
     problems = []
     if not rhat_max <= GATE["r_hat_max"]:
         problems.append(f"R-hat {rhat_max:.3f} > {GATE['r_hat_max']}")

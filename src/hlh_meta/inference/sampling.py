@@ -1,9 +1,9 @@
 """NUTS through nutpie (default) or PyMC, with a compile-once cache and one gated refit.
 
-A compiled nutpie model is kept per model *structure* (shapes, priors, covariates); a fit
-of new data with the same structure swaps the ``pm.Data`` values into the compiled model
-instead of compiling again. The model's C callbacks come from :mod:`.callbacks`, which a
-later process loads from numba's disk cache.
+A compiled nutpie model is kept per model *structure* (:class:`hlh_meta.models.Structure`:
+shapes, priors, covariates); a fit of new data with the same structure swaps the
+``pm.Data`` values into the compiled model instead of compiling again. The model's C
+callbacks come from :mod:`.callbacks`, which a later process loads from numba's disk cache.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import arviz as az
 import numpy as np
@@ -28,14 +28,44 @@ _CACHE_SIZE = 32
 
 @dataclass(frozen=True)
 class SamplerSettings:
+    """How a model is sampled; the one place that holds the defaults.
+
+    ``draws``/``tune`` per chain; ``target_accept`` of NUTS; a fit that fails the
+    diagnostics gate is refitted once (``refit``) with target acceptance
+    :attr:`REFIT_TARGET_ACCEPT` and twice the draws.
+    """
+
     draws: int = 1000
     tune: int = 1000
     chains: int = 4
     seed: int | None = None
     sampler: str = "nutpie"
-    target_accept: float = 0.8
+    target_accept: float = 0.9
     progress: bool = False
     refit: bool = True
+
+    REFIT_TARGET_ACCEPT = 0.95
+
+    @classmethod
+    def of(cls, sampling: "SamplerSettings | Mapping | None" = None, **options) -> "SamplerSettings":
+        """Settings from an instance, a mapping (e.g. a spec's ``[sampling]`` table) and/or
+        keyword options; unknown names are errors."""
+        base = {} if sampling is None else asdict(sampling) if isinstance(sampling, SamplerSettings) else dict(sampling)
+        merged = {**base, **options}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"sampling: unknown setting '{unknown[0]}'{hint}; settings are {', '.join(sorted(known))}")
+        settings = cls(**merged)
+        if isinstance(settings.seed, (np.integer, float)) and not isinstance(settings.seed, bool) \
+                and float(settings.seed).is_integer():
+            settings = replace(settings, seed=int(settings.seed))
+        settings.validate()
+        return settings
 
     def validate(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -44,11 +74,18 @@ class SamplerSettings:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < (1 if name != "tune" else 0):
                 raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool)
+                                      or not 0 <= self.seed < 2**63):
+            raise ValueError(f"seed must be a whole number from 0 to 2^63 - 1, got {self.seed!r}")
         if self.sampler == "nutpie" and self.tune < 1:
             raise ValueError("tune must be at least 1 with the nutpie sampler (it cannot sample without a "
                              "warm-up); use sampler='pymc' for tune=0")
-        if not 0.5 <= self.target_accept < 1:
-            raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept}")
+        if not isinstance(self.target_accept, (int, float)) or not 0.5 <= self.target_accept < 1:
+            raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept!r}")
+
+    def public(self) -> dict:
+        """The settings a results folder records."""
+        return {k: getattr(self, k) for k in ("sampler", "draws", "tune", "chains", "seed", "target_accept")}
 
 
 def _nutpie_compiled(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str, np.ndarray]):
@@ -83,15 +120,16 @@ def _sample_once(build, key, data, s: SamplerSettings) -> az.InferenceData:
 
 def sample_gated(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str, np.ndarray],
                  settings: SamplerSettings, gate_vars: list[str]) -> tuple[az.InferenceData, Diagnostics]:
-    """Sample; if the diagnostics gate fails, refit once with target_accept 0.95 and twice the draws.
+    """Sample; if the diagnostics gate fails, refit once with a higher target acceptance and twice the draws.
 
+    ``key`` names the model structure (models of equal keys share one compiled model).
     The returned diagnostics say what still fails; nothing is hidden.
     """
     settings.validate()
     idata = _sample_once(build, key, data, settings)
     diag = check(idata, gate_vars)
     if not diag.passed and settings.refit:
-        retry = replace(settings, target_accept=max(0.95, settings.target_accept),
+        retry = replace(settings, target_accept=max(settings.REFIT_TARGET_ACCEPT, settings.target_accept),
                         draws=settings.draws * 2, tune=max(settings.tune, 1000) * 2)
         idata = _sample_once(build, key, data, retry)
         diag = check(idata, gate_vars, attempts=2)

@@ -1,17 +1,28 @@
 """Hierarchical binomial-logit meta-regression (mortality).
 
-    events_r ~ Binomial(total_r, p_r)
-    logit p_r = mu + x_r . beta + u_s[r],   u_s = tau * z_s,  z_s ~ Normal(0, 1)
+    events_r ~ Binomial(total_r, p_r),   u_s = tau * z_s,  z_s ~ Normal(0, 1)
 
-The sampled density uses the log-likelihood kernel y * eta - n * log(1 + e^eta); the
-binomial coefficient does not depend on the parameters. Stored log-likelihoods are complete.
+A stratum of one kind: logit p_r = mu + x_r . beta + u_s[r]. A stratum that mixes the
+categories of composition groups (``fractions``: e.g. triggers, age groups, routes) has
+the mixture likelihood (``likelihood="mixture"``, the default)
 
-Rows are strata; several rows may share a study. Each row's log-likelihood carries a 0/1
-weight (``pm.Data``) so that excluding rows keeps the compiled model.
+    p_r = sum_c w_rc expit(mu + x_r . beta + a_c . beta + u_s[r]),
+
+over the combinations c of one category per group, with w_rc the product of the row's
+shares of c's categories (known, or unknowns with a Dirichlet prior). ``likelihood="linear"``
+puts the shares inside the linear predictor instead (logit p_r = mu + s_r . beta + ...), an
+approximation kept for comparison.
+
+Everything derived from the model is defined once, in the PyMC graph below: each row's
+probability ``p``, its log-likelihood ``loglik`` (whose weighted sum is the sampled density;
+the log binomial coefficient is data), and the probabilities ``p_typical`` (u = 0) and
+``p_new`` (u = tau z_new, a new study) of prediction profiles. Rows carry a 0/1 weight
+(``pm.Data``) so that excluding rows keeps the compiled model.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import arviz as az
@@ -19,93 +30,206 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
-from scipy import stats
-from scipy.special import expit
+from scipy.special import gammaln
 
-from ..errors import DataError, Problem
-from ..inference import SamplerSettings, sample_gated
+from ..errors import DataError, InputError, Problem
+from ..inference import SamplerSettings
 from .design import Design, build_design
+from .engine import ModelInputs, fit_model, profile_values
 from .inputs import WHERE, numeric_column, prepare_rows, require_frame
-from .posterior import finish_idata
-from .priors import BINOMIAL_DEFAULTS, make_rv, prior_data, prior_structure, resolve_priors
+from .priors import BINOMIAL_DEFAULTS, families, make_rv, prior_data, resolve_priors
+from .shares import composition_shares
+from .structure import Structure
+
+LIKELIHOODS = ("mixture", "linear")
 
 
-def flat_dirichlet(name: str, n: int, k: int) -> pt.TensorVariable:
-    """``n`` independent shares over ``k`` categories with a flat Dirichlet(1, ..., 1) prior,
-    stored as ``name`` (n, k).
-
-    Built by stick-breaking: with v_j ~ Beta(1, k - 1 - j) for j = 0..k-2, the shares
-    v_0, (1 - v_0) v_1, ..., prod_j (1 - v_j) are exactly Dirichlet(1, ..., 1). The sampler
-    works on the k - 1 sticks (``name`` + ``_stick``): a smaller gradient graph than PyMC's
-    simplex transform and a geometry that needs shorter trees (the bundled mortality model
-    samples in about half the time).
-    """
-    sticks = pm.Beta(f"{name}_stick", alpha=1.0, beta=np.arange(k - 1, 0, -1, dtype=float), shape=(n, k - 1))
-    left, parts = pt.ones((n,)), []
-    for j in range(k - 1):
-        parts.append(left * sticks[:, j])
-        left = left * (1.0 - sticks[:, j])
-    return pm.Deterministic(name, pt.stack([*parts, left], axis=1))
+def observation(p, constant):
+    """The distribution of a row's events given its probability (and the constant data
+    ``total``): replicated data are drawn from it."""
+    return pm.Binomial.dist(n=constant["total"], p=p)
 
 
-def _latent_effect(design: Design, beta) -> pt.TensorVariable:
-    """x . beta with each unknown share a flat-Dirichlet unknown (dense products: cheap to compile)."""
-    X = pm.Data("X", np.nan_to_num(design.X), dims=("row", "covariate"))
-    eta = pt.dot(X, beta)
-    for group, rows in design.latent.items():
-        if rows.size == 0:
-            continue
-        cols = design.groups[group]
-        share = flat_dirichlet(f"{group}_share", design.n_units(group), len(cols) + 1)
-        scatter = np.zeros((design.X.shape[0], design.n_units(group)))
-        scatter[rows, design.units[group]] = 1.0
-        eta = eta + pt.dot(scatter, pt.dot(share[:, 1:], beta[cols]))
-    return eta
+def _combinations(design: Design) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every combination of one category per fraction group: A (C, covariates) puts each
+    combination's effects together; B[group] (K_group, C) says which category it takes."""
+    groups = list(design.groups)
+    sizes = [len(design.groups[g]) + 1 for g in groups]
+    combos = list(itertools.product(*[range(k) for k in sizes])) or [()]
+    A = np.zeros((len(combos), len(design.names)))
+    B = {g: np.zeros((k, len(combos))) for g, k in zip(groups, sizes)}
+    for c, cats in enumerate(combos):
+        for g, k in zip(groups, cats):
+            B[g][k, c] = 1.0
+            if k:
+                A[c, design.groups[g][k - 1]] = 1.0
+    return A, B
 
 
-def build_binomial_model(y, n, w, study_idx, studies, row_labels, design: Design, priors, mask) -> pm.Model:
-    coords = {"row": row_labels, "study": studies, "covariate": design.names}
+def known_shares(design: Design, X: np.ndarray) -> dict[str, np.ndarray]:
+    """Each group's shares (rows, K) with the rest first; rows of unknown shares are 0."""
+    out = {}
+    for g, idx in design.groups.items():
+        sub = np.nan_to_num(X[:, idx])
+        rest = np.clip(1.0 - sub.sum(axis=1, keepdims=True), 0.0, 1.0)
+        known = ~np.isnan(X[:, idx]).any(axis=1, keepdims=True)
+        out[g] = np.where(known, np.hstack([rest, sub]), 0.0)
+    return out
+
+
+def _numeric_columns(design: Design) -> list[int]:
+    grouped = {j for idx in design.groups.values() for j in idx}
+    return [j for j in range(len(design.names)) if j not in grouped]
+
+
+class _Predictor:
+    """log p, log(1 - p) and p of rows with given shares: the one definition of a row's
+    probability, used for the data's strata and for prediction profiles alike."""
+
+    def __init__(self, design: Design, beta, mu, likelihood: str):
+        self.design, self.beta, self.mu, self.likelihood = design, beta, mu, likelihood
+        self.numeric = _numeric_columns(design)
+        self.A, self.B = _combinations(design)
+
+    def __call__(self, X_num, shares: dict[str, pt.TensorVariable], u):
+        base = self.mu + u
+        if self.beta is not None and self.numeric:
+            base = base + pt.dot(X_num, self.beta[self.numeric])
+        if self.beta is None or not self.design.groups:
+            eta = base
+        elif self.likelihood == "linear":
+            eta = base + sum(pt.dot(shares[g][:, 1:], self.beta[idx]) for g, idx in self.design.groups.items())
+        else:
+            weights = None
+            for g in self.design.groups:
+                w = pt.dot(shares[g], self.B[g])
+                weights = w if weights is None else weights * w
+            effect = pt.dot(self.A, self.beta)                              # (C,)
+            eta = base[:, None] + effect[None, :]
+            p = (weights * pt.sigmoid(eta)).sum(axis=1)
+            q = (weights * pt.sigmoid(-eta)).sum(axis=1)
+            return pt.log(p), pt.log(q), p
+        return -pt.softplus(-eta), -pt.softplus(eta), pt.sigmoid(eta)
+
+
+def build_binomial_model(inp: ModelInputs) -> pm.Model:
+    design, d = inp.design, inp.data
+    coords = {"row": inp.row_labels, "study": inp.studies, "covariate": design.names}
+    if inp.profiles:
+        coords["profile"] = inp.profiles
+    for g, lat in design.latent.items():
+        if lat.n_units:
+            coords[f"{g}_unit"] = lat.keys
+            coords[f"{g}_category"] = design.categories(g)
     with pm.Model(coords=coords) as model:
-        y_d = pm.Data("events", y, dims="row")
-        n_d = pm.Data("total", n, dims="row")
-        w_d = pm.Data("weight", w, dims="row")
-        mu = make_rv("mu", priors["mu"])
-        tau = make_rv("tau", priors["tau"])
+        y = pm.Data("events", d["events"], dims="row")
+        n = pm.Data("total", d["total"], dims="row")
+        w = pm.Data("weight", d["weight"], dims="row")
+        log_coef = pm.Data("log_binomial_coefficient", d["log_binomial_coefficient"], dims="row")
+        mu = make_rv("mu", inp.priors["mu"])
+        tau = make_rv("tau", inp.priors["tau"])
         z = pm.Normal("z", 0.0, 1.0, dims="study")
-        eta = mu + (tau * z)[study_idx]
+        beta = None
         if design.names:
-            beta = make_rv("beta", priors["beta"], dims="covariate")
-            mask_d = pm.Data("beta_mask", mask, dims="covariate")
-            eta = eta + _latent_effect(design, beta * mask_d)
-        # binomial log-likelihood kernel: log C(n, y) is data only and the counts are checked
-        # before the model is built, so the sampler never evaluates either (about half the sampling time)
-        logp = y_d * eta - n_d * pt.softplus(eta)
-        pm.Potential("weighted_loglik", pt.sum(w_d * logp))
+            beta = make_rv("beta", inp.priors["beta"], dims="covariate") * pm.Data("beta_mask", d["beta_mask"],
+                                                                                    dims="covariate")
+        numeric = _numeric_columns(design)
+        X_num = pm.Data("X_numeric", d["X_numeric"]) if numeric else None
+        shares = {}
+        for g, lat in design.latent.items():
+            known = pm.Data(f"shares_{g}", d[f"shares_{g}"])
+            if lat.n_units:
+                unknown = composition_shares(f"{g}_share", lat.allowed, lat.minimum, dims=(f"{g}_unit", f"{g}_category"))
+                scatter = np.zeros((inp.structure.rows, lat.n_units))
+                scatter[lat.rows, lat.units] = 1.0
+                known = known + pt.dot(scatter, unknown)
+            shares[g] = known
+        predictor = _Predictor(design, beta, mu, inp.structure.likelihood)
+        log_p, log_q, p = predictor(X_num, shares, (tau * z)[np.asarray(inp.structure.study_index)])
+        pm.Deterministic("p", p, dims="row")
+        loglik = pm.Deterministic("loglik", y * log_p + (n - y) * log_q + log_coef, dims="row")
+        pm.Potential("weighted_loglik", pt.sum(w * loglik))
+        if inp.profiles:
+            z_new = pm.Normal("z_new", 0.0, 1.0)
+            Xp = pm.Data("profile_X_numeric", d["profile_X_numeric"]) if numeric else None
+            sp = {g: pm.Data(f"profile_shares_{g}", d[f"profile_shares_{g}"]) for g in design.groups}
+            pm.Deterministic("p_typical", predictor(Xp, sp, pt.zeros(len(inp.profiles)))[2], dims="profile")
+            pm.Deterministic("p_new", predictor(Xp, sp, pt.ones(len(inp.profiles)) * tau * z_new)[2], dims="profile")
     return model
 
 
-def linear_predictor(post, design: Design, study_idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """eta for every draw and row, (chain, draw, row), from a posterior or prior group."""
-    mu = post["mu"].values[..., None]
-    tau = post["tau"].values[..., None]
-    eta = mu + tau * post["z"].values[..., study_idx]
+def prepare_binomial(df: pd.DataFrame, events: str = "events", total: str = "total", study: str = "study", *,
+                     covariates: Sequence[str] = (), priors: Mapping | None = None,
+                     reference: Mapping[str, str] | None = None,
+                     fractions: Mapping[str, Sequence[str]] | None = None, shared: Mapping[str, str] | None = None,
+                     composition: Mapping | None = None, likelihood: str = "mixture",
+                     profiles: pd.DataFrame | None = None, label: str | None = None,
+                     weights: str | Sequence[float] | None = None,
+                     covariate_mask: Sequence[float] | None = None) -> ModelInputs:
+    """Check the data and build the inputs of the binomial model (nothing is compiled)."""
+    require_frame(df, [events, total, study], ["events", "total", "study"])
+    if likelihood not in LIKELIHOODS:
+        raise InputError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
+    y = numeric_column(df, events, integer=True, minimum=0)
+    n = numeric_column(df, total, integer=True, minimum=0, strictly=True)
+    over = np.flatnonzero(y > n)
+    if over.size:
+        raise DataError([Problem(WHERE, df.index[i], events, f"events ({y[i]:g}) exceed total ({n[i]:g})") for i in over])
+    resolved = resolve_priors(priors, BINOMIAL_DEFAULTS)
+    studies, study_idx, row_labels, w = prepare_rows(df, study, label, weights)
+    design = build_design(df, covariates, reference=reference, fractions=fractions, shared=shared,
+                          composition=composition, labels=row_labels)
+    mask = np.ones(len(design.names)) if covariate_mask is None else np.asarray(covariate_mask, dtype=float)
+    if mask.shape != (len(design.names),) or not np.isin(mask, (0.0, 1.0)).all():
+        raise InputError(f"covariate_mask must hold a 0 or 1 for each of the {len(design.names)} design columns")
+    y_i, n_i = y.astype("int64"), n.astype("int64")
+    numeric = _numeric_columns(design)
+    data = {"events": y_i, "total": n_i, "weight": w,
+            "log_binomial_coefficient": gammaln(n_i + 1.0) - gammaln(y_i + 1.0) - gammaln(n_i - y_i + 1.0),
+            **prior_data({k: v for k, v in resolved.items() if k != "beta" or design.names})}
     if design.names:
-        X = np.broadcast_to(np.nan_to_num(design.X), mu.shape[:2] + design.X.shape).copy()
-        for group, rows in design.latent.items():
-            if rows.size:
-                share = post[f"{group}_share"].values[..., design.units[group], 1:]
-                X[..., rows[:, None], np.array(design.groups[group])[None, :]] = share
-        eta = eta + np.einsum("cdrk,cdk->cdr", X, post["beta"].values * mask)
-    return eta
+        data["beta_mask"] = mask
+    if numeric:
+        data["X_numeric"] = design.X[:, numeric]
+    data.update({f"shares_{g}": s for g, s in known_shares(design, design.X).items()})
+    profile_labels = _profiles(design, profiles, data, numeric)
+    structure = Structure(
+        engine="binomial", study_index=tuple(int(i) for i in study_idx), covariates=tuple(design.names),
+        groups=tuple((g, tuple(idx)) for g, idx in design.groups.items()),
+        latent=tuple((g, tuple(int(r) for r in lat.rows), tuple(int(u) for u in lat.units))
+                     for g, lat in design.latent.items()),
+        priors=families(resolved), profiles=len(profile_labels), likelihood=likelihood,
+        composition=tuple((g, lat.allowed.tobytes(), lat.minimum.tobytes()) for g, lat in design.latent.items()))
+    gate = ["mu"] + (["tau", "z"] if resolved["tau"]["dist"] != "Fixed" else []) + (["beta"] if design.names else [])
+    return ModelInputs(structure=structure, build=build_binomial_model, data=data, gate=gate, design=design,
+                       priors=resolved, row_labels=row_labels, studies=studies, weights=w, profiles=profile_labels,
+                       observed={"events": y_i}, constant={"total": n_i, "weight": w}, row_param="p",
+                       observation=observation, profile_values=profile_values(profiles, profile_labels))
+
+
+def _profiles(design: Design, profiles: pd.DataFrame | None, data: dict, numeric: list[int]) -> list[str]:
+    """Prediction profiles (one row each, index = label) as model data; none by default,
+    except the pooled estimate of a model without covariates."""
+    if profiles is None:
+        if design.names:
+            return []
+        profiles = pd.DataFrame(index=["pooled"])
+    if not isinstance(profiles, pd.DataFrame) or len(profiles) == 0:
+        raise InputError("profiles must be a non-empty DataFrame: one row per profile, its index the label")
+    Xp = design.encode(profiles)
+    if numeric:
+        data["profile_X_numeric"] = Xp[:, numeric]
+    data.update({f"profile_shares_{g}": s for g, s in known_shares(design, Xp).items()})
+    return [str(i) for i in profiles.index]
 
 
 def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total", study: str = "study", *,
                  covariates: Sequence[str] = (), priors: Mapping | None = None, reference: Mapping[str, str] | None = None,
                  fractions: Mapping[str, Sequence[str]] | None = None, shared: Mapping[str, str] | None = None,
-                 label: str | None = None,
+                 composition: Mapping | None = None, likelihood: str = "mixture",
+                 profiles: pd.DataFrame | None = None, label: str | None = None,
                  weights: str | Sequence[float] | None = None, covariate_mask: Sequence[float] | None = None,
-                 draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int | None = None,
-                 sampler: str = "nutpie", target_accept: float = 0.9, progress: bool = False) -> az.InferenceData:
+                 sampling: SamplerSettings | Mapping | None = None, **sampler_options) -> az.InferenceData:
     """Fit the hierarchical binomial model to a data frame with one row per stratum.
 
     Parameters
@@ -117,53 +241,30 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
     priors : e.g. ``{"tau": {"dist": "HalfNormal", "sigma": 0.5}}``; defaults in
         :data:`hlh_meta.models.priors.BINOMIAL_DEFAULTS`. ``{"dist": "Fixed", "value": 0}``
         for tau gives the common-effect model.
-    fractions : groups of share columns whose missing values are Dirichlet unknowns
+    fractions : ``{group: [share columns]}``: a composition group (e.g. the shares of
+        three triggers, the fourth being the rest); missing shares are unknowns
     shared : ``{group: column}``: unknown shares of rows with equal ``column`` values are
         one unknown (e.g. ``{"route": "study"}`` for a study-level IV share)
+    composition : ``{group: {row label (or shared value): {"exclude": [category], "minimum":
+        {category: share}}}}``: what a source says about an unknown composition; categories
+        are ``<group>[rest]`` and the group's columns
+    likelihood : ``"mixture"`` (a stratum's probability is the share-weighted mean of its
+        categories' probabilities) or ``"linear"`` (shares inside the linear predictor)
+    profiles : prediction profiles, one row each (index = label) with the covariate
+        columns; the posterior gets ``p_typical`` and ``p_new`` on a ``profile`` dimension
+        (without covariates, by default one profile ``pooled``)
     weights : 0/1 per row (or a column name); 0 drops the row from the likelihood
     covariate_mask : 0/1 per design column; 0 switches a covariate off (its beta then
         keeps its prior) so nested covariate sets reuse one compiled model
+    sampling, sampler_options : :class:`~hlh_meta.inference.SamplerSettings` (or a mapping)
+        and/or its fields as keywords: ``draws``, ``tune``, ``chains``, ``seed``,
+        ``sampler``, ``target_accept``, ``progress``
     Returns an ``arviz.InferenceData`` with posterior (``mu``, ``tau``, ``beta`` on
-    ``covariate``, study effects ``z``, stratum probabilities ``p``), prior,
-    posterior_predictive, log_likelihood and observed_data; the diagnostics gate result
-    is in ``idata.attrs["diagnostics"]`` (JSON).
+    ``covariate``, study effects ``z``, stratum probabilities ``p``, unknown shares),
+    prior, posterior_predictive, log_likelihood and observed_data; the diagnostics gate
+    result is in ``idata.attrs["diagnostics"]``.
     """
-    require_frame(df, [events, total, study], ["events", "total", "study"])
-    y = numeric_column(df, events, integer=True, minimum=0)
-    n = numeric_column(df, total, integer=True, minimum=0, strictly=True)
-    over = np.flatnonzero(y > n)
-    if over.size:
-        raise DataError([Problem(WHERE, df.index[i], events, f"events ({y[i]:g}) exceed total ({n[i]:g})") for i in over])
-    resolved = resolve_priors(priors, BINOMIAL_DEFAULTS)
-    design = build_design(df, covariates, reference=reference, fractions=fractions, shared=shared)
-    settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
-                               target_accept=target_accept, progress=progress)
-    studies, study_idx, row_labels, w = prepare_rows(df, study, label, weights, settings)
-    y_i, n_i = y.astype("int64"), n.astype("int64")
-    mask = np.ones(len(design.names)) if covariate_mask is None else np.asarray(covariate_mask, dtype=float)
-    if mask.shape != (len(design.names),) or not np.isin(mask, (0.0, 1.0)).all():
-        raise ValueError(f"covariate_mask must hold a 0 or 1 for each of the {len(design.names)} design columns")
-
-    def build() -> pm.Model:
-        return build_binomial_model(y_i, n_i, w, study_idx, studies, row_labels, design, resolved, mask)
-
-    key = ("binomial", tuple(study_idx), tuple(design.names),
-           tuple((g, tuple(r), tuple(design.units[g])) for g, r in design.latent.items()),
-           prior_structure(resolved))
-    data = {"events": y_i, "total": n_i, "weight": w, **prior_data({k: v for k, v in resolved.items() if k != "beta" or design.names})}
-    if design.names:
-        data["X"] = np.nan_to_num(design.X)
-        data["beta_mask"] = mask
-    gate = ["mu"] + (["tau", "z"] if resolved["tau"]["dist"] != "Fixed" else []) + (["beta"] if design.names else [])
-    idata, diag = sample_gated(build, key, data, settings, gate)
-
-    def loglik(p: np.ndarray) -> np.ndarray:
-        return stats.binom.logpmf(y_i, n_i, p)
-
-    def predict(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return rng.binomial(n_i, p)
-
-    return finish_idata(idata, build, key, settings, diag, resolved, design, row_labels, w,
-                        observed={"events": y_i}, constant={"total": n_i, "weight": w},
-                        loglik=loglik, predict=predict, outcome="events", row_name="p",
-                        row_param=lambda group: expit(linear_predictor(group, design, study_idx, mask)))
+    inputs = prepare_binomial(df, events, total, study, covariates=covariates, priors=priors, reference=reference,
+                              fractions=fractions, shared=shared, composition=composition, likelihood=likelihood,
+                              profiles=profiles, label=label, weights=weights, covariate_mask=covariate_mask)
+    return fit_model(inputs, SamplerSettings.of(sampling, **sampler_options))

@@ -5,9 +5,11 @@ treatment-coded dummies named ``column[level]``; the reference level is the firs
 sorted order unless ``reference={column: level}`` says otherwise.
 
 Fractions: a group of numeric columns holding the shares of one categorical split (e.g.
-``trigger_rheumatological``, ``trigger_malignancy`` with infection as the rest) may be
-missing (NaN) in a row; such a row's shares become unknowns with a flat Dirichlet prior
-over the group plus its reference share, instead of the row being dropped.
+``trigger[rheumatological]``, ``trigger[malignancy]`` with infection as the rest) may be
+missing (NaN) in a row; such a row's shares become unknowns over the group's categories
+(the group's columns plus the rest) instead of the row being dropped. Their prior is a
+flat Dirichlet over the categories a row allows, above any known minimum shares
+(``composition``).
 """
 
 from __future__ import annotations
@@ -18,20 +20,74 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Latent:
+    """The unknown shares of one fraction group.
+
+    ``rows``: rows with unknown shares; ``units``: the unknown each of them uses (rows of
+    one study may share one); ``allowed`` (units, K) and ``minimum`` (units, K): the
+    categories each unknown may hold (column 0 is the rest) and its known minimum shares.
+    """
+
+    rows: np.ndarray
+    units: np.ndarray
+    allowed: np.ndarray
+    minimum: np.ndarray
+    keys: list[str] = field(default_factory=list)    # each unknown's key (row label or shared value)
+
+    @property
+    def n_units(self) -> int:
+        return self.allowed.shape[0]
+
 
 @dataclass(frozen=True)
 class Design:
-    """Covariate matrix with labels; ``latent`` maps a fraction group to the rows whose shares are unknown."""
+    """Covariate matrix with labels; ``latent`` maps a fraction group to its unknown shares."""
 
     X: np.ndarray                      # (rows, covariates); NaN where a share is unknown
     names: list[str]
     references: dict[str, str] = field(default_factory=dict)
-    groups: dict[str, list[int]] = field(default_factory=dict)   # group -> column indices
-    latent: dict[str, np.ndarray] = field(default_factory=dict)  # group -> row indices
-    units: dict[str, np.ndarray] = field(default_factory=dict)   # group -> unknown share of each latent row
+    levels: dict[str, list[str]] = field(default_factory=dict)     # categorical column -> levels
+    groups: dict[str, list[int]] = field(default_factory=dict)     # fraction group -> column indices
+    latent: dict[str, Latent] = field(default_factory=dict)
+    numeric: list[str] = field(default_factory=list)               # columns used as given
 
-    def n_units(self, group: str) -> int:
-        return int(self.units[group].max()) + 1 if self.units[group].size else 0
+    def categories(self, group: str) -> list[str]:
+        """The categories of a fraction group: the rest (``<group>[rest]``), then its columns."""
+        return [f"{group}[rest]"] + [self.names[j] for j in self.groups[group]]
+
+    def encode(self, frame: pd.DataFrame, role: str = "profiles") -> np.ndarray:
+        """Rows of new covariate values (e.g. prediction profiles) as this design's columns.
+
+        Categorical columns must use the data's levels; share columns must be given
+        (no unknowns) and lie in [0, 1] with each group summing to at most 1.
+        """
+        out = np.zeros((len(frame), len(self.names)))
+        shares = [self.names[j] for idx in self.groups.values() for j in idx]
+        for col in self.numeric + shares:
+            _check_columns(frame, [col], role)
+            x = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+            if not np.isfinite(x).all():
+                raise InputError(f"{role}: column '{col}' must hold finite numbers")
+            out[:, self.names.index(col)] = x
+        for col, levels in self.levels.items():
+            _check_columns(frame, [col], role)
+            values = frame[col].astype(str)
+            bad = sorted(set(values) - set(levels))
+            if bad:
+                raise InputError(f"{role}: column '{col}' has level '{bad[0]}', not a level of the data "
+                                 f"({', '.join(levels)})")
+            for level in levels:
+                if level != self.references[col]:
+                    out[:, self.names.index(f"{col}[{level}]")] = (values == level).to_numpy(dtype=float)
+        for g, idx in self.groups.items():
+            sub = out[:, idx]
+            if ((sub < 0) | (sub > 1)).any() or (sub.sum(axis=1) > 1 + 1e-9).any():
+                raise InputError(f"{role}: shares of '{g}' must lie in [0, 1] and sum to at most 1")
+        return out
 
 
 def _check_columns(df: pd.DataFrame, columns: Sequence[str], role: str) -> None:
@@ -41,78 +97,145 @@ def _check_columns(df: pd.DataFrame, columns: Sequence[str], role: str) -> None:
         if col not in df.columns:
             close = difflib.get_close_matches(col, [str(c) for c in df.columns], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(f"{role}: column '{col}' not found in the data frame{hint}")
+            raise InputError(f"{role}: column '{col}' not found in the data frame{hint}")
+
+
+def column_list(value, role: str) -> list[str]:
+    """A list of column names; a single string is an error (it is not a list of letters)."""
+    if isinstance(value, str):
+        raise InputError(f"{role} must be a list of column names, e.g. ['{value}'], not a string")
+    out = list(value)
+    for c in out:
+        if not isinstance(c, str):
+            raise InputError(f"{role}: column names must be strings, got {c!r}")
+    return out
+
+
+def _composition(group: str, cats: list[str], units: np.ndarray, keys: list[str],
+                 composition: Mapping[str, Mapping] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Allowed categories and minimum shares of each unknown of a group (``keys``: the
+    unknowns' names), from ``composition = {key: {"exclude": [category, ...], "minimum":
+    {category: share}}}``."""
+    n_units = len(keys)
+    allowed = np.ones((n_units, len(cats)), dtype=bool)
+    minimum = np.zeros((n_units, len(cats)))
+    unit_of = {k: u for u, k in enumerate(keys)}
+    for key, rule in (composition or {}).items():
+        where = f"composition['{group}']['{key}']"
+        if key not in unit_of:
+            raise InputError(f"{where}: no row of this group with unknown shares has this key "
+                             f"({', '.join(sorted(unit_of)) or 'none'})")
+        if not isinstance(rule, Mapping) or set(rule) - {"exclude", "minimum"}:
+            raise InputError(f"{where} must be a mapping with 'exclude' and/or 'minimum'")
+        u = unit_of[key]
+        for cat in column_list(rule.get("exclude", []), f"{where}['exclude']"):
+            if cat not in cats:
+                raise InputError(f"{where}: unknown category '{cat}'; categories are {', '.join(cats)}")
+            allowed[u, cats.index(cat)] = False
+        for cat, share in dict(rule.get("minimum", {})).items():
+            if cat not in cats:
+                raise InputError(f"{where}: unknown category '{cat}'; categories are {', '.join(cats)}")
+            if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
+                raise InputError(f"{where}: minimum share of '{cat}' must be a number in [0, 1], got {share!r}")
+            minimum[u, cats.index(cat)] = float(share)
+        if not allowed[u].any():
+            raise InputError(f"{where}: every category is excluded")
+        if (minimum[u] > 0)[~allowed[u]].any():
+            raise InputError(f"{where}: a category with a minimum share cannot be excluded")
+        if minimum[u].sum() > 1 + 1e-9:
+            raise InputError(f"{where}: minimum shares add up to more than 1")
+    return allowed, minimum
 
 
 def build_design(df: pd.DataFrame, covariates: Sequence[str] = (), *,
                  reference: Mapping[str, str] | None = None,
                  fractions: Mapping[str, Sequence[str]] | None = None,
-                 shared: Mapping[str, str] | None = None) -> Design:
+                 shared: Mapping[str, str] | None = None,
+                 composition: Mapping[str, Mapping[str, Mapping]] | None = None,
+                 labels: Sequence[str] | None = None) -> Design:
     """Design matrix for ``covariates`` (without intercept).
 
     ``shared={group: column}``: rows of a fraction group whose shares are unknown and that
     have the same value in ``column`` (e.g. strata of one study for a study-level IV share)
-    share one unknown instead of one each.
+    share one unknown instead of one each. ``composition={group: {key: rule}}`` constrains
+    an unknown (key: the row label, or the ``shared`` column's value): categories it
+    excludes and known minimum shares (see :func:`_composition`).
     """
-    covariates = list(covariates)
+    covariates = column_list(covariates, "covariates")
     if len(set(covariates)) != len(covariates):
-        raise ValueError("covariates: a column is named twice")
+        raise InputError("covariates: a column is named twice")
     _check_columns(df, covariates, "covariates")
     reference = dict(reference or {})
-    fractions = {g: list(cols) for g, cols in (fractions or {}).items()}
+    fractions = {g: column_list(cols, f"fractions['{g}']") for g, cols in (fractions or {}).items()}
     in_group = {c: g for g, cols in fractions.items() for c in cols}
     for g, cols in fractions.items():
         missing = [c for c in cols if c not in covariates]
         if missing:
-            raise ValueError(f"fractions['{g}']: {', '.join(missing)} must also be listed in covariates")
-    blocks, names, refs = [], [], {}
+            raise InputError(f"fractions['{g}']: {', '.join(missing)} must also be listed in covariates")
+    for col in reference:
+        if col not in covariates:
+            raise InputError(f"reference: '{col}' is not one of the covariates ({', '.join(covariates) or 'none'})")
+    blocks, names, refs, levels_of, numeric = [], [], {}, {}, []
     for col in covariates:
         values = df[col]
         if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            if col in reference:
+                raise InputError(f"reference: column '{col}' is numeric; a reference level applies to text columns")
             x = values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
             bad = np.flatnonzero(~np.isfinite(x))
             if bad.size and col not in in_group:
-                raise ValueError(f"covariates: column '{col}' has missing or non-finite values in rows "
+                raise InputError(f"covariates: column '{col}' has missing or non-finite values in rows "
                                  f"{', '.join(map(str, df.index[bad][:10]))}")
             blocks.append(x[:, None])
             names.append(col)
+            numeric.append(col)
             continue
         if col in in_group:
-            raise ValueError(f"fractions: column '{col}' must be numeric (a share between 0 and 1)")
+            raise InputError(f"fractions: column '{col}' must be numeric (a share between 0 and 1)")
         if values.isna().any():
             rows = ", ".join(map(str, df.index[values.isna().to_numpy()][:10]))
-            raise ValueError(f"covariates: column '{col}' has missing values in rows {rows}")
+            raise InputError(f"covariates: column '{col}' has missing values in rows {rows}")
         levels = sorted(values.astype(str).unique())
         ref = reference.get(col, levels[0])
         if ref not in levels:
-            raise ValueError(f"reference: level '{ref}' is not a value of column '{col}' (levels: {', '.join(levels)})")
-        refs[col] = ref
+            raise InputError(f"reference: level '{ref}' is not a value of column '{col}' (levels: {', '.join(levels)})")
+        refs[col], levels_of[col] = ref, levels
         for level in levels:
             if level != ref:
                 blocks.append((values.astype(str) == level).to_numpy(dtype=float)[:, None])
                 names.append(f"{col}[{level}]")
     X = np.hstack(blocks) if blocks else np.zeros((len(df), 0))
-    groups, latent, units = {}, {}, {}
+    numeric = [c for c in numeric if c not in in_group]
     shared = dict(shared or {})
     for g, col in shared.items():
         if g not in fractions:
-            raise ValueError(f"shared: '{g}' is not a fraction group")
+            raise InputError(f"shared: '{g}' is not a fraction group")
         _check_columns(df, [col], f"shared['{g}']")
+    for g in composition or {}:
+        if g not in fractions:
+            raise InputError(f"composition: '{g}' is not a fraction group")
+    row_keys = [str(i) for i in df.index] if labels is None else list(labels)
+    groups, latent = {}, {}
     for g, cols in fractions.items():
         idx = [names.index(c) for c in cols]
         sub = X[:, idx]
         partial = np.isnan(sub).any(axis=1) & ~np.isnan(sub).all(axis=1)
         if partial.any():
-            raise ValueError(f"fractions['{g}']: rows {', '.join(map(str, df.index[partial][:10]))} give some shares "
+            raise InputError(f"fractions['{g}']: rows {', '.join(map(str, df.index[partial][:10]))} give some shares "
                              "but not all; give all or none")
         known = ~np.isnan(sub).any(axis=1)
         if ((sub[known] < 0) | (sub[known] > 1)).any() or (sub[known].sum(axis=1) > 1 + 1e-9).any():
-            raise ValueError(f"fractions['{g}']: shares must lie in [0, 1] and sum to at most 1")
+            raise InputError(f"fractions['{g}']: shares must lie in [0, 1] and sum to at most 1")
         groups[g] = idx
-        latent[g] = np.flatnonzero(~known)
+        rows = np.flatnonzero(~known)
         if g in shared:
-            keys = df[shared[g]].astype(str).to_numpy()[latent[g]]
-            units[g] = np.unique(keys, return_inverse=True)[1].astype(int) if keys.size else np.zeros(0, int)
+            keys = df[shared[g]].astype(str).to_numpy()[rows]
+            uniq, units = np.unique(keys, return_inverse=True) if keys.size else (np.array([]), np.zeros(0, int))
+            names_of_units = [str(k) for k in uniq]
         else:
-            units[g] = np.arange(latent[g].size)
-    return Design(X, names, refs, groups, latent, units)
+            units = np.arange(rows.size)
+            names_of_units = [row_keys[r] for r in rows]
+        cats = [f"{g}[rest]"] + cols
+        allowed, minimum = _composition(g, cats, units.astype(int), names_of_units, (composition or {}).get(g))
+        latent[g] = Latent(rows, units.astype(int), allowed, minimum, names_of_units)
+    return Design(X, names, refs, levels_of, groups, latent, numeric)

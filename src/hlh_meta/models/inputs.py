@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, Problem
+from ..errors import DataError, InputError, Problem
 from .design import _check_columns
 
 WHERE = "<data frame>"
@@ -15,7 +15,7 @@ WHERE = "<data frame>"
 
 def require_frame(df: pd.DataFrame, columns: Sequence[str], roles: Sequence[str]) -> None:
     if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
+        raise InputError(f"expected a pandas DataFrame, got {type(df).__name__}")
     if df.empty:
         raise DataError(Problem(WHERE, None, None, "the data frame is empty"))
     for col, role in zip(columns, roles):
@@ -57,18 +57,19 @@ def weights_array(df: pd.DataFrame, weights: str | Sequence[float] | None) -> np
         return np.ones(len(df))
     w = numeric_column(df, weights) if isinstance(weights, str) else np.asarray(weights, dtype=float)
     if w.shape != (len(df),) or not np.isin(w, (0.0, 1.0)).all():
-        raise ValueError("weights must be 0 or 1 for each row")
+        raise InputError("weights must be 0 or 1 for each row")
     if w.sum() == 0:
-        raise ValueError("weights exclude every row; nothing left to fit")
+        raise InputError("weights exclude every row; nothing left to fit")
     return w
 
 
-def prepare_rows(df: pd.DataFrame, study: str, label: str | None, weights, settings) -> tuple:
-    """Study index, row labels, weights and checked sampler settings shared by the engines."""
+def prepare_rows(df: pd.DataFrame, study: str, label: str | None, weights) -> tuple:
+    """Study names (in order of first appearance), each row's study index, row labels and weights."""
     if df[study].isna().any():
         raise DataError(Problem(WHERE, df.index[df[study].isna().to_numpy()][0], study, "study is missing"))
     row_labels = labels(df, label)
     w = weights_array(df, weights)
-    settings.validate()
-    studies, study_idx = np.unique(df[study].astype(str).to_numpy(), return_inverse=True)
-    return list(studies), study_idx, row_labels, w
+    ids = df[study].astype(str).to_numpy()
+    studies = list(pd.unique(ids))
+    study_idx = np.array([studies.index(s) for s in ids], dtype=int)
+    return studies, study_idx, row_labels, w

@@ -5,6 +5,10 @@ Multivariate (``outcome=`` names a column with K >= 2 levels):
               theta_r = mu_k[r] + x_r . beta_k[r] + u_{s[r], k[r]},
               u_s ~ MvNormal(0, diag(tau) Omega diag(tau)),  Omega ~ LKJ(2)   (non-centred)
 Studies may report any subset of outcomes. Rows carry 0/1 log-likelihood weights.
+
+Defined once, in the graph: each row's true effect ``theta``, its log-likelihood
+``loglik`` (the weighted sum is the sampled density; log se is data), and for prediction
+profiles the mean effect ``theta_typical`` and a new study's effect ``theta_new``.
 """
 
 from __future__ import annotations
@@ -16,131 +20,159 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
-from scipy import stats
 
-from ..errors import DataError, Problem
-from ..inference import SamplerSettings, sample_gated
-from .design import Design, build_design
+from ..errors import DataError, InputError, Problem
+from ..inference import SamplerSettings
+from .design import build_design, column_list
+from .engine import ModelInputs, fit_model, profile_values
 from .inputs import WHERE, numeric_column, prepare_rows, require_frame
-from .posterior import finish_idata
-from .priors import NORMAL_DEFAULTS, hyperparameters, make_rv, prior_data, prior_structure, resolve_priors
+from .priors import NORMAL_DEFAULTS, families, hyperparameters, make_rv, prior_data, resolve_priors
+from .structure import Structure
 
 LKJ_ETA = 2.0
+
+
+def observation(theta, constant):
+    """The distribution of a row's estimate given its true effect (and the constant data
+    ``std_err``): replicated data are drawn from it."""
+    return pm.Normal.dist(mu=theta, sigma=constant["std_err"])
 
 
 def _sd_dist(spec: Mapping, k: int):
     return getattr(pm, spec["dist"]).dist(**hyperparameters("tau", spec), shape=k)
 
 
-def build_normal_model(y, se, w, study_idx, outcome_idx, coords, design: Design, priors) -> pm.Model:
-    k = len(coords.get("outcome", [None]))
+def build_normal_model(inp: ModelInputs) -> pm.Model:
+    design, d, coords = inp.design, inp.data, inp.all_coords()
     multi = "outcome" in coords
+    k = len(coords.get("outcome", [None]))
+    study_idx = np.asarray(inp.structure.study_index)
+    outcome_idx = np.asarray(inp.structure.outcome_index) if multi else None
     with pm.Model(coords=coords) as model:
-        y_d = pm.Data("estimate", y, dims="row")
-        se_d = pm.Data("std_err", se, dims="row")
-        w_d = pm.Data("weight", w, dims="row")
-        X = pm.Data("X", np.nan_to_num(design.X), dims=("row", "covariate")) if design.names else None
+        y = pm.Data("estimate", d["estimate"], dims="row")
+        se = pm.Data("std_err", d["std_err"], dims="row")
+        w = pm.Data("weight", d["weight"], dims="row")
+        X = pm.Data("X", d["X"], dims=("row", "covariate")) if design.names else None
+        Xp = pm.Data("profile_X", d["profile_X"]) if design.names and inp.profiles else None
+        z_new = None
         if multi:
-            mu = make_rv("mu", priors["mu"], dims="outcome")
+            mu = make_rv("mu", inp.priors["mu"], dims="outcome")
             z = pm.Normal("z", 0.0, 1.0, dims=("study", "outcome"))
-            if priors["tau"]["dist"] == "Fixed":     # common-effect (or fixed-spread) model: no correlation to learn
-                tau = make_rv("tau", priors["tau"], shape=k, dims="outcome")
+            if inp.priors["tau"]["dist"] == "Fixed":     # common-effect (or fixed-spread) model: no correlation to learn
+                tau = make_rv("tau", inp.priors["tau"], shape=k, dims="outcome")
                 pm.Deterministic("Omega", pt.eye(k), dims=("outcome", "outcome_bis"))
-                u = z * tau
+                chol = pt.diag(tau)
             else:
-                chol, corr, tau = pm.LKJCholeskyCov("chol", n=k, eta=LKJ_ETA, sd_dist=_sd_dist(priors["tau"], k),
+                chol, corr, tau = pm.LKJCholeskyCov("chol", n=k, eta=LKJ_ETA, sd_dist=_sd_dist(inp.priors["tau"], k),
                                                     compute_corr=True, store_in_trace=False)
                 pm.Deterministic("tau", tau, dims="outcome")
                 pm.Deterministic("Omega", corr, dims=("outcome", "outcome_bis"))
-                u = pt.dot(z, chol.T)
+            u = pt.dot(z, chol.T)
+            beta = make_rv("beta", inp.priors["beta"], dims=("outcome", "covariate")) if X is not None else None
             theta = mu[outcome_idx] + u[study_idx, outcome_idx]
-            if X is not None:
-                beta = make_rv("beta", priors["beta"], dims=("outcome", "covariate"))
+            if beta is not None:
                 theta = theta + (X * beta[outcome_idx]).sum(axis=1)
+            if inp.profiles:
+                z_new = pm.Normal("z_new", 0.0, 1.0, dims="outcome")
+                typical = pt.ones((len(inp.profiles), 1)) * mu[None, :]
+                if beta is not None:
+                    typical = typical + pt.dot(Xp, beta.T)
+                new = typical + pt.dot(chol, z_new)[None, :]
+                dims = ("profile", "outcome")
         else:
-            mu = make_rv("mu", priors["mu"])
-            tau = make_rv("tau", priors["tau"])
+            mu = make_rv("mu", inp.priors["mu"])
+            tau = make_rv("tau", inp.priors["tau"])
             z = pm.Normal("z", 0.0, 1.0, dims="study")
+            beta = make_rv("beta", inp.priors["beta"], dims="covariate") if X is not None else None
             theta = mu + (tau * z)[study_idx]
-            if X is not None:
-                beta = make_rv("beta", priors["beta"], dims="covariate")
+            if beta is not None:
                 theta = theta + pt.dot(X, beta)
-        # normal log-likelihood kernel: the standard errors are data, so log(se) is a constant
-        logp = -0.5 * pt.sqr((y_d - theta) / se_d)
-        pm.Potential("weighted_loglik", pt.sum(w_d * logp))
+            if inp.profiles:
+                z_new = pm.Normal("z_new", 0.0, 1.0)
+                typical = mu * pt.ones(len(inp.profiles))
+                if beta is not None:
+                    typical = typical + pt.dot(Xp, beta)
+                new = typical + tau * z_new
+                dims = ("profile",)
+        pm.Deterministic("theta", theta, dims="row")
+        loglik = pm.Deterministic("loglik", -0.5 * pt.sqr((y - theta) / se) - pt.log(se) - 0.5 * np.log(2 * np.pi),
+                                  dims="row")
+        pm.Potential("weighted_loglik", pt.sum(w * loglik))
+        if z_new is not None:
+            pm.Deterministic("theta_typical", typical, dims=dims)
+            pm.Deterministic("theta_new", new, dims=dims)
     return model
 
 
-def study_effects(post, design: Design, study_idx, outcome_idx, multi: bool) -> np.ndarray:
-    """theta for every draw and row, (chain, draw, row), from a posterior or prior group."""
-    if multi:
-        mu = post["mu"].values[..., outcome_idx]
-        tau = post["tau"].values
-        omega = post["Omega"].values
-        cov = tau[..., :, None] * omega * tau[..., None, :]
-        chol = np.linalg.cholesky(cov + 1e-12 * np.eye(cov.shape[-1]))
-        u = np.einsum("cdsj,cdkj->cdsk", post["z"].values, chol)
-        theta = mu + u[..., study_idx, outcome_idx]
-        if design.names:
-            theta = theta + np.einsum("rk,cdrk->cdr", design.X, post["beta"].values[..., outcome_idx, :])
-        return theta
-    theta = post["mu"].values[..., None] + post["tau"].values[..., None] * post["z"].values[..., study_idx]
-    if design.names:
-        theta = theta + np.einsum("rk,cdk->cdr", design.X, post["beta"].values)
-    return theta
-
-
-def fit_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei", study: str = "study", *,
-               covariates: Sequence[str] = (), priors: Mapping | None = None, outcome: str | None = None,
-               reference: Mapping[str, str] | None = None, label: str | None = None,
-               weights: str | Sequence[float] | None = None, draws: int = 1000, tune: int = 1000, chains: int = 4,
-               seed: int | None = None, sampler: str = "nutpie", target_accept: float = 0.9,
-               progress: bool = False) -> az.InferenceData:
-    """Fit the normal-normal hierarchical model to estimates with known standard errors.
-
-    Parameters mirror :func:`hlh_meta.fit_binomial`. With ``outcome`` naming a column of
-    two or more levels the model is multivariate: ``mu``, ``tau`` (and ``beta``) gain an
-    ``outcome`` dimension and ``Omega`` is the between-outcome correlation of the study
-    effects. The posterior also holds ``theta``, each row's true effect. Defaults:
-    mu ~ Normal(0, 1), beta ~ Normal(0, 1), tau ~ HalfNormal(0.5).
-    """
+def prepare_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei", study: str = "study", *,
+                   covariates: Sequence[str] = (), priors: Mapping | None = None, outcome: str | None = None,
+                   reference: Mapping[str, str] | None = None, profiles: pd.DataFrame | None = None,
+                   label: str | None = None, weights: str | Sequence[float] | None = None) -> ModelInputs:
+    """Check the data and build the inputs of the normal model (nothing is compiled)."""
     require_frame(df, [estimate, std_err, study] + ([outcome] if outcome else []),
                   ["estimate", "std_err", "study"] + (["outcome"] if outcome else []))
     y = numeric_column(df, estimate)
     se = numeric_column(df, std_err, minimum=0, strictly=True)
     resolved = resolve_priors(priors, NORMAL_DEFAULTS)
-    design = build_design(df, covariates, reference=reference)
-    settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
-                               target_accept=target_accept, progress=progress)
-    studies, study_idx, row_labels, w = prepare_rows(df, study, label, weights, settings)
-    coords = {"row": row_labels, "study": studies, "covariate": design.names}
-    multi = outcome is not None
+    studies, study_idx, row_labels, w = prepare_rows(df, study, label, weights)
+    design = build_design(df, column_list(covariates, "covariates"), reference=reference, labels=row_labels)
+    coords: dict[str, list] = {}
+    row_info: dict[str, np.ndarray] = {}
     outcome_idx = np.zeros(len(df), dtype=int)
-    if multi:
+    if outcome is not None:
         if df[outcome].isna().any():
             raise DataError(Problem(WHERE, df.index[df[outcome].isna().to_numpy()][0], outcome, "outcome is missing"))
-        levels, outcome_idx = np.unique(df[outcome].astype(str).to_numpy(), return_inverse=True)
-        if len(levels) < 2:
-            raise DataError(Problem(WHERE, None, outcome, f"has one level ('{levels[0]}'); leave outcome=None for a univariate model"))
+        labels_ = df[outcome].astype(str).to_numpy()
+        row_info["row_outcome"] = labels_
+        levels = list(pd.unique(labels_))
+        outcome_idx = np.array([levels.index(v) for v in labels_])
         pairs = pd.Series(list(zip(study_idx, outcome_idx)))
         if pairs.duplicated().any():
             i = int(np.flatnonzero(pairs.duplicated().to_numpy())[0])
             raise DataError(Problem(WHERE, df.index[i], outcome, "a study reports the same outcome twice"))
-        coords.update(outcome=list(levels), outcome_bis=list(levels))
-
-    def build() -> pm.Model:
-        return build_normal_model(y, se, w, study_idx, outcome_idx, coords, design, resolved)
-
-    key = ("normal", multi, tuple(study_idx), tuple(outcome_idx), tuple(design.names), prior_structure(resolved))
-    data = {"estimate": y, "std_err": se, "weight": w, **prior_data({k: v for k, v in resolved.items() if k != "beta" or design.names})}
+        if len(levels) > 1:
+            coords.update(outcome=levels, outcome_bis=levels)
+    data = {"estimate": y, "std_err": se, "weight": w,
+            **prior_data({k: v for k, v in resolved.items() if k != "beta" or design.names})}
     if design.names:
-        data["X"] = np.nan_to_num(design.X)
+        data["X"] = design.X
+    if profiles is None:
+        profiles = None if design.names else pd.DataFrame(index=["pooled"])
+    profile_labels: list[str] = []
+    if profiles is not None:
+        if not isinstance(profiles, pd.DataFrame) or len(profiles) == 0:
+            raise InputError("profiles must be a non-empty DataFrame: one row per profile, its index the label")
+        if design.names:
+            data["profile_X"] = design.encode(profiles)
+        profile_labels = [str(i) for i in profiles.index]
+    structure = Structure(
+        engine="normal", study_index=tuple(int(i) for i in study_idx), covariates=tuple(design.names), groups=(),
+        latent=(), priors=families(resolved), profiles=len(profile_labels),
+        outcome_index=tuple(int(i) for i in outcome_idx) if "outcome" in coords else ())
     gate = ["mu", "z"] + (["tau"] if resolved["tau"]["dist"] != "Fixed" else []) + (["beta"] if design.names else [])
-    idata, diag = sample_gated(build, key, data, settings, gate)
+    return ModelInputs(structure=structure, build=build_normal_model, data=data, gate=gate, design=design,
+                       priors=resolved, row_labels=row_labels, studies=studies, weights=w, profiles=profile_labels,
+                       observed={"estimate": y}, constant={"std_err": se, "weight": w}, row_param="theta",
+                       observation=observation, coords=coords, row_info=row_info,
+                       profile_values=profile_values(profiles, profile_labels))
 
-    return finish_idata(idata, build, key, settings, diag, resolved, design, row_labels, w,
-                        observed={"estimate": y}, constant={"std_err": se, "weight": w},
-                        loglik=lambda th: stats.norm.logpdf(y, th, se),
-                        predict=lambda th, rng: rng.normal(th, se),
-                        row_param=lambda group: study_effects(group, design, study_idx, outcome_idx, multi),
-                        row_name="theta", outcome="estimate")
+
+def fit_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei", study: str = "study", *,
+               covariates: Sequence[str] = (), priors: Mapping | None = None, outcome: str | None = None,
+               reference: Mapping[str, str] | None = None, profiles: pd.DataFrame | None = None,
+               label: str | None = None, weights: str | Sequence[float] | None = None,
+               sampling: SamplerSettings | Mapping | None = None, **sampler_options) -> az.InferenceData:
+    """Fit the normal-normal hierarchical model to estimates with known standard errors.
+
+    Parameters mirror :func:`hlh_meta.fit_binomial`. With ``outcome`` naming a column of
+    two or more levels the model is multivariate (with one level it is univariate, the
+    level naming the outcome): ``mu``, ``tau`` (and ``beta``) gain an
+    ``outcome`` dimension and ``Omega`` is the between-outcome correlation of the study
+    effects. The posterior also holds ``theta``, each row's true effect, and for each
+    prediction profile (without covariates: one, ``pooled``) ``theta_typical`` (the mean
+    effect) and ``theta_new`` (a new study's). Defaults: mu ~ Normal(0, 1),
+    beta ~ Normal(0, 1), tau ~ HalfNormal(0.5).
+    """
+    inputs = prepare_normal(df, estimate, std_err, study, covariates=covariates, priors=priors, outcome=outcome,
+                            reference=reference, profiles=profiles, label=label, weights=weights)
+    return fit_model(inputs, SamplerSettings.of(sampling, **sampler_options))

@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import optimize, stats
 from scipy.special import logsumexp, ndtr
 
+from ..errors import InputError
 from .priors import NORMAL_DEFAULTS, resolve_priors
 
 #: tau priors the exact engine supports (a density on tau >= 0, or a point mass).
@@ -100,25 +101,14 @@ def _check_probs(q) -> np.ndarray:
 
 
 def _check_priors(priors: Mapping | None) -> dict[str, dict]:
-    """Resolve ``priors`` over :data:`NORMAL_DEFAULTS` and check what the exact engine needs."""
+    """Resolve ``priors`` over :data:`NORMAL_DEFAULTS` (every value checked there) and check
+    what the exact engine needs: conjugate Normal priors on the coefficients."""
     spec = resolve_priors(priors, NORMAL_DEFAULTS)
     for key in ("mu", "beta"):
         if spec[key]["dist"] != "Normal":
-            raise ValueError(f"priors['{key}']: the exact engine needs a Normal prior (conjugate), got {spec[key]['dist']}")
+            raise InputError(f"priors['{key}']: the exact engine needs a Normal prior (conjugate), got {spec[key]['dist']}")
     if spec["tau"]["dist"] not in TAU_PRIORS:
-        raise ValueError(f"priors['tau']: the exact engine supports {', '.join(TAU_PRIORS)}, got {spec['tau']['dist']}")
-    for key, s in spec.items():
-        for arg, v in s.items():
-            if arg != "dist" and not np.isfinite(v):
-                raise ValueError(f"priors['{key}'].{arg} must be finite, got {v}")
-        for arg in ("sigma", "beta", "lam", "nu"):
-            if arg in s and s[arg] <= 0:
-                raise ValueError(f"priors['{key}'].{arg} must be > 0, got {s[arg]:g}")
-    tau = spec["tau"]
-    if tau["dist"] == "Uniform" and not 0 <= tau["lower"] < tau["upper"]:
-        raise ValueError(f"priors['tau']: Uniform needs 0 <= lower < upper, got lower={tau['lower']:g}, upper={tau['upper']:g}")
-    if tau["dist"] == "Fixed" and tau["value"] < 0:
-        raise ValueError(f"priors['tau'].value must be >= 0, got {tau['value']:g}")
+        raise InputError(f"priors['tau']: the exact engine supports {', '.join(TAU_PRIORS)}, got {spec['tau']['dist']}")
     return spec
 
 
@@ -365,8 +355,8 @@ def _check_data(y, se, X, covariate_names) -> tuple[np.ndarray, np.ndarray, np.n
     return y, se, np.column_stack([np.ones(y.size), Z]), names
 
 
-def fit_normal_exact(y, se, X=None, covariate_names: Sequence[str] | None = None, priors: Mapping | None = None,
-                     grid_size: int = 2001) -> ExactNormalFit:
+def exact_normal_posterior(y, se, X=None, covariate_names: Sequence[str] | None = None,
+                           priors: Mapping | None = None, grid_size: int = 2001) -> ExactNormalFit:
     """Exact posterior of y_i ~ N(x_i.b + u_i, se_i), u_i ~ N(0, tau), b ~ N(m0, S0), tau ~ p(tau).
 
     y, se : study estimates and their (known) standard errors.
@@ -422,3 +412,61 @@ def fit_normal_exact(y, se, X=None, covariate_names: Sequence[str] | None = None
 
 def _cumtrapz(f: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(np.diff(t) * (f[1:] + f[:-1]) / 2)])
+
+
+def fit_normal_exact(y, se, X=None, covariate_names: Sequence[str] | None = None, priors: Mapping | None = None,
+                     grid_size: int = 2001, draws: int = 1000, chains: int = 4, seed: int | None = None):
+    """The exact posterior (:func:`exact_normal_posterior`) as an ``arviz.InferenceData``
+    like the sampling engines return: independent draws of ``mu``, ``tau``, ``beta`` (on
+    ``covariate``) and each study's ``theta`` (on ``row``), ``chains`` x ``draws`` of them.
+
+    The draws pick a node of the tau grid by its posterior mass and the coefficients from
+    their normal distribution given tau, then theta given both. The exact summaries
+    (means, SDs, 2.5/50/97.5% quantiles by quadrature) are in
+    ``idata.posterior.attrs["exact_summary"]`` (JSON), the gate result in
+    ``idata.posterior.attrs["diagnostics"]`` as for every engine.
+    """
+    import json
+
+    import arviz as az
+    import xarray as xr
+
+    from ..inference import check
+
+    fit = exact_normal_posterior(y, se, X, covariate_names, priors, grid_size)
+    for name, value in (("draws", draws), ("chains", chains)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise InputError(f"{name} must be a positive whole number, got {value!r}")
+    rng = np.random.default_rng(seed)
+    size = chains * draws
+    node = rng.choice(fit.weights.size, size=size, p=fit.weights)
+    tau = fit.tau[node]
+    chol = np.linalg.cholesky(fit.coef_cov[node] + 1e-300 * np.eye(fit.coef_cov.shape[-1]))
+    coef = fit.coef_mean[node] + np.einsum("nij,nj->ni", chol, rng.standard_normal((size, len(fit.names))))
+    # theta_i | b, tau, y: precision-weighted combination of y_i and x_i.b
+    prec = 1 / fit.se**2 + np.where(tau[:, None] > 0, 1 / np.maximum(tau[:, None], 1e-300) ** 2, np.inf)
+    mean = np.where(tau[:, None] > 0, (fit.y / fit.se**2 + (coef @ fit.X.T) / np.maximum(tau[:, None], 1e-300) ** 2)
+                    / prec, coef @ fit.X.T)
+    theta = mean + rng.standard_normal(mean.shape) / np.sqrt(prec)
+    shape = (chains, draws)
+    rows = [str(i) for i in range(fit.y.size)]
+    posterior = {"mu": (("chain", "draw"), coef[:, 0].reshape(shape)),
+                 "tau": (("chain", "draw"), tau.reshape(shape)),
+                 "theta": (("chain", "draw", "row"), theta.reshape(*shape, -1))}
+    coords = {"chain": np.arange(chains), "draw": np.arange(draws), "row": rows}
+    if fit.covariates:
+        posterior["beta"] = (("chain", "draw", "covariate"), coef[:, 1:].reshape(*shape, -1))
+        coords["covariate"] = list(fit.covariates)
+    idata = az.InferenceData(
+        posterior=xr.Dataset(posterior, coords=coords),
+        observed_data=xr.Dataset({"estimate": ("row", fit.y)}, coords={"row": rows}),
+        constant_data=xr.Dataset({"std_err": ("row", fit.se)}, coords={"row": rows}))
+    summary = fit.summary()
+    idata.posterior.attrs.update({
+        "engine": "exact",
+        "diagnostics": check(idata, ["mu"] + (["beta"] if fit.covariates else [])).to_json(),
+        "priors": json.dumps(fit.priors),
+        "covariates": json.dumps(list(fit.covariates)),
+        "exact_summary": summary.to_json(orient="index"),
+    })
+    return idata

@@ -1,80 +1,115 @@
-"""Completing a sampled InferenceData: prior, predictive draws, log-likelihood, metadata."""
+"""Completing a sampled InferenceData: log-likelihood, prior draws, replicated data, labels, metadata.
+
+Every derived variable (row parameters, log-likelihoods, profile predictions) is computed
+by the model's own graph (sampled with the posterior, forward-sampled for the prior); the
+replicated data are drawn from the engine's observation distribution. Both forward
+samplers are compiled once (per model structure, and per engine) and reseeded per fit.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import logging
 import warnings
 from collections.abc import Callable, Hashable, Mapping
+from typing import TYPE_CHECKING
 
 import arviz as az
 import numpy as np
 import pymc as pm
 import xarray as xr
-from pytensor.tensor.random.type import RandomGeneratorType
 
 from ..inference import Diagnostics, SamplerSettings
 from ..inference.trace import draws_dataset
-from .design import Design
 from .priors import prior_data
 
+if TYPE_CHECKING:
+    from .engine import ModelInputs
+
 PRIOR_DRAWS = 500
-_PRIOR_CACHE: dict = {}   # model structure -> (model, compiled prior sampler, names, rngs)
-_PRIOR_DRAWS_CACHE: dict = {}   # (structure, hyperparameters, seed) -> prior draws
-logging.getLogger("pymc").setLevel(logging.WARNING)
+_PRIOR_CACHE: dict = {}         # model structure -> (model, compiled prior sampler, names, rngs)
+_PRIOR_DRAWS_CACHE: dict = {}   # (structure, data digest, seed) -> prior draws
+_REPLICATE_CACHE: dict = {}     # engine -> (compiled replicate sampler, rngs)
+_WARNED: set[str] = set()
+#: stored by the graph for the log-likelihood group, not for the posterior
+LOGLIK = "loglik"
 
 
-def _draws_like(template: xr.DataArray, values: np.ndarray, name: str) -> xr.DataArray:
-    return xr.DataArray(values, dims=template.dims, coords=template.coords, name=name)
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def _row_template(group: xr.Dataset, row_labels: list[str]) -> xr.DataArray:
-    shape = (group.sizes["chain"], group.sizes["draw"], len(row_labels))
-    return xr.DataArray(np.zeros(shape), dims=("chain", "draw", "row"),
-                        coords={"chain": group["chain"], "draw": group["draw"], "row": row_labels})
+def _forward_sampler(model: pm.Model, names: list[str]):
+    """A compiled function returning one joint prior draw of ``names`` per call, with its RNGs.
 
-
-def _prior_sampler(build: Callable[[], pm.Model], key: Hashable):
-    """A compiled forward sampler of every model variable, kept per model structure."""
+    Uses PyMC's forward-sampling compiler (``compile_forward_sampling_function``); if its
+    signature does not match, returns None and the caller uses ``pm.sample_prior_predictive``.
+    """
     from pymc.sampling.forward import compile_forward_sampling_function
+    from pytensor.tensor.random.type import RandomGeneratorType
 
-    entry = _PRIOR_CACHE.get(key)
-    if entry is None:
-        model = build()
-        names = sorted(v.name for v in model.free_RVs + model.deterministics)
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fn, _ = compile_forward_sampling_function([model[n] for n in names], vars_in_trace=[],
                                                       basic_rvs=model.basic_RVs, givens_dict=None,
                                                       allow_input_downcast=True, accept_inplace=True)
-        rngs = [v for v in fn.get_shared() if isinstance(v.type, RandomGeneratorType)]
-        entry = _PRIOR_CACHE[key] = (model, fn, names, rngs)
+    except TypeError as exc:
+        _warn_once("forward", f"PyMC's compile_forward_sampling_function did not accept the expected arguments "
+                              f"({exc}); prior draws fall back to pm.sample_prior_predictive (slower)")
+        return None
+    rngs = [v for v in fn.get_shared() if isinstance(v.type, RandomGeneratorType)]
+    return fn, rngs
+
+
+def _prior_sampler(build: Callable[[], pm.Model], key: Hashable):
+    entry = _PRIOR_CACHE.get(key)
+    if entry is None:
+        model = build()
+        names = sorted(v.name for v in model.free_RVs + model.deterministics if v.name != LOGLIK)
+        entry = _PRIOR_CACHE[key] = (model, _forward_sampler(model, names), names)
         while len(_PRIOR_CACHE) > 32:
             _PRIOR_CACHE.pop(next(iter(_PRIOR_CACHE)))
     return entry
 
 
-def _prior_draws(build: Callable[[], pm.Model], key: Hashable, hyper: Mapping[str, np.ndarray],
-                 seed: int | None) -> xr.Dataset:
-    """PRIOR_DRAWS prior draws of every model variable (one chain).
+def _digest(data: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(data):
+        a = np.ascontiguousarray(data[k])
+        h.update(k.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()
 
-    They depend on the model structure, the prior hyperparameters and the seed only: the
-    sampler is compiled once per structure and the hyperparameters are swapped in.
+
+def prior_draws(inp: "ModelInputs", seed: int | None) -> xr.Dataset:
+    """PRIOR_DRAWS joint prior draws of every model variable (one chain).
+
+    The forward sampler is compiled once per structure; the data and prior
+    hyperparameters of this fit are set into it. Draws are cached per data and seed.
     """
     from pymc.pytensorf import reseed_rngs
 
-    draws_key = (key, json.dumps({k: np.asarray(v).tolist() for k, v in sorted(hyper.items())}), seed)
+    draws_key = (inp.structure, _digest(inp.data), seed)
     if seed is not None and draws_key in _PRIOR_DRAWS_CACHE:
         return _PRIOR_DRAWS_CACHE[draws_key].copy()
-    model, fn, names, rngs = _prior_sampler(build, key)
-    for name, value in hyper.items():
-        if name in model.named_vars:
-            model[name].set_value(np.asarray(value, dtype=model[name].dtype))
-    reseed_rngs(rngs, np.random.default_rng(seed).integers(2**30))
-    values = [fn() for _ in range(PRIOR_DRAWS)]
+    model, sampler, names = _prior_sampler(inp.model, inp.structure)
+    for name, value in inp.data.items():
+        model[name].set_value(np.asarray(value, dtype=model[name].dtype))
     dims = model.named_vars_to_dims
-    columns = {name: (dims.get(name, ()), np.stack([v[i] for v in values])[None]) for i, name in enumerate(names)}
-    prior = draws_dataset(columns, {d: list(c) for d, c in model.coords.items() if c is not None})
+    if sampler is not None:
+        fn, rngs = sampler
+        reseed_rngs(rngs, np.random.default_rng(seed).integers(2**30))
+        values = [fn() for _ in range(PRIOR_DRAWS)]
+        columns = {name: (dims.get(name, ()), np.stack([v[i] for v in values])[None]) for i, name in enumerate(names)}
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = pm.sample_prior_predictive(draws=PRIOR_DRAWS, model=model, var_names=names, random_seed=seed,
+                                             return_inferencedata=False)
+        columns = {name: (dims.get(name, ()), np.asarray(got[name])[None]) for name in names}
+    prior = draws_dataset(columns, inp.all_coords())
     if seed is not None:
         _PRIOR_DRAWS_CACHE[draws_key] = prior
         while len(_PRIOR_DRAWS_CACHE) > 64:
@@ -82,43 +117,72 @@ def _prior_draws(build: Callable[[], pm.Model], key: Hashable, hyper: Mapping[st
     return prior.copy()
 
 
-def finish_idata(idata: az.InferenceData, build: Callable[[], pm.Model], key: Hashable, settings: SamplerSettings,
-                 diag: Diagnostics, priors: Mapping, design: Design, row_labels: list[str], weights: np.ndarray,
-                 *, observed: Mapping[str, np.ndarray], constant: Mapping[str, np.ndarray],
-                 loglik: Callable[[np.ndarray], np.ndarray], predict: Callable[[np.ndarray, np.random.Generator], np.ndarray],
-                 row_param: Callable[[xr.Dataset], np.ndarray], row_name: str, outcome: str) -> az.InferenceData:
-    """Add the groups every fit carries; log-likelihood covers the rows with weight 1.
+def _replicate_sampler(inp: "ModelInputs"):
+    """Compiled draws from the engine's observation distribution, given a (draws, rows)
+    array of row parameters and the constant data; compiled once per engine."""
+    import pytensor.tensor as pt
+    from pymc.pytensorf import compile as compile_fn
+    from pytensor.tensor.random.type import RandomGeneratorType
 
-    ``row_param`` computes each row's parameter (e.g. its mortality) from a group's draws;
-    it is added to the posterior and the prior as ``row_name`` on the ``row`` dimension.
-    """
-    rng = np.random.default_rng(settings.seed)
-    template = _row_template(idata.posterior, row_labels)
-    idata.posterior[row_name] = _draws_like(template, row_param(idata.posterior), row_name)
-    post = idata.posterior[row_name]
-    included = np.flatnonzero(weights > 0)
-    ll = _draws_like(post, loglik(post.values), outcome).isel(row=included)
-    pp = _draws_like(post, predict(post.values, rng), outcome)
-    prior = _prior_draws(build, key, prior_data(priors), settings.seed)
-    prior[row_name] = _draws_like(_row_template(prior, row_labels), row_param(prior), row_name)
-    prior_p = prior[row_name]
-    extra = {
-        "log_likelihood": xr.Dataset({outcome: ll}),
-        "posterior_predictive": xr.Dataset({outcome: pp}),
-        "prior_predictive": xr.Dataset({outcome: _draws_like(prior_p, predict(prior_p.values, rng), outcome)}),
-        "observed_data": xr.Dataset({k: xr.DataArray(v, dims="row", coords={"row": row_labels}) for k, v in observed.items()}),
-        "constant_data": xr.Dataset({k: xr.DataArray(v, dims="row", coords={"row": row_labels}) for k, v in constant.items()}),
-    }
-    idata.add_groups({"prior": prior})
-    idata.add_groups(extra)
-    idata.posterior.attrs.update({
+    key = inp.structure.engine
+    entry = _REPLICATE_CACHE.get(key)
+    if entry is None:
+        param = pt.matrix("param")
+        constant = {k: pt.vector(k, dtype=np.asarray(v).dtype) for k, v in inp.constant.items()}
+        fn = compile_fn([param, *constant.values()], inp.observation(param, constant), random_seed=0,
+                        on_unused_input="ignore")
+        rngs = [v for v in fn.get_shared() if isinstance(v.type, RandomGeneratorType)]
+        entry = _REPLICATE_CACHE[key] = (fn, list(constant), rngs)
+    return entry
+
+
+def replicates(inp: "ModelInputs", param: xr.DataArray, seed) -> xr.DataArray:
+    """Replicated outcomes of every row for each draw of the row parameter."""
+    from pymc.pytensorf import reseed_rngs
+
+    fn, names, rngs = _replicate_sampler(inp)
+    reseed_rngs(rngs, seed)
+    values = param.values
+    flat = fn(values.reshape(-1, values.shape[-1]), *[inp.constant[n] for n in names])
+    return xr.DataArray(np.asarray(flat).reshape(values.shape), dims=param.dims, coords=param.coords,
+                        name=inp.outcome)
+
+
+def _relabel(group: xr.Dataset, coords: Mapping[str, list]) -> xr.Dataset:
+    return group.assign_coords({d: list(v) for d, v in coords.items() if d in group.dims})
+
+
+def complete(idata: az.InferenceData, inp: "ModelInputs", settings: SamplerSettings, diag: Diagnostics,
+             extras: bool = True) -> az.InferenceData:
+    """Add the groups every fit carries; the log-likelihood covers the rows with weight 1."""
+    coords = inp.all_coords()
+    post = _relabel(idata.posterior, coords)
+    included = np.flatnonzero(inp.weights > 0)
+    loglik = post[LOGLIK].isel(row=included).rename(inp.outcome)
+    post = post.drop_vars([LOGLIK] + [v for v in post.data_vars if str(v).endswith("__")])
+    groups = {"posterior": post, "sample_stats": idata.sample_stats, "log_likelihood": xr.Dataset({inp.outcome: loglik})}
+    rowdata = lambda values: xr.Dataset({k: xr.DataArray(v, dims="row", coords={"row": inp.row_labels})  # noqa: E731
+                                         for k, v in values.items()})
+    groups["observed_data"] = rowdata(inp.observed)
+    groups["constant_data"] = rowdata({**inp.constant, **inp.rows()})
+    if extras:
+        seeds = [int(s) for s in np.random.default_rng(settings.seed).integers(2**30, size=2)]
+        prior = prior_draws(inp, settings.seed)
+        groups["prior"] = prior
+        groups["posterior_predictive"] = xr.Dataset({inp.outcome: replicates(inp, post[inp.row_param], seeds[0])})
+        groups["prior_predictive"] = xr.Dataset({inp.outcome: replicates(inp, prior[inp.row_param], seeds[1])})
+    out = az.InferenceData(**groups)
+    out.posterior.attrs.update({
         "diagnostics": diag.to_json(),
-        "priors": json.dumps(priors),
-        "covariates": json.dumps(design.names),
-        "references": json.dumps(design.references),
-        "sampler": json.dumps({k: getattr(settings, k) for k in ("sampler", "draws", "tune", "chains", "seed", "target_accept")}),
+        "engine": inp.structure.engine,
+        "priors": json.dumps(inp.priors),
+        "covariates": json.dumps(inp.design.names),
+        "references": json.dumps(inp.design.references),
+        "likelihood": inp.structure.likelihood,
+        "profiles": json.dumps(inp.profile_values, default=str),
+        "sampler": json.dumps(settings.public()),
     })
-    return idata
+    return out
 
 
 def clear_prior_cache() -> None:

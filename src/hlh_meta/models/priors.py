@@ -14,6 +14,8 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from ..errors import InputError
+
 #: distribution name -> its required arguments (PyMC's names)
 DISTRIBUTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "Normal": ("mu", "sigma"),
@@ -47,28 +49,62 @@ NORMAL_DEFAULTS: Mapping[str, Mapping] = MappingProxyType({
 })
 
 
+def _closest(word: str, choices) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6) or \
+        [c for c in choices if c.lower() == str(word).lower()]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_values(key: str, dist: str, args: Mapping[str, float]) -> None:
+    """Values every engine needs: finite numbers, positive scales, a proper Uniform range."""
+    for name, value in args.items():
+        if not np.isfinite(value):
+            raise InputError(f"priors['{key}'].{name} must be finite, got {value:g}")
+    for name in ("sigma", "beta", "lam", "nu", "alpha"):
+        if name in args and not (dist == "Cauchy" and name == "alpha") and args[name] <= 0:
+            raise InputError(f"priors['{key}'].{name} must be > 0, got {args[name]:g}")
+    if dist == "Uniform" and not 0 <= args["lower"] < args["upper"]:
+        raise InputError(f"priors['{key}']: Uniform needs 0 <= lower < upper, got lower={args['lower']:g}, "
+                         f"upper={args['upper']:g}")
+    if dist == "Fixed" and key == "tau" and args["value"] < 0:
+        raise InputError(f"priors['tau'].value must be >= 0, got {args['value']:g}")
+
+
 def resolve_priors(priors: Mapping | None, defaults: Mapping[str, Mapping]) -> dict[str, dict]:
-    """Merge user priors over the defaults and check every name and argument."""
+    """Merge user priors over the defaults and check every name, argument and value.
+
+    The one validation of priors for every engine: an invalid prior is an
+    :class:`~hlh_meta.errors.InputError` before any model is built.
+    """
     merged = {k: dict(v) for k, v in defaults.items()}
+    if priors is not None and not isinstance(priors, Mapping):
+        raise InputError(f"priors must be a mapping from parameter name to a prior, got {type(priors).__name__}")
     for key, spec in (priors or {}).items():
         if key not in defaults:
-            raise ValueError(f"priors: unknown parameter '{key}'; the model's parameters are {', '.join(defaults)}")
+            raise InputError(f"priors: unknown parameter '{key}'{_closest(key, defaults)}; the model's parameters "
+                             f"are {', '.join(defaults)}")
         if not isinstance(spec, Mapping) or "dist" not in spec:
-            raise ValueError(f"priors['{key}'] must be a mapping with a 'dist' key, e.g. {dict(defaults[key])}")
+            raise InputError(f"priors['{key}'] must be a mapping with a 'dist' key, e.g. {dict(defaults[key])}")
         dist = spec["dist"]
         if dist not in DISTRIBUTIONS:
-            raise ValueError(f"priors['{key}']: unknown distribution '{dist}'; choose from {', '.join(DISTRIBUTIONS)}")
+            raise InputError(f"priors['{key}']: unknown distribution '{dist}'{_closest(dist, DISTRIBUTIONS)}; "
+                             f"choose from {', '.join(DISTRIBUTIONS)}")
         allowed = POSITIVE if key == "tau" else REAL
         if dist not in allowed:
-            raise ValueError(f"priors['{key}']: '{dist}' is not allowed here; use one of {', '.join(sorted(allowed))}")
+            raise InputError(f"priors['{key}']: '{dist}' is not allowed here; use one of {', '.join(sorted(allowed))}")
         args = {k: v for k, v in spec.items() if k != "dist"}
         need = set(DISTRIBUTIONS[dist])
         if set(args) != need:
-            raise ValueError(f"priors['{key}']: {dist} takes {', '.join(DISTRIBUTIONS[dist])}; got {', '.join(sorted(args)) or 'none'}")
+            raise InputError(f"priors['{key}']: {dist} takes {', '.join(DISTRIBUTIONS[dist])}; "
+                             f"got {', '.join(sorted(args)) or 'none'}")
         for name, value in args.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ValueError(f"priors['{key}'].{name} must be a number, got {value!r}")
-        merged[key] = {"dist": dist, **{k: float(v) for k, v in args.items()}}
+            if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+                raise InputError(f"priors['{key}'].{name} must be a number, got {value!r}")
+        args = {k: float(v) for k, v in args.items()}
+        _check_values(key, dist, args)
+        merged[key] = {"dist": dist, **args}
     return merged
 
 
@@ -81,8 +117,8 @@ def prior_data(priors: Mapping[str, Mapping]) -> dict[str, np.ndarray]:
     return {hyper_name(p, a): np.asarray(v, dtype=float) for p, spec in priors.items() for a, v in spec.items() if a != "dist"}
 
 
-def prior_structure(priors: Mapping[str, Mapping]) -> tuple:
-    """What a compiled model depends on: the distribution families, not their hyperparameters."""
+def families(priors: Mapping[str, Mapping]) -> tuple[tuple[str, str], ...]:
+    """The distribution families of a model's priors: part of its structure (hyperparameters are data)."""
     return tuple(sorted((p, spec["dist"]) for p, spec in priors.items()))
 
 

@@ -1,52 +1,35 @@
-"""Figures of a result (matplotlib through arviz), one function per figure."""
+"""Figures of a result: one drawing per figure kind, each drawing what the analysis produced.
+
+An analysis type declares its figures (:class:`~hlh_meta.analyses.FigureSpec`); the
+drawings here take the result's quantities, tables and InferenceData and compute nothing
+of the model. Figures are ``matplotlib.figure.Figure`` objects made without pyplot (no
+global state); functions that draw one panel accept ``ax=`` as ArviZ's do.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from scipy import stats
 
-matplotlib.use("Agg")
-import arviz as az  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
+from ..analyses import FigureSpec, analysis_for
 
-OBS, FIT, POOL, PRED = "#444444", "#1f77b4", "#d62728", "#ff9896"
+OBS, FIT, POOL, PRED, PRIOR = "#444444", "#1f77b4", "#d62728", "#ff9896", "#999999"
+SENSITIVITY = FigureSpec("sensitivity", "sensitivity", "Each sensitivity variant's posterior median and 95% interval "
+                         "against the primary analysis (grey band: primary 95% interval).")
+
+
+def _new_ax(ax, size):
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=size)
+    return fig, fig.add_subplot()
 
 
 def _interval_rows(ax, y, lo, mid, hi, color, marker, label, offset=0.0, size=6):
     ax.errorbar(mid, y + offset, xerr=[mid - lo, hi - mid], fmt=marker, color=color, ms=size, capsize=2, lw=1.2, label=label)
-
-
-def mortality_forest(result):
-    used = result.table("data_used")
-    derived = result.table("derived")
-    k = len(used)
-    fig, ax = plt.subplots(figsize=(8.5, 1.6 + 0.45 * (k + 3)))
-    y = np.arange(k)[::-1] + 3
-    deaths, n = used["deaths"].to_numpy(float), used["n"].to_numpy(float)
-    lo = np.where(deaths > 0, stats.beta.ppf(0.025, deaths, n - deaths + 1), 0) * 100
-    hi = np.where(deaths < n, stats.beta.ppf(0.975, deaths + 1, n - deaths), 1) * 100
-    _interval_rows(ax, y, lo, 100 * deaths / n, hi, OBS, "s", "observed (exact 95% CI)", 0.15)
-    _interval_rows(ax, y, used["fitted_percent_q2_5"].to_numpy(), used["fitted_percent_mean"].to_numpy(),
-                   used["fitted_percent_q97_5"].to_numpy(), FIT, "o", "model estimate (95% CrI)", -0.15)
-    ref = derived[derived["profile"].str.startswith("infection trigger")]
-    typ = ref[ref["quantity"].str.contains("typical")].iloc[0]
-    new = ref[ref["quantity"].str.contains("new study")].iloc[0]
-    _interval_rows(ax, np.array([1.0]), np.array([typ["q2.5"]]), np.array([typ["median"]]), np.array([typ["q97.5"]]),
-                   POOL, "D", "typical study, reference profile (95% CrI)", size=8)
-    _interval_rows(ax, np.array([0.0]), np.array([new["q2.5"]]), np.array([new["median"]]), np.array([new["q97.5"]]),
-                   PRED, "D", "new study, reference profile (95% prediction interval)", size=8)
-    labels = [f"{r.study_id}: {r.stratum.replace('_', ' ')} ({int(r.deaths)}/{int(r.n)})" for r in used.itertuples()]
-    ax.set_yticks(list(y) + [1, 0], labels + ["pooled: typical study", "pooled: new study"])
-    ax.axhline(2, color="#bbbbbb", lw=0.8)
-    ax.set_xlim(-2, 102)
-    ax.set_xlabel("mortality (%)")
-    ax.set_title(f"{result.title}\nreference profile: infection trigger, adult, subcutaneous", fontsize=10)
-    ax.grid(axis="x", alpha=0.3)
-    _legend_below(fig, ax)
-    return fig
 
 
 def _legend_below(fig, ax):
@@ -55,39 +38,76 @@ def _legend_below(fig, ax):
     fig.tight_layout(rect=(0, 0.1 if len(labels) > 2 else 0.07, 1, 1))
 
 
-def mortality_subgroups(result):
-    from ..analyses.mortality import profile_draws
+def forest(result, spec: FigureSpec | None = None, ax=None):
+    """Observed and model estimate of every row, then the pooled estimate and prediction interval."""
+    data = result.forest()
+    rows, summaries = data["rows"], data["summaries"]
+    k, s = len(rows), len(summaries)
+    fig, ax = _new_ax(ax, (8.5, 1.6 + 0.45 * (k + s + 1)))
+    y = np.arange(k)[::-1] + s + 1.0
+    _interval_rows(ax, y, rows["observed_lo"].to_numpy(), rows["observed"].to_numpy(), rows["observed_hi"].to_numpy(),
+                   OBS, "s", data["observed_name"], 0.15)
+    _interval_rows(ax, y, rows["fitted_lo"].to_numpy(), rows["fitted"].to_numpy(), rows["fitted_hi"].to_numpy(),
+                   FIT, "o", data["fitted_name"], -0.15)
+    ys = np.arange(s)[::-1].astype(float)
+    shown = set()
+    for yy, r in zip(ys, summaries.itertuples()):
+        color, name = (POOL, "pooled (95% CrI)") if r.kind == "pooled" else (PRED, "new study (95% prediction interval)")
+        _interval_rows(ax, np.array([yy]), np.array([r.lo]), np.array([r.estimate]), np.array([r.hi]), color, "D",
+                       None if name in shown else name, size=8)
+        shown.add(name)
+    ax.set_yticks(list(y) + list(ys), list(rows["label"]) + list(summaries["label"]) if s else list(rows["label"]))
+    ax.axhline(s + 0.5, color="#bbbbbb", lw=0.8)
+    if "zero_line" in data:
+        ax.axvline(data["zero_line"], color="#888888", ls="--", lw=0.8)
+    ax.set_xlabel(data["xlabel"])
+    ax.set_title(result.title + (f"\n{data['title']}" if data["title"] else ""), fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    _legend_below(fig, ax)
+    return fig
 
-    draws = profile_draws(result.idata, seed=result.manifest.get("seed"))
-    fig, ax = plt.subplots(figsize=(8.5, 4.5))
-    grid = np.linspace(0, 100, 401)
-    for label, d in draws.items():
-        kde = stats.gaussian_kde(d["typical"])
-        ax.plot(grid, kde(grid), lw=1.8, label=label)
-    ax.set_xlabel("mortality of a typical study (%)")
+
+def _selected(result, spec: FigureSpec):
+    return [q for q in result.quantities if q.key in spec.select]
+
+
+def densities(result, spec: FigureSpec, ax=None):
+    """Posterior density of each selected quantity."""
+    qs = _selected(result, spec)
+    if not qs:
+        return None
+    fig, ax = _new_ax(ax, (8.5, 4.5))
+    lo = min(float(np.quantile(q.draws, 0.001)) for q in qs)
+    hi = max(float(np.quantile(q.draws, 0.999)) for q in qs)
+    grid = np.linspace(lo, hi, 401)
+    for q in qs:
+        if np.ptp(q.draws) > 0:
+            ax.plot(grid, stats.gaussian_kde(q.draws)(grid), lw=1.8, label=q.label)
+    ax.set_xlabel(spec.xlabel)
     ax.set_ylabel("posterior density")
-    ax.set_title("Posterior mortality by trigger, age group and route", fontsize=10)
+    ax.set_title(spec.title, fontsize=10)
     ax.legend(fontsize=8, frameon=False)
-    ax.set_xlim(0, 100)
     fig.tight_layout()
     return fig
 
 
-def odds_ratios(result):
-    post = result.idata.posterior
-    if "beta" not in post:
+def intervals(result, spec: FigureSpec, ax=None):
+    """Median and 95% interval of each selected quantity."""
+    qs = _selected(result, spec)
+    if not qs:
         return None
-    names = [str(c) for c in post["covariate"].values]
-    fig, ax = plt.subplots(figsize=(7.5, 1.4 + 0.5 * len(names)))
-    for i, name in enumerate(names):
-        d = np.exp(post["beta"].sel(covariate=name).values.ravel())
-        q = np.quantile(d, [0.025, 0.5, 0.975])
-        ax.errorbar(q[1], i, xerr=[[q[1] - q[0]], [q[2] - q[1]]], fmt="o", color=FIT, capsize=3)
-    ax.axvline(1, color="#888888", ls="--", lw=1)
-    ax.set_xscale("log")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("odds ratio of death (median, 95% CrI; log scale)")
-    ax.set_title("Covariate effects (vs. infection trigger, adult, subcutaneous)", fontsize=10)
+    fig, ax = _new_ax(ax, (7.5, 1.4 + 0.5 * len(qs)))
+    for i, q in enumerate(qs):
+        s = q.summary()
+        ax.errorbar(s["median"], i, xerr=[[s["median"] - s["q2.5"]], [s["q97.5"] - s["median"]]], fmt="o", color=FIT,
+                    capsize=3)
+    if spec.reference_line is not None:
+        ax.axvline(spec.reference_line, color="#888888", ls="--", lw=1)
+    if spec.log_x:
+        ax.set_xscale("log")
+    ax.set_yticks(range(len(qs)), [q.label for q in qs])
+    ax.set_xlabel(spec.xlabel)
+    ax.set_title(spec.title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -96,128 +116,91 @@ def _main_vars(idata):
     return ["mu", "tau"] + (["beta"] if "beta" in idata.posterior else [])
 
 
-def trace(result):
+def trace(result, spec: FigureSpec | None = None):
+    import arviz as az
+
     names = _main_vars(result.idata)
     post = result.idata.posterior
     panels = sum(int(np.prod(post[n].shape[2:])) for n in names)
-    axes = az.plot_trace(result.idata, var_names=names, kind="rank_bars", compact=False, figsize=(10, 1.9 * panels))
-    fig = axes.ravel()[0].figure
+    fig = Figure(figsize=(10, 1.9 * panels))
+    axes = fig.subplots(panels, 2, squeeze=False)
+    az.plot_trace(result.idata, var_names=names, kind="rank_bars", compact=False, axes=axes)
     fig.suptitle("Trace and rank plots (chains should overlap and ranks look uniform)", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def prior_posterior(result):
+def prior_posterior(result, spec: FigureSpec | None = None):
+    """Prior and posterior density of the intercept and tau, overlaid."""
     idata = result.idata
+    if "prior" not in idata.groups():
+        return None
     names = [n for n in ("mu", "tau") if n in idata.prior]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4))
-    for ax, name in zip(np.atleast_1d(axes), names):
-        prior = idata.prior[name].values.ravel()
-        post = idata.posterior[name].values.ravel()
+    cols = [(n, i) for n in names for i in range(int(np.prod(idata.posterior[n].shape[2:])))]
+    fig = Figure(figsize=(4.2 * min(len(cols), 3), 3.4 * -(-len(cols) // 3)))
+    axes = fig.subplots(-(-len(cols) // 3), min(len(cols), 3), squeeze=False).ravel()
+    for ax, (name, i) in zip(axes, cols):
+        width = int(np.prod(idata.posterior[name].shape[2:]))
+        prior = idata.prior[name].values.reshape(-1, width)[:, i]
+        post = idata.posterior[name].values.reshape(-1, width)[:, i]
         lo, hi = np.quantile(np.concatenate([prior, post]), [0.005, 0.995])
-        bins = np.linspace(lo, hi, 60)
-        ax.hist(prior, bins=bins, density=True, alpha=0.45, color="#999999", label="prior")
-        ax.hist(post, bins=bins, density=True, alpha=0.6, color=FIT, label="posterior")
-        ax.set_title(name)
+        grid = np.linspace(lo, hi, 300)
+        for draws, color, label in ((prior, PRIOR, "prior"), (post, FIT, "posterior")):
+            if np.ptp(draws) > 0:
+                ax.plot(grid, stats.gaussian_kde(draws)(grid), color=color, lw=1.8, label=label)
+                ax.fill_between(grid, stats.gaussian_kde(draws)(grid), color=color, alpha=0.15)
+        dims = [d for d in idata.posterior[name].dims if d not in ("chain", "draw")]
+        title = name if not dims else f"{name}[{idata.posterior[name][dims[0]].values[i]}]"
+        ax.set_title(title, fontsize=9)
         ax.legend(fontsize=8, frameon=False)
+    for ax in axes[len(cols):]:
+        ax.set_visible(False)
     fig.suptitle("Prior vs posterior", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def posterior_predictive(result):
+def ppc(result, spec: FigureSpec | None = None, ax=None):
+    """Each observed value against the distribution of its replicated values."""
     idata = result.idata
+    if "posterior_predictive" not in idata.groups():
+        return None
     obs = idata.observed_data[list(idata.observed_data.data_vars)[0]]
     pp = idata.posterior_predictive[obs.name]
     rows = [str(r) for r in obs["row"].values]
-    scale = idata.constant_data["total"].values if "total" in idata.constant_data else np.ones(len(rows))
-    unit = "%" if "total" in idata.constant_data else ""
-    factor = 100 / scale if unit else 1.0
+    counts = "total" in idata.constant_data
+    factor = 100 / idata.constant_data["total"].values if counts else 1.0
     q = pp.quantile([0.025, 0.25, 0.5, 0.75, 0.975], ("chain", "draw")).values * factor
-    fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.42 * len(rows)))
+    fig, ax = _new_ax(ax, (8.5, 1.4 + 0.42 * len(rows)))
     y = np.arange(len(rows))[::-1]
     ax.hlines(y, q[0], q[4], color="#9ecae1", lw=2, label="95% predictive")
     ax.hlines(y, q[1], q[3], color=FIT, lw=5, label="50% predictive")
     ax.plot(obs.values * factor, y, "k*", ms=9, label="observed")
     ax.set_yticks(y, rows)
-    ax.set_xlabel(f"replicated outcome{' (deaths, % of n)' if unit else ' (log ratio)'}")
+    ax.set_xlabel(f"replicated outcome{' (deaths, % of n)' if counts else ' (log ratio)'}")
     ax.set_title("Posterior predictive check: observed values against replicated data", fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="best")
     fig.tight_layout()
     return fig
 
 
-def biomarker_forest(result):
-    used = result.table("data_used")
-    derived = result.table("derived")
-    theta = result.idata.posterior["theta"]
-    k = len(used)
-    pooled = derived[derived["quantity"] == "pooled percent reduction"]
-    fig, ax = plt.subplots(figsize=(8.5, 1.8 + 0.5 * (k + 2 * len(pooled))))
-    y = np.arange(k)[::-1] + 2 * len(pooled) + 1
-    yi, se = used["yi"].to_numpy(float), used["sei"].to_numpy(float)
-    pct = lambda v: 100 * (np.exp(v) - 1)  # noqa: E731 - percent change from a log ratio
-    _interval_rows(ax, y, pct(yi - 1.96 * se), pct(yi), pct(yi + 1.96 * se), OBS, "s", "observed (95% CI)", 0.15)
-    q = theta.quantile([0.025, 0.5, 0.975], ("chain", "draw")).values
-    _interval_rows(ax, y, pct(q[0]), pct(q[1]), pct(q[2]), FIT, "o", "model estimate (95% CrI)", -0.15)
-    labels = [f"{r.study_id}: {r.biomarker} (n={int(r.n)}{', SD imputed' if r.dispersion == 'imputed' else ''})"
-              for r in used.itertuples()]
-    ticks, names = list(y), labels
-    for j, (_, row) in enumerate(pooled.iterrows()):
-        marker = row["biomarker"]
-        new = derived[(derived["quantity"] == "predictive percent reduction") & (derived["biomarker"] == marker)].iloc[0]
-        base = 2 * (len(pooled) - j) - 1
-        # a reduction of r% is a change of -r%
-        for y0, src, color, label in ((base, row, POOL, "pooled (95% CrI)"),
-                                      (base - 1.0, new, PRED, "new study (95% prediction interval)")):
-            _interval_rows(ax, np.array([y0]), -np.array([src["q97.5"]]), -np.array([src["median"]]),
-                           -np.array([src["q2.5"]]), color, "D", label if j == 0 else None, size=7)
-        ticks += [base, base - 1]
-        names += [f"pooled: {marker}", f"new study: {marker}"]
-    ax.set_yticks(ticks, names)
-    ax.axhline(2 * len(pooled) + 0.5, color="#bbbbbb", lw=0.8)
-    ax.axvline(0, color="#888888", ls="--", lw=0.8)
-    ax.set_xlabel("change from baseline to follow-up (%)")
-    upper = max(float(np.nanmax(pct(q[2]))), float(-derived.loc[derived["quantity"].str.contains("percent reduction"), "q2.5"].min()))
-    ax.set_xlim(-100, min(300, max(60, upper + 10)))
-    ax.set_title(result.title, fontsize=10)
-    ax.grid(axis="x", alpha=0.3)
-    _legend_below(fig, ax)
-    return fig
-
-
-def reductions(result):
-    from ..analyses.biomarkers import reduction_draws
-
-    draws = reduction_draws(result.idata, seed=result.manifest.get("seed"))
-    fig, ax = plt.subplots(figsize=(8, 4))
-    grid = np.linspace(-50, 100, 601)
-    for name, d in draws.items():
-        ax.plot(grid, stats.gaussian_kde(d["pooled"])(grid), lw=1.8, label=name)
-    ax.set_xlabel("pooled percent reduction (%)")
-    ax.set_ylabel("posterior density")
-    ax.set_title("Pooled percent reduction per biomarker", fontsize=10)
-    ax.legend(frameon=False, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def sensitivity(result):
+def sensitivity(result, spec: FigureSpec | None = None):
+    """Each variant's median and 95% interval per compared quantity, the primary interval shaded."""
     if "sensitivity" not in result.tables:
         return None
     sens = result.table("sensitivity")
     sens = sens[sens["median"].notna()]
-    keys = list(dict.fromkeys(zip(sens["quantity"], sens["label"].fillna(""))))
+    keys = list(dict.fromkeys(zip(sens["key"], sens["quantity"], sens["label"].fillna(""))))
     variants = list(dict.fromkeys(sens["variant"]))
     ncol = min(3, len(keys))
     nrow = -(-len(keys) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol + 3.4, nrow * (1.2 + 0.24 * len(variants))), sharey=True,
-                             squeeze=False)
+    fig = Figure(figsize=(3.2 * ncol + 3.4, nrow * (1.2 + 0.24 * len(variants))))
+    axes = fig.subplots(nrow, ncol, sharey=True, squeeze=False)
     y = np.arange(len(variants))[::-1]
     for ax in axes.ravel()[len(keys):]:
         ax.set_visible(False)
-    for ax, (quantity, label) in zip(axes.ravel(), keys):
-        rows = sens[(sens["quantity"] == quantity) & (sens["label"].fillna("") == label)].set_index("variant")
+    for ax, (key, quantity, label) in zip(axes.ravel(), keys):
+        rows = sens[(sens["key"] == key) & (sens["label"].fillna("") == label)].set_index("variant")
         prim = rows.loc["primary"]
         ax.axvspan(prim["q2.5"], prim["q97.5"], color="#dddddd", zorder=0)
         ax.axvline(prim["median"], color=POOL, lw=1)
@@ -226,8 +209,7 @@ def sensitivity(result):
                 r = rows.loc[v]
                 ax.errorbar(r["median"], yy, xerr=[[r["median"] - r["q2.5"]], [r["q97.5"] - r["median"]]], fmt="o",
                             ms=3, color=POOL if v == "primary" else FIT, lw=0.8)
-        short = label.split(" (")[0] if label else ""
-        ax.set_title(f"{short}\n{quantity.split(' (')[0]}", fontsize=7.5)
+        ax.set_title(f"{label}\n{quantity}" if label else quantity, fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
     for row in axes:
         row[0].set_yticks(y, variants, fontsize=7)
@@ -238,21 +220,22 @@ def sensitivity(result):
     return fig
 
 
-_FIGURES = {
-    "mortality": {"forest": mortality_forest, "subgroups": mortality_subgroups, "odds_ratios": odds_ratios,
-                  "trace": trace, "prior_posterior": prior_posterior, "ppc": posterior_predictive,
-                  "sensitivity": sensitivity},
-    "biomarkers": {"biomarker_forest": biomarker_forest, "reductions": reductions, "trace": trace,
-                   "prior_posterior": prior_posterior, "ppc": posterior_predictive, "sensitivity": sensitivity},
-}
+DRAW = {"forest": forest, "densities": densities, "intervals": intervals, "trace": trace,
+        "prior_posterior": prior_posterior, "ppc": ppc, "sensitivity": sensitivity}
+
+
+def figure_specs(result) -> list[FigureSpec]:
+    """The figures of a result: its analysis type's, and the sensitivity figure where it has one."""
+    return list(analysis_for(result.kind).figures) + ([SENSITIVITY] if "sensitivity" in result.tables else [])
 
 
 def figures_for(result) -> dict:
+    """Matplotlib figures of a result, by file stem (a figure with nothing to draw is left out)."""
     out = {}
-    for name, make in _FIGURES.get(result.kind, {}).items():
-        fig = make(result)
+    for spec in figure_specs(result):
+        fig = DRAW[spec.kind](result, spec)
         if fig is not None:
-            out[name] = fig
+            out[spec.name] = fig
     return out
 
 
@@ -262,6 +245,5 @@ def save_figures(result, folder: Path) -> list[Path]:
     for name, fig in figures_for(result).items():
         path = folder / f"{name}.png"
         fig.savefig(path, dpi=110)
-        plt.close(fig)
         paths.append(path)
     return paths

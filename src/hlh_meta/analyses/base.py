@@ -1,0 +1,197 @@
+"""What every analysis type provides, and the records it produces.
+
+An analysis type (one module per kind, registered in :mod:`.registry`) owns: building its
+analysis frame from a Dataset and a Spec, the model inputs of a fit (for the primary
+analysis and for each sensitivity variant), its derived quantities, its tables, its
+figures (declared as :class:`FigureSpec`, drawn by the report), its report sections and its
+sensitivity families. Derived quantities are :class:`Quantity` records: consumers select
+them by ``key``, never by parsing their labels.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from ..data import Dataset
+from ..inference import SamplerSettings
+from ..models.engine import ModelInputs, fit_model
+from ..spec import Spec
+
+
+@dataclass(frozen=True, eq=False)
+class Quantity:
+    """One derived quantity with its posterior (and prior) draws.
+
+    ``key``: what it is (e.g. ``mortality_typical``, ``odds_ratio``, ``tau``); ``outcome``:
+    the outcome it belongs to (``mortality``, ``crp``, ...); ``label``: the profile,
+    covariate or outcome it is about, as shown; ``profile``: the covariate values it
+    refers to; ``scale``: the unit of the draws; ``description``: the quantity in words.
+    """
+
+    key: str
+    outcome: str
+    label: str
+    description: str
+    scale: str
+    draws: np.ndarray
+    prior: np.ndarray | None = None
+    profile: Mapping[str, Any] = field(default_factory=dict)
+    thresholds: tuple[float, ...] = ()
+    n_studies: int | None = None
+
+    def summary(self) -> dict:
+        d = np.asarray(self.draws, dtype=float)
+        ok = np.isfinite(d).all() and d.size > 0
+        q = np.quantile(d, [0.025, 0.5, 0.975]) if ok else [np.nan] * 3
+        row = {"quantity": self.description, "key": self.key, "outcome": self.outcome, "label": self.label,
+               "scale": self.scale, "mean": float(d.mean()) if ok else np.nan, "median": q[1], "q2.5": q[0],
+               "q97.5": q[2]}
+        for t in self.thresholds:
+            row[f"P(<{t:g}%)"] = float((d < t).mean()) if ok else np.nan
+        if self.n_studies is not None:
+            row["n_studies"] = self.n_studies
+        row["profile"] = json.dumps(dict(self.profile), sort_keys=True) if self.profile else ""
+        return row
+
+
+def quantity_table(quantities: list[Quantity]) -> pd.DataFrame:
+    frame = pd.DataFrame([q.summary() for q in quantities])
+    if "n_studies" in frame:
+        frame["n_studies"] = frame["n_studies"].astype("Int64")
+    return frame
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One change to the primary analysis: a spec patch, studies given weight 0, or the
+    counts of one stratum. ``skip`` says why a declared family has nothing to vary."""
+
+    name: str
+    family: str
+    patch: dict = field(default_factory=dict)
+    soft_exclude: frozenset[str] = frozenset()
+    counts: dict = field(default_factory=dict)
+    skip: str = ""
+
+
+PRIMARY = Variant("primary", "primary")
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure an analysis type shows: ``kind`` names the drawing (``forest``,
+    ``densities``, ``intervals``, ``trace``, ``prior_posterior``, ``ppc``,
+    ``sensitivity``); ``select`` the quantity keys it draws."""
+
+    name: str
+    kind: str
+    caption: str
+    select: tuple[str, ...] = ()
+    title: str = ""
+    xlabel: str = ""
+    log_x: bool = False
+    reference_line: float | None = None
+
+
+@dataclass
+class Analysed:
+    """What an analysis produced: the fit, its derived quantities and its tables."""
+
+    analysis: "AnalysisType"
+    spec: Spec
+    idata: az.InferenceData
+    quantities: list[Quantity]
+    tables: dict[str, pd.DataFrame]
+
+
+class AnalysisType:
+    """Base of the registered analysis types; subclasses fill in the hooks."""
+
+    kind: ClassVar[str]
+    families: ClassVar[dict[str, Callable[["AnalysisType", Dataset, Spec, pd.DataFrame], list[Variant]]]] = {}
+    figures: ClassVar[tuple[FigureSpec, ...]] = ()
+    #: quantity keys the sensitivity analysis compares across variants
+    robustness_keys: ClassVar[tuple[str, ...]] = ()
+    #: tables whose row labels are their index
+    indexed_tables: ClassVar[tuple[str, ...]] = ("summary",)
+
+    # ---- hooks
+    def frame(self, ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Rows entering the model, and every other row with why it does not."""
+        raise NotImplementedError
+
+    def inputs(self, ds: Dataset, spec: Spec, used: pd.DataFrame, variant: Variant = PRIMARY,
+               covariates: list[str] | None = None) -> ModelInputs:
+        """The model inputs of a fit of ``used`` (with a variant's weights and counts)."""
+        raise NotImplementedError
+
+    def quantities(self, idata: az.InferenceData) -> list[Quantity]:
+        """Derived quantities, from the InferenceData alone (so a saved result gives the same)."""
+        raise NotImplementedError
+
+    def tables(self, ds: Dataset, spec: Spec, used: pd.DataFrame, excluded: pd.DataFrame,
+               idata: az.InferenceData, quantities: list[Quantity], progress: bool = False) -> dict[str, pd.DataFrame]:
+        raise NotImplementedError
+
+    def headline(self, quantities: list[Quantity]) -> list[str]:
+        """Plain-language statements of the main findings."""
+        raise NotImplementedError
+
+    def methods(self, idata: az.InferenceData) -> str:
+        """The model in words, for the report's methods section."""
+        raise NotImplementedError
+
+    def forest(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> dict[str, pd.DataFrame]:
+        """Rows of the forest plot (``rows``) and its summary rows (``summaries``)."""
+        raise NotImplementedError
+
+    # ---- shared machinery
+    @staticmethod
+    def settings(spec: Spec, **overrides) -> SamplerSettings:
+        return SamplerSettings.of(spec.section("sampling"), **overrides)
+
+    def fit(self, ds: Dataset, spec: Spec, used: pd.DataFrame, variant: Variant = PRIMARY,
+            covariates: list[str] | None = None, progress: bool = False, extras: bool = True) -> az.InferenceData:
+        inputs = self.inputs(ds, spec, used, variant, covariates)
+        return fit_model(inputs, self.settings(spec, progress=progress), extras=extras)
+
+    def variant_inputs(self, ds: Dataset, spec: Spec, variant: Variant) -> ModelInputs:
+        """The model inputs of a sensitivity variant (its spec patch applied)."""
+        vspec = spec.patched(variant.patch)
+        used, _ = self.frame(ds, vspec)
+        return self.inputs(ds, vspec, used, variant)
+
+    def run(self, ds: Dataset, spec: Spec, progress: bool = False) -> Analysed:
+        """The primary analysis: frame, fit, quantities, tables."""
+        used, excluded = self.frame(ds, spec)
+        idata = self.fit(ds, spec, used, progress=progress)
+        quantities = self.quantities(idata)
+        tables = self.tables(ds, spec, used, excluded, idata, quantities, progress=progress)
+        return Analysed(self, spec, idata, quantities, tables)
+
+    def expand_variants(self, ds: Dataset, spec: Spec) -> list[Variant]:
+        """The variants the spec's ``[sensitivity] families`` declare (default: all of this type's)."""
+        families = spec.get("sensitivity", "families")
+        families = list(self.families) if families is None else families
+        if not families or not all(isinstance(f, str) for f in families):
+            raise spec.error("sensitivity.families", "must be a non-empty list of variant families")
+        for fam in families:
+            if fam not in self.families:
+                raise spec.error("sensitivity.families",
+                                 f"unknown family '{fam}'; for {self.kind} choose from {', '.join(self.families)}")
+        used, _ = self.frame(ds, spec)
+        variants = []
+        for fam in families:
+            found = self.families[fam](self, ds, spec, used)
+            variants += found or [Variant(f"{fam}: nothing to vary", fam, skip="no study or stratum of this kind in the model")]
+        names = [v.name for v in variants]
+        if len(set(names)) != len(names):
+            raise AssertionError("variant names must be unique")
+        return variants

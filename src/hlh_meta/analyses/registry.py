@@ -1,0 +1,42 @@
+"""The registered analysis types, by kind.
+
+Adding an analysis kind means writing one module with an :class:`~.base.AnalysisType`
+subclass decorated with :func:`register`, and importing it in ``analyses/__init__.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import SpecError
+from ..spec import Spec, read_spec
+
+if TYPE_CHECKING:
+    from .base import AnalysisType
+
+_TYPES: dict[str, "AnalysisType"] = {}
+
+
+def register(cls):
+    """Class decorator: make an analysis type available under its ``kind``."""
+    _TYPES[cls.kind] = cls()
+    return cls
+
+
+def kinds() -> tuple[str, ...]:
+    return tuple(_TYPES)
+
+
+def analysis_for(kind: str | Spec) -> "AnalysisType":
+    """The analysis type of a kind (or of a spec's kind)."""
+    name = kind.kind if isinstance(kind, Spec) else kind
+    if name not in _TYPES:
+        where = str(kind.path) if isinstance(kind, Spec) else "-"
+        raise SpecError(where, "analysis.kind", f"unknown kind '{name}'; expected one of {', '.join(_TYPES)}")
+    return _TYPES[name]
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and check a spec file (its kind must be a registered analysis type)."""
+    return read_spec(path, kinds())

@@ -1,0 +1,92 @@
+"""A model ready to sample (:class:`ModelInputs`) and fitting it into a complete InferenceData.
+
+Each engine (binomial, normal) turns a user's data frame into ``ModelInputs``: the model's
+:class:`~hlh_meta.models.structure.Structure`, a builder of its PyMC graph and the data
+swapped into it. :func:`fit_model` samples it (a compiled model is reused for every fit of
+the same structure) and adds what every fit carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import arviz as az
+import numpy as np
+import pymc as pm
+
+from ..inference import SamplerSettings, sample_gated
+from .design import Design
+from .posterior import complete
+from .structure import Structure
+
+
+@dataclass(eq=False)
+class ModelInputs:
+    """Everything a fit needs, checked; nothing compiled yet.
+
+    ``data``: the values of the model's ``pm.Data`` (swapped into a compiled model of the
+    same structure); ``gate``: variables the diagnostics gate checks; ``row_param``: the
+    posterior variable holding each row's parameter (``p``, ``theta``); ``observation``:
+    the distribution of a row's outcome given that parameter and the constant data
+    (replicated data are drawn from it).
+    """
+
+    structure: Structure
+    build: Callable[["ModelInputs"], pm.Model]
+    data: dict[str, np.ndarray]
+    gate: list[str]
+    design: Design
+    priors: dict
+    row_labels: list[str]
+    studies: list[str]
+    weights: np.ndarray
+    observed: dict[str, np.ndarray]
+    constant: dict[str, np.ndarray]
+    row_param: str
+    observation: Callable
+    profiles: list[str] = field(default_factory=list)
+    profile_values: dict[str, dict] = field(default_factory=dict)
+    coords: dict[str, list] = field(default_factory=dict)
+    row_info: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def rows(self) -> dict[str, np.ndarray]:
+        """Per-row labels kept with the constant data: each row's study (and outcome)."""
+        return {"row_study": np.asarray(self.studies, dtype=str)[np.asarray(self.structure.study_index, dtype=int)],
+                **self.row_info}
+
+    @property
+    def outcome(self) -> str:
+        return next(iter(self.observed))
+
+    def model(self) -> pm.Model:
+        return self.build(self)
+
+    def all_coords(self) -> dict[str, list]:
+        """The labels of every dimension (a compiled model carries those of its first data)."""
+        out = {"row": self.row_labels, "study": self.studies, "covariate": self.design.names, **self.coords}
+        if self.profiles:
+            out["profile"] = self.profiles
+        for g, lat in self.design.latent.items():
+            if lat.n_units:
+                out[f"{g}_unit"] = lat.keys
+                out[f"{g}_category"] = self.design.categories(g)
+        return out
+
+
+def profile_values(profiles, labels: list[str]) -> dict[str, dict]:
+    """Each prediction profile's covariate values (JSON-friendly), by label."""
+    if profiles is None or not labels or profiles.shape[1] == 0:
+        return {label: {} for label in labels}
+    return {str(k): {c: (v.item() if hasattr(v, "item") else v) for c, v in row.items()}
+            for k, row in profiles.to_dict(orient="index").items()}
+
+
+def fit_model(inputs: ModelInputs, settings: SamplerSettings, extras: bool = True) -> az.InferenceData:
+    """Sample the model (gated, refitted once if needed) and complete the InferenceData.
+
+    ``extras=False`` (sensitivity variants) keeps posterior, log-likelihood and the gate
+    result only: no prior draws and no replicated data.
+    """
+    idata, diag = sample_gated(inputs.model, inputs.structure, inputs.data, settings, inputs.gate)
+    return complete(idata, inputs, settings, diag, extras=extras)

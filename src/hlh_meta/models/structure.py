@@ -1,0 +1,37 @@
+"""What a compiled model depends on: its structure.
+
+Two fits whose inputs have equal :class:`Structure` run on one compiled model (the data,
+weights, covariate mask and prior hyperparameters are swapped in); every cache of compiled
+functions and the sensitivity grouping use this one key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The parts of a model that its compiled functions bake in.
+
+    ``study_index`` / ``outcome_index``: each row's study (and outcome) position;
+    ``covariates``: design column names; ``latent``: per fraction group, the rows whose
+    shares are unknown and the unknown each uses; ``priors``: (parameter, family) pairs;
+    ``profiles``: number of prediction profiles; ``likelihood``: how a stratum that mixes
+    categories enters (``mixture`` or ``linear``).
+    """
+
+    engine: str
+    study_index: tuple[int, ...]
+    covariates: tuple[str, ...]
+    groups: tuple[tuple[str, tuple[int, ...]], ...]
+    latent: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
+    priors: tuple[tuple[str, str], ...]
+    profiles: int = 0
+    outcome_index: tuple[int, ...] = ()
+    likelihood: str = "linear"
+    composition: tuple = ()
+
+    @property
+    def rows(self) -> int:
+        return len(self.study_index)

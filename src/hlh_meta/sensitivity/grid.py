@@ -1,0 +1,43 @@
+"""The sensitivity grid: the primary analysis and every declared variant, planned, grouped and run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+
+from ..analyses import analysis_for, load_spec
+from ..analyses.base import PRIMARY
+from ..data import Dataset, load_dataset
+from ..spec import Spec
+from .executors import run_groups
+from .runner import COLUMNS, plan
+
+
+def run_sensitivity(spec: Spec | str, ds: Dataset | None = None,
+                    progress: Callable[[int, int, str], None] | None = None,
+                    executor: str = "processes", workers: int | None = None, scheduler=None,
+                    alongside: Callable[[], object] | None = None) -> pd.DataFrame:
+    """Primary analysis and every declared variant: one row per variant and quantity.
+
+    Variants are checked (names, studies, families) and planned before any sampling. A
+    variant that leaves nothing to fit is kept as a row saying so. ``executor``:
+    ``"serial"``, ``"processes"`` (local cores: the primary analysis's group runs in this
+    process, the others in ``workers`` worker processes; by default one per ``chains``
+    cores beyond the first ``chains``, as each fit samples its chains in parallel, so none
+    on a small machine, where every group runs here in turn) or ``"dask"`` (``scheduler`` =
+    address of a Dask distributed scheduler, or a ``distributed.Client``). Variants are
+    grouped by model structure and each group runs in one worker, so no structure is
+    compiled twice in a worker; the same seeds give the same numbers whichever executor
+    runs them. ``alongside`` (optional) runs in this process while the workers start on
+    their groups (:func:`hlh_meta.run_analysis` runs the primary analysis there); if it
+    returns the primary analysis's InferenceData, the primary variant uses it instead of
+    fitting it again (with the serial and local-process executors).
+    """
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    ds = load_dataset() if ds is None else ds
+    variants = [PRIMARY] + analysis_for(spec).expand_variants(ds, spec)
+    planned = plan(spec, ds, variants)
+    frames = run_groups(spec, planned, executor=executor, workers=workers, scheduler=scheduler, progress=progress,
+                        alongside=alongside)
+    return pd.concat(frames, ignore_index=True).reindex(columns=COLUMNS + ["seconds"])
