@@ -35,6 +35,7 @@ from scipy import optimize, stats
 from scipy.special import logsumexp, ndtr
 
 from ..errors import InputError
+from ..inference import check
 from .priors import NORMAL_DEFAULTS, resolve_priors
 
 #: tau priors the exact engine supports (a density on tau >= 0, or a point mass).
@@ -430,8 +431,6 @@ def fit_normal_exact(y, se, X=None, covariate_names: Sequence[str] | None = None
 
     import arviz as az
     import xarray as xr
-
-    from ..inference import check
 
     fit = exact_normal_posterior(y, se, X, covariate_names, priors, grid_size)
     for name, value in (("draws", draws), ("chains", chains)):

@@ -11,6 +11,7 @@ from functools import partial
 import pandas as pd
 
 from ..errors import InputError
+from ..inference import SamplerSettings
 from ..spec import Spec
 from .runner import Planned, run_group
 
@@ -43,8 +44,6 @@ def default_workers(spec: Spec, groups: int) -> int:
     parallel threads, in the calling process as in each worker, so a worker only pays where
     the cores hold at least one more fit's chains: one worker per ``chains`` cores beyond
     the calling process's (none on a machine with fewer than twice ``chains`` cores)."""
-    from ..inference import SamplerSettings
-
     chains = SamplerSettings.of(spec.section("sampling")).chains
     return min(groups, max(0, (os.cpu_count() or 1) // chains - 1))
 
