@@ -20,13 +20,14 @@ the data pointer and shape read from ``user_data`` at word offsets fixed when th
 compiled (outside the ``try`` block: these reads cannot raise, and inside it numba's
 liveness analysis takes seconds), and results are copied element by element after a length
 check. The source is registered with PyTensor's numba cache under a key built from the
-PyTensor function's own cache key, the record layout, this module's source and the numba
+PyTensor function's own cache key, the record layout (array positions, offsets and dtypes, not
+nutpie's names for the arrays), this module's source and the numba
 and nutpie versions, so a later process loads the compiled wrapper from disk. Status codes are nutpie's; the record layout,
 ``with_data`` and the sampler are nutpie's, untouched. ``tests/test_callbacks.py`` holds
 values, status codes and draws equal, bit for bit, to nutpie's own compile, before and
 after a data swap, and checks that a second process loads the wrappers from the cache.
 
-Written against nutpie 0.16 (``pyproject.toml`` pins ``<0.17``): the two wrapper builders of
+Written against nutpie 0.16 (tested with 0.16.5-0.16.8: ``TESTED_NUTPIE``): the two wrapper builders of
 ``nutpie.compile_pymc`` are replaced for the duration of one compile, under a lock. Before
 that, the nutpie version, the builders' names and parameters, and the PyTensor cache
 functions used are checked; the record layout is checked field by field while the source
@@ -41,6 +42,7 @@ import functools
 import hashlib
 import inspect
 import json
+import re
 import sys
 import threading
 import warnings
@@ -207,9 +209,23 @@ def _c_expand_func(n_dim, n_expanded, expand_fn, user_data, shared_vars, shared_
 
 # --- the guard: the generated callbacks only where nutpie is what they were written for ---
 
-#: nutpie releases the generated callbacks are written and tested against
-TESTED_NUTPIE = ">=0.16,<0.17"
-_TESTED_MINOR = (0, 16)
+#: nutpie releases the generated callbacks and the trace conversion are tested with
+#: (earlier 0.16 releases cannot sample models with text coordinates under pandas 3)
+TESTED_NUTPIE = ">=0.16.5,<0.17"
+_TESTED = ((0, 16, 5), (0, 17, 0))
+
+
+def nutpie_untested() -> str | None:
+    """None when the installed nutpie is a tested release, else a sentence saying which it is."""
+    try:
+        import nutpie
+    except Exception as exc:  # noqa: BLE001
+        return f"nutpie cannot be imported ({type(exc).__name__}: {exc})"
+    version = str(getattr(nutpie, "__version__", "unknown"))
+    release = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+    if release and _TESTED[0] <= tuple(int(p) for p in release.groups()) < _TESTED[1]:
+        return None
+    return f"nutpie {version} is not a tested release ({TESTED_NUTPIE})"
 
 #: the private nutpie builders replaced during a compile, with the parameters they must take
 _BUILDERS = {
@@ -239,13 +255,9 @@ def _mismatch() -> str | None:
         from pytensor.link.numba import cache
     except Exception as exc:  # noqa: BLE001 - any import problem means: use nutpie as it is
         return f"import failed: {type(exc).__name__}: {exc}"
-    version = str(getattr(nutpie, "__version__", "unknown"))
-    try:
-        minor = tuple(int(part) for part in version.split(".")[:2])
-    except ValueError:
-        minor = None
-    if minor != _TESTED_MINOR:
-        return f"nutpie {version} is not a tested release ({TESTED_NUTPIE})"
+    untested = nutpie_untested()
+    if untested:
+        return untested
     for name, expected in _BUILDERS.items():
         builder = getattr(compile_pymc, name, None)
         if not callable(builder):

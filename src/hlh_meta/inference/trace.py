@@ -29,10 +29,8 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SamplingInterrupted
+from .callbacks import TESTED_NUTPIE, nutpie_untested
 
-#: nutpie releases whose raw trace this module reads
-TESTED_NUTPIE = ">=0.16,<0.17"
-_TESTED_MINOR = (0, 16)
 _warned = False
 
 
@@ -49,7 +47,7 @@ class TraceFormatError(RuntimeError):
             installed = "unknown"
         super().__init__(f"nutpie's raw trace does not look as expected ({what}); the direct conversion works "
                          f"with nutpie {TESTED_NUTPIE}, installed is {installed}. Install a tested nutpie "
-                         "release (pip install 'nutpie>=0.16,<0.17') or sample through "
+                         f"release (pip install 'nutpie{TESTED_NUTPIE}') or sample through "
                          "sample_to_inference_data, which uses nutpie's own conversion then")
 
 
@@ -175,7 +173,7 @@ def trace_to_inference_data(raw, compiled, *, draws: int | None = None,
     told from a finished one for sure; without them a run is taken as interrupted when its
     chains differ in length or hold no posterior draw. Raises
     :class:`~hlh_meta.errors.SamplingInterrupted` for an interrupted run and
-    :class:`TraceFormatError` for a trace not laid out as nutpie 0.16 writes it."""
+    :class:`TraceFormatError` for a trace not laid out as the tested nutpie releases write it."""
     draw_batches, stats = _batches(raw)
     tune, post = _posterior_lengths(stats)
     if draws is not None and any(p > draws for p in post):
@@ -194,19 +192,6 @@ def trace_to_inference_data(raw, compiled, *, draws: int | None = None,
                                 sample_stats=draws_dataset(sample_stats, coords, attrs))
     except (ValueError, KeyError) as exc:
         raise TraceFormatError(f"the columns do not fit their dims metadata ({exc})") from exc
-
-
-def _nutpie_tested() -> str | None:
-    """None when the installed nutpie is a tested release, else what it is."""
-    import nutpie
-
-    version = str(getattr(nutpie, "__version__", "unknown"))
-    try:
-        if tuple(int(p) for p in version.split(".")[:2]) == _TESTED_MINOR:
-            return None
-    except ValueError:
-        pass
-    return f"nutpie {version} is not a tested release ({TESTED_NUTPIE})"
 
 
 def _warn_once(reason: str) -> None:
@@ -240,7 +225,7 @@ def sample_to_inference_data(compiled, *, draws: int, tune: int, chains: int, se
     import nutpie
 
     args = dict(draws=draws, tune=tune, chains=chains, seed=seed, save_warmup=False, **kwargs)
-    reason = _nutpie_tested()
+    reason = nutpie_untested()
     if reason is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
