@@ -3,12 +3,11 @@
 import warnings
 
 import numpy as np
-import pandas as pd
+import pymc as pm
 import pytest
 import xarray as xr
 
-import hlh_meta as hm
-from hlh_meta.inference import sampling
+from hlh_meta.inference.callbacks import compile_pymc_model
 from hlh_meta.inference.trace import trace_to_inference_data
 
 nutpie = pytest.importorskip("nutpie")
@@ -16,10 +15,19 @@ nutpie = pytest.importorskip("nutpie")
 
 @pytest.fixture(scope="module")
 def compiled():
-    """A compiled model with a named dimension, an unnamed vector and a transformed scalar."""
-    df = pd.DataFrame({"study": ["a", "b", "c"], "events": [3, 5, 9], "total": [20, 25, 30], "x": [0.0, 1.0, 0.5]})
-    hm.fit_binomial(df, covariates=["x"], draws=20, tune=20, chains=2, seed=1)
-    return next(c for k, c in sampling._CACHE.items() if k[0] == "binomial" and "x" in k[2])
+    """A compiled model with a named dimension (text coordinates), an unnamed vector and a
+    transformed scalar."""
+    with pm.Model(coords={"study": ["a", "b", "c"]}) as model:
+        events = pm.Data("events", np.array([3, 5, 9]), dims="study")
+        total = pm.Data("total", np.array([20, 25, 30]))
+        x = pm.Data("x", np.array([0.0, 1.0, 0.5]))
+        mu = pm.Normal("mu", 0.0, 1.5)
+        beta = pm.Normal("beta", 0.0, 1.0, shape=1)
+        tau = pm.HalfNormal("tau", 1.0)
+        u = pm.Normal("u", 0.0, 1.0, dims="study")
+        p = pm.Deterministic("p", pm.math.invlogit(mu + beta[0] * x + tau * u), dims="study")
+        pm.Binomial("obs", n=total, p=p, observed=events, dims="study")
+    return compile_pymc_model(model)
 
 
 @pytest.mark.parametrize("chains,draws,tune", [(2, 30, 40), (3, 7, 1)])

@@ -154,12 +154,13 @@ def _posterior_lengths(stats) -> tuple[list[int], list[int]]:
 
 def draws_dataset(columns: dict[str, tuple[list[str], np.ndarray]], coords, attrs: dict | None = None) -> xr.Dataset:
     """A group of draws from ``{name: (dims, array of shape (chain, draw, *shape))}``; a
-    variable without dims gets ``<name>_dim_<i>``, and ``coords`` supply the named ones."""
+    variable without dims gets ``<name>_dim_<i>``, and ``coords`` supply the named ones. A
+    dimension without coordinates in ``coords`` gets 0, 1, 2, ... (as ArviZ gives it)."""
     data, used = {}, {}
     for name, (dims, values) in columns.items():
         dims = list(dims) or [f"{name}_dim_{i}" for i in range(values.ndim - 2)]
         data[name] = (["chain", "draw", *dims], values)
-        used.update({d: coords[d] for d in dims if d in coords})
+        used.update({d: coords[d] if d in coords else np.arange(size) for d, size in zip(dims, values.shape[2:])})
     n_chain, n_draw = next(iter(data.values()))[1].shape[:2]
     used.update({"chain": np.arange(n_chain), "draw": np.arange(n_draw)})
     return xr.Dataset(data, coords=used, attrs=attrs or {})
