@@ -271,6 +271,12 @@ def test_location_errors_are_bad_input():
     assert issubclass(ResultsExistError, FileExistsError)
 
 
+@pytest.mark.parametrize("name", ["../outside", "a/../../outside", "/etc"])
+def test_results_name_leaving_the_output_folder_is_bad_input(tmp_path, name):
+    with pytest.raises(OutputLocationError, match="outside"):
+        writer.safe_child(tmp_path / "results", name)
+
+
 def test_atomic_dir_under_a_file_is_a_location_error(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(OutputLocationError):

@@ -54,7 +54,7 @@ def safe_child(root: Path, name: str) -> Path:
     """``root / name``, refusing names that would leave ``root``."""
     target = (root / name).resolve()
     if target.parent != root.resolve():
-        raise ValueError(f"results name '{name}' would write outside {root}")
+        raise OutputLocationError(f"results name '{name}' would write outside {root}")
     return target
 
 
