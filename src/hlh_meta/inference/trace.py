@@ -225,7 +225,8 @@ def sample_to_inference_data(compiled, *, draws: int, tune: int, chains: int, se
     :class:`~hlh_meta.errors.SamplingInterrupted` when Ctrl-C cut sampling short."""
     import nutpie
 
-    args = dict(draws=draws, tune=tune, chains=chains, seed=seed, save_warmup=False, **kwargs)
+    kwargs.pop("return_raw_trace", None)
+    args = {**kwargs, "draws": draws, "tune": tune, "chains": chains, "seed": seed, "save_warmup": False}
     reason = nutpie_untested()
     if reason is None:
         with warnings.catch_warnings():
