@@ -50,20 +50,12 @@ def observation(p, constant):
     return pm.Binomial.dist(n=constant["total"], p=p)
 
 
-def _combinations(design: Design) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Every combination of one category per fraction group: A (C, covariates) puts each
-    combination's effects together; B[group] (K_group, C) says which category it takes."""
+def _combinations(design: Design) -> dict[str, np.ndarray]:
+    """Every combination of one category per fraction group: for each group, the category
+    (0 = the rest) each combination takes."""
     groups = list(design.groups)
-    sizes = [len(design.groups[g]) + 1 for g in groups]
-    combos = list(itertools.product(*[range(k) for k in sizes])) or [()]
-    A = np.zeros((len(combos), len(design.names)))
-    B = {g: np.zeros((k, len(combos))) for g, k in zip(groups, sizes)}
-    for c, cats in enumerate(combos):
-        for g, k in zip(groups, cats):
-            B[g][k, c] = 1.0
-            if k:
-                A[c, design.groups[g][k - 1]] = 1.0
-    return A, B
+    combos = np.array(list(itertools.product(*[range(len(design.groups[g]) + 1) for g in groups])), dtype=int)
+    return {g: combos[:, i] for i, g in enumerate(groups)}
 
 
 def known_shares(design: Design, X: np.ndarray) -> dict[str, np.ndarray]:
@@ -82,34 +74,54 @@ def _numeric_columns(design: Design) -> list[int]:
     return [j for j in range(len(design.names)) if j not in grouped]
 
 
+def _onehot(index: np.ndarray, size: int) -> np.ndarray:
+    """(size, len(index)) indicator: column j has a 1 in row index[j]."""
+    out = np.zeros((size, len(index)))
+    out[index, np.arange(len(index))] = 1.0
+    return out
+
+
+def _take(x, columns: list[int]):
+    """x[..., columns] by basic slicing where the columns are contiguous (no gather op)."""
+    if columns == list(range(columns[0], columns[-1] + 1)):
+        return x[..., columns[0]:columns[-1] + 1]
+    return x[..., columns]
+
+
 class _Predictor:
     """log p, log(1 - p) and p of rows with given shares: the one definition of a row's
-    probability, used for the data's strata and for prediction profiles alike."""
+    probability, used for the data's strata and for prediction profiles alike.
+
+    Gathers and small matrix products are written as broadcast products with constant
+    indicator arrays: compiled, they fuse into a few loops (no gather or BLAS call each)."""
 
     def __init__(self, design: Design, beta, mu, likelihood: str):
         self.design, self.beta, self.mu, self.likelihood = design, beta, mu, likelihood
         self.numeric = _numeric_columns(design)
-        self.A, self.B = _combinations(design)
+        self.pick = {g: _onehot(cat, len(design.groups[g]) + 1) for g, cat in _combinations(design).items()}
 
     def __call__(self, X_num, shares: dict[str, pt.TensorVariable], u):
         base = self.mu + u
         if self.beta is not None and self.numeric:
-            base = base + pt.dot(X_num, self.beta[self.numeric])
+            base = base + (X_num * _take(self.beta, self.numeric)[None, :]).sum(axis=1)
         if self.beta is None or not self.design.groups:
             eta = base
         elif self.likelihood == "linear":
-            eta = base + sum(pt.dot(shares[g][:, 1:], self.beta[idx]) for g, idx in self.design.groups.items())
+            eta = base + sum((shares[g][:, 1:] * _take(self.beta, idx)[None, :]).sum(axis=1)
+                             for g, idx in self.design.groups.items())
         else:
-            weights = None
-            for g in self.design.groups:
-                w = pt.dot(shares[g], self.B[g])
+            weights, effect = None, 0.0
+            for g, idx in self.design.groups.items():
+                pick = self.pick[g]                                           # (K, C)
+                w = (shares[g][:, :, None] * pick[None, :, :]).sum(axis=1)    # (rows, C): each combination's share
                 weights = w if weights is None else weights * w
-            effect = pt.dot(self.A, self.beta)                              # (C,)
+                effect = effect + (_take(self.beta, idx)[:, None] * pick[1:, :]).sum(axis=0)
             eta = base[:, None] + effect[None, :]
             p = (weights * pt.sigmoid(eta)).sum(axis=1)
             q = (weights * pt.sigmoid(-eta)).sum(axis=1)
             return pt.log(p), pt.log(q), p
-        return -pt.softplus(-eta), -pt.softplus(eta), pt.sigmoid(eta)
+        soft = pt.softplus(eta)
+        return eta - soft, -soft, pt.sigmoid(eta)
 
 
 def build_binomial_model(inp: ModelInputs) -> pm.Model:
@@ -140,12 +152,13 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
             known = pm.Data(f"shares_{g}", d[f"shares_{g}"])
             if lat.n_units:
                 unknown = composition_shares(f"{g}_share", lat.allowed, lat.minimum, dims=(f"{g}_unit", f"{g}_category"))
-                scatter = np.zeros((inp.structure.rows, lat.n_units))
-                scatter[lat.rows, lat.units] = 1.0
-                known = known + pt.dot(scatter, unknown)
+                place = np.zeros((inp.structure.rows, lat.n_units))
+                place[lat.rows, lat.units] = 1.0                              # row <- its unknown
+                known = known + (place[:, :, None] * unknown[None, :, :]).sum(axis=1)
             shares[g] = known
         predictor = _Predictor(design, beta, mu, inp.structure.likelihood)
-        log_p, log_q, p = predictor(X_num, shares, (tau * z)[np.asarray(inp.structure.study_index)])
+        of_study = _onehot(np.asarray(inp.structure.study_index), len(inp.studies)).T    # (rows, studies)
+        log_p, log_q, p = predictor(X_num, shares, (of_study * (tau * z)[None, :]).sum(axis=1))
         pm.Deterministic("p", p, dims="row")
         loglik = pm.Deterministic("loglik", y * log_p + (n - y) * log_q + log_coef, dims="row")
         pm.Potential("weighted_loglik", pt.sum(w * loglik))
