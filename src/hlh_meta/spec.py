@@ -41,10 +41,13 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "correlation": Key(float, 0.5, "pre/post correlation r of the paired variance"),
         "missing_dispersion": Key(str, "impute_cv", "impute_cv or exclude"),
         "primary_only": Key(bool, True, "use only studies with include_primary = true"),
+        "overlap": Key(str, "exclude_secondary", "studies that may share patients: exclude_secondary or include"),
+        "covid19": Key(str, "exclude", "COVID-19-triggered series: exclude or include"),
     },
     "model": {
         "covariates": Key(list, [], "covariates of the model"),
-        "reference": Key(dict, {}, "covariate -> reference level"),
+        "reference": Key(dict, {}, "covariate -> reference level (default: the level with most patients)"),
+        "likelihood": Key(str, "mixture", "strata that mix categories: mixture or linear"),
     },
     "priors": {"mu": Key(dict), "tau": Key(dict), "beta": Key(dict)},
     "sampling": {

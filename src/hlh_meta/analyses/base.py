@@ -11,6 +11,7 @@ them by ``key``, never by parsing their labels.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -45,6 +46,17 @@ class Quantity:
     profile: Mapping[str, Any] = field(default_factory=dict)
     thresholds: tuple[float, ...] = ()
     n_studies: int | None = None
+    #: the posterior variable (and selection) the draws come from
+    source: tuple[str, dict] | None = None
+    studies_informing: int | None = None
+    patients_informing: int | None = None
+    extrapolation: bool = False
+    #: filled by :func:`.support.support`: label and the measures behind it
+    support: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label_support(self) -> str:
+        return self.support.get("support", "")
 
     def summary(self) -> dict:
         d = np.asarray(self.draws, dtype=float)
@@ -58,14 +70,25 @@ class Quantity:
         if self.n_studies is not None:
             row["n_studies"] = self.n_studies
         row["profile"] = json.dumps(dict(self.profile), sort_keys=True) if self.profile else ""
+        row.update(self.support)
         return row
 
 
 def quantity_table(quantities: list[Quantity]) -> pd.DataFrame:
     frame = pd.DataFrame([q.summary() for q in quantities])
-    if "n_studies" in frame:
-        frame["n_studies"] = frame["n_studies"].astype("Int64")
+    for col in ("n_studies", "studies_informing", "patients_informing"):
+        if col in frame:
+            frame[col] = frame[col].astype("Int64")
     return frame
+
+
+def with_support(idata: az.InferenceData, quantities: list[Quantity]) -> list[Quantity]:
+    """The quantities with their support (label and measures) filled in."""
+    from dataclasses import replace
+
+    from .support import support
+
+    return [replace(q, support=s) for q, s in zip(quantities, support(idata, quantities))]
 
 
 @dataclass(frozen=True)
@@ -140,8 +163,9 @@ class AnalysisType:
                idata: az.InferenceData, quantities: list[Quantity], progress: bool = False) -> dict[str, pd.DataFrame]:
         raise NotImplementedError
 
-    def headline(self, quantities: list[Quantity]) -> list[str]:
-        """Plain-language statements of the main findings."""
+    def statements(self, quantities: list[Quantity]) -> list[tuple[Quantity, str]]:
+        """Plain-language statements of the reported quantities, each with the quantity it
+        is about (the report sorts them by that quantity's support)."""
         raise NotImplementedError
 
     def methods(self, idata: az.InferenceData) -> str:
@@ -153,6 +177,46 @@ class AnalysisType:
         raise NotImplementedError
 
     # ---- shared machinery
+    def summary(self, idata: az.InferenceData, quantities: list[Quantity], var_names: list[str]) -> pd.DataFrame:
+        """ArviZ's summary of the model parameters with the support of each: a parameter
+        behind a derived quantity (e.g. beta behind an odds ratio) shares its support."""
+        import itertools
+
+        from .support import support
+
+        with warnings.catch_warnings():     # a constant element (Omega's diagonal) has no R-hat or MCSE
+            warnings.simplefilter("ignore", RuntimeWarning)
+            table = az.summary(idata, var_names=var_names, hdi_prob=0.95)
+        post, prior = idata.posterior, getattr(idata, "prior", None)
+        by_source = {(q.source[0], json.dumps(q.source[1], sort_keys=True)): q for q in quantities if q.source}
+        cd = idata.constant_data
+        keep = cd["weight"].values > 0
+        studies = len(set(cd["row_study"].values[keep]))
+        size = cd["total"] if "total" in cd else cd["row_n"] if "row_n" in cd else None
+        patients = int(size.values[keep].sum()) if size is not None else None
+        params = []
+        for var in var_names:
+            dims = [d for d in post[var].dims if d not in ("chain", "draw")]
+            for combo in itertools.product(*[list(post[var][d].values) for d in dims]):
+                sel = {d: str(c) for d, c in zip(dims, combo)}
+                q = by_source.get((var, json.dumps(sel, sort_keys=True)))
+                if q is not None and q.support:
+                    params.append(q.support)
+                    continue
+                same = next((q for q in quantities if "outcome" in sel and q.outcome == sel["outcome"]), None)
+                k, n = (same.studies_informing, same.patients_informing) if same is not None else (studies, patients)
+                draws = post[var].sel(**sel).values.reshape(-1)
+                pr = prior[var].sel(**sel).values.reshape(-1) if prior is not None and var in prior else None
+                params.append(support(idata, [Quantity("parameter", "", var, var, "SD" if var == "tau" else "raw", draws,
+                                                       pr, {}, (), k, (var, sel), k, n, var == "tau" and k < 2)])[0])
+        if len(params) != len(table):
+            raise AssertionError("summary rows and parameter elements differ")
+        extra = pd.DataFrame(params, index=table.index)
+        for col in ("studies_informing", "patients_informing"):
+            if col in extra:
+                extra[col] = extra[col].astype("Int64")
+        return pd.concat([table, extra], axis=1)
+
     @staticmethod
     def settings(spec: Spec, **overrides) -> SamplerSettings:
         return SamplerSettings.of(spec.section("sampling"), **overrides)
@@ -168,11 +232,20 @@ class AnalysisType:
         used, _ = self.frame(ds, vspec)
         return self.inputs(ds, vspec, used, variant)
 
+    def resolve(self, ds: Dataset, spec: Spec) -> Spec:
+        """The spec with what the data decide filled in (e.g. reference levels), so that the
+        primary analysis and every sensitivity variant use the same; default: as given."""
+        return spec
+
+    def supported_quantities(self, idata: az.InferenceData) -> list[Quantity]:
+        """Derived quantities with their support, from the InferenceData alone."""
+        return with_support(idata, self.quantities(idata))
+
     def run(self, ds: Dataset, spec: Spec, progress: bool = False) -> Analysed:
         """The primary analysis: frame, fit, quantities, tables."""
         used, excluded = self.frame(ds, spec)
         idata = self.fit(ds, spec, used, progress=progress)
-        quantities = self.quantities(idata)
+        quantities = self.supported_quantities(idata)
         tables = self.tables(ds, spec, used, excluded, idata, quantities, progress=progress)
         return Analysed(self, spec, idata, quantities, tables)
 

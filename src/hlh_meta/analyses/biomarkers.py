@@ -16,6 +16,7 @@ from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .families import SHARED, prior_family
 from .registry import register
+from .selection import excluded_studies
 
 PRIOR_SETS = [("tau", {"dist": "HalfNormal", "sigma": 0.25}), ("tau", {"dist": "HalfNormal", "sigma": 1.0}),
               ("tau", {"dist": "HalfCauchy", "beta": 0.5}), ("mu", {"dist": "Normal", "mu": 0.0, "sigma": 2.0}),
@@ -32,13 +33,15 @@ def _reduction(log_ratio: np.ndarray) -> np.ndarray:
     return 100 * (1 - np.exp(log_ratio))
 
 
-def _n_studies(idata: az.InferenceData) -> dict[str, int]:
-    """Studies with weight 1 per outcome."""
+def _informing(idata: az.InferenceData) -> dict[str, tuple[int, int]]:
+    """Studies and patients with weight 1, per outcome."""
     cd = idata.constant_data
     keep = cd["weight"].values > 0
     outcomes = cd["row_outcome"].values if "row_outcome" in cd else np.full(keep.size, "")
     studies = cd["row_study"].values
-    return {str(o): len(set(studies[keep & (outcomes == o)])) for o in pd.unique(outcomes)}
+    sizes = cd["row_n"].values if "row_n" in cd else np.zeros(keep.size)
+    return {str(o): (len(set(studies[keep & (outcomes == o)])), int(sizes[keep & (outcomes == o)].sum()))
+            for o in pd.unique(outcomes)}
 
 
 @register
@@ -62,15 +65,9 @@ class Biomarkers(AnalysisType):
     def frame(self, ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows = resolve_biomarkers(ds, r=spec.get("data", "correlation"),
                                   missing_dispersion=spec.get("data", "missing_dispersion"))
-        excluded_studies = set(spec.get("data", "exclude_studies"))
-        unknown = excluded_studies - set(ds.studies["study_id"])
-        if unknown:
-            raise spec.error("data.exclude_studies", f"unknown study '{sorted(unknown)[0]}'")
-        primary = set(ds.studies.loc[ds.studies["include_primary"].astype(bool), "study_id"])
         reason = rows["reason"].where(~rows["usable"].astype(bool), "")
-        reason = reason.mask(rows["study_id"].isin(excluded_studies) & (reason == ""), "study excluded by the spec")
-        if spec.get("data", "primary_only"):
-            reason = reason.mask(~rows["study_id"].isin(primary) & (reason == ""), "study not in the primary analysis")
+        left_out = excluded_studies(ds, spec, list(pd.unique(rows.loc[reason == "", "study_id"])))
+        reason = reason.mask((reason == "") & rows["study_id"].isin(left_out), rows["study_id"].map(left_out))
         used = rows[reason == ""].copy()
         used["label"] = used["study_id"] + ": " + used["biomarker"]
         left = rows[reason != ""].assign(excluded_because=reason[reason != ""])
@@ -86,19 +83,22 @@ class Biomarkers(AnalysisType):
                               outcome="biomarker", label="label", priors=spec.section("priors"),
                               reference=spec.get("model", "reference") or None,
                               profiles=None if spec.get("model", "covariates") else pd.DataFrame(index=["pooled"]),
-                              weights=(~frame["study_id"].isin(variant.soft_exclude)).astype(float).to_numpy())
+                              weights=(~frame["study_id"].isin(variant.soft_exclude)).astype(float).to_numpy(),
+                              size="n")
 
     def quantities(self, idata: az.InferenceData) -> list[Quantity]:
         post, prior = idata.posterior, getattr(idata, "prior", None)
-        counts = _n_studies(idata)
+        counts = _informing(idata)
         multi = "outcome" in post.dims
         names = [str(o) for o in post["outcome"].values] if multi else list(counts)
         out = []
 
-        def add(key, name, words, scale, var, fn, **sel):
+        def add(key, name, words, scale, var, fn, label=None, informing=None, values=None, **sel):
             pr = prior[var].sel(**sel).values.reshape(-1) if prior is not None and var in prior else None
-            out.append(Quantity(key, name, name, words, scale, fn(post[var].sel(**sel).values.reshape(-1)),
-                                None if pr is None else fn(pr), {}, (), counts.get(name, 0)))
+            k, n = informing or counts.get(name, (0, 0))
+            out.append(Quantity(key, name, label or name, words, scale, fn(post[var].sel(**sel).values.reshape(-1)),
+                                None if pr is None else fn(pr), values or {}, (), k, (var, sel), k, n,
+                                key == "tau" and k < 2))
 
         if "theta_typical" in post:
             for name in names:
@@ -112,19 +112,21 @@ class Biomarkers(AnalysisType):
             add("tau", name, "tau (between-study SD, log ratio)", "SD (log ratio)", "tau", lambda a: a,
                 **({"outcome": name} if multi else {}))
         if "Omega" in post and multi:
+            cd = idata.constant_data
+            keep = cd["weight"].values > 0
             for i in range(len(names)):
                 for j in range(i + 1, len(names)):
                     pair = f"{names[i]}~{names[j]}"
-                    d = post["Omega"].isel(outcome=i, outcome_bis=j).values.reshape(-1)
-                    pr = prior["Omega"].isel(outcome=i, outcome_bis=j).values.reshape(-1) if prior is not None else None
-                    out.append(Quantity("correlation", pair, pair, "between-biomarker correlation", "correlation", d, pr,
-                                        {}, (), min(counts.get(names[i], 0), counts.get(names[j], 0))))
+                    both = (set(cd["row_study"].values[keep & (cd["row_outcome"].values == names[i])])
+                            & set(cd["row_study"].values[keep & (cd["row_outcome"].values == names[j])]))
+                    add("correlation", pair, "between-biomarker correlation", "correlation", "Omega", lambda a: a,
+                        informing=(len(both), 0), outcome=names[i], outcome_bis=names[j])
         if "beta" in post:
             for cov in map(str, post["covariate"].values):
                 for name in names:
-                    sel = {"covariate": cov, **({"outcome": name} if multi else {})}
-                    add("ratio_of_means", name, f"ratio of means per unit {cov}", "ratio of means", "beta", np.exp, **sel)
-                    out[-1] = Quantity(**{**out[-1].__dict__, "label": f"{name}: {cov}", "profile": {"covariate": cov}})
+                    add("ratio_of_means", name, f"ratio of means per unit {cov}", "ratio of means", "beta", np.exp,
+                        label=f"{name}: {cov}", values={"covariate": cov},
+                        **{"covariate": cov, **({"outcome": name} if multi else {})})
         return out
 
     def tables(self, ds, spec, used, excluded, idata, quantities, progress=False) -> dict[str, pd.DataFrame]:
@@ -137,21 +139,32 @@ class Biomarkers(AnalysisType):
             shrunken_q97_5=100 * (np.exp(theta.quantile(0.975, ("chain", "draw")).values) - 1))
         studies = ds.studies[ds.studies["study_id"].isin(used["study_id"])]
         return {
-            "summary": az.summary(idata, var_names=var_names, hdi_prob=0.95),
+            "summary": self.summary(idata, quantities, var_names),
             "derived": quantity_table(quantities),
             "studies": studies[["study_id", "citation", "design", "n_patients", "age_group", "route", "risk_of_bias"]],
             "data_used": data_used,
             "excluded": excluded.drop(columns=["usable"]),
         }
 
-    def headline(self, quantities: list[Quantity]) -> list[str]:
+    def statements(self, quantities: list[Quantity]) -> list[tuple[Quantity, str]]:
         new = {q.outcome: q for q in quantities if q.key == "reduction_new"}
         out = []
         for q in (q for q in quantities if q.key == "reduction_pooled"):
-            s, pn, k = q.summary(), new[q.outcome].summary(), q.n_studies or 0
-            out.append(f"{display(q.outcome)}: pooled reduction {s['median']:.1f}% (95% CrI {s['q2.5']:.1f} to "
-                       f"{s['q97.5']:.1f}%), from {k} stud{'y' if k == 1 else 'ies'}; in a new study the reduction "
-                       f"could lie between {pn['q2.5']:.1f}% and {pn['q97.5']:.1f}% (a negative reduction is an increase).")
+            s, pn, k = q.summary(), new[q.outcome].summary(), q.studies_informing or 0
+            out.append((q, f"{display(q.outcome)}: pooled reduction {s['median']:.1f}% (95% CrI {s['q2.5']:.1f} to "
+                           f"{s['q97.5']:.1f}%), from {k} stud{'y' if k == 1 else 'ies'} ({q.patients_informing} "
+                           f"patients); in a new study the reduction could lie between {pn['q2.5']:.1f}% and "
+                           f"{pn['q97.5']:.1f}% (a negative reduction is an increase)."))
+        for q in (q for q in quantities if q.key == "tau"):
+            s = q.summary()
+            out.append((q, f"{display(q.outcome)}: between-study SD (log ratio) {s['median']:.2f} (95% CrI "
+                           f"{s['q2.5']:.2f}–{s['q97.5']:.2f})"
+                           + ("; one study cannot inform it." if q.extrapolation else ".")))
+        for q in (q for q in quantities if q.key == "correlation"):
+            s = q.summary()
+            out.append((q, f"Correlation of the study effects on {q.label.replace('~', ' and ')}: {s['median']:.2f} "
+                           f"(95% CrI {s['q2.5']:.2f} to {s['q97.5']:.2f}), {q.studies_informing} "
+                           f"stud{'y' if q.studies_informing == 1 else 'ies'} report both."))
         return out
 
     def methods(self, idata: az.InferenceData) -> str:

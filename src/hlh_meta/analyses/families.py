@@ -47,10 +47,31 @@ def exclude_case_reports(analysis, ds: Dataset, spec: Spec, used: pd.DataFrame) 
                       set(st.loc[st["design"].str.contains("case_reports"), "study_id"]), used)
 
 
-def exclude_overlap(analysis, ds: Dataset, spec: Spec, used: pd.DataFrame) -> list[Variant]:
+def overlap(analysis, ds: Dataset, spec: Spec, used: pd.DataFrame) -> list[Variant]:
+    """Include the sources the overlap rule leaves out (patients may then count twice)."""
+    if spec.get("data", "overlap") == "include":
+        return []
+    _, left = analysis.frame(ds, spec)
+    if not left["excluded_because"].astype(str).str.startswith("may share patients").any():
+        return []
+    return [Variant("include sources that may share patients", "overlap", patch={"data": {"overlap": "include"}})]
+
+
+def covid19(analysis, ds: Dataset, spec: Spec, used: pd.DataFrame) -> list[Variant]:
+    """Add the COVID-19-triggered series the primary analysis leaves out."""
     st = ds.studies
-    return _exclusion("exclude studies that may repeat patients", "exclude_overlap",
-                      set(st.loc[st["overlaps_with"].notna(), "study_id"]), used)
+    if spec.get("data", "covid19") == "include" or "covid19" not in st or not st["covid19"].astype(bool).any():
+        return []
+    return [Variant("include COVID-19 series", "covid19", patch={"data": {"covid19": "include"}})]
+
+
+def peer_reviewed_only(analysis, ds: Dataset, spec: Spec, used: pd.DataFrame) -> list[Variant]:
+    """Leave out sources that are not peer-reviewed papers (conference abstracts, web pages)."""
+    st = ds.studies
+    if "grade" not in st:
+        return []
+    return _exclusion("peer-reviewed sources only", "peer_reviewed_only",
+                      set(st.loc[~st["grade"].isin(["peer_reviewed_full", "peer_reviewed_abstract"]), "study_id"]), used)
 
 
 def fixed_effect(analysis, ds: Dataset, spec: Spec, used: pd.DataFrame) -> list[Variant]:
@@ -58,5 +79,5 @@ def fixed_effect(analysis, ds: Dataset, spec: Spec, used: pd.DataFrame) -> list[
 
 
 SHARED = {"leave_one_out": leave_one_out, "exclude_high_risk": exclude_high_risk,
-          "exclude_case_reports": exclude_case_reports, "exclude_overlap": exclude_overlap,
-          "fixed_effect": fixed_effect}
+          "exclude_case_reports": exclude_case_reports, "overlap": overlap, "covid19": covid19,
+          "peer_reviewed_only": peer_reviewed_only, "fixed_effect": fixed_effect}

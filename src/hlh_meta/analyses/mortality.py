@@ -1,4 +1,12 @@
-"""The anakinra mortality analysis: strata -> binomial meta-regression -> clinical quantities."""
+"""The anakinra mortality analysis: strata -> binomial meta-regression -> clinical quantities.
+
+What is reported follows where the data are: the headline is the mortality across the
+included strata (each with its own trigger, age and route mix); a profile fixes one
+covariate and takes the others as in the included strata; the reference level of each
+covariate (the baseline of its odds ratios) is the level most patients of known composition
+have, unless ``[model] reference`` says otherwise; a profile or odds ratio of a level that
+no stratum of known composition holds is labelled an extrapolation.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.special import logsumexp
 
 from ..data import Dataset
 from ..data.schema import AGE_GROUPS, TRIGGERS
@@ -19,81 +28,92 @@ from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .families import SHARED, prior_family
 from .registry import register
+from .selection import excluded_studies
 
 PARTITION_ORDER = ("trigger", "underlying_diagnosis", "age", "overall")
 COVARIATES = ("trigger", "age_group", "iv_fraction")
-DEFAULT_REFERENCE = {"trigger": "infection", "age_group": "adult"}
-LEVELS = {"trigger": TRIGGERS, "age_group": AGE_GROUPS}
+LEVELS = {"trigger": TRIGGERS, "age_group": AGE_GROUPS, "iv_fraction": ("subcutaneous", "intravenous")}
+ROUTE_COLUMN = "iv_fraction"
 THRESHOLDS = (10, 20, 30)
+POPULATION = "all included strata (each with its own trigger, age and route mix)"
 PRIOR_SETS = [("tau", {"dist": "HalfNormal", "sigma": 0.5}), ("tau", {"dist": "HalfNormal", "sigma": 2.0}),
               ("tau", {"dist": "HalfCauchy", "beta": 1.0}), ("mu", {"dist": "Normal", "mu": 0.0, "sigma": 3.0}),
               ("mu", {"dist": "Normal", "mu": 0.0, "sigma": 0.75}), ("beta", {"dist": "Normal", "mu": 0.0, "sigma": 2.0}),
               ("beta", {"dist": "Normal", "mu": 0.0, "sigma": 0.5})]
 
 
-def references(spec: Spec) -> dict[str, str]:
-    """Reference level of each categorical covariate: ``[model] reference`` over the defaults."""
-    given = spec.get("model", "reference")
-    for cov, level in given.items():
-        if cov not in LEVELS:
-            raise spec.error(f"model.reference.{cov}", f"no reference level to choose; choose for {', '.join(LEVELS)}")
-        if level not in LEVELS[cov]:
-            raise spec.error(f"model.reference.{cov}", f"unknown level '{level}'; choose from {', '.join(LEVELS[cov])}")
-    return {**DEFAULT_REFERENCE, **given}
+def _column(cov: str, level: str) -> str:
+    """The design column of a covariate level (the IV share stands for the intravenous level)."""
+    return ROUTE_COLUMN if cov == "iv_fraction" else f"{cov}[{level}]"
 
 
-def design_columns(spec: Spec, covariates: list[str] | None = None, key: str = "model.covariates") -> dict[str, list[str]]:
-    """Spec covariate -> its share columns (the composition group it forms)."""
+def _covariates(spec: Spec, covariates: list[str] | None = None, key: str = "model.covariates") -> list[str]:
     covs = spec.get("model", "covariates") if covariates is None else covariates
     unknown = [c for c in covs if c not in COVARIATES]
     if unknown:
         raise spec.error(key, f"unknown covariate(s) {', '.join(map(str, unknown))}; choose from {', '.join(COVARIATES)}")
+    return list(covs)
+
+
+def references(spec: Spec) -> dict[str, str]:
+    """Reference level of each covariate as the (resolved) spec gives it."""
+    given = spec.get("model", "reference")
+    for cov, level in given.items():
+        if cov not in LEVELS:
+            raise spec.error(f"model.reference.{cov}", f"no such covariate; choose for {', '.join(LEVELS)}")
+        if level not in LEVELS[cov]:
+            raise spec.error(f"model.reference.{cov}", f"unknown level '{level}'; choose from {', '.join(LEVELS[cov])}")
+    return {"trigger": TRIGGERS[0], "age_group": AGE_GROUPS[1], "iv_fraction": "subcutaneous", **given}
+
+
+def design_columns(spec: Spec, covariates: list[str] | None = None, key: str = "model.covariates") -> dict[str, list[str]]:
+    """Spec covariate -> its share columns (the composition group it forms)."""
     ref = references(spec)
-    out = {}
-    for cov in covs:
-        out[cov] = ["iv_fraction"] if cov == "iv_fraction" else [f"{cov}[{lv}]" for lv in LEVELS[cov] if lv != ref[cov]]
-    return out
+    return {cov: [ROUTE_COLUMN] if cov == "iv_fraction" else [_column(cov, lv) for lv in LEVELS[cov] if lv != ref[cov]]
+            for cov in _covariates(spec, covariates, key)}
 
 
 def _shares(rec, studies: pd.DataFrame) -> dict[str, float]:
     """The stratum's share of every category (NaN: unknown)."""
     out = {}
-    for cov, levels in LEVELS.items():
-        value = rec["trigger" if cov == "trigger" else "age_group"]
-        known = value in levels
-        for lv in levels:
-            out[f"{cov}[{lv}]"] = float(value == lv) if known else np.nan
+    for cov in ("trigger", "age_group"):
+        value = rec[cov]
+        known = value in LEVELS[cov]
+        for lv in LEVELS[cov]:
+            out[_column(cov, lv)] = float(value == lv) if known else np.nan
     study = studies.loc[rec["study_id"]]
     iv = np.nan if pd.isna(study["n_iv"]) else study["n_iv"] / study["n_patients"]
-    out["iv_fraction"] = 0.0 if study["route"] == "sc" else iv
+    out[ROUTE_COLUMN] = 0.0 if study["route"] == "sc" else iv
     return out
 
 
-def _profiles(spec: Spec, covs: dict[str, list[str]]) -> pd.DataFrame:
-    """The reference profile and each covariate level changed one at a time from it."""
-    ref = references(spec)
-    def label(trigger, age, route):
-        return f"{trigger} trigger, {age}, {route}"
-    base = {"trigger": ref["trigger"], "age_group": ref["age_group"], "iv_fraction": 0.0}
-    rows = {f"{label(base['trigger'], base['age_group'], 'subcutaneous')} (the reference profile)": base}
-    if "trigger" in covs:
-        for t in TRIGGERS:
-            if t != ref["trigger"]:
-                rows[label(t, base["age_group"], "subcutaneous")] = {**base, "trigger": t}
-    if "age_group" in covs:
-        for a in AGE_GROUPS:
-            if a != ref["age_group"]:
-                rows[label(base["trigger"], a, "subcutaneous")] = {**base, "age_group": a}
-    if "iv_fraction" in covs:
-        rows[label(base["trigger"], base["age_group"], "intravenous")] = {**base, "iv_fraction": 1.0}
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    out = pd.DataFrame(index=frame.index)
-    for cov, cols in covs.items():
-        if cov == "iv_fraction":
-            out["iv_fraction"] = frame["iv_fraction"].astype(float)
-        else:
-            for col in cols:
-                out[col] = (frame[cov] == col[len(cov) + 1:-1]).astype(float)
+def _level_share(used: pd.DataFrame, cov: str, level: str) -> pd.Series:
+    """Each row's known share of a covariate level (NaN where unknown)."""
+    if cov == "iv_fraction":
+        return used[ROUTE_COLUMN] if level == "intravenous" else 1 - used[ROUTE_COLUMN]
+    return used[_column(cov, level)]
+
+
+def _profiles(covs: list[str]) -> pd.DataFrame:
+    """The population profile (every covariate as in the included strata), then each level
+    of each covariate with the other covariates as in the included strata."""
+    rows = {POPULATION: {}}
+    for cov in covs:
+        for level in LEVELS[cov]:
+            label = (f"{level} trigger" if cov == "trigger" else f"{level} patients" if cov == "age_group"
+                     else f"{level} anakinra")
+            rows[f"{label} (other covariates as in the included strata)"] = {"covariate": cov, "level": level}
+    columns = [ROUTE_COLUMN if c == "iv_fraction" else _column(c, lv) for c in covs for lv in LEVELS[c]
+               if c != "iv_fraction" or lv == "intravenous"]
+    out = pd.DataFrame(np.nan, index=list(rows), columns=list(dict.fromkeys(columns)))
+    for label, what in rows.items():
+        if what:
+            cov, level = what["covariate"], what["level"]
+            if cov == "iv_fraction":
+                out.at[label, ROUTE_COLUMN] = 1.0 if level == "intravenous" else 0.0
+            else:
+                for lv in LEVELS[cov]:
+                    out.at[label, _column(cov, lv)] = float(lv == level)
     return out
 
 
@@ -112,16 +132,18 @@ class Mortality(AnalysisType):
     kind = "mortality"
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
     robustness_keys = ("mortality_typical", "odds_ratio", "tau")
-    indexed_tables = ("summary", "comparison")
+    indexed_tables = ("summary",)
     figures = (
         FigureSpec("forest", "forest", "Observed mortality of each stratum (exact 95% CI) with the model's estimate, "
-                   "the pooled typical-study estimate and the prediction interval for a new study."),
+                   "the mortality of a typical study across the included strata and the prediction interval for a "
+                   "new study."),
         FigureSpec("subgroups", "densities", "Posterior distribution of the mortality of a typical study for each "
-                   "covariate profile.", select=("mortality_typical",),
-                   title="Posterior mortality by trigger, age group and route", xlabel="mortality of a typical study (%)"),
+                   "profile the data inform (extrapolations left out).", select=("mortality_typical",),
+                   title="Posterior mortality of a typical study", xlabel="mortality of a typical study (%)"),
         FigureSpec("odds_ratios", "intervals", "Covariate effects as odds ratios of death (posterior median and 95% "
-                   "credible interval).", select=("odds_ratio",), title="Covariate effects",
-                   xlabel="odds ratio of death (median, 95% CrI; log scale)", log_x=True, reference_line=1.0),
+                   "credible interval); the reference level of each is named.", select=("odds_ratio",),
+                   title="Covariate effects", xlabel="odds ratio of death (median, 95% CrI; log scale)", log_x=True,
+                   reference_line=1.0),
         FigureSpec("trace", "trace", "Trace and rank plots of the main parameters."),
         FigureSpec("prior_posterior", "prior_posterior", "Prior against posterior for the intercept and the "
                    "between-study SD."),
@@ -134,21 +156,18 @@ class Mortality(AnalysisType):
         strata = resolve_mortality(ds, attribution=spec.get("data", "attribution"))
         studies = ds.studies.set_index("study_id")
         chosen: dict[str, str] = spec.get("data", "partitions")
-        excluded_studies = set(spec.get("data", "exclude_studies"))
-        for sid in sorted(set(chosen) | excluded_studies):
+        for sid in sorted(chosen):
             if sid not in studies.index:
                 raise spec.error("data", f"unknown study '{sid}'")
         for sid, part in chosen.items():
             if not ((strata["study_id"] == sid) & (strata["partition"] == part)).any():
                 raise spec.error(f"data.partitions.{sid}", f"study has no partition '{part}'")
-        primary_only = spec.get("data", "primary_only")
+        usable = list(pd.unique(strata.loc[strata["usable"].astype(bool), "study_id"]))
+        left_out = excluded_studies(ds, spec, usable)
         reasons = pd.Series("", index=strata.index, dtype=object)
         for sid, rows in strata.groupby("study_id", sort=False):
-            if sid in excluded_studies:
-                reasons[rows.index] = "study excluded by the spec"
-                continue
-            if primary_only and not bool(studies.at[sid, "include_primary"]):
-                reasons[rows.index] = "study not in the primary analysis (include_primary = false)"
+            if sid in left_out:
+                reasons[rows.index] = left_out[sid]
                 continue
             part = chosen.get(sid)
             if part is None:
@@ -160,11 +179,25 @@ class Mortality(AnalysisType):
                 elif not rec["usable"]:
                     reasons[r] = rec["reason"]
         used = strata[reasons == ""].copy()
-        shares = pd.DataFrame([_shares(rec, studies) for _, rec in used.iterrows()], index=used.index)
+        shares = pd.DataFrame([_shares(rec, studies) for _, rec in used.iterrows()], index=used.index,
+                              columns=[_column(c, lv) for c in ("trigger", "age_group") for lv in LEVELS[c]] + [ROUTE_COLUMN])
         used = pd.concat([used, shares], axis=1)
         used["label"] = used["study_id"] + ": " + used["stratum"]
         left = strata[reasons != ""].assign(excluded_because=reasons[reasons != ""])
         return used, left
+
+    def resolve(self, ds: Dataset, spec: Spec) -> Spec:
+        """Reference levels not given by the spec: the level with most patients of known composition."""
+        given = spec.get("model", "reference")
+        missing = [c for c in ("trigger", "age_group") if c not in given and c in _covariates(spec)]
+        if not missing:
+            return spec
+        used, _ = self.frame(ds, spec)
+        chosen = {}
+        for cov in missing:
+            patients = {lv: float((_level_share(used, cov, lv).fillna(0) * used["n"]).sum()) for lv in LEVELS[cov]}
+            chosen[cov] = max(LEVELS[cov], key=lambda lv: (patients[lv], -LEVELS[cov].index(lv)))
+        return spec.patched({"model": {"reference": {**given, **chosen}}})
 
     # ---- model inputs
     def inputs(self, ds: Dataset, spec: Spec, used: pd.DataFrame, variant: Variant = PRIMARY,
@@ -185,33 +218,84 @@ class Mortality(AnalysisType):
             raise spec.error("comparison.covariate_sets", "a covariate set is not part of the model structure")
         columns = [c for cols in struct.values() for c in cols]
         on = {c for cols in active.values() for c in cols}
-        return prepare_binomial(
+        likelihood = spec.get("model", "likelihood")
+        if likelihood not in ("mixture", "linear"):
+            raise spec.error("model.likelihood", f"must be 'mixture' or 'linear', got '{likelihood}'")
+        profiles = _profiles(list(struct))
+        inputs = prepare_binomial(
             frame, events="deaths", total="n", study="study_id", covariates=columns, fractions=struct, label="label",
-            shared={"iv_fraction": "study_id"} if "iv_fraction" in struct else None,
+            shared={"iv_fraction": "study_id"} if "iv_fraction" in struct else None, likelihood=likelihood,
             covariate_mask=[1.0 if c in on else 0.0 for c in columns],
             weights=(~frame["study_id"].isin(variant.soft_exclude)).astype(float).to_numpy(),
-            profiles=_profiles(spec, struct), priors=spec.section("priors"))
+            profiles=profiles[[c for c in profiles.columns if c in columns]], priors=spec.section("priors"))
+        inputs.attrs["references"] = json.dumps({c: references(spec)[c] for c in struct})
+        return inputs
 
     # ---- quantities
     def quantities(self, idata: az.InferenceData) -> list[Quantity]:
         post, prior = idata.posterior, getattr(idata, "prior", None)
+        cd = idata.constant_data
+        keep = cd["weight"].values > 0
+        n_rows = cd["total"].values
+        row_study = cd["row_study"].values
+        studies_in = sorted(set(row_study[keep]))
         values = json.loads(post.attrs.get("profiles", "{}"))
-        n = len(post["study"]) if "study" in post.dims else None
+        refs = json.loads(post.attrs.get("references", "{}"))
+        columns = list(map(str, post["covariate"].values)) if "covariate" in post.dims else []
+
+        def known(col: str) -> np.ndarray:
+            """Each row's known share of a design column or of a group's rest (NaN: unknown)."""
+            for g in ("trigger", "age_group", "iv_fraction"):
+                name = f"known_shares_{g}"
+                if name in cd and col in list(map(str, cd[f"{g}_category"].values)):
+                    return cd[name].sel({f"{g}_category": col}).values
+            return np.full(keep.size, np.nan)
+
+        def informing(cols: list[str]) -> tuple[int, int, bool]:
+            """Studies and patients in rows of known composition holding every column; an
+            extrapolation when none does."""
+            hit = keep.copy()
+            for c in cols:
+                hit &= np.nan_to_num(known(c), nan=0.0) > 0
+            return len(set(row_study[hit])), int(n_rows[hit].sum()), not hit.any()
+
+        def rest_of(group: str) -> str:
+            return f"{group}[rest]"
+
         out = []
         for label in map(str, post["profile"].values) if "profile" in post.dims else []:
+            fixed = {c: v for c, v in values.get(label, {}).items() if v is not None and not pd.isna(v)}
+            cols = [c for c, v in fixed.items() if v > 0]
+            for g in ("trigger", "age_group", "iv_fraction"):
+                grp = [c for c in fixed if (c == ROUTE_COLUMN if g == "iv_fraction" else c.startswith(f"{g}["))]
+                if grp and all(fixed[c] == 0 for c in grp):
+                    cols.append(rest_of(g))                           # the profile holds the group's rest
+            s, p, extra = informing(cols) if cols else (len(studies_in), int(n_rows[keep].sum()), False)
             for key, var, words in (("mortality_typical", "p_typical", "mortality, typical study (%)"),
                                     ("mortality_new", "p_new", "mortality, new study (predictive, %)")):
                 pr = _draws(prior, var, profile=label)
                 out.append(Quantity(key, "mortality", label, words, "percent", _percent(post[var].sel(profile=label)),
-                                    None if pr is None else _percent(pr), values.get(label, {}), THRESHOLDS, n))
-        for name in map(str, post["covariate"].values) if "beta" in post else []:
+                                    None if pr is None else _percent(pr), fixed, THRESHOLDS, len(studies_in),
+                                    (var, {"profile": label}), s, p, extra))
+        for name in columns if "beta" in post else []:
+            group = next(g for g in ("trigger", "age_group", "iv_fraction")
+                         if (name == ROUTE_COLUMN if g == "iv_fraction" else name.startswith(f"{g}[")))
+            ref = refs.get(group, "subcutaneous")
+            level = "intravenous" if group == "iv_fraction" else name[len(group) + 1:-1]
+            s1, p1, e1 = informing([name])
+            s0, p0, e0 = informing([rest_of(group)])
+            rows_both = keep & ((np.nan_to_num(known(name), nan=0) > 0) | (np.nan_to_num(known(rest_of(group)), nan=0) > 0))
             pr = _draws(prior, "beta", covariate=name)
-            out.append(Quantity("odds_ratio", "mortality", name, "odds ratio", "odds ratio",
+            what = f"{level} vs {ref}" + (" trigger" if group == "trigger" else "")
+            out.append(Quantity("odds_ratio", "mortality", what, "odds ratio", "odds ratio",
                                 np.exp(post["beta"].sel(covariate=name).values.reshape(-1)),
-                                None if pr is None else np.exp(pr), {"covariate": name}, (), n))
+                                None if pr is None else np.exp(pr), {"covariate": name, "reference": ref}, (),
+                                len(studies_in), ("beta", {"covariate": name}),
+                                len(set(row_study[rows_both])), int(n_rows[rows_both].sum()), e1 or e0))
         tau_prior = _draws(prior, "tau")
-        out.append(Quantity("tau", "mortality", "", "tau (between-study SD, logit scale)", "SD (logit scale)",
-                            post["tau"].values.reshape(-1), tau_prior, {}, (), n))
+        out.append(Quantity("tau", "mortality", "between studies", "tau (between-study SD, logit scale)",
+                            "SD (logit scale)", post["tau"].values.reshape(-1), tau_prior, {}, (), len(studies_in),
+                            ("tau", {}), len(studies_in), int(n_rows[keep].sum()), len(studies_in) < 2))
         return out
 
     # ---- tables
@@ -225,59 +309,108 @@ class Mortality(AnalysisType):
             fitted_percent_q97_5=100 * p.quantile(0.975, ("chain", "draw")).values,
         )
         studies = ds.studies[ds.studies["study_id"].isin(used["study_id"])]
+        keep = [c for c in ("study_id", "citation", "grade", "design", "n_patients", "age_group", "route", "n_iv",
+                            "trigger_mix", "risk_of_bias", "overlaps_with") if c in studies.columns]
         tables = {
-            "summary": az.summary(idata, var_names=var_names, hdi_prob=0.95),
-            "studies": studies[["study_id", "citation", "design", "n_patients", "age_group", "route", "n_iv",
-                                "trigger_mix", "risk_of_bias"]],
+            "summary": self.summary(idata, quantities, var_names),
+            "studies": studies[keep],
             "derived": quantity_table(quantities),
             "data_used": data_used,
             "excluded": excluded.drop(columns=["usable"]),
         }
-        comparison = self.compare(ds, spec, used, idata, progress=progress)
+        comparison = self.compare(ds, spec, used, progress=progress)
         if not comparison.empty:
             tables["comparison"] = comparison
         return tables
 
-    def compare(self, ds: Dataset, spec: Spec, used: pd.DataFrame, primary: az.InferenceData | None = None,
-                progress: bool = False) -> pd.DataFrame:
-        """PSIS-LOO (arviz) of the covariate sets listed under [comparison], all fitted on one
-        compiled model holding the union of their covariates (the unused ones masked off)."""
+    def compare(self, ds: Dataset, spec: Spec, used: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
+        """Leave-one-study-out cross-validation of the covariate sets under [comparison].
+
+        Each set is refitted without each study in turn (the study's rows get weight 0 on
+        the compiled model holding the union of the sets' covariates) and the left-out
+        study's strata are scored by their log predictive density, the study effect drawn
+        from its prior. Differences from the best set carry their standard error over
+        studies; under two standard errors the sets are called indistinguishable.
+        """
         sets = [list(s) for s in spec.get("comparison", "covariate_sets")]
         if len(sets) < 2:
             return pd.DataFrame()
-        primary_covs = spec.get("model", "covariates")
-        union = list(dict.fromkeys(primary_covs + [c for s in sets for c in s]))
+        for s in sets:
+            _covariates(spec, s, key="comparison.covariate_sets")
+        union = list(dict.fromkeys(spec.get("model", "covariates") + [c for s in sets for c in s]))
+        studies = list(pd.unique(used["study_id"]))
+        if len(studies) < 2:
+            return pd.DataFrame([{"covariate_set": " + ".join(s) or "intercept only", "elpd_loso": np.nan,
+                                  "verdict": "not compared: leave-one-study-out needs at least two studies"}
+                                 for s in sets])
         settings = self.settings(spec, progress=progress)
-        fits = {}
+        lpd = {}
         for covs in sets:
-            label = " + ".join(covs) if covs else "intercept only"
-            if primary is not None and covs == primary_covs and union == primary_covs:
-                fits[label] = primary
-            else:
-                fits[label] = fit_model(self.inputs(ds, spec, used, covariates=covs, structure=union), settings,
-                                        extras=False)
-        return az.compare(fits, ic="loo")
+            name = " + ".join(covs) if covs else "intercept only"
+            per_study = []
+            for sid in studies:
+                held = Variant(f"without {sid}", "cross-validation", soft_exclude=frozenset({sid}))
+                idata = fit_model(self.inputs(ds, spec, used, held, covariates=covs, structure=union), settings,
+                                  extras=False)
+                ll = idata.heldout_log_likelihood["events"].sum("row").values.reshape(-1)
+                per_study.append(float(logsumexp(ll) - np.log(ll.size)))
+            lpd[name] = np.array(per_study)
+        best = max(lpd, key=lambda k: lpd[k].sum())
+        rows = []
+        for name, v in lpd.items():
+            diff = lpd[best] - v
+            se = float(np.sqrt(len(diff) * np.var(diff, ddof=1))) if name != best else 0.0
+            d = float(diff.sum())
+            verdict = ("best" if name == best else
+                       "indistinguishable from the best (difference under 2 SE)" if d < 2 * se or se == 0 else
+                       "worse than the best (difference over 2 SE)")
+            rows.append({"covariate_set": name, "elpd_loso": float(v.sum()), "elpd_difference": -d,
+                         "difference_se": se, "studies": len(studies), "verdict": verdict})
+        return pd.DataFrame(rows)
 
     # ---- report
-    def headline(self, quantities: list[Quantity]) -> list[str]:
+    def statements(self, quantities: list[Quantity]) -> list[tuple[Quantity, str]]:
         new = {q.label: q for q in quantities if q.key == "mortality_new"}
         out = []
         for q in (q for q in quantities if q.key == "mortality_typical"):
             s, pn = q.summary(), new[q.label].summary()
-            out.append(f"{q.label[0].upper() + q.label[1:]}: mortality of a typical study {_fmt(s['median'])}% "
-                       f"(95% CrI {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%); a new study could see "
-                       f"{_fmt(pn['q2.5'])}–{_fmt(pn['q97.5'])}%. P(mortality < 20%) = {s['P(<20%)']:.2f}.")
+            if q.extrapolation:
+                out.append((q, f"{_cap(q.label)}: no stratum of known composition holds this level, so its mortality "
+                               f"({_fmt(s['median'])}%, 95% CrI {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%) is prior and "
+                               "extrapolation, not a finding."))
+                continue
+            out.append((q, f"{_cap(q.label)}: mortality of a typical study {_fmt(s['median'])}% "
+                           f"(95% CrI {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%); a new study could see "
+                           f"{_fmt(pn['q2.5'])}–{_fmt(pn['q97.5'])}%; P(mortality < 20%) = {s['P(<20%)']:.2f}; "
+                           f"{_informed(q)}."))
+        for q in (q for q in quantities if q.key == "odds_ratio"):
+            s = q.summary()
+            text = (f"Odds ratio of death, {q.label}: {s['median']:.2f} (95% CrI {s['q2.5']:.2f}–{s['q97.5']:.2f}); "
+                    f"P(OR < 1) = {float((q.draws < 1).mean()):.2f}")
+            out.append((q, text + ("; one of the two levels has no stratum of known composition, so this is prior "
+                                   "and extrapolation." if q.extrapolation else f"; {_informed(q)}.")))
+        for q in (q for q in quantities if q.key == "tau"):
+            s = q.summary()
+            out.append((q, f"Between-study SD (logit scale): {s['median']:.2f} (95% CrI {s['q2.5']:.2f}–"
+                           f"{s['q97.5']:.2f}); {_informed(q)}"
+                           + (" (one study cannot inform it)." if q.extrapolation else ".")))
         return out
 
     def methods(self, idata: az.InferenceData) -> str:
         form = idata.posterior.attrs.get("likelihood", "linear")
         mix = ("a stratum that mixes triggers, age groups or routes has the mixture likelihood: its probability of "
-               "death is the share-weighted mean of the probabilities of its categories" if form == "mixture" else
+               "death is the share-weighted mean of the probabilities of its categories (the groups' shares taken as "
+               "independent within a stratum)" if form == "mixture" else
                "a stratum that mixes triggers, age groups or routes enters with its shares inside the linear predictor")
+        refs = json.loads(idata.posterior.attrs.get("references", "{}"))
+        ref = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in refs.items())
         return ("Deaths in each stratum follow a binomial distribution; the log-odds of death is an intercept (mu) plus "
                 "covariate effects (beta) plus a study effect drawn from Normal(0, tau) (non-centred). Each study enters "
-                f"through one partition of its patients, so no patient is counted twice; {mix}, and shares a source "
-                "does not report are unknowns with a flat Dirichlet/Beta prior rather than dropped rows.")
+                f"through one partition of its patients, and sources that may share patients are not pooled together, "
+                f"so no patient is counted twice; {mix}. Shares a source does not report are unknowns with a flat "
+                "Dirichlet prior over the categories the source allows. Profiles fix one covariate and take the others "
+                "as in the included strata; the headline averages over the included strata."
+                + (f" Reference levels ({ref}) are the levels most patients of known composition have." if ref else ""))
 
     def forest(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> dict[str, pd.DataFrame]:
         used = tables["data_used"]
@@ -290,21 +423,30 @@ class Mortality(AnalysisType):
             "observed": 100 * deaths / n, "observed_lo": lo, "observed_hi": hi,
             "fitted": used["fitted_percent_mean"].to_numpy(), "fitted_lo": used["fitted_percent_q2_5"].to_numpy(),
             "fitted_hi": used["fitted_percent_q97_5"].to_numpy()})
-        ref = next((q for q in quantities if q.key == "mortality_typical"), None)
+        ref = next((q for q in quantities if q.key == "mortality_typical" and q.label == POPULATION), None)
         summaries = []
         if ref is not None:
             new = next(q for q in quantities if q.key == "mortality_new" and q.label == ref.label)
-            for q, what, kind in ((ref, "pooled: typical study", "pooled"), (new, "pooled: new study", "prediction")):
+            for q, what, kind in ((ref, "typical study", "pooled"), (new, "new study", "prediction")):
                 s = q.summary()
                 summaries.append({"label": what, "estimate": s["median"], "lo": s["q2.5"], "hi": s["q97.5"], "kind": kind,
                                   "note": q.label})
         return {"rows": rows, "summaries": pd.DataFrame(summaries), "xlabel": "mortality (%)",
                 "observed_name": "observed (exact 95% CI)", "fitted_name": "model estimate (95% CrI)",
-                "title": f"reference profile: {ref.label}" if ref is not None else ""}
+                "title": "pooled over the included strata" if ref is not None else ""}
 
 
 def _fmt(x, digits: int = 1) -> str:
     return "" if pd.isna(x) else f"{x:.{digits}f}"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _informed(q: Quantity) -> str:
+    k, n = q.studies_informing or 0, q.patients_informing or 0
+    return f"{n} patients in {k} stud{'y' if k == 1 else 'ies'} inform it"
 
 
 # ---- mortality-only sensitivity families
@@ -332,5 +474,10 @@ def _partition(analysis, ds, spec, used) -> list[Variant]:
     return out
 
 
+def _likelihood(analysis, ds, spec, used) -> list[Variant]:
+    other = "linear" if spec.get("model", "likelihood") == "mixture" else "mixture"
+    return [Variant(f"{other} likelihood for mixed strata", "likelihood", patch={"model": {"likelihood": other}})]
+
+
 Mortality.families = {**Mortality.families, "attribution": _attribution, "count_alternatives": _count_alternatives,
-                      "partition": _partition}
+                      "partition": _partition, "likelihood": _likelihood}

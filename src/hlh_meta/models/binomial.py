@@ -35,7 +35,7 @@ from scipy.special import gammaln
 from ..errors import DataError, InputError, Problem
 from ..inference import SamplerSettings
 from .design import Design, build_design
-from .engine import ModelInputs, fit_model, profile_values
+from .engine import ModelInputs, fit_model, log_prior, profile_values
 from .inputs import WHERE, numeric_column, prepare_rows, require_frame
 from .priors import BINOMIAL_DEFAULTS, families, make_rv, prior_data, resolve_priors
 from .shares import composition_shares
@@ -99,29 +99,70 @@ class _Predictor:
         self.design, self.beta, self.mu, self.likelihood = design, beta, mu, likelihood
         self.numeric = _numeric_columns(design)
         self.pick = {g: _onehot(cat, len(design.groups[g]) + 1) for g, cat in _combinations(design).items()}
+        self.mixture = likelihood == "mixture" and beta is not None and bool(design.groups)
 
-    def __call__(self, X_num, shares: dict[str, pt.TensorVariable], u):
+    def combination(self, g: str, shares):
+        """Each row's share of each combination's category of group ``g``: (rows, C)."""
+        return (shares[:, :, None] * self.pick[g][None, :, :]).sum(axis=1)
+
+    def weights(self, shares: dict) -> pt.TensorVariable:
+        """Each row's share of each combination of one category per group: (rows, C)."""
+        out = None
+        for g in self.design.groups:
+            w = self.combination(g, shares[g])
+            out = w if out is None else out * w
+        return out
+
+    def base(self, X_num, u):
         base = self.mu + u
         if self.beta is not None and self.numeric:
             base = base + (X_num * _take(self.beta, self.numeric)[None, :]).sum(axis=1)
-        if self.beta is None or not self.design.groups:
-            eta = base
-        elif self.likelihood == "linear":
-            eta = base + sum((shares[g][:, 1:] * _take(self.beta, idx)[None, :]).sum(axis=1)
-                             for g, idx in self.design.groups.items())
-        else:
-            weights, effect = None, 0.0
+        return base
+
+    def probability(self, base, shares: dict | None = None, weights=None):
+        """(log p, log(1 - p), p) given the rows' base linear predictor and either their
+        shares (per group) or, for the mixture, their combination weights."""
+        if self.mixture:
+            weights = self.weights(shares) if weights is None else weights
+            effect = 0.0
             for g, idx in self.design.groups.items():
-                pick = self.pick[g]                                           # (K, C)
-                w = (shares[g][:, :, None] * pick[None, :, :]).sum(axis=1)    # (rows, C): each combination's share
-                weights = w if weights is None else weights * w
-                effect = effect + (_take(self.beta, idx)[:, None] * pick[1:, :]).sum(axis=0)
+                effect = effect + (_take(self.beta, idx)[:, None] * self.pick[g][1:, :]).sum(axis=0)
             eta = base[:, None] + effect[None, :]
             p = (weights * pt.sigmoid(eta)).sum(axis=1)
             q = (weights * pt.sigmoid(-eta)).sum(axis=1)
             return pt.log(p), pt.log(q), p
+        eta = base
+        if self.beta is not None and self.design.groups:
+            eta = base + sum((shares[g][:, 1:] * _take(self.beta, idx)[None, :]).sum(axis=1)
+                             for g, idx in self.design.groups.items())
         soft = pt.softplus(eta)
         return eta - soft, -soft, pt.sigmoid(eta)
+
+    def profiles(self, X_num, X_rows, shares: dict, standard: dict, row_shares: dict, v, u):
+        """p of prediction profiles. A profile gives each group's shares, or standardises the
+        group (``standard[g]`` = 1) to the included rows' composition, averaged with weights
+        ``v`` (n of each included row over their total): for several standardised groups their
+        joint composition is averaged, so a profile standardising every group is the
+        population-averaged probability of the included strata."""
+        if X_num is not None:
+            std_num = (X_rows * v[:, None]).sum(axis=0)
+            X_num = pt.switch(pt.isnan(X_num), std_num[None, :], X_num)
+        base = self.base(X_num, u)
+        if not self.design.groups or self.beta is None:
+            return self.probability(base, {})[2]
+        if not self.mixture:
+            mixed = {g: standard[g][:, None] * (row_shares[g] * v[:, None]).sum(axis=0)[None, :]
+                     + (1 - standard[g][:, None]) * shares[g] for g in self.design.groups}
+            return self.probability(base, mixed)[2]
+        fixed, rows = None, None
+        for g in self.design.groups:
+            s = standard[g][:, None]                                            # (profiles, 1)
+            own = s + (1 - s) * self.combination(g, shares[g])                  # (profiles, C)
+            theirs = s[:, None, :] * self.combination(g, row_shares[g])[None, :, :] + (1 - s[:, None, :])
+            fixed = own if fixed is None else fixed * own
+            rows = theirs if rows is None else rows * theirs                   # (profiles, rows, C)
+        weights = fixed * (rows * v[None, :, None]).sum(axis=1)
+        return self.probability(base, weights=weights)[2]
 
 
 def build_binomial_model(inp: ModelInputs) -> pm.Model:
@@ -141,10 +182,12 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
         mu = make_rv("mu", inp.priors["mu"])
         tau = make_rv("tau", inp.priors["tau"])
         z = pm.Normal("z", 0.0, 1.0, dims="study")
-        beta = None
+        beta, top = None, [mu, tau]
         if design.names:
-            beta = make_rv("beta", inp.priors["beta"], dims="covariate") * pm.Data("beta_mask", d["beta_mask"],
-                                                                                    dims="covariate")
+            beta_rv = make_rv("beta", inp.priors["beta"], dims="covariate")
+            top.append(beta_rv)
+            beta = beta_rv * pm.Data("beta_mask", d["beta_mask"], dims="covariate")
+        log_prior(top)
         numeric = _numeric_columns(design)
         X_num = pm.Data("X_numeric", d["X_numeric"]) if numeric else None
         shares = {}
@@ -158,7 +201,8 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
             shares[g] = known
         predictor = _Predictor(design, beta, mu, inp.structure.likelihood)
         of_study = _onehot(np.asarray(inp.structure.study_index), len(inp.studies)).T    # (rows, studies)
-        log_p, log_q, p = predictor(X_num, shares, (of_study * (tau * z)[None, :]).sum(axis=1))
+        log_p, log_q, p = predictor.probability(predictor.base(X_num, (of_study * (tau * z)[None, :]).sum(axis=1)),
+                                                shares)
         pm.Deterministic("p", p, dims="row")
         loglik = pm.Deterministic("loglik", y * log_p + (n - y) * log_q + log_coef, dims="row")
         pm.Potential("weighted_loglik", pt.sum(w * loglik))
@@ -166,8 +210,11 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
             z_new = pm.Normal("z_new", 0.0, 1.0)
             Xp = pm.Data("profile_X_numeric", d["profile_X_numeric"]) if numeric else None
             sp = {g: pm.Data(f"profile_shares_{g}", d[f"profile_shares_{g}"]) for g in design.groups}
-            pm.Deterministic("p_typical", predictor(Xp, sp, pt.zeros(len(inp.profiles)))[2], dims="profile")
-            pm.Deterministic("p_new", predictor(Xp, sp, pt.ones(len(inp.profiles)) * tau * z_new)[2], dims="profile")
+            std = {g: pm.Data(f"profile_standard_{g}", d[f"profile_standard_{g}"]) for g in design.groups}
+            v = w * n / pt.sum(w * n)
+            k = len(inp.profiles)
+            for name, u in (("p_typical", pt.zeros(k)), ("p_new", pt.ones(k) * tau * z_new)):
+                pm.Deterministic(name, predictor.profiles(Xp, X_num, sp, std, shares, v, u), dims="profile")
     return model
 
 
@@ -214,7 +261,10 @@ def prepare_binomial(df: pd.DataFrame, events: str = "events", total: str = "tot
         priors=families(resolved), profiles=len(profile_labels), likelihood=likelihood,
         composition=tuple((g, lat.allowed.tobytes(), lat.minimum.tobytes()) for g, lat in design.latent.items()))
     gate = ["mu"] + (["tau", "z"] if resolved["tau"]["dist"] != "Fixed" else []) + (["beta"] if design.names else [])
-    return ModelInputs(structure=structure, build=build_binomial_model, data=data, gate=gate, design=design,
+    row_info = {f"known_shares_{g}": (("row", f"{g}_category"),
+                                      np.where(np.isnan(design.X[:, design.groups[g]]).any(axis=1, keepdims=True), np.nan, s))
+                for g, s in known_shares(design, design.X).items()}
+    return ModelInputs(structure=structure, build=build_binomial_model, row_info=row_info, data=data, gate=gate, design=design,
                        priors=resolved, row_labels=row_labels, studies=studies, weights=w, profiles=profile_labels,
                        observed={"events": y_i}, constant={"total": n_i, "weight": w}, row_param="p",
                        observation=observation, profile_values=profile_values(profiles, profile_labels))
@@ -222,17 +272,24 @@ def prepare_binomial(df: pd.DataFrame, events: str = "events", total: str = "tot
 
 def _profiles(design: Design, profiles: pd.DataFrame | None, data: dict, numeric: list[int]) -> list[str]:
     """Prediction profiles (one row each, index = label) as model data; none by default,
-    except the pooled estimate of a model without covariates."""
+    except the pooled estimate of a model without covariates. A group whose shares a
+    profile leaves empty (NaN) is standardised to the included rows' composition."""
     if profiles is None:
         if design.names:
             return []
         profiles = pd.DataFrame(index=["pooled"])
     if not isinstance(profiles, pd.DataFrame) or len(profiles) == 0:
         raise InputError("profiles must be a non-empty DataFrame: one row per profile, its index the label")
-    Xp = design.encode(profiles)
+    Xp = design.encode(profiles, allow_missing=True)
     if numeric:
         data["profile_X_numeric"] = Xp[:, numeric]
-    data.update({f"profile_shares_{g}": s for g, s in known_shares(design, Xp).items()})
+    for g, s in known_shares(design, np.nan_to_num(Xp, nan=0.0)).items():
+        missing = np.isnan(Xp[:, design.groups[g]])
+        if (missing.any(axis=1) & ~missing.all(axis=1)).any():
+            raise InputError(f"profiles: give every share of '{g}' or none (none: as in the included rows)")
+        standard = missing.all(axis=1).astype(float)
+        data[f"profile_shares_{g}"] = np.where(standard[:, None] > 0, 0.0, s)
+        data[f"profile_standard_{g}"] = standard
     return [str(i) for i in profiles.index]
 
 
@@ -265,7 +322,9 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
         categories' probabilities) or ``"linear"`` (shares inside the linear predictor)
     profiles : prediction profiles, one row each (index = label) with the covariate
         columns; the posterior gets ``p_typical`` and ``p_new`` on a ``profile`` dimension
-        (without covariates, by default one profile ``pooled``)
+        (without covariates, by default one profile ``pooled``). A profile that leaves a
+        covariate or a group's shares empty takes them as in the included rows (the
+        n-weighted average; every covariate empty: the population-averaged probability)
     weights : 0/1 per row (or a column name); 0 drops the row from the likelihood
     covariate_mask : 0/1 per design column; 0 switches a covariate off (its beta then
         keeps its prior) so nested covariate sets reuse one compiled model

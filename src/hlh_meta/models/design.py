@@ -59,33 +59,47 @@ class Design:
         """The categories of a fraction group: the rest (``<group>[rest]``), then its columns."""
         return [f"{group}[rest]"] + [self.names[j] for j in self.groups[group]]
 
-    def encode(self, frame: pd.DataFrame, role: str = "profiles") -> np.ndarray:
+    def encode(self, frame: pd.DataFrame, role: str = "profiles", allow_missing: bool = False) -> np.ndarray:
         """Rows of new covariate values (e.g. prediction profiles) as this design's columns.
 
-        Categorical columns must use the data's levels; share columns must be given
-        (no unknowns) and lie in [0, 1] with each group summing to at most 1.
+        Categorical columns must use the data's levels; share columns lie in [0, 1] with
+        each group summing to at most 1. With ``allow_missing`` a column the frame leaves
+        out or empty (NaN) gives NaN in its design columns (the caller decides what that
+        means: prediction profiles take such covariates as in the data).
         """
         out = np.zeros((len(frame), len(self.names)))
         shares = [self.names[j] for idx in self.groups.values() for j in idx]
         for col in self.numeric + shares:
+            if allow_missing and col not in frame.columns:
+                out[:, self.names.index(col)] = np.nan
+                continue
             _check_columns(frame, [col], role)
             x = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
-            if not np.isfinite(x).all():
+            if not (np.isfinite(x) | (allow_missing & np.isnan(x))).all():
                 raise InputError(f"{role}: column '{col}' must hold finite numbers")
             out[:, self.names.index(col)] = x
         for col, levels in self.levels.items():
+            dummies = [self.names.index(f"{col}[{lv}]") for lv in levels if lv != self.references[col]]
+            if allow_missing and col not in frame.columns:
+                out[:, dummies] = np.nan
+                continue
             _check_columns(frame, [col], role)
+            missing = frame[col].isna().to_numpy()
+            if missing.any() and not allow_missing:
+                raise InputError(f"{role}: column '{col}' has missing values")
             values = frame[col].astype(str)
-            bad = sorted(set(values) - set(levels))
+            bad = sorted(set(values[~missing]) - set(levels))
             if bad:
                 raise InputError(f"{role}: column '{col}' has level '{bad[0]}', not a level of the data "
                                  f"({', '.join(levels)})")
             for level in levels:
                 if level != self.references[col]:
                     out[:, self.names.index(f"{col}[{level}]")] = (values == level).to_numpy(dtype=float)
+            out[np.ix_(missing, dummies)] = np.nan
         for g, idx in self.groups.items():
             sub = out[:, idx]
-            if ((sub < 0) | (sub > 1)).any() or (sub.sum(axis=1) > 1 + 1e-9).any():
+            known = ~np.isnan(sub).any(axis=1)
+            if ((sub[known] < 0) | (sub[known] > 1)).any() or (sub[known].sum(axis=1) > 1 + 1e-9).any():
                 raise InputError(f"{role}: shares of '{g}' must lie in [0, 1] and sum to at most 1")
         return out
 

@@ -18,7 +18,7 @@ import pymc as pm
 from ..inference import SamplerSettings, sample_gated
 from .design import Design
 from .posterior import complete
-from .structure import Structure
+from .structure import LOG_PRIOR, Structure
 
 
 @dataclass(eq=False)
@@ -48,10 +48,13 @@ class ModelInputs:
     profiles: list[str] = field(default_factory=list)
     profile_values: dict[str, dict] = field(default_factory=dict)
     coords: dict[str, list] = field(default_factory=dict)
-    row_info: dict[str, np.ndarray] = field(default_factory=dict)
+    row_info: dict[str, np.ndarray | tuple] = field(default_factory=dict)
+    #: written into the posterior's attributes (e.g. an analysis's reference levels)
+    attrs: dict[str, str] = field(default_factory=dict)
 
-    def rows(self) -> dict[str, np.ndarray]:
-        """Per-row labels kept with the constant data: each row's study (and outcome)."""
+    def rows(self) -> dict[str, np.ndarray | tuple]:
+        """Per-row facts kept with the constant data: each row's study (and outcome, known
+        shares of each composition group: ``(dims, values)`` for a two-dimensional one)."""
         return {"row_study": np.asarray(self.studies, dtype=str)[np.asarray(self.structure.study_index, dtype=int)],
                 **self.row_info}
 
@@ -67,11 +70,22 @@ class ModelInputs:
         out = {"row": self.row_labels, "study": self.studies, "covariate": self.design.names, **self.coords}
         if self.profiles:
             out["profile"] = self.profiles
+        for g in self.design.groups:
+            out[f"{g}_category"] = self.design.categories(g)
         for g, lat in self.design.latent.items():
             if lat.n_units:
                 out[f"{g}_unit"] = lat.keys
-                out[f"{g}_category"] = self.design.categories(g)
         return out
+
+
+def log_prior(variables) -> pm.Deterministic:
+    """The log prior density of the top-level parameters (``mu``, ``tau``, ``beta``) at each
+    draw, from the graph itself (stored as the ``log_prior`` group for power-scaling
+    sensitivity). A parameter fixed by its prior contributes nothing."""
+    import pytensor.tensor as pt
+
+    terms = [pm.logp(v, v).sum() for v in variables if v.owner is not None and v in pm.modelcontext(None).free_RVs]
+    return pm.Deterministic(LOG_PRIOR, pt.sum(pt.stack(terms)) if terms else pt.constant(0.0))
 
 
 def profile_values(profiles, labels: list[str]) -> dict[str, dict]:

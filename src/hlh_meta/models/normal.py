@@ -24,7 +24,7 @@ import pytensor.tensor as pt
 from ..errors import DataError, InputError, Problem
 from ..inference import SamplerSettings
 from .design import build_design, column_list
-from .engine import ModelInputs, fit_model, profile_values
+from .engine import ModelInputs, fit_model, log_prior, profile_values
 from .inputs import WHERE, numeric_column, prepare_rows, require_frame
 from .priors import NORMAL_DEFAULTS, families, hyperparameters, make_rv, prior_data, resolve_priors
 from .structure import Structure
@@ -54,21 +54,24 @@ def build_normal_model(inp: ModelInputs) -> pm.Model:
         w = pm.Data("weight", d["weight"], dims="row")
         X = pm.Data("X", d["X"], dims=("row", "covariate")) if design.names else None
         Xp = pm.Data("profile_X", d["profile_X"]) if design.names and inp.profiles else None
-        z_new = None
+        z_new, top = None, []
         if multi:
             mu = make_rv("mu", inp.priors["mu"], dims="outcome")
             z = pm.Normal("z", 0.0, 1.0, dims=("study", "outcome"))
             if inp.priors["tau"]["dist"] == "Fixed":     # common-effect (or fixed-spread) model: no correlation to learn
                 tau = make_rv("tau", inp.priors["tau"], shape=k, dims="outcome")
+                top.append(tau)
                 pm.Deterministic("Omega", pt.eye(k), dims=("outcome", "outcome_bis"))
                 chol = pt.diag(tau)
             else:
                 chol, corr, tau = pm.LKJCholeskyCov("chol", n=k, eta=LKJ_ETA, sd_dist=_sd_dist(inp.priors["tau"], k),
                                                     compute_corr=True, store_in_trace=False)
+                top.append(model["chol"])
                 pm.Deterministic("tau", tau, dims="outcome")
                 pm.Deterministic("Omega", corr, dims=("outcome", "outcome_bis"))
             u = pt.dot(z, chol.T)
             beta = make_rv("beta", inp.priors["beta"], dims=("outcome", "covariate")) if X is not None else None
+            top += [mu, beta]
             theta = mu[outcome_idx] + u[study_idx, outcome_idx]
             if beta is not None:
                 theta = theta + (X * beta[outcome_idx]).sum(axis=1)
@@ -84,6 +87,7 @@ def build_normal_model(inp: ModelInputs) -> pm.Model:
             tau = make_rv("tau", inp.priors["tau"])
             z = pm.Normal("z", 0.0, 1.0, dims="study")
             beta = make_rv("beta", inp.priors["beta"], dims="covariate") if X is not None else None
+            top += [mu, tau, beta]
             theta = mu + (tau * z)[study_idx]
             if beta is not None:
                 theta = theta + pt.dot(X, beta)
@@ -94,6 +98,7 @@ def build_normal_model(inp: ModelInputs) -> pm.Model:
                     typical = typical + pt.dot(Xp, beta)
                 new = typical + tau * z_new
                 dims = ("profile",)
+        log_prior([v for v in top if v is not None])
         pm.Deterministic("theta", theta, dims="row")
         loglik = pm.Deterministic("loglik", -0.5 * pt.sqr((y - theta) / se) - pt.log(se) - 0.5 * np.log(2 * np.pi),
                                   dims="row")
@@ -107,8 +112,10 @@ def build_normal_model(inp: ModelInputs) -> pm.Model:
 def prepare_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei", study: str = "study", *,
                    covariates: Sequence[str] = (), priors: Mapping | None = None, outcome: str | None = None,
                    reference: Mapping[str, str] | None = None, profiles: pd.DataFrame | None = None,
-                   label: str | None = None, weights: str | Sequence[float] | None = None) -> ModelInputs:
-    """Check the data and build the inputs of the normal model (nothing is compiled)."""
+                   label: str | None = None, weights: str | Sequence[float] | None = None,
+                   size: str | None = None) -> ModelInputs:
+    """Check the data and build the inputs of the normal model (nothing is compiled).
+    ``size``: a column with each row's number of patients (kept with the constant data)."""
     require_frame(df, [estimate, std_err, study] + ([outcome] if outcome else []),
                   ["estimate", "std_err", "study"] + (["outcome"] if outcome else []))
     y = numeric_column(df, estimate)
@@ -132,6 +139,8 @@ def prepare_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei",
             raise DataError(Problem(WHERE, df.index[i], outcome, "a study reports the same outcome twice"))
         if len(levels) > 1:
             coords.update(outcome=levels, outcome_bis=levels)
+    if size is not None:
+        row_info["row_n"] = numeric_column(df, size, integer=True, minimum=0)
     data = {"estimate": y, "std_err": se, "weight": w,
             **prior_data({k: v for k, v in resolved.items() if k != "beta" or design.names})}
     if design.names:
@@ -160,7 +169,7 @@ def prepare_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei",
 def fit_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei", study: str = "study", *,
                covariates: Sequence[str] = (), priors: Mapping | None = None, outcome: str | None = None,
                reference: Mapping[str, str] | None = None, profiles: pd.DataFrame | None = None,
-               label: str | None = None, weights: str | Sequence[float] | None = None,
+               label: str | None = None, weights: str | Sequence[float] | None = None, size: str | None = None,
                sampling: SamplerSettings | Mapping | None = None, **sampler_options) -> az.InferenceData:
     """Fit the normal-normal hierarchical model to estimates with known standard errors.
 
@@ -174,5 +183,5 @@ def fit_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei", stu
     beta ~ Normal(0, 1), tau ~ HalfNormal(0.5).
     """
     inputs = prepare_normal(df, estimate, std_err, study, covariates=covariates, priors=priors, outcome=outcome,
-                            reference=reference, profiles=profiles, label=label, weights=weights)
+                            reference=reference, profiles=profiles, label=label, weights=weights, size=size)
     return fit_model(inputs, SamplerSettings.of(sampling, **sampler_options))

@@ -22,6 +22,7 @@ import xarray as xr
 from ..inference import Diagnostics, SamplerSettings
 from ..inference.trace import draws_dataset
 from .priors import prior_data
+from .structure import LOG_PRIOR
 
 if TYPE_CHECKING:
     from .engine import ModelInputs
@@ -68,7 +69,7 @@ def _prior_sampler(build: Callable[[], pm.Model], key: Hashable):
     entry = _PRIOR_CACHE.get(key)
     if entry is None:
         model = build()
-        names = sorted(v.name for v in model.free_RVs + model.deterministics if v.name != LOGLIK)
+        names = sorted(v.name for v in model.free_RVs + model.deterministics if v.name not in (LOGLIK, LOG_PRIOR))
         entry = _PRIOR_CACHE[key] = (model, _forward_sampler(model, names), names)
         while len(_PRIOR_CACHE) > 32:
             _PRIOR_CACHE.pop(next(iter(_PRIOR_CACHE)))
@@ -159,10 +160,21 @@ def complete(idata: az.InferenceData, inp: "ModelInputs", settings: SamplerSetti
     post = _relabel(idata.posterior, coords)
     included = np.flatnonzero(inp.weights > 0)
     loglik = post[LOGLIK].isel(row=included).rename(inp.outcome)
-    post = post.drop_vars([LOGLIK] + [v for v in post.data_vars if str(v).endswith("__")])
-    groups = {"posterior": post, "sample_stats": idata.sample_stats, "log_likelihood": xr.Dataset({inp.outcome: loglik})}
-    rowdata = lambda values: xr.Dataset({k: xr.DataArray(v, dims="row", coords={"row": inp.row_labels})  # noqa: E731
-                                         for k, v in values.items()})
+    groups = {"sample_stats": idata.sample_stats, "log_likelihood": xr.Dataset({inp.outcome: loglik})}
+    heldout = np.flatnonzero(inp.weights == 0)
+    if heldout.size:       # rows left out of the likelihood: their log predictive density, for cross-validation
+        groups["heldout_log_likelihood"] = xr.Dataset({inp.outcome: post[LOGLIK].isel(row=heldout).rename(inp.outcome)})
+    if LOG_PRIOR in post:
+        groups["log_prior"] = xr.Dataset({LOG_PRIOR: post[LOG_PRIOR]})
+    groups["posterior"] = post.drop_vars([LOGLIK, LOG_PRIOR] + [v for v in post.data_vars if str(v).endswith("__")],
+                                         errors="ignore")
+    def rowdata(values):
+        out = {}
+        for k, v in values.items():
+            dims, v = v if isinstance(v, tuple) else (("row",), v)
+            out[k] = xr.DataArray(v, dims=dims, coords={d: coords[d] for d in dims})
+        return xr.Dataset(out)
+
     groups["observed_data"] = rowdata(inp.observed)
     groups["constant_data"] = rowdata({**inp.constant, **inp.rows()})
     if extras:
@@ -181,6 +193,7 @@ def complete(idata: az.InferenceData, inp: "ModelInputs", settings: SamplerSetti
         "likelihood": inp.structure.likelihood,
         "profiles": json.dumps(inp.profile_values, default=str),
         "sampler": json.dumps(settings.public()),
+        **inp.attrs,
     })
     return out
 

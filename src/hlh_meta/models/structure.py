@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: the graph's variable holding the log prior density of the top-level parameters
+LOG_PRIOR = "log_prior"
+
 
 @dataclass(frozen=True)
 class Structure:

@@ -72,8 +72,8 @@ def _selected(result, spec: FigureSpec):
 
 
 def densities(result, spec: FigureSpec, ax=None):
-    """Posterior density of each selected quantity."""
-    qs = _selected(result, spec)
+    """Posterior density of each selected quantity the data inform (extrapolations left out)."""
+    qs = [q for q in _selected(result, spec) if not q.extrapolation]
     if not qs:
         return None
     fig, ax = _new_ax(ax, (8.5, 4.5))
@@ -99,13 +99,13 @@ def intervals(result, spec: FigureSpec, ax=None):
     fig, ax = _new_ax(ax, (7.5, 1.4 + 0.5 * len(qs)))
     for i, q in enumerate(qs):
         s = q.summary()
-        ax.errorbar(s["median"], i, xerr=[[s["median"] - s["q2.5"]], [s["q97.5"] - s["median"]]], fmt="o", color=FIT,
-                    capsize=3)
+        ax.errorbar(s["median"], i, xerr=[[s["median"] - s["q2.5"]], [s["q97.5"] - s["median"]]], fmt="o",
+                    color=PRIOR if q.extrapolation else FIT, capsize=3)
     if spec.reference_line is not None:
         ax.axvline(spec.reference_line, color="#888888", ls="--", lw=1)
     if spec.log_x:
         ax.set_xscale("log")
-    ax.set_yticks(range(len(qs)), [q.label for q in qs])
+    ax.set_yticks(range(len(qs)), [q.label + (" (extrapolation)" if q.extrapolation else "") for q in qs])
     ax.set_xlabel(spec.xlabel)
     ax.set_title(spec.title, fontsize=10)
     fig.tight_layout()

@@ -1,7 +1,9 @@
 """The self-contained HTML report (Jinja2 template, figures embedded as base64 PNG).
 
-The report is generic: the analysis type supplies its headline sentences and its methods
-text, the result its tables, quantities and figures.
+The report is generic: the analysis type supplies its statements (one per reported
+quantity) and its methods text, the result its tables, quantities and figures. Statements
+are shown by the support of their quantity: findings the data support, weakly informed
+ones with a caveat, and those the data do not inform in a separate list, never as findings.
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ def _figures(result, figure_dir: Path | None) -> list[dict]:
     return [{"name": s.name, "png": pngs[s.name], "caption": s.caption} for s in specs if s.name in pngs]
 
 
+def _by_support(statements) -> dict[str, list[str]]:
+    """Statements grouped by their quantity's support label (``data``, ``weak``, ``prior``)."""
+    out = {"data": [], "weak": [], "prior": []}
+    for q, text in statements:
+        out[q.label_support or "prior"].append(text)
+    return out
+
+
 def render(result, figure_dir: Path | None = None) -> str:
     analysis = result.analysis
     post = result.idata.posterior
@@ -50,17 +60,14 @@ def render(result, figure_dir: Path | None = None) -> str:
     indexed = analysis.indexed_tables
     tables = {name: _table(frame, index=name in indexed) for name, frame in result.tables.items()
               if name not in ("derived", "robustness")}
-    comparison = result.tables.get("comparison")
     return _ENV.get_template("report.html.j2").render(
         result=result, manifest=result.manifest, spec=result.manifest.get("spec", {}), diag=result.diagnostics,
         gate=GATE, priors={k: describe(v) for k, v in priors.items()},
         covariates=json.loads(post.attrs.get("covariates", "[]")),
         sampler=json.loads(post.attrs.get("sampler", "{}")),
         description=result.manifest.get("spec", {}).get("analysis", {}).get("description", ""),
-        loo_warning=(comparison is not None and "warning" in comparison
-                     and comparison["warning"].astype(str).str.lower().eq("true").any()),
         robustness=list(result.tables["robustness"]["sentence"]) if "robustness" in result.tables else [],
-        sentences=analysis.headline(result.quantities), methods=analysis.methods(result.idata),
+        findings=_by_support(analysis.statements(result.quantities)), methods=analysis.methods(result.idata),
         derived=_table(result.table("derived")), tables=tables, figures=_figures(result, figure_dir),
     )
 

@@ -36,7 +36,9 @@ def run_sensitivity(spec: Spec | str, ds: Dataset | None = None,
     """
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     ds = load_dataset() if ds is None else ds
-    variants = [PRIMARY] + analysis_for(spec).expand_variants(ds, spec)
+    analysis = analysis_for(spec)
+    spec = analysis.resolve(ds, spec)
+    variants = [PRIMARY] + analysis.expand_variants(ds, spec)
     planned = plan(spec, ds, variants)
     frames = run_groups(spec, planned, executor=executor, workers=workers, scheduler=scheduler, progress=progress,
                         alongside=alongside)

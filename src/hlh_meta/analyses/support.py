@@ -1,0 +1,119 @@
+"""How much the data moved each reported quantity: its support.
+
+For every quantity (and model parameter) three measures, each from the fit itself:
+
+- **contraction** = 1 - Var(posterior) / Var(prior), on the scale where the quantity is
+  unbounded (logit of a percentage, log of a ratio or of a percent reduction's ratio,
+  Fisher z of a correlation; an SD as it is): 0 means the data left the prior as it was,
+  1 that they pinned the quantity down;
+- **prior and likelihood sensitivity**: ArviZ's power-scaling diagnostic (``az.psens``,
+  Kallioinen et al. 2024): how far the posterior moves when the prior (or the likelihood)
+  is raised to a power near 1. Below 0.05 counts as insensitive, the threshold those
+  authors use;
+- **the studies and patients that inform it**: rows of known composition in the quantity's
+  categories (a profile of categories no row holds is an extrapolation).
+
+The label (thresholds documented in the README):
+
+- ``prior``: no study informs it, it is an extrapolation, or contraction < 0.1 (the
+  posterior SD is above 95% of the prior SD);
+- ``data``: contraction >= 0.5 (posterior SD at most about 71% of the prior's), the
+  likelihood moves it (likelihood sensitivity >= 0.05) and the prior does not (prior
+  sensitivity < 0.05);
+- ``weak``: everything between.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+from scipy.special import logit
+
+CONTRACTION_PRIOR = 0.1
+CONTRACTION_DATA = 0.5
+SENSITIVITY = 0.05
+LABELS = ("data", "weak", "prior")
+
+
+def _unbounded(values: np.ndarray, scale: str) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if scale == "percent":
+            return logit(np.clip(v / 100, 1e-12, 1 - 1e-12))
+        if scale in ("odds ratio", "ratio of means"):
+            return np.log(v)
+        if scale == "percent reduction":
+            return np.log(np.clip(1 - v / 100, 1e-300, None))
+        if scale == "correlation":
+            return np.arctanh(np.clip(v, -1 + 1e-12, 1 - 1e-12))
+    return v
+
+
+def contraction(posterior: np.ndarray, prior: np.ndarray | None, scale: str) -> float:
+    if prior is None or len(prior) < 2:
+        return float("nan")
+    post, pri = _unbounded(posterior, scale), _unbounded(prior, scale)
+    post, pri = post[np.isfinite(post)], pri[np.isfinite(pri)]
+    var_prior = float(np.var(pri))
+    if var_prior <= 0 or post.size < 2:
+        return float("nan")
+    return float(1.0 - np.var(post) / var_prior)
+
+
+def _psens(idata: az.InferenceData, component: str) -> dict:
+    """Power-scaling sensitivity of every posterior variable (NaN where it cannot be computed)."""
+    group = "log_prior" if component == "prior" else "log_likelihood"
+    if group not in idata.groups():
+        return {}
+    names = [v for v in idata.posterior.data_vars if idata.posterior[v].dtype.kind == "f"]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dict(az.psens(idata, component=component, var_names=names).data_vars)
+    except (ValueError, KeyError, TypeError, IndexError):
+        return {}
+
+
+def label(contraction_: float, prior_sens: float, like_sens: float, studies: int | None, extrapolation: bool) -> str:
+    if extrapolation or studies == 0 or not np.isfinite(contraction_) or contraction_ < CONTRACTION_PRIOR:
+        return "prior"
+    if (contraction_ >= CONTRACTION_DATA and (not np.isfinite(like_sens) or like_sens >= SENSITIVITY)
+            and (not np.isfinite(prior_sens) or prior_sens < SENSITIVITY)):
+        return "data"
+    return "weak"
+
+
+def _at(sens: dict, source) -> float:
+    if source is None or source[0] not in sens:
+        return float("nan")
+    var, sel = source
+    try:
+        return float(sens[var].sel(**sel).values) if sel else float(sens[var].values)
+    except (KeyError, ValueError, TypeError):
+        return float("nan")
+
+
+def support(idata: az.InferenceData, quantities: list) -> list[dict]:
+    """The support measures and label of each quantity (in order)."""
+    prior_s, like_s = _psens(idata, "prior"), _psens(idata, "likelihood")
+    out = []
+    for q in quantities:
+        c = contraction(q.draws, q.prior, q.scale)
+        ps, ls = _at(prior_s, q.source), _at(like_s, q.source)
+        out.append({"support": label(c, ps, ls, q.studies_informing, q.extrapolation), "contraction": c,
+                    "prior_sensitivity": ps, "likelihood_sensitivity": ls,
+                    "studies_informing": q.studies_informing, "patients_informing": q.patients_informing,
+                    "extrapolation": q.extrapolation})
+    return out
+
+
+def with_support(frame: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    """``frame`` with the support columns appended (``rows`` in the frame's row order)."""
+    extra = pd.DataFrame(rows, index=frame.index)
+    for col in ("studies_informing", "patients_informing"):
+        if col in extra:
+            extra[col] = extra[col].astype("Int64")
+    return pd.concat([frame, extra], axis=1)
