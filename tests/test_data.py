@@ -15,8 +15,10 @@ from conftest import edit
 
 def test_bundled_dataset_loads_and_is_typed():
     ds = hm.load_dataset()
-    assert set(ds.studies["study_id"]) == {"rajasekaran2014", "eloseily2020", "baverez2022", "mehta2020", "ejh2023_sr"}
+    assert set(ds.studies["study_id"]) == {"rajasekaran2014", "eloseily2020", "baverez2022", "mehta2020", "ejh2023_sr",
+                                           "henry2019", "alabdulla_imperial", "dimopoulos2020"}
     assert ds.studies["n_patients"].dtype == "Int64"
+    assert ds.studies["covid19"].dtype == "boolean"
     assert ds.biomarkers["baseline_mean"].dtype == "Float64"
     assert ds.studies["include_primary"].dtype == "boolean"
     # the frame index is the spreadsheet row, so messages can name it
@@ -26,8 +28,45 @@ def test_bundled_dataset_loads_and_is_typed():
 
 def test_every_number_has_a_source_locator():
     ds = hm.load_dataset()
-    for frame in (ds.studies, ds.mortality, ds.biomarkers):
+    for frame in (ds.studies, ds.mortality, ds.biomarkers, ds.arms):
         assert frame["source_locator"].notna().all()
+
+
+def test_sources_beyond_the_shared_texts_name_their_address():
+    # the five sources of ../shared/sources are named by section; every other one by its address
+    ds = hm.load_dataset()
+    shared = {"rajasekaran2014", "eloseily2020", "baverez2022", "mehta2020", "ejh2023_sr"}
+    for frame in (ds.studies, ds.mortality, ds.biomarkers, ds.arms):
+        new = frame[~frame["study_id"].isin(shared)]
+        assert new["source_locator"].str.startswith("https://").all(), new["source_locator"].tolist()
+
+
+def test_grade_and_covid19_of_the_bundled_studies():
+    st = hm.load_dataset().studies.set_index("study_id")
+    assert st.at["henry2019", "grade"] == "other"
+    assert st.at["alabdulla_imperial", "grade"] == "conference_abstract"
+    assert (st.drop(["henry2019", "alabdulla_imperial"])["grade"] == "peer_reviewed_abstract").all()
+    assert st.index[st["covid19"]].tolist() == ["dimopoulos2020"]
+    # a COVID-19 series stays eligible, so the covid19 sensitivity variant can add it
+    assert bool(st.at["dimopoulos2020", "include_primary"])
+
+
+def test_possible_overlaps_are_declared():
+    st = hm.load_dataset().studies.set_index("study_id")
+    declared = {sid: set(filter(None, str(v).split(";"))) for sid, v in st["overlaps_with"].fillna("").items()}
+
+    def pairs(sid):
+        return declared[sid] | {o for o, others in declared.items() if sid in others}
+
+    # the review of published IV reports may hold any cohort not known to be without IV anakinra
+    assert pairs("ejh2023_sr") == set(st.index) - {"ejh2023_sr"}
+    assert "mehta2020" in pairs("eloseily2020") and "mehta2020" in pairs("alabdulla_imperial")
+
+
+def test_the_imperial_year_is_left_empty_as_unprinted():
+    st = hm.load_dataset().studies.set_index("study_id")
+    assert pd.isna(st.at["alabdulla_imperial", "year"])
+    assert st["year"].drop("alabdulla_imperial").notna().all()
 
 
 def test_missing_stays_missing():
@@ -108,7 +147,7 @@ def test_rows_after_a_multi_line_cell_also_name_their_file_line(data_copy):
     edit(data_copy / "studies.csv", "eloseily2020,", "eloseily2020,,")
     problems = _problems(data_copy)
     count = next(p for p in problems if p.row == 3)
-    assert "has 20 fields" in count.message and "(line 4 of the file)" in count.message
+    assert "has 22 fields" in count.message and "(line 4 of the file)" in count.message
 
 
 def test_csv_reader_errors_are_problems_not_crashes(data_copy):
@@ -172,3 +211,84 @@ def test_plain_formats_numpy_and_pandas_values():
 
     assert [plain(v) for v in (np.int64(3), np.float64(127.5), 140.0, "x", pd.NA, None, np.bool_(True))] == \
         ["3", "127.5", "140", "'x'", "empty", "empty", "true"]
+
+
+# --- the arms of comparative sources (arms.csv) ------------------------------------------
+
+ARMS_HEADER = "study_id,arm,design,deaths,n,count_method,source_locator,notes\n"
+
+
+def _arms(folder: Path, *rows: str) -> None:
+    (folder / "arms.csv").write_text(ARMS_HEADER + "".join(r + "\n" for r in rows), encoding="utf-8")
+
+
+def test_bundled_arms_table_has_its_header_and_no_rows():
+    ds = hm.load_dataset()
+    assert ds.arms.empty and list(ds.arms.columns) == ARMS_HEADER.strip().split(",")
+    assert "arms.csv" in ds.sha256
+
+
+def test_a_folder_without_arms_csv_has_an_empty_arms_table(data_copy):
+    assert not (data_copy / "arms.csv").exists()
+    ds = hm.read_dataset(data_copy)
+    assert ds.arms.empty and ds.arms["deaths"].dtype == "Int64"
+    assert "arms.csv" not in ds.sha256
+    assert "comparative sources (arms.csv): none" in ds.summary()
+
+
+def test_arm_rows_are_read_and_typed(data_copy):
+    _arms(data_copy, "baverez2022,anakinra,observational,2,21,reported,Table 2,",
+          "baverez2022,control,observational,5,20,reported,Table 2,")
+    ds = hm.read_dataset(data_copy)
+    assert ds.arms["n"].tolist() == [21, 20] and ds.arms.index.tolist() == [2, 3]
+    assert "comparative sources (arms.csv): 1 (2 arm rows)" in ds.summary()
+
+
+def test_a_study_with_arm_rows_only_is_accepted(data_copy):
+    for name in ("mortality.csv", "biomarkers.csv"):      # baverez2022 keeps no outcome row but its arms
+        lines = (data_copy / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        (data_copy / name).write_text("".join(x for x in lines if not x.startswith("baverez2022,")), encoding="utf-8")
+    _arms(data_copy, "baverez2022,anakinra,observational,2,21,reported,Table 2,",
+          "baverez2022,control,observational,5,20,reported,Table 2,")
+    ds = hm.read_dataset(data_copy)
+    assert "baverez2022" not in set(ds.mortality["study_id"]) | set(ds.biomarkers["study_id"])
+
+
+@pytest.mark.parametrize("rows, where, fragment", [
+    (["nobody,anakinra,observational,2,21,reported,x,", "nobody,control,observational,5,20,reported,x,"],
+     (2, "study_id"), "unknown study 'nobody'"),
+    (["baverez2022,anakinra,observational,2,21,reported,x,"], (2, "arm"), "has no control arm"),
+    (["baverez2022,anakinra,randomised,2,21,reported,x,", "baverez2022,control,observational,5,20,reported,x,"],
+     (3, "design"), "different designs"),
+    (["baverez2022,anakinra,observational,22,21,reported,x,", "baverez2022,control,observational,5,20,reported,x,"],
+     (2, "deaths"), "exceeds n"),
+    (["baverez2022,anakinra,observational,2,30,reported,x,", "baverez2022,control,observational,5,20,reported,x,"],
+     (2, "n"), "exceeds the study's n_patients"),
+    (["baverez2022,anakinra,observational,,21,reported,x,", "baverez2022,control,observational,5,20,reported,x,"],
+     (2, "deaths"), "count_method 'reported' needs it"),
+    (["baverez2022,anakinra,observational,2,21,not_reported,x,", "baverez2022,control,observational,,20,not_reported,x,"],
+     (2, "deaths"), "must be empty when count_method is 'not_reported'"),
+    (["baverez2022,placebo,observational,2,21,reported,x,", "baverez2022,control,observational,5,20,reported,x,"],
+     (2, "arm"), "must be one of: anakinra, control"),
+    (["baverez2022,anakinra,observational,2,21,reported,x,", "baverez2022,anakinra,observational,5,20,reported,x,"],
+     (3, "study_id, arm"), "duplicate of row 2"),
+])
+def test_bad_arm_rows_are_refused(data_copy, rows, where, fragment):
+    _arms(data_copy, *rows)
+    problems = _problems(data_copy)
+    hit = [p for p in problems if (p.file, p.row, p.column) == ("arms.csv", *where)]
+    assert hit and any(fragment in p.message for p in hit), problems
+
+
+def test_an_arms_file_that_is_present_but_empty_is_refused(data_copy):
+    (data_copy / "arms.csv").write_text("", encoding="utf-8")
+    problems = _problems(data_copy)
+    assert [(p.file, p.message) for p in problems] == [("arms.csv", "file is empty (no header and no rows)")]
+
+
+def test_grade_and_covid19_are_checked(data_copy):
+    edit(data_copy / "studies.csv", "Measurements and main results\",peer_reviewed_abstract,false",
+         "Measurements and main results\",full_paper,maybe")
+    problems = {(p.row, p.column): p.message for p in _problems(data_copy) if p.file == "studies.csv"}
+    assert "must be one of: peer_reviewed_full" in problems[(2, "grade")]
+    assert "true or false" in problems[(2, "covid19")]

@@ -96,3 +96,52 @@ def test_crp_p_value_is_consistent_with_the_sems(ds):
 def test_mehta_iv_share_39_percent(ds):
     s = ds.studies.set_index("study_id").loc["mehta2020"]
     assert _rounds_to(100 * s["n_iv"] / s["n_patients"], 39, 0)
+
+
+# --- sources added beyond the five shared texts -------------------------------------------
+
+def test_henry_2019_two_deaths_of_seven(strata):
+    # printed: five of seven survived (71%); two died
+    r = strata[("henry2019", "overall", "all")]
+    assert (r.deaths, r.n) == (2, 7)
+    assert r.n - r.deaths == 5
+    assert _rounds_to(100 * (r.n - r.deaths) / r.n, 71, 0)
+    assert _rounds_to(100 * r.deaths / r.n, 29, 0)
+
+
+def test_imperial_overall_mortality_55_percent_of_11(strata):
+    # printed: eleven patients, overall mortality 55%, five survivors
+    r = strata[("alabdulla_imperial", "overall", "all")]
+    assert (r.deaths, r.n) == (6, 11)
+    assert _rounds_to(100 * r.deaths / r.n, 55, 0)
+    assert r.n - r.deaths == 5
+    assert r.alternatives == []          # no other count of 11 rounds to 55%
+
+
+def test_imperial_t_cell_lymphoma_all_died_and_partition_adds_up(strata):
+    # printed: 3 patients with T-cell lymphoma, all of whom died
+    t = strata[("alabdulla_imperial", "underlying_diagnosis", "t_cell_lymphoma")]
+    rest = strata[("alabdulla_imperial", "underlying_diagnosis", "other_diagnoses")]
+    assert (t.deaths, t.n) == (3, 3)
+    assert (rest.deaths, rest.n) == (3, 8)
+    assert t.n + rest.n == 11 and t.deaths + rest.deaths == 6
+
+
+def test_imperial_trigger_list_adds_up_to_eleven(ds):
+    # the printed diagnoses: 3 + 1 + 1 + 3 + 1 + 1 + 1 patients
+    s = ds.studies.set_index("study_id").loc["alabdulla_imperial"]
+    counts = [int(part.split(" ")[-1]) for part in
+              s["trigger_mix"].replace(" (group A streptococcus, EBV, CMV)", "").split(", ")]
+    assert sum(counts) == s["n_patients"] == 11
+
+
+def test_dimopoulos_2020_three_deaths_of_eight(strata, ds):
+    r = strata[("dimopoulos2020", "overall", "all")]
+    assert (r.deaths, r.n) == (3, 8)
+    assert r.trigger == "infection"
+    assert bool(ds.studies.set_index("study_id").at["dimopoulos2020", "covid19"])
+
+
+def test_no_comparative_arm_counts_without_a_printed_source(ds):
+    # Shakoory 2016's arm counts are printed only by an editorial, inconsistently: not entered
+    assert ds.arms.empty

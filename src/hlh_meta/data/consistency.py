@@ -1,4 +1,5 @@
-"""Checks across rows and tables: ids, counts within n, disjoint strata, count methods."""
+"""Checks across rows and tables: ids, counts within n, disjoint strata, count methods,
+the arms of comparative sources."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pandas as pd
 
 from ..errors import Problem, plain
 
-S, M, B = "studies.csv", "mortality.csv", "biomarkers.csv"
+S, M, B, A = "studies.csv", "mortality.csv", "biomarkers.csv", "arms.csv"
 
 
 def _unknown_ids(frame: pd.DataFrame, name: str, known: set[str]) -> list[Problem]:
@@ -103,23 +104,62 @@ def _biomarkers(bio: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
     return problems
 
 
-def _without_outcomes(studies: pd.DataFrame, mortality: pd.DataFrame, biomarkers: pd.DataFrame) -> list[Problem]:
-    """A study with no row in either outcome table would vanish from every analysis without
+_ARM_NEEDS = {"reported": (("deaths", "n"), ()), "not_reported": ((), ("deaths",))}
+
+
+def _arms(arms: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
+    """Each arm's counts as its count method needs them; a comparative source has one
+    anakinra arm and one control arm of one design; the anakinra arm holds at most the
+    study's patients given anakinra."""
+    problems = []
+    n_of = studies.drop_duplicates("study_id").set_index("study_id")["n_patients"]
+    for row, rec in arms.iterrows():
+        method = rec["count_method"]
+        if method in _ARM_NEEDS:
+            needs, forbids = _ARM_NEEDS[method]
+            for col in needs:
+                if pd.isna(rec[col]):
+                    problems.append(Problem(A, int(row), col, f"is empty but count_method '{method}' needs it"))
+            for col in forbids:
+                if pd.notna(rec[col]):
+                    problems.append(Problem(A, int(row), col, f"must be empty when count_method is '{method}'"))
+        if pd.notna(rec["deaths"]) and pd.notna(rec["n"]) and rec["deaths"] > rec["n"]:
+            problems.append(Problem(A, int(row), "deaths", f"deaths ({plain(rec['deaths'])}) exceeds n ({plain(rec['n'])})"))
+        total = n_of.get(rec["study_id"])
+        if rec["arm"] == "anakinra" and pd.notna(total) and pd.notna(rec["n"]) and rec["n"] > total:
+            problems.append(Problem(A, int(row), "n", f"the anakinra arm ({plain(rec['n'])}) exceeds the study's "
+                                                      f"n_patients ({plain(total)}, the patients given anakinra)"))
+    for sid, group in arms.groupby("study_id", dropna=True, sort=False):
+        present = set(group["arm"].dropna())
+        missing = [a for a in ("anakinra", "control") if a not in present]
+        if missing and present:
+            problems.append(Problem(A, int(group.index[0]), "arm", f"study '{sid}' has no {missing[0]} arm: a comparative "
+                                                                   "source needs an anakinra row and a control row"))
+        if group["design"].dropna().nunique() > 1:
+            problems.append(Problem(A, int(group.index[-1]), "design", f"the arms of '{sid}' have different designs "
+                                                                       f"({', '.join(sorted(group['design'].dropna()))})"))
+    return problems
+
+
+def _without_outcomes(studies: pd.DataFrame, mortality: pd.DataFrame, biomarkers: pd.DataFrame,
+                      arms: pd.DataFrame) -> list[Problem]:
+    """A study with no row in any outcome table would vanish from every analysis without
     a trace (neither used nor listed as excluded): it is an error. A source that reports no
     outcome gets a mortality row with count_method 'not_reported', which keeps it visible."""
-    reported = set(mortality["study_id"].dropna()) | set(biomarkers["study_id"].dropna())
+    reported = set(mortality["study_id"].dropna()) | set(biomarkers["study_id"].dropna()) | set(arms["study_id"].dropna())
     problems = []
     for row, sid in studies["study_id"].items():
         if pd.notna(sid) and sid not in reported:
             problems.append(Problem(S, int(row), "study_id",
-                                    f"study '{sid}' has no row in {M} or {B}; give it at least one (a {M} row "
-                                    "with count_method 'not_reported' if the source reports no outcome)"))
+                                    f"study '{sid}' has no row in {M} or {B} (nor in {A}); give it at least one (a {M} "
+                                    "row with count_method 'not_reported' if the source reports no outcome)"))
     return problems
 
 
 def check_dataset(studies: pd.DataFrame | None, mortality: pd.DataFrame | None,
-                  biomarkers: pd.DataFrame | None) -> list[Problem]:
-    """Problems that involve more than one row or table (given tables that parsed)."""
+                  biomarkers: pd.DataFrame | None, arms: pd.DataFrame | None) -> list[Problem]:
+    """Problems that involve more than one row or table (given tables that parsed; None:
+    a table that did not parse. An absent optional table is an empty frame, not None)."""
     if studies is None:
         return []
     problems = _studies(studies)
@@ -128,6 +168,8 @@ def check_dataset(studies: pd.DataFrame | None, mortality: pd.DataFrame | None,
         problems += _unknown_ids(mortality, M, known) + _mortality(mortality, studies)
     if biomarkers is not None:
         problems += _unknown_ids(biomarkers, B, known) + _biomarkers(biomarkers, studies)
-    if mortality is not None and biomarkers is not None:
-        problems += _without_outcomes(studies, mortality, biomarkers)
+    if arms is not None:
+        problems += _unknown_ids(arms, A, known) + _arms(arms, studies)
+    if mortality is not None and biomarkers is not None and arms is not None:
+        problems += _without_outcomes(studies, mortality, biomarkers, arms)
     return problems

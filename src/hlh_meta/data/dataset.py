@@ -1,4 +1,4 @@
-"""The Dataset: the three validated extraction tables, from the bundled data or a user's folder."""
+"""The Dataset: the validated extraction tables, from the bundled data or a user's folder."""
 
 from __future__ import annotations
 
@@ -10,19 +10,23 @@ import pandas as pd
 
 from ..errors import DataError, Problem
 from .consistency import check_dataset
-from .tables import read_table_cells
-from .schema import TABLES
+from .tables import empty_table, read_table_cells
+from .schema import OPTIONAL_TABLES, TABLES
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Validated tables. Each frame's index is the row number in its CSV file."""
+    """Validated tables. Each frame's index is the row number in its CSV file.
+
+    ``arms``: the arms of comparative sources (``arms.csv``; empty when the folder has none).
+    """
 
     studies: pd.DataFrame
     mortality: pd.DataFrame
     biomarkers: pd.DataFrame
     path: Path
     sha256: dict[str, str] = field(default_factory=dict)
+    arms: pd.DataFrame = field(default_factory=lambda: empty_table("arms.csv"))
 
     def study(self, study_id: str) -> pd.Series:
         return self.studies.set_index("study_id").loc[study_id]
@@ -36,8 +40,12 @@ class Dataset:
         for rec in s.itertuples():
             n_mort = (self.mortality["study_id"] == rec.study_id).sum()
             markers = ", ".join(self.biomarkers.loc[self.biomarkers["study_id"] == rec.study_id, "biomarker"]) or "-"
-            lines.append(f"  {rec.study_id:<18} {rec.year}  n={rec.n_patients:<4} {rec.age_group:<10} "
+            year = "----" if pd.isna(rec.year) else rec.year
+            lines.append(f"  {rec.study_id:<18} {year}  n={rec.n_patients:<4} {rec.age_group:<10} "
                          f"route={rec.route:<7} mortality rows={n_mort}  biomarkers: {markers}")
+        arms = self.arms
+        lines.append(f"  comparative sources (arms.csv): {arms['study_id'].nunique()} "
+                     f"({len(arms)} arm rows)" if len(arms) else "  comparative sources (arms.csv): none")
         return "\n".join(lines)
 
 
@@ -52,7 +60,9 @@ def bundled_data_dir() -> Path:
 
 
 def read_dataset(path: str | Path) -> Dataset:
-    """Read and validate ``studies.csv``, ``mortality.csv`` and ``biomarkers.csv`` in ``path``.
+    """Read and validate ``studies.csv``, ``mortality.csv``, ``biomarkers.csv`` and, where the
+    folder has it, ``arms.csv`` in ``path`` (a folder without ``arms.csv`` has no comparative
+    source: an empty arms table).
 
     Raises :class:`hlh_meta.DataError` listing every problem (file, row, column, what).
     """
@@ -66,12 +76,15 @@ def read_dataset(path: str | Path) -> Dataset:
         problems += found
         unparsed |= {(name, row, col) for row, col in cells}
     # a cell that did not parse is already reported; it is not "empty" a second time
-    problems += [p for p in check_dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"])
+    problems += [p for p in check_dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"],
+                                          frames["arms.csv"])
                  if (p.file, p.row, p.column) not in unparsed]
     if problems:
         raise DataError(problems)
-    digests = {name: hashlib.sha256((path / name).read_bytes()).hexdigest() for name in TABLES}
-    return Dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"], path, digests)
+    digests = {name: hashlib.sha256((path / name).read_bytes()).hexdigest() for name in TABLES
+               if name not in OPTIONAL_TABLES or (path / name).is_file()}
+    return Dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"], path, digests,
+                   frames["arms.csv"])
 
 
 def load_dataset() -> Dataset:

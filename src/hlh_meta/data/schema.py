@@ -22,6 +22,12 @@ PERCENT_OUTCOMES = ("death", "survival")
 RISK_OF_BIAS = ("low", "moderate", "high", "critical")
 P_OPERATORS = ("=", "<", "<=")
 BOOLEAN_TEXT = ("true", "false")
+#: what could be read of a source, best first (peer-reviewed full paper, only its abstract,
+#: a conference abstract, anything else such as a web page without an index entry)
+GRADES = ("peer_reviewed_full", "peer_reviewed_abstract", "conference_abstract", "other")
+ARMS = ("anakinra", "control")
+ARM_DESIGNS = ("randomised", "randomised_post_hoc_subgroup", "observational")
+ARM_COUNT_METHODS = ("reported", "not_reported")
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ _plausible_n = pa.Check.le(1_000_000, error="is implausibly large (more than 1,0
 STUDIES: dict[str, Col] = {
     "study_id": Col("str", True, (_id_pattern,), "identifier used by the other tables"),
     "citation": Col("str", True, (), "short citation"),
-    "year": Col("int", True, (_between(1950, 2100),), "publication year"),
+    "year": Col("int", False, (_between(1950, 2100),), "publication year (empty: the source does not print it)"),
     "doi": Col("str", False, (), "DOI without the https://doi.org/ prefix"),
     "pmid": Col("int", False, (_positive,), "PubMed identifier"),
     "design": Col("str", True, (), "study design"),
@@ -70,6 +76,8 @@ STUDIES: dict[str, Col] = {
     "risk_of_bias_reason": Col("str", True, (), "why"),
     "include_primary": Col("bool", True, (), "true/false: used by the primary analyses"),
     "source_locator": Col("str", True, (), "where in the source the facts are"),
+    "grade": Col("str", True, (_isin(GRADES),), "grade of source: what of it could be read"),
+    "covid19": Col("bool", True, (), "true/false: COVID-19-triggered sHLH"),
 }
 
 MORTALITY: dict[str, Col] = {
@@ -110,14 +118,30 @@ BIOMARKERS_TABLE: dict[str, Col] = {
     "notes": Col("str", False, (), "free text"),
 }
 
+ARMS_TABLE: dict[str, Col] = {
+    "study_id": Col("str", True, (), "study of studies.csv"),
+    "arm": Col("str", True, (_isin(ARMS),), "treatment arm"),
+    "design": Col("str", True, (_isin(ARM_DESIGNS),), "how the arms were formed"),
+    "deaths": Col("int", False, (_ge(0, "must not be negative"), _plausible_n), "reported deaths in the arm"),
+    "n": Col("int", False, (_positive, _plausible_n), "patients in the arm"),
+    "count_method": Col("str", True, (_isin(ARM_COUNT_METHODS),), "how deaths and n are obtained"),
+    "source_locator": Col("str", True, (), "where in the source"),
+    "notes": Col("str", False, (), "free text"),
+}
+
 TABLES: dict[str, dict[str, Col]] = {
     "studies.csv": STUDIES,
     "mortality.csv": MORTALITY,
     "biomarkers.csv": BIOMARKERS_TABLE,
+    "arms.csv": ARMS_TABLE,
 }
+
+#: tables a folder may leave out (read as empty) and that may hold a header and no rows
+OPTIONAL_TABLES: tuple[str, ...] = ("arms.csv",)
 
 UNIQUE_KEYS: dict[str, list[str]] = {
     "studies.csv": ["study_id"],
     "mortality.csv": ["study_id", "partition", "stratum"],
     "biomarkers.csv": ["study_id", "biomarker"],
+    "arms.csv": ["study_id", "arm"],
 }

@@ -2,7 +2,8 @@
 
 Every problem found becomes a :class:`~hlh_meta.errors.Problem` naming the file, the row
 (as a spreadsheet numbers it: header = row 1) and the column; nothing is coerced
-silently and no row is dropped.
+silently and no row is dropped. An optional table (``schema.OPTIONAL_TABLES``) that is
+absent, or holds a header and no rows, is an empty table.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from ..errors import Problem, plain
-from .schema import TABLES, UNIQUE_KEYS, Col
+from .schema import OPTIONAL_TABLES, TABLES, UNIQUE_KEYS, Col
 
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -109,9 +110,10 @@ def _parse_csv(text: str, name: str) -> tuple[pd.DataFrame | None, list[Problem]
             body.append((i, row))
     if problems:
         return None, problems
-    if not body:
+    if not body and name not in OPTIONAL_TABLES:
         return None, [Problem(name, None, None, "file has a header but no data rows")]
-    frame = pd.DataFrame([r for _, r in body], columns=header, index=[i for i, _ in body], dtype=object)
+    frame = pd.DataFrame([r for _, r in body], columns=header, index=pd.Index([i for i, _ in body], dtype="int64"),
+                         dtype=object)
     return frame.map(lambda s: s.strip()), []
 
 
@@ -232,11 +234,20 @@ def read_table(path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
     return frame, problems
 
 
+def empty_table(name: str) -> pd.DataFrame:
+    """A table with its typed columns and no rows (an optional table a folder leaves out)."""
+    spec = TABLES[name]
+    frame = pd.DataFrame({col: pd.Series([], dtype=object) for col in spec}, index=pd.Index([], dtype="int64"))
+    return _convert(frame, spec, name)[0]
+
+
 def read_table_cells(path: Path) -> tuple[pd.DataFrame | None, list[Problem], set[tuple[int, str]]]:
     """:func:`read_table`, plus the (row, column) of every cell that did not parse (it is
     empty in the typed frame and already reported)."""
     name = path.name
     if not path.is_file():
+        if name in OPTIONAL_TABLES and not path.exists():
+            return empty_table(name), [], set()
         return None, [Problem(name, None, None, f"file not found in {path.parent}")], set()
     spec = TABLES[name]
     text, problems = _decode(path, name)
