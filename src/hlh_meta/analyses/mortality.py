@@ -11,6 +11,7 @@ no stratum of known composition holds is labelled an extrapolation.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 
 import arviz as az
@@ -22,6 +23,7 @@ from scipy.special import logsumexp
 from ..data import Dataset
 from ..data.schema import AGE_GROUPS, TRIGGERS
 from ..effects.mortality import resolve_mortality
+from ..inference import ThinDataWarning
 from ..models.binomial import prepare_binomial
 from ..models.engine import ModelInputs, fit_model
 from ..spec import Spec
@@ -350,8 +352,10 @@ class Mortality(AnalysisType):
             per_study = []
             for sid in studies:
                 held = Variant(f"without {sid}", "cross-validation", soft_exclude=frozenset({sid}))
-                idata = fit_model(self.inputs(ds, spec, used, held, covariates=covs, structure=union), settings,
-                                  extras=False)
+                with warnings.catch_warnings():      # a fold of one study is expected to leave tau at its prior
+                    warnings.simplefilter("ignore", ThinDataWarning)
+                    idata = fit_model(self.inputs(ds, spec, used, held, covariates=covs, structure=union), settings,
+                                      extras=False)
                 ll = idata.heldout_log_likelihood["events"].sum("row").values.reshape(-1)
                 per_study.append(float(logsumexp(ll) - np.log(ll.size)))
             lpd[name] = np.array(per_study)

@@ -21,6 +21,14 @@ from scipy import fft, special, stats
 GATE = {"r_hat_max": 1.01, "ess_bulk_min": 400, "ess_tail_min": 400, "divergences_max": 0}
 
 
+class GateWarning(UserWarning):
+    """A fit that still fails the diagnostics gate after its refit."""
+
+
+class ThinDataWarning(UserWarning):
+    """A fit whose data cannot inform a parameter (e.g. tau from one study)."""
+
+
 @dataclass
 class Diagnostics:
     r_hat_max: float

@@ -8,6 +8,7 @@ the same structure) and adds what every fit carries.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-from ..inference import SamplerSettings, sample_gated
+from ..inference import GateWarning, SamplerSettings, ThinDataWarning, sample_gated
 from .design import Design
 from .posterior import complete
 from .structure import LOG_PRIOR, Structure
@@ -102,5 +103,13 @@ def fit_model(inputs: ModelInputs, settings: SamplerSettings, extras: bool = Tru
     ``extras=False`` (sensitivity variants) keeps posterior, log-likelihood and the gate
     result only: no prior draws and no replicated data.
     """
+    studies = len(set(np.asarray(inputs.structure.study_index)[inputs.weights > 0]))
+    if studies == 1 and inputs.priors["tau"]["dist"] != "Fixed":
+        warnings.warn("one study in the fit: the between-study SD tau is not informed by the data; its posterior "
+                      "is its prior, and so is the spread of a new study's prediction", ThinDataWarning, stacklevel=3)
     idata, diag = sample_gated(inputs.model, inputs.structure, inputs.data, settings, inputs.gate)
+    if not diag.passed:
+        warnings.warn(f"the diagnostics gate failed after {diag.attempts} attempt(s): {'; '.join(diag.problems)}; "
+                      "the draws may not represent the posterior (hlh_meta.diagnostics(idata) has the details)",
+                      GateWarning, stacklevel=3)
     return complete(idata, inputs, settings, diag, extras=extras)

@@ -9,6 +9,7 @@ partition) compiles once for its whole group.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ import pandas as pd
 from ..analyses import Variant, analysis_for
 from ..data import Dataset
 from ..errors import InputError
+from ..inference import GateWarning, ThinDataWarning
 from ..models.engine import ModelInputs, fit_model
 from ..models.posterior import diagnostics_of
 from ..spec import Spec
@@ -92,7 +94,10 @@ def run_planned(spec: Spec, item: Planned, idata=None) -> pd.DataFrame:
         return _note_row(item.variant, item.note).assign(seconds=0.0)
     if idata is None:
         settings = analysis_for(spec).settings(spec)
-        idata = fit_model(item.inputs, settings, extras=False)
+        with warnings.catch_warnings():    # a variant's gate result and thin data are rows of the table
+            warnings.simplefilter("ignore", GateWarning)
+            warnings.simplefilter("ignore", ThinDataWarning)
+            idata = fit_model(item.inputs, settings, extras=False)
     return variant_rows(spec, item.variant, idata).assign(seconds=round(time.perf_counter() - t, 3))
 
 
