@@ -1,6 +1,6 @@
 """The anakinra analyses: registered analysis types, each a configuration of the generic engines."""
 
-from . import biomarkers, mortality  # noqa: F401  (registers the analysis types)
+from . import biomarkers, comparison, mortality  # noqa: F401  (registers the analysis types)
 from .base import Analysed, AnalysisType, FigureSpec, Quantity, Variant
 from .registry import analysis_for, kinds, load_spec, register
 
