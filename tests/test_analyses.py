@@ -31,7 +31,7 @@ def test_every_mortality_row_is_used_or_explained(ds):
     for sid, group in used.groupby("study_id"):
         assert group["n"].sum() <= int(ds.study(sid)["n_patients"])
     # the review of case reports may repeat the cohorts' patients: the overlap rule leaves it out
-    assert set(used["study_id"]) == {"rajasekaran2014", "eloseily2020"}
+    assert set(used["study_id"]) == {"rajasekaran2014", "eloseily2020", "henry2019", "alabdulla_imperial"}
     reasons = dict(zip(excluded["study_id"] + ":" + excluded["stratum"], excluded["excluded_because"]))
     assert reasons["baverez2022:all"] == "deaths not reported"
     assert "partition 'underlying_diagnosis'" in reasons["eloseily2020:all"]

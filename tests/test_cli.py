@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ def invoke(*args: str):
 def test_data_check_bundled():
     res = invoke("data", "check")
     assert res.exit_code == 0, res.output
-    assert "5 studies" in res.output and "valid" in res.output
+    assert " studies, " in res.output and "valid" in res.output
 
 
 def test_data_check_broken_copy_exits_2_without_traceback(data_copy):
@@ -52,7 +54,7 @@ def test_results_folder_contents(results, name):
     assert len(list((folder / "figures").glob("*.png"))) >= 5
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["seed"] in (5, 6)
-    assert set(manifest["data_sha256"]) == {"studies.csv", "mortality.csv", "biomarkers.csv"}
+    assert {"studies.csv", "mortality.csv", "biomarkers.csv"} <= set(manifest["data_sha256"])
     assert "pymc" in manifest["versions"] and "diagnostics" in manifest
     assert not list(results.glob(".*partial"))
 
@@ -63,7 +65,8 @@ def test_mortality_derived_quantities(results):
     derived = pd.read_csv(results / "mortality" / "derived.csv")
     typical = derived[derived["quantity"] == "mortality, typical study (%)"]
     assert {"P(<10%)", "P(<20%)", "P(<30%)"} <= set(derived.columns)
-    assert typical["profile"].str.contains("rheumatological").any()
+    assert typical["label"].str.contains("rheumatological").any()
+    assert {"support", "contraction", "prior_sensitivity", "studies_informing", "extrapolation"} <= set(derived.columns)
     assert ((typical["q2.5"] >= 0) & (typical["q97.5"] <= 100)).all()
     assert (derived["quantity"] == "odds ratio").sum() == 4
     assert (results / "mortality" / "comparison.csv").is_file()
@@ -121,8 +124,7 @@ def test_sensitivity_command(tmp_path):
     sens = pd.read_csv(tmp_path / "mortality" / "sensitivity.csv")
     variants = list(dict.fromkeys(sens["variant"]))
     assert variants[0] == "primary"
-    assert {"leave out eloseily2020", "alternative death attribution",
-            "counts ejh2023_sr/rheumatological = 3/18"} <= set(variants)
+    assert {"leave out eloseily2020", "alternative death attribution"} <= set(variants)
     # excluding every study leaves nothing to fit: kept as a row that says so
     note = sens.loc[sens["variant"].str.startswith("exclude high risk"), "note"].iloc[0]
     assert note.startswith("not estimable")
@@ -146,5 +148,138 @@ def test_iv_share_is_one_unknown_per_study(results):
     import arviz as az
 
     idata = az.from_netcdf(results / "mortality" / "posterior.nc")
-    # rajasekaran2014 (1 stratum) and eloseily2020 (3 strata) report no route: two unknown IV shares
-    assert idata.posterior["iv_fraction_share"].shape[-2:] == (2, 2)
+    # four studies in the model report no IV count (eloseily2020 with 3 strata): one unknown IV share each
+    share = idata.posterior["iv_fraction_share"]
+    assert share.shape[-2:] == (4, 2)
+    assert set(share["iv_fraction_unit"].values) == {"rajasekaran2014", "eloseily2020", "henry2019", "alabdulla_imperial"}
+
+
+# --- exit statuses: bad input 2, interrupted 130, internal error 1 ----------------------------
+
+def _nothing_written(out: Path) -> bool:
+    return not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ("seed = 5", "seed = -1", "sampling.seed"),
+    ("seed = 5", "seed = 18446744073709551616", "sampling.seed"),
+    ("draws = 300", "draws = 0", "sampling.draws"),
+    ("chains = 2", "chains = 2\nsampler = 'stan'", "sampling.sampler"),
+], ids=["negative-seed", "seed-beyond-64-bits", "no-draws", "unknown-sampler"])
+def test_bad_sampling_setting_names_the_spec_key_before_any_work(tmp_path, old, new, key):
+    spec = tmp_path / "s.toml"
+    text = (SPECS / "mortality_small.toml").read_text()
+    assert old in text
+    spec.write_text(text.replace(old, new, 1))
+    out = tmp_path / "r"
+    res = invoke("fit", str(spec), "--out", str(out))
+    assert res.exit_code == 2, res.output
+    assert f"{spec}: [{key}]" in res.output and "Traceback" not in res.output and "np.int64" not in res.output
+    assert _nothing_written(out)
+
+
+def test_fit_names_the_source_row_of_a_zero_standard_error(data_copy, tmp_path):
+    edit(data_copy / "biomarkers.csv", "206,,50,68,,36", "206,,0,68,,0")
+    out = tmp_path / "r"
+    res = invoke("fit", str(SPECS / "biomarkers_small.toml"), "--data", str(data_copy), "--out", str(out))
+    assert res.exit_code == 2, res.output
+    assert "biomarkers.csv, row 2, column 'baseline_sem'" in res.output and "<data frame>" not in res.output
+    assert _nothing_written(out)
+
+
+def test_data_check_applies_the_rules_of_the_fit(data_copy):
+    edit(data_copy / "mortality.csv", ",44,27,death,0,,from_percentage", ",44,99,death,0,,from_percentage")
+    edit(data_copy / "biomarkers.csv", "206,,50,68,,36", "206,,0,68,,0")
+    res = invoke("data", "check", str(data_copy))
+    assert res.exit_code == 2, res.output
+    assert "2 problems" in res.output
+    assert "mortality.csv, row 3, column 'percent': no whole number of 44 patients gives 99%" in res.output
+    assert "biomarkers.csv, row 2, column 'baseline_sem'" in res.output
+
+
+def test_ctrl_c_during_sampling_says_interrupted_and_exits_130(tmp_path, monkeypatch):
+    """nutpie returns what it has on Ctrl-C: here every chain stopped at the same draw."""
+    import nutpie
+    import pyarrow
+
+    real = nutpie.sample
+
+    class Cut:
+        def __init__(self, raw):
+            draws, stats = (list(t) for t in raw.get_arrow_trace())
+            keep = pyarrow.record_batch(draws[0]).num_rows - 50
+            self.tables = ([pyarrow.record_batch(b).slice(0, keep) for b in draws],
+                           [pyarrow.record_batch(b).slice(0, keep) for b in stats])
+
+        def get_arrow_trace(self):
+            return self.tables
+
+    monkeypatch.setattr(nutpie, "sample", lambda compiled, **kwargs: Cut(real(compiled, **kwargs)))
+    out = tmp_path / "r"
+    res = invoke("fit", str(SPECS / "mortality_small.toml"), "--out", str(out), "--quiet")
+    assert res.exit_code == 130, res.output
+    assert "interrupted" in res.output and "Traceback" not in res.output
+    assert _nothing_written(out)
+
+
+def _internal_fault(*args, **kwargs):
+    raise ValueError("an internal fault")
+
+
+def test_internal_error_exits_1_with_one_line(tmp_path, monkeypatch):
+    from hlh_meta.inference import sampling
+
+    monkeypatch.setattr(sampling, "_sample_once", _internal_fault)
+    out = tmp_path / "r"
+    res = invoke("fit", str(SPECS / "mortality_small.toml"), "--out", str(out), "--quiet")
+    assert res.exit_code == 1, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("internal error: ValueError: an internal fault"), res.output
+    assert "--debug" in lines[0] and "Traceback" not in res.output
+    assert _nothing_written(out)
+
+
+def test_debug_after_the_command_shows_the_traceback_of_an_internal_error(tmp_path):
+    script = ("import sys\n"
+              "import hlh_meta.inference.sampling as sampling\n"
+              "def fault(*args, **kwargs):\n"
+              "    raise ValueError('an internal fault')\n"
+              "sampling._sample_once = fault\n"
+              "from hlh_meta.cli import main\n"
+              "sys.argv = ['hlh-meta'] + sys.argv[1:]\n"
+              "main()\n")
+    args = [sys.executable, "-c", script, "fit", str(SPECS / "mortality_small.toml"), "--out", str(tmp_path / "r"),
+            "--quiet"]
+    debug = subprocess.run(args + ["--debug"], capture_output=True, text=True, timeout=300)
+    assert debug.returncode == 1, debug.stderr
+    assert "Traceback" in debug.stderr and "ValueError: an internal fault" in debug.stderr
+    plain = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    assert "internal error: ValueError: an internal fault" in plain.stderr
+
+
+def test_debug_given_to_one_command_is_not_kept_for_the_next(data_copy, monkeypatch):
+    from hlh_meta import cli
+
+    edit(data_copy / "mortality.csv", "sjia,rheumatological", "sjia,rheumatologic")
+    res = invoke("--debug", "data", "check", str(data_copy))
+    assert res.exit_code == 1 and res.exception is not None           # raised, with its traceback
+    res = invoke("data", "check", str(data_copy))
+    assert res.exit_code == 2 and "Traceback" not in res.output and not cli._state["debug"]
+
+
+def test_leftover_of_another_run_is_one_line(results, tmp_path, monkeypatch):
+    import hlh_meta.pipeline as pipeline
+    from hlh_meta.result import AnalysisResult
+
+    saved = AnalysisResult.load(results / "mortality")
+    monkeypatch.setattr(pipeline, "run_analysis", lambda *args, **kwargs: saved)
+    out = tmp_path / "r"
+    leftover = out / ".mortality.abcd1234.partial"        # an older naming: its owner cannot be told
+    leftover.mkdir(parents=True)
+    res = invoke("fit", str(SPECS / "mortality_small.toml"), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    warned = [line for line in res.output.splitlines() if "left from an earlier run" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"warning: {leftover} is left"), res.output
+    assert "LeftoverWarning" not in res.output and "warnings.warn" not in res.output
+    assert leftover.is_dir() and (out / "mortality" / "summary.csv").is_file()

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from hlh_meta.data import read_dataset
 from hlh_meta.effects import (Effect, baseline_from_percent_change, count_pairs_from_percentage,
                               counts_from_percentage, log_ratio_paired, mean_from_median_iqr, mean_from_median_range,
                               percent_interval, percent_reduction, sd_baseline_from_paired, sd_diff_from_paired_p,
                               sd_from_iqr, sd_from_range, sd_from_sem)
+from hlh_meta.effects.biomarkers import resolve_biomarkers
+from hlh_meta.effects.check import check_dataset
+from hlh_meta.effects.mortality import resolve_mortality
+from hlh_meta.errors import DataError, InputError
+
+from conftest import edit
 
 # Rajasekaran 2014, 8 children: CRP 206 +/- 50 mg/L at baseline, 68 +/- 36 mg/L at day 7 (mean +/- SEM).
 N, M1, SEM1, M2, SEM2 = 8, 206.0, 50.0, 68.0, 36.0
@@ -183,5 +191,129 @@ def test_sd_baseline_from_paired_hand_case():
     (lambda: count_pairs_from_percentage(50, 0, n_max=10, n_min=0), "n_min must be a whole number >= 1"),
 ])
 def test_invalid_input_raises(call, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InputError, match=match):     # bad input to the API, not an internal error
         call()
+
+
+# --- resolving the extraction tables: every problem named at its file, row and column ----
+
+OVERALL_27 = (",44,27,death,0,,from_percentage", ",44,99,death,0,,from_percentage")
+SEMS_ZERO = ("206,,50,68,,36", "206,,0,68,,0")
+SJIA_ALL_DIED = ("sjia,rheumatological,paediatric,0,13", "sjia,rheumatological,paediatric,13,13")
+BAVEREZ = ("21,,,,,not_reported,,", "21,,,,,not_reported,3,")
+
+
+def _broken(folder, *edits):
+    for table, old, new in edits:
+        edit(folder / table, old, new)
+    return read_dataset(folder)
+
+
+def _where(problems):
+    return {(p.file, p.row, p.column) for p in problems}
+
+
+def test_a_percentage_no_count_of_n_gives_is_named_and_the_remainder_does_not_cascade(data_copy):
+    ds = _broken(data_copy, ("mortality.csv", *OVERALL_27))
+    with pytest.raises(DataError) as info:
+        resolve_mortality(ds)
+    assert [str(p) for p in info.value.problems] == [
+        "mortality.csv, row 3, column 'percent': no whole number of 44 patients gives 99% (printed with 0 decimals): "
+        "check percent, percent_decimals and n"]
+
+
+def test_zero_standard_error_is_named_at_the_source_row(data_copy):
+    ds = _broken(data_copy, ("biomarkers.csv", *SEMS_ZERO))
+    with pytest.raises(DataError) as info:
+        resolve_biomarkers(ds)
+    (problem,) = info.value.problems
+    assert (problem.file, problem.row, problem.column) == ("biomarkers.csv", 2, "baseline_sem")
+    assert "standard error of the log ratio is 0" in problem.message
+    assert "baseline_sem and followup_sem" in problem.message
+
+
+def test_zero_sds_are_named_at_the_sd_column(data_copy):
+    ds = _broken(data_copy, ("biomarkers.csv", SEMS_ZERO[0], "206,0,,68,0,"))
+    with pytest.raises(DataError) as info:
+        resolve_biomarkers(ds)
+    assert _where(info.value.problems) == {("biomarkers.csv", 2, "baseline_sd")}
+
+
+def test_a_remainder_that_does_not_fit_names_the_rows_behind_it(data_copy):
+    ds = _broken(data_copy, ("mortality.csv", *SJIA_ALL_DIED))
+    with pytest.raises(DataError) as info:
+        resolve_mortality(ds)
+    (problem,) = info.value.problems
+    assert (problem.file, problem.row, problem.column) == ("mortality.csv", 6, "count_method")
+    assert "remainder gives -4 deaths of 28 patients" in problem.message and "rows 3, 4, 5" in problem.message
+
+
+@pytest.mark.parametrize("old, new, row, fragment", [
+    (BAVEREZ[0], BAVEREZ[1], 7, "must be empty when count_method is 'not_reported'"),
+    (",,remainder,,", ",,remainder,2,", 6, "must be empty when count_method is 'remainder'"),
+    ("42.9,survival,1,9,from_percentage,,", "42.9,survival,1,9,from_percentage,9,", 10,
+     "deaths_alternative (9) exceeds the stratum's n (7"),
+    ("83,survival,0,,from_percentage,,", "83,survival,0,,from_percentage,2,", 11, "has no stratum size"),
+], ids=["not-reported", "remainder", "above-reconstructed-n", "no-stratum-size"])
+def test_alternative_attribution_without_a_count_to_replace(data_copy, old, new, row, fragment):
+    ds = _broken(data_copy, ("mortality.csv", old, new))
+    resolve_mortality(ds)                               # the primary attribution does not read it
+    with pytest.raises(DataError) as info:
+        resolve_mortality(ds, attribution="alternative")
+    (problem,) = info.value.problems
+    assert (problem.file, problem.row, problem.column) == ("mortality.csv", row, "deaths_alternative")
+    assert fragment in problem.message
+
+
+def test_a_share_that_bounds_out_every_count_is_named(data_copy):
+    ds = _broken(data_copy, ("mortality.csv", "83.3,survival,1,33,", "83.3,survival,1,1,"))
+    with pytest.raises(DataError, match=r"row 9, column 'percent': no stratum of at most 1 patients"):
+        resolve_mortality(ds)
+
+
+def test_a_biomarker_row_of_one_patient_is_named(data_copy):
+    ds = _broken(data_copy, ("biomarkers.csv", "rajasekaran2014,crp,mg/L,8,", "rajasekaran2014,crp,mg/L,1,"))
+    with pytest.raises(DataError) as info:
+        resolve_biomarkers(ds)
+    assert _where(info.value.problems) == {("biomarkers.csv", 2, "n")}
+
+
+def test_a_p_value_that_no_sd_fits_is_named_with_the_correlation(data_copy):
+    ds = _broken(data_copy, ("biomarkers.csv", "158,,41,7,42,0.03", "158,,41,7,42,0.001"))
+    with pytest.raises(DataError) as info:
+        resolve_biomarkers(ds)
+    (problem,) = info.value.problems
+    assert (problem.file, problem.row, problem.column) == ("biomarkers.csv", 4, "p_value")
+    assert "admits no baseline SD" in problem.message and "r = 0.5" in problem.message
+
+
+def test_a_p_value_of_one_carries_no_information_on_the_sd(data_copy):
+    ds = _broken(data_copy, ("biomarkers.csv", "158,,41,7,42,0.03", "158,,41,7,42,1"))
+    row = resolve_biomarkers(ds).loc[4]
+    assert row["dispersion"] == "imputed" and "p = 1 carries no information on the SD" in row["derivation"]
+    assert row["sei"] > 0
+
+
+def test_resolution_options_are_checked():
+    ds = read_dataset(Path(__file__).parents[1] / "data")
+    with pytest.raises(InputError, match="attribution"):
+        resolve_mortality(ds, attribution="other")
+    with pytest.raises(InputError, match=r"correlation r must be a number in \[-1, 1\], got 2"):
+        resolve_biomarkers(ds, r=2)
+    with pytest.raises(InputError, match="missing_dispersion"):
+        resolve_biomarkers(ds, missing_dispersion="guess")
+
+
+def test_check_dataset_collects_every_problem_under_every_choice(data_copy):
+    ds = _broken(data_copy, ("mortality.csv", *OVERALL_27), ("mortality.csv", *BAVEREZ),
+                 ("mortality.csv", ",,remainder,,", ",,remainder,2,"), ("biomarkers.csv", *SEMS_ZERO),
+                 ("biomarkers.csv", "158,,41,7,42,0.03", "158,,41,7,42,0.001"))
+    problems = check_dataset(ds)
+    assert [(p.file, p.row, p.column) for p in problems] == [
+        ("mortality.csv", 3, "percent"), ("mortality.csv", 6, "deaths_alternative"),
+        ("mortality.csv", 7, "deaths_alternative"), ("biomarkers.csv", 2, "baseline_sem"),
+        ("biomarkers.csv", 4, "p_value")]
+
+
+def test_check_dataset_passes_the_bundled_tables(ds):
+    assert check_dataset(ds) == []

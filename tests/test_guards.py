@@ -5,6 +5,7 @@ own when anything does not match, the raw-trace conversion refuses a layout it d
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 
 import numpy as np
@@ -263,3 +264,106 @@ def test_public_conversion_cut_short_is_an_interruption(fast):
         idata = sampler.abort()
     with pytest.raises(SamplingInterrupted):
         trace._public(idata, 200_000, 2)
+
+
+# --- an interrupted run, through the sampling layer the fits use ---------------------------
+
+def _settings(**kwargs):
+    from hlh_meta.inference.sampling import SamplerSettings
+
+    return SamplerSettings(**{"draws": SAMPLE["draws"], "tune": SAMPLE["tune"], "chains": SAMPLE["chains"],
+                              "seed": SAMPLE["seed"], **kwargs})
+
+
+def test_chains_cut_short_equally_are_an_interruption(fast, monkeypatch):
+    """Ctrl-C stops every chain at the same draw: the chains are of equal length, and only
+    the draws asked for tell the run from a finished one."""
+    from hlh_meta.inference import sampling
+
+    real = nutpie.sample
+
+    def interrupted(compiled, **kwargs):
+        draws, stats = (list(t) for t in real(compiled, **kwargs).get_arrow_trace())
+        keep = draws[0].num_rows - 10
+        return _Raw([pyarrow.record_batch(b).slice(0, keep) for b in draws],
+                    [pyarrow.record_batch(b).slice(0, keep) for b in stats])
+
+    monkeypatch.setattr(sampling, "_nutpie_compiled", lambda build, key, data: fast)
+    monkeypatch.setattr(nutpie, "sample", interrupted)
+    with pytest.raises(SamplingInterrupted, match=f"of {SAMPLE['draws']}") as info:
+        sampling._sample_once(_model, ("guards",), {}, _settings())
+    assert info.value.completed == [SAMPLE["draws"] - 10] * SAMPLE["chains"]
+
+
+def test_pymc_run_cut_short_is_an_interruption(monkeypatch):
+    """PyMC keeps what an interrupted run has (fewer draws or chains) or, before any draw,
+    finds nothing to keep: both are interruptions, not a fit or an internal error."""
+    import arviz as az
+    import xarray as xr
+
+    from hlh_meta.inference import sampling
+
+    short = az.InferenceData(posterior=xr.Dataset({"mu": (("chain", "draw"), np.zeros((2, 25)))}))
+    monkeypatch.setattr(pm, "sample", lambda **kwargs: short)
+    with pytest.raises(SamplingInterrupted, match="25, 25 of 40"):
+        sampling._sample_once(_model, ("guards",), {}, _settings(sampler="pymc"))
+
+    def nothing(**kwargs):
+        raise ValueError("Not enough samples to build a trace.")
+
+    monkeypatch.setattr(pm, "sample", nothing)
+    with pytest.raises(SamplingInterrupted):
+        sampling._sample_once(_model, ("guards",), {}, _settings(sampler="pymc"))
+
+
+# --- PyMC's forward-sampling compiler -------------------------------------------------------
+
+@pytest.fixture
+def no_prior_cache():
+    from hlh_meta.models import posterior
+
+    posterior.clear_prior_cache()
+    yield
+    posterior.clear_prior_cache()      # no later fit may reuse a sampler compiled by the fallback
+
+
+def test_prior_draws_fall_back_to_sample_prior_predictive(monkeypatch, no_prior_cache):
+    import pandas as pd
+    import pymc.sampling.forward as forward
+
+    import hlh_meta as hm
+    from hlh_meta.models import posterior
+
+    frame = pd.DataFrame({"yi": [-1.1, -0.8, -0.5, -0.9], "sei": [0.4, 0.3, 0.5, 0.35], "study": list("abcd"),
+                          "x": [0.0, 1.0, 0.0, 1.0]})
+    fit = dict(estimate="yi", std_err="sei", study="study", covariates=["x"], draws=200, tune=200, chains=2, seed=3,
+               refit=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = hm.fit_normal(frame, **fit).prior
+    posterior.clear_prior_cache()
+
+    real = forward.compile_forward_sampling_function
+
+    def changed(*args, **kwargs):
+        # the call hlh_meta makes no longer fits; PyMC's own callers (sample_prior_predictive,
+        # released together with the function) still do
+        if sys._getframe(1).f_globals.get("__name__") == posterior.__name__:
+            raise TypeError("compile_forward_sampling_function() got an unexpected keyword argument 'givens_dict'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(forward, "compile_forward_sampling_function", changed)
+    monkeypatch.setattr(posterior, "_WARNED", set())
+    with pytest.warns(RuntimeWarning, match="falls? back to pm.sample_prior_predictive") as record:
+        warnings.simplefilter("ignore", FutureWarning)
+        idata = hm.fit_normal(frame, **fit)
+    assert any("compile_forward_sampling_function" in str(w.message) for w in record)
+    prior = idata.prior
+    assert set(prior.data_vars) == set(expected.data_vars)
+    for name in expected.data_vars:
+        assert prior[name].dims == expected[name].dims, name
+        assert prior[name].shape == expected[name].shape, name
+        assert np.isfinite(prior[name].values).all(), name
+    for name in ("mu", "tau"):                 # draws of the same prior: Normal(0, 1) and HalfNormal(0.5)
+        assert abs(float(prior[name].std()) - float(expected[name].std())) < 0.15, name
+    assert {"posterior", "posterior_predictive", "prior_predictive", "log_likelihood"} <= set(idata.groups())

@@ -50,8 +50,8 @@ def test_known_mixture_matches_quadrature():
     for y, n, share in zip(ROWS["events"], ROWS["total"], ROWS["b"]):
         lp = lp + _loglik(y, n, (1 - share) * expit(mu) + share * expit(mu + beta))
     ess = az.ess(idata, var_names=["mu", "beta"])
-    _agree(idata.posterior["mu"].values.ravel(), _grid_summary(mu[:, 0], lp, 1), float(ess["mu"]), "mu")
-    _agree(idata.posterior["beta"].values.ravel(), _grid_summary(beta[0], lp, 0), float(ess["beta"].values), "beta")
+    _agree(idata.posterior["mu"].values.ravel(), _grid_summary(mu[:, 0], lp, 1), float(ess["mu"].values), "mu")
+    _agree(idata.posterior["beta"].values.ravel(), _grid_summary(beta[0], lp, 0), float(ess["beta"].values[0]), "beta")
     # the stored row probability and log-likelihood are those of the mixture
     post = idata.posterior
     p_mixed = 0.5 * expit(post["mu"].values) + 0.5 * expit(post["mu"].values + post["beta"].values[..., 0])
@@ -71,9 +71,9 @@ def test_unknown_share_matches_quadrature():
     lp = lp + _loglik(2, 10, expit(mu)) + _loglik(7, 12, expit(mu + beta))
     lp = lp + _loglik(5, 15, (1 - share) * expit(mu) + share * expit(mu + beta))
     ess = az.ess(idata, var_names=["mu", "beta", "g_share"])
-    _agree(idata.posterior["mu"].values.ravel(), _grid_summary(mu[:, 0, 0], lp, (1, 2)), float(ess["mu"]), "mu")
+    _agree(idata.posterior["mu"].values.ravel(), _grid_summary(mu[:, 0, 0], lp, (1, 2)), float(ess["mu"].values), "mu")
     _agree(idata.posterior["beta"].values.ravel(), _grid_summary(beta[0, :, 0], lp, (0, 2)),
-           float(ess["beta"].values), "beta")
+           float(ess["beta"].values[0]), "beta")
     s = idata.posterior["g_share"].isel(g_unit=0).sel(g_category="b").values.ravel()
     _agree(s, _grid_summary(share[0, 0], lp, (0, 1)), float(ess["g_share"].min()), "share")
 

@@ -25,7 +25,7 @@ def test_contraction_of_normal_draws():
 @pytest.mark.parametrize("c, prior_s, like_s, studies, extra, expected", [
     (0.8, 0.01, 0.2, 5, False, "data"), (0.8, 0.2, 0.2, 5, False, "weak"), (0.3, 0.01, 0.2, 5, False, "weak"),
     (0.05, 0.01, 0.2, 5, False, "prior"), (0.9, 0.01, 0.2, 0, False, "prior"), (0.9, 0.01, 0.2, 3, True, "prior"),
-    (0.8, 0.01, 0.01, 5, False, "weak")])
+    (0.8, 0.01, 0.01, 5, False, "data")])
 def test_label_rule(c, prior_s, like_s, studies, extra, expected):
     assert label(c, prior_s, like_s, studies, extra) == expected
 

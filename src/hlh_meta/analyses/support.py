@@ -17,9 +17,10 @@ The label (thresholds documented in the README):
 
 - ``prior``: no study informs it, it is an extrapolation, or contraction < 0.1 (the
   posterior SD is above 95% of the prior SD);
-- ``data``: contraction >= 0.5 (posterior SD at most about 71% of the prior's), the
-  likelihood moves it (likelihood sensitivity >= 0.05) and the prior does not (prior
-  sensitivity < 0.05);
+- ``data``: contraction >= 0.5 (posterior SD at most about 71% of the prior's) and the
+  prior does not move it (prior sensitivity < 0.05). The likelihood sensitivity is
+  reported beside: with a prior sensitivity it marks a conflict between prior and data,
+  on its own it is small whenever the data dominate, so it is not part of the rule;
 - ``weak``: everything between.
 """
 
@@ -80,8 +81,7 @@ def _psens(idata: az.InferenceData, component: str) -> dict:
 def label(contraction_: float, prior_sens: float, like_sens: float, studies: int | None, extrapolation: bool) -> str:
     if extrapolation or studies == 0 or not np.isfinite(contraction_) or contraction_ < CONTRACTION_PRIOR:
         return "prior"
-    if (contraction_ >= CONTRACTION_DATA and (not np.isfinite(like_sens) or like_sens >= SENSITIVITY)
-            and (not np.isfinite(prior_sens) or prior_sens < SENSITIVITY)):
+    if contraction_ >= CONTRACTION_DATA and (not np.isfinite(prior_sens) or prior_sens < SENSITIVITY):
         return "data"
     return "weak"
 
