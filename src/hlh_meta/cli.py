@@ -66,12 +66,17 @@ def _configure() -> None:
 
 @data_app.command("check")
 def data_check(directory: Annotated[Optional[Path], typer.Argument(help="Folder with studies.csv, mortality.csv, biomarkers.csv (default: the bundled data).")] = None) -> None:
-    """Validate extraction tables; print every problem (exit 2) or a summary (exit 0)."""
+    """Validate extraction tables with every rule the fit applies; print every problem (exit 2) or a summary (exit 0)."""
     from .data import load_dataset, read_dataset
+    from .effects.check import check_dataset
+    from .errors import DataError
 
     try:
         ds = load_dataset() if directory is None else read_dataset(directory)
-    except Exception as exc:  # noqa: BLE001 - routed by _fail
+        problems = check_dataset(ds)         # the rules of resolving rows into counts and effect sizes
+        if problems:
+            raise DataError(problems)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - routed by _fail
         _fail(exc)
     console.print(ds.summary(), markup=False)
     console.print("OK: the tables are valid.")

@@ -2,7 +2,8 @@
 
 In the spirit of metafor's ``escalc``: each function is small, takes scalars or
 array-likes (numeric functions broadcast with numpy and return a ``float`` for scalar
-input), and raises ``ValueError`` naming the offending argument on invalid input.
+input), and raises :class:`~hlh_meta.errors.InputError` (a ``ValueError``) naming the offending
+argument on invalid input.
 
 References
 ----------
@@ -20,6 +21,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
+
+from ..errors import InputError
 
 __all__ = [
     "Effect", "sd_from_sem", "sd_diff_from_paired_p", "sd_baseline_from_paired", "mean_from_median_iqr",
@@ -47,13 +50,13 @@ class Effect(NamedTuple):
 def _arr(x: ArrayLike, name: str) -> np.ndarray:
     a = np.asarray(x, dtype=float)
     if np.isnan(a).any():
-        raise ValueError(f"{name} must not be NaN")
+        raise InputError(f"{name} must not be NaN")
     return a
 
 
 def _require(ok: ArrayLike, message: str) -> None:
     if not np.all(ok):
-        raise ValueError(message)
+        raise InputError(message)
 
 
 def _show(a: np.ndarray, bad: ArrayLike) -> str:

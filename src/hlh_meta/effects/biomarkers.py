@@ -13,26 +13,31 @@ import numpy as np
 import pandas as pd
 
 from ..data import Dataset
+from ..errors import DataError, InputError, Problem, plain
 from . import (baseline_from_percent_change, log_ratio_paired, sd_baseline_from_paired, sd_diff_from_paired_p,
                sd_from_sem)
 
 MISSING_DISPERSION = ("impute_cv", "exclude")
 COLUMNS = ["study_id", "biomarker", "unit", "n", "baseline_mean", "followup_mean", "baseline_sd", "followup_sd",
            "yi", "sei", "percent_change", "usable", "reason", "dispersion", "derivation", "row"]
+B = "biomarkers.csv"
 
 
-def _sd(rec: pd.Series, when: str, notes: list[str]) -> float:
+def _sd(rec: pd.Series, when: str, notes: list[str], given: list[str]) -> float:
     if pd.notna(rec[f"{when}_sd"]):
+        given.append(f"{when}_sd")
         return float(rec[f"{when}_sd"])
     if pd.notna(rec[f"{when}_sem"]):
+        given.append(f"{when}_sem")
         notes.append(f"{when} SD = SEM x sqrt(n)")
         return float(sd_from_sem(float(rec[f"{when}_sem"]), int(rec["n"])))
     return np.nan
 
 
-def _resolve_row(rec: pd.Series, r: float) -> dict:
+def _resolve_row(rec: pd.Series, r: float, problems: list[Problem]) -> dict:
     notes: list[str] = []
-    out = {c: rec[c] for c in ("study_id", "biomarker", "unit", "n")} | {"row": int(rec.name)}
+    row = int(rec.name)
+    out = {c: rec[c] for c in ("study_id", "biomarker", "unit", "n")} | {"row": row, "_given": []}
     m2 = rec["followup_mean"]
     m1 = rec["baseline_mean"]
     if pd.isna(m1) and pd.notna(m2) and pd.notna(rec["percent_decrease"]):
@@ -40,24 +45,59 @@ def _resolve_row(rec: pd.Series, r: float) -> dict:
         notes.append(f"baseline mean = follow-up / (1 - {rec['percent_decrease']:g}%)")
     if pd.isna(m1) or pd.isna(m2):
         return out | {"usable": False, "reason": "means not reported", "dispersion": "none", "derivation": ""}
+    failed = out | {"usable": False, "reason": "cannot be resolved", "dispersion": "none", "derivation": "", "_failed": True}
+    if int(rec["n"]) < 2:
+        problems.append(Problem(B, row, "n", f"a change in {plain(rec['n'])} patient has no standard error: a row with "
+                                             "both means needs n of at least 2"))
+        return failed
     m1, m2 = float(m1), float(m2)
-    sd1, sd2 = _sd(rec, "baseline", notes), _sd(rec, "followup", notes)
-    p_ok = pd.notna(rec["p_value"]) and int(rec["n"]) > 1 and m1 != m2
-    if np.isnan(sd1) != np.isnan(sd2) and p_ok:
-        sd_d = float(sd_diff_from_paired_p(m1, m2, int(rec["n"]), float(rec["p_value"])))
-        bound = " at its bound (conservative)" if rec["p_operator"] != "=" else ""
-        if np.isnan(sd1):
-            sd1 = float(sd_baseline_from_paired(sd_d, sd2, r))
-            notes.append(f"baseline SD from the paired-t p = {rec['p_value']:g}{bound}, follow-up SD and r = {r:g}")
+    given: list[str] = []
+    sd1, sd2 = _sd(rec, "baseline", notes, given), _sd(rec, "followup", notes, given)
+    p = rec["p_value"]
+    if np.isnan(sd1) != np.isnan(sd2) and pd.notna(p) and m1 != m2:
+        if float(p) >= 1:
+            notes.append(f"p = {float(p):g} carries no information on the SD")
         else:
-            sd2 = float(sd_baseline_from_paired(sd_d, sd1, r))
-            notes.append(f"follow-up SD from the paired-t p = {rec['p_value']:g}{bound}, baseline SD and r = {r:g}")
+            sd_d = float(sd_diff_from_paired_p(m1, m2, int(rec["n"]), float(p)))
+            bound = " at its bound (conservative)" if rec["p_operator"] != "=" else ""
+            missing, known = ("baseline", "follow-up") if np.isnan(sd1) else ("follow-up", "baseline")
+            try:
+                solved = float(sd_baseline_from_paired(sd_d, sd2 if np.isnan(sd1) else sd1, r))
+            except InputError:
+                other = sd2 if np.isnan(sd1) else sd1
+                problems.append(Problem(B, row, "p_value",
+                                        f"the paired-t p = {float(p):g} with the {known} SD {other:.4g} and r = {r:g} "
+                                        f"admits no {missing} SD: the SD of the differences it implies ({sd_d:.4g}) is "
+                                        f"below {known} SD x sqrt(1 - r^2) ({other * np.sqrt(1 - r**2):.4g}); check "
+                                        "p_value, p_operator, the means and the dispersion"))
+                return failed
+            if np.isnan(sd1):
+                sd1 = solved
+            else:
+                sd2 = solved
+            notes.append(f"{missing} SD from the paired-t p = {float(p):g}{bound}, {known} SD and r = {r:g}")
     dispersion = "reported" if not notes or all("SEM" in n for n in notes) else "derived"
     if np.isnan(sd1) or np.isnan(sd2):
         dispersion = "none"
     return out | {"baseline_mean": m1, "followup_mean": m2, "baseline_sd": sd1, "followup_sd": sd2,
                   "yi": float(np.log(m2 / m1)), "percent_change": 100 * (m2 / m1 - 1),
-                  "usable": True, "reason": "", "dispersion": dispersion, "derivation": "; ".join(notes)}
+                  "usable": True, "reason": "", "dispersion": dispersion, "derivation": "; ".join(notes),
+                  "_given": given}
+
+
+def _zero_se(rec: pd.Series, given: list[str], r: float) -> Problem:
+    """A resolved row whose log ratio would have a standard error of 0 (or none that is finite)."""
+    sds = f"baseline SD {plain(rec['baseline_sd'])}, follow-up SD {plain(rec['followup_sd'])}"
+    if rec["dispersion"] == "imputed":
+        return Problem(B, int(rec["row"]), "baseline_sd",
+                       f"the standard error of the log ratio is {plain(rec['sei'])} ({sds}: {rec['derivation']}); "
+                       "the reported dispersions it is imputed from are 0")
+    zero = [c for c in given if float(rec[c.replace("_sem", "_sd")]) == 0] or given
+    cells = " and ".join(zero) if zero else "the dispersion"
+    return Problem(B, int(rec["row"]), (zero or given or ["baseline_sd"])[0],
+                   f"the standard error of the log ratio is {plain(rec['sei'])} ({sds}, r = {r:g}): a change known "
+                   f"exactly cannot be weighted; check {cells}, or leave the dispersion empty if the source "
+                   "does not report it")
 
 
 def resolve_biomarkers(ds: Dataset, *, r: float = 0.5, missing_dispersion: str = "impute_cv") -> pd.DataFrame:
@@ -66,18 +106,27 @@ def resolve_biomarkers(ds: Dataset, *, r: float = 0.5, missing_dispersion: str =
     ``missing_dispersion``: ``"impute_cv"`` gives a study without any SD the mean
     coefficient of variation (SD / mean, baseline and follow-up) of the rows of the same
     biomarker that have one (all biomarkers if none); ``"exclude"`` leaves it out.
+
+    Raises :class:`~hlh_meta.errors.DataError` listing every row that cannot be resolved
+    (a zero standard error, n below 2 with both means, a p-value no SD fits), each with
+    file, row and column.
     """
-    if not -1 <= r <= 1:
-        raise ValueError(f"correlation r must be in [-1, 1], got {r}")
+    if isinstance(r, bool) or not isinstance(r, (int, float, np.integer, np.floating)) or not -1 <= r <= 1:
+        raise InputError(f"correlation r must be a number in [-1, 1], got {plain(r)}")
+    r = float(r)
     if missing_dispersion not in MISSING_DISPERSION:
-        raise ValueError(f"missing_dispersion must be one of {', '.join(MISSING_DISPERSION)}")
-    rows = pd.DataFrame([_resolve_row(rec, r) for _, rec in ds.biomarkers.iterrows()], index=ds.biomarkers.index)
+        raise InputError(f"missing_dispersion must be one of {', '.join(MISSING_DISPERSION)}, got {plain(missing_dispersion)}")
+    problems: list[Problem] = []
+    rows = pd.DataFrame([_resolve_row(rec, r, problems) for _, rec in ds.biomarkers.iterrows()],
+                        index=ds.biomarkers.index)
+    given = rows["_given"] if "_given" in rows else pd.Series([[]] * len(rows), index=rows.index, dtype=object)
+    failed = rows["_failed"].fillna(False).astype(bool) if "_failed" in rows else pd.Series(False, index=rows.index)
     rows = rows.reindex(columns=COLUMNS)
-    has = rows["usable"] & (rows["dispersion"] != "none")
+    has = rows["usable"].astype(bool) & (rows["dispersion"] != "none")
     cv = pd.concat([rows.loc[has, "baseline_sd"] / rows.loc[has, "baseline_mean"],
                     rows.loc[has, "followup_sd"] / rows.loc[has, "followup_mean"]])
     cv_by = pd.concat([rows.loc[has, "biomarker"]] * 2)
-    for i in rows.index[rows["usable"] & (rows["dispersion"] == "none")]:
+    for i in rows.index[rows["usable"].astype(bool) & (rows["dispersion"] == "none")]:
         if missing_dispersion == "exclude":
             rows.loc[i, ["usable", "reason"]] = [False, "no dispersion reported (excluded by choice)"]
             continue
@@ -92,10 +141,15 @@ def resolve_biomarkers(ds: Dataset, *, r: float = 0.5, missing_dispersion: str =
                 rows.at[i, f"{when}_sd"] = c * rows.at[i, f"{when}_mean"]
         src = "the same biomarker" if len(same) else "all biomarkers"
         rows.at[i, "dispersion"] = "imputed"
-        rows.at[i, "derivation"] = f"SDs imputed with CV {c:.2f} (mean of {len(pool)} reported CVs of {src})"
+        imputed = f"SDs imputed with CV {c:.2f} (mean of {len(pool)} reported CVs of {src})"
+        rows.at[i, "derivation"] = "; ".join(filter(None, [rows.at[i, "derivation"], imputed]))
     ok = rows["usable"].astype(bool)
     for i in rows.index[ok]:
         eff = log_ratio_paired(rows.at[i, "baseline_mean"], rows.at[i, "baseline_sd"], rows.at[i, "followup_mean"],
                                rows.at[i, "followup_sd"], int(rows.at[i, "n"]), r=r)
         rows.at[i, "sei"] = float(eff.sei)
+        if not np.isfinite(rows.at[i, "sei"]) or rows.at[i, "sei"] <= 0:
+            problems.append(_zero_se(rows.loc[i], given[i], r))
+    if problems or failed.any():
+        raise DataError(sorted(problems, key=lambda p: p.row or 0))
     return rows

@@ -1,0 +1,44 @@
+"""Every rule the fit applies to the extraction tables, run without fitting.
+
+:func:`hlh_meta.data.read_dataset` checks each cell and the relations between rows and
+tables; resolving the rows into the counts and effect sizes a model takes adds the rules
+that need the arithmetic of :mod:`hlh_meta.effects`: a percentage that some whole count
+of ``n`` must give, a remainder that fits the overall count, an alternative death count
+with a count to replace, a standard error above 0, a p-value some SD fits. The fit raises
+these one resolution at a time; :func:`check_dataset` collects them for every choice a
+spec or a sensitivity variant can make (both death attributions, both ways of handling a
+missing dispersion, the pre/post correlations), so ``hlh-meta data check`` reports them
+all, each with file, row and column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..data import Dataset
+from ..errors import DataError, Problem
+from .biomarkers import MISSING_DISPERSION, resolve_biomarkers
+from .mortality import ATTRIBUTIONS, resolve_mortality
+
+#: pre/post correlations checked by default: the primary analyses' 0.5 and the sensitivity's 0.2 and 0.8
+CORRELATIONS = (0.5, 0.2, 0.8)
+
+
+def check_dataset(ds: Dataset, *, correlations: Sequence[float] = CORRELATIONS) -> list[Problem]:
+    """Problems that resolving ``ds`` for a fit would raise, under every attribution,
+    missing-dispersion choice and correlation in ``correlations``; each once, in table
+    and row order (a cell once, as the first choice that fails on it
+    words it). An empty list: every resolution succeeds."""
+    found: list[Problem] = []
+    seen: set[tuple] = set()         # a cell is reported once, under the first choice that trips on it
+    runs = [lambda a=a: resolve_mortality(ds, attribution=a) for a in ATTRIBUTIONS]
+    runs += [lambda r=r, m=m: resolve_biomarkers(ds, r=r, missing_dispersion=m)
+             for r in correlations for m in MISSING_DISPERSION]
+    for run in runs:
+        try:
+            run()
+        except DataError as exc:
+            found += [p for p in exc.problems if (p.file, p.row, p.column) not in seen]
+            seen |= {(p.file, p.row, p.column) for p in exc.problems}
+    order = {"studies.csv": 0, "mortality.csv": 1, "biomarkers.csv": 2}
+    return sorted(found, key=lambda p: (order.get(p.file, 3), p.row or 0))
