@@ -74,6 +74,15 @@ class SpecError(InputError):
         super().__init__(f"{file}: [{key}] {message}")
 
 
+class SettingError(InputError):
+    """A bad sampler setting (``SamplerSettings``): ``key`` names it (``seed``, ``draws``, ...),
+    so a caller reading a spec can name the spec file and ``[sampling]`` key."""
+
+    def __init__(self, key: str, message: str):
+        self.key, self.message = key, message
+        super().__init__(f"sampling setting '{key}' {message}")
+
+
 class OutputLocationError(InputError):
     """The results folder cannot be written where asked (a file in the way, no permission)."""
 

@@ -8,7 +8,6 @@ callbacks come from :mod:`.callbacks`, which a later process loads from numba's 
 
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
@@ -17,9 +16,10 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
+from ..errors import SamplingInterrupted, SettingError, plain
 from .callbacks import compile_pymc_model
 from .diagnostics import Diagnostics, check
-from .trace import trace_to_inference_data
+from .trace import sample_to_inference_data
 
 SAMPLERS = ("nutpie", "pymc")
 _CACHE: "OrderedDict[Hashable, object]" = OrderedDict()
@@ -46,10 +46,21 @@ class SamplerSettings:
 
     REFIT_TARGET_ACCEPT = 0.95
 
+    def __post_init__(self) -> None:
+        # numpy integers (a seed drawn with numpy, a count from an array) are stored as int,
+        # so the settings can be written to JSON
+        for name in ("draws", "tune", "chains", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, np.integer):
+                object.__setattr__(self, name, int(value))
+        if isinstance(self.target_accept, np.floating):
+            object.__setattr__(self, "target_accept", float(self.target_accept))
+
     @classmethod
     def of(cls, sampling: "SamplerSettings | Mapping | None" = None, **options) -> "SamplerSettings":
         """Settings from an instance, a mapping (e.g. a spec's ``[sampling]`` table) and/or
-        keyword options; unknown names are errors."""
+        keyword options; unknown names and bad values raise :class:`~hlh_meta.errors.SettingError`
+        naming the setting."""
         base = {} if sampling is None else asdict(sampling) if isinstance(sampling, SamplerSettings) else dict(sampling)
         merged = {**base, **options}
         known = {f.name for f in fields(cls)}
@@ -59,7 +70,7 @@ class SamplerSettings:
 
             close = difflib.get_close_matches(unknown[0], known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(f"sampling: unknown setting '{unknown[0]}'{hint}; settings are {', '.join(sorted(known))}")
+            raise SettingError(unknown[0], f"is not a sampler setting{hint}; settings are {', '.join(sorted(known))}")
         settings = cls(**merged)
         if isinstance(settings.seed, (np.integer, float)) and not isinstance(settings.seed, bool) \
                 and float(settings.seed).is_integer():
@@ -68,20 +79,24 @@ class SamplerSettings:
         return settings
 
     def validate(self) -> None:
+        """Raise :class:`~hlh_meta.errors.SettingError` (bad input, naming the setting) for a bad value."""
         if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler: unknown sampler '{self.sampler}'; choose {' or '.join(SAMPLERS)}")
+            raise SettingError("sampler", f"names an unknown sampler {plain(self.sampler)}; choose {' or '.join(SAMPLERS)}")
         for name in ("draws", "tune", "chains"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < (1 if name != "tune" else 0):
-                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+            least = 1 if name != "tune" else 0
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
+                what = "a positive whole number" if least else "a whole number >= 0"
+                raise SettingError(name, f"must be {what}, got {plain(value)}")
         if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool)
                                       or not 0 <= self.seed < 2**63):
-            raise ValueError(f"seed must be a whole number from 0 to 2^63 - 1, got {self.seed!r}")
+            raise SettingError("seed", f"must be a whole number from 0 to 2^63 - 1, got {plain(self.seed)}")
         if self.sampler == "nutpie" and self.tune < 1:
-            raise ValueError("tune must be at least 1 with the nutpie sampler (it cannot sample without a "
-                             "warm-up); use sampler='pymc' for tune=0")
-        if not isinstance(self.target_accept, (int, float)) or not 0.5 <= self.target_accept < 1:
-            raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept!r}")
+            raise SettingError("tune", "must be at least 1 with the nutpie sampler (it cannot sample without a "
+                                       "warm-up); use sampler='pymc' for tune=0")
+        if isinstance(self.target_accept, bool) or not isinstance(self.target_accept, (int, float)) \
+                or not 0.5 <= self.target_accept < 1:
+            raise SettingError("target_accept", f"must be in [0.5, 1), got {plain(self.target_accept)}")
 
     def public(self) -> dict:
         """The settings a results folder records."""
@@ -100,22 +115,32 @@ def _nutpie_compiled(build: Callable[[], pm.Model], key: Hashable, data: Mapping
     return compiled.with_data(**data)
 
 
-def _sample_once(build, key, data, s: SamplerSettings) -> az.InferenceData:
-    if s.sampler == "nutpie":
-        import nutpie
-
-        compiled = _nutpie_compiled(build, key, data)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            raw = nutpie.sample(compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
-                                target_accept=s.target_accept, progress_bar=s.progress, save_warmup=False,
-                                return_raw_trace=True)
-        return trace_to_inference_data(raw, compiled)
+def _pymc(build, data, s: SamplerSettings) -> az.InferenceData:
+    """PyMC's NUTS; a run that Ctrl-C cut short (PyMC keeps what it has, or finds nothing to
+    keep) raises SamplingInterrupted."""
     model = build()
     with model:
         pm.set_data(dict(data))
-        return pm.sample(draws=s.draws, tune=s.tune, chains=s.chains, cores=1, random_seed=s.seed,
-                         target_accept=s.target_accept, progressbar=s.progress, compute_convergence_checks=False)
+        try:
+            idata = pm.sample(draws=s.draws, tune=s.tune, chains=s.chains, cores=1, random_seed=s.seed,
+                              target_accept=s.target_accept, progressbar=s.progress, compute_convergence_checks=False)
+        except ValueError as exc:
+            if "Not enough samples" in str(exc):     # interrupted before the first posterior draw
+                raise SamplingInterrupted([0] * s.chains, s.draws) from None
+            raise
+    post = idata.posterior
+    chains, draws = int(post.sizes.get("chain", 0)), int(post.sizes.get("draw", 0))
+    if chains < s.chains or draws < s.draws:
+        raise SamplingInterrupted([draws] * chains + [0] * (s.chains - chains), s.draws)
+    return idata
+
+
+def _sample_once(build, key, data, s: SamplerSettings) -> az.InferenceData:
+    if s.sampler == "nutpie":
+        compiled = _nutpie_compiled(build, key, data)
+        return sample_to_inference_data(compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
+                                        target_accept=s.target_accept, progress_bar=s.progress)
+    return _pymc(build, data, s)
 
 
 def sample_gated(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str, np.ndarray],
