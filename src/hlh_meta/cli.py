@@ -9,7 +9,8 @@ so; the traceback with --debug).
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
+import warnings
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,12 +24,12 @@ app.add_typer(data_app, name="data")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 console = Console(highlight=False, soft_wrap=True)
-_state = {"debug": False}
+_state = {"debug": False, "debug_anywhere": False}
 
 
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (also accepted after the command).")] = False) -> None:
-    _state["debug"] = _state["debug"] or debug
+    _state["debug"] = debug or _state["debug_anywhere"]
 
 
 def _fail(exc: BaseException) -> None:
@@ -82,13 +83,39 @@ def data_check(directory: Annotated[Optional[Path], typer.Argument(help="Folder 
     console.print("OK: the tables are valid.")
 
 
+def _warn_line(text: str, shown: set[str]) -> None:
+    if text not in shown:
+        shown.add(text)
+        err.print(f"warning: {text}", markup=False)
+
+
+@contextmanager
+def _one_line_warnings(shown: set[str]):
+    """hlh-meta's LeftoverWarning printed as one line ``warning: ...`` (once per message);
+    other warnings are shown as they would be."""
+    from .report.writer import LeftoverWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", LeftoverWarning)
+        show = warnings.showwarning
+
+        def one_line(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, LeftoverWarning):
+                _warn_line(str(message), shown)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = one_line
+        yield
+
+
 def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Optional[Path],
                sensitivity: bool = False, executor: dict | None = None) -> None:
     from .analyses import analysis_for, load_spec
     from .data import load_dataset, read_dataset
-    from .errors import SpecError
+    from .errors import SettingError, SpecError
     from .pipeline import run_analysis
-    from .report.writer import check_output_location, safe_child
+    from .report.writer import check_output_location, leftover_note, leftovers, safe_child
 
     ds = load_dataset() if data is None else read_dataset(data)
     loaded = [load_spec(p) for p in specs]          # every spec checked before any sampling
@@ -100,9 +127,17 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
         check_output_location(t, force)
     for spec in loaded:
         analysis = analysis_for(spec)
+        try:
+            analysis.settings(spec)                  # [sampling] values (a seed of -1) before any sampling
+        except SettingError as exc:
+            raise spec.error(f"sampling.{exc.key}", exc.message) from None
         analysis.frame(ds, spec)                     # data and spec problems surface before any sampling
         if sensitivity:
             analysis.expand_variants(ds, spec)
+    shown: set[str] = set()
+    for t in targets:                                # leftovers of killed runs: removed, or reported before sampling
+        for path in leftovers(t, remove=True):
+            _warn_line(leftover_note(path), shown)
     show = not quiet and sys.stderr.isatty()
     for spec, target in zip(loaded, targets):
         with err.status(f"{spec.name}: compiling and sampling ...") if show else nullcontext() as status:
@@ -111,7 +146,8 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
                     status.update(f"{spec.name}: variant {i + 1}/{n}: {name}")
 
             result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, **(executor or {}))
-        result.save(target, force=force)
+        with _one_line_warnings(shown):
+            result.save(target, force=force)
         diag = result.diagnostics
         flag = "diagnostics OK" if diag.passed else "DIAGNOSTICS FLAGGED: " + "; ".join(diag.problems)
         if not quiet:
@@ -180,7 +216,8 @@ def report(results_dir: Annotated[Path, typer.Argument(help="A results folder wr
 
 
 def main() -> None:
-    if "--debug" in sys.argv[1:]:            # accepted anywhere on the line, not only before the command
+    _state["debug_anywhere"] = "--debug" in sys.argv[1:]   # accepted anywhere on the line, not only before the command
+    if _state["debug_anywhere"]:
         sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != "--debug"]
         _state["debug"] = True
     _configure()

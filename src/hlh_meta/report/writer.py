@@ -36,7 +36,7 @@ from pathlib import Path
 from ..errors import OutputLocationError, ResultsExistError
 
 __all__ = ["INDEXED_TABLES", "LeftoverWarning", "OutputLocationError", "ResultsExistError", "atomic_dir",
-           "check_output_location", "leftovers", "safe_child"]
+           "check_output_location", "leftover_note", "leftovers", "safe_child"]
 
 #: tables whose row labels (parameter names, covariate sets) are their index
 INDEXED_TABLES = ("summary", "comparison")
@@ -215,6 +215,12 @@ def leftovers(target: Path, remove: bool = False) -> list[Path]:
     return kept
 
 
+def leftover_note(path: Path) -> str:
+    """The one line that reports a leftover :func:`leftovers` keeps."""
+    return (f"{path} is left from an earlier run that could not be identified as finished "
+            "(another host, or an older version); remove it if no run is writing there")
+
+
 # --- committing ----------------------------------------------------------------------
 
 def _renameat2():
@@ -291,9 +297,7 @@ def atomic_dir(target: Path, force: bool = False):
     check_output_location(target, force)
     target.parent.mkdir(parents=True, exist_ok=True)
     for path in leftovers(target, remove=True):
-        warnings.warn(f"{path} is left from an earlier run that could not be identified as finished "
-                      "(another host, or an older version); remove it if no run is writing there",
-                      LeftoverWarning, stacklevel=3)
+        warnings.warn(leftover_note(path), LeftoverWarning, stacklevel=3)
     tmp = _make_partial(target)
     try:
         yield tmp
