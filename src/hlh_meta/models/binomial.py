@@ -138,31 +138,30 @@ class _Predictor:
         soft = pt.softplus(eta)
         return eta - soft, -soft, pt.sigmoid(eta)
 
-    def profiles(self, X_num, X_rows, shares: dict, standard: dict, row_shares: dict, v, u):
-        """p of prediction profiles. A profile gives each group's shares, or standardises the
-        group (``standard[g]`` = 1) to the included rows' composition, averaged with weights
-        ``v`` (n of each included row over their total): for several standardised groups their
-        joint composition is averaged, so a profile standardising every group is the
-        population-averaged probability of the included strata."""
-        if X_num is not None:
-            std_num = (X_rows * v[:, None]).sum(axis=0)
-            X_num = pt.switch(pt.isnan(X_num), std_num[None, :], X_num)
-        base = self.base(X_num, u)
-        if not self.design.groups or self.beta is None:
-            return self.probability(base, {})[2]
-        if not self.mixture:
-            mixed = {g: standard[g][:, None] * (row_shares[g] * v[:, None]).sum(axis=0)[None, :]
-                     + (1 - standard[g][:, None]) * shares[g] for g in self.design.groups}
-            return self.probability(base, mixed)[2]
-        fixed, rows = None, None
+    def profiles(self, X_num, X_rows, shares: dict, standard: dict, row_shares: dict, v, u_new):
+        """p_typical and p_new of prediction profiles, standardised over the included rows.
+
+        A profile gives a group's shares, or leaves it to the included rows (``standard[g]``
+        = 1). Each profile is evaluated once per included row, on a copy of that row with
+        the profile's fixed groups put in (the other groups, numeric covariates included,
+        as in the row), at u = 0 and at a new study's u, and the copies are averaged with
+        weights ``v`` (each row's n over their total). A profile fixing every group is its
+        own probability; one fixing none is the population-averaged probability of the
+        included strata. The copies go through :meth:`probability`, the rows' own graph."""
+        k, r = standard[next(iter(standard))].shape[0] if standard else X_num.shape[0], v.shape[0]
+        copies = {}
         for g in self.design.groups:
-            s = standard[g][:, None]                                            # (profiles, 1)
-            own = s + (1 - s) * self.combination(g, shares[g])                  # (profiles, C)
-            theirs = s[:, None, :] * self.combination(g, row_shares[g])[None, :, :] + (1 - s[:, None, :])
-            fixed = own if fixed is None else fixed * own
-            rows = theirs if rows is None else rows * theirs                   # (profiles, rows, C)
-        weights = fixed * (rows * v[None, :, None]).sum(axis=1)
-        return self.probability(base, weights=weights)[2]
+            s = standard[g][:, None, None]
+            copy = s * row_shares[g][None, :, :] + (1 - s) * shares[g][:, None, :]          # (profiles, rows, K)
+            flat = copy.reshape((k * r, copy.shape[2]))
+            copies[g] = pt.concatenate([flat, flat], axis=0)
+        x = None
+        if X_num is not None:
+            x = pt.switch(pt.isnan(X_num)[:, None, :], X_rows[None, :, :], X_num[:, None, :]).reshape((k * r, -1))
+            x = pt.concatenate([x, x], axis=0)
+        u = pt.concatenate([pt.zeros(k * r), pt.ones(k * r) * u_new])
+        p = self.probability(self.base(x, u), copies)[2].reshape((2, k, r))
+        return (p * v[None, None, :]).sum(axis=2)
 
 
 def build_binomial_model(inp: ModelInputs) -> pm.Model:
@@ -212,9 +211,9 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
             sp = {g: pm.Data(f"profile_shares_{g}", d[f"profile_shares_{g}"]) for g in design.groups}
             std = {g: pm.Data(f"profile_standard_{g}", d[f"profile_standard_{g}"]) for g in design.groups}
             v = w * n / pt.sum(w * n)
-            k = len(inp.profiles)
-            for name, u in (("p_typical", pt.zeros(k)), ("p_new", pt.ones(k) * tau * z_new)):
-                pm.Deterministic(name, predictor.profiles(Xp, X_num, sp, std, shares, v, u), dims="profile")
+            both = predictor.profiles(Xp, X_num, sp, std, shares, v, tau * z_new)
+            pm.Deterministic("p_typical", both[0], dims="profile")
+            pm.Deterministic("p_new", both[1], dims="profile")
     return model
 
 
