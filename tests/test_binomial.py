@@ -184,10 +184,10 @@ def test_stick_breaking_shares_are_flat_dirichlet(k):
     import pymc as pm
     from scipy import stats
 
-    from hlh_meta.models.shares import composition_shares
+    from hlh_meta.models.shares import composition_shares, stick_data
 
     with pm.Model():
-        share = composition_shares("s", np.ones((3, k), dtype=bool), np.zeros((3, k)))
+        share = composition_shares("s", stick_data("s", np.ones((3, k), dtype=bool), np.arange(3), np.ones(3), 3))
     x = pm.draw(share, draws=20000, random_seed=1)                    # (draws, units, k)
     assert x.shape == (20000, 3, k)
     np.testing.assert_allclose(x.sum(-1), 1.0, atol=1e-12)
@@ -198,31 +198,36 @@ def test_stick_breaking_shares_are_flat_dirichlet(k):
     assert abs(np.corrcoef(x[:, 0, 0], x[:, 1, 0])[0, 1]) < 0.03    # units are independent
 
 
-def test_composition_prior_excludes_categories_and_keeps_minimum_shares():
-    """An unknown that excludes categories is a flat Dirichlet over the others; known minimum
-    shares l give s = l + (1 - sum l) t with t flat Dirichlet (compared with scipy's)."""
+def test_composition_prior_excludes_categories_and_keeps_known_parts():
+    """An unknown that excludes categories is a flat Dirichlet over the others; a known part
+    (half of the patients within given categories) adds that part's own flat Dirichlet
+    (compared with scipy's Beta marginals)."""
     import pymc as pm
     from scipy import stats
 
-    from hlh_meta.models.shares import composition_shares
+    from hlh_meta.models.design import _composition
+    from hlh_meta.models.shares import composition_shares, stick_data
 
-    allowed = np.array([[True, False, True, True], [True, True, True, True]])
-    minimum = np.array([[0.0, 0.0, 0.0, 0.0], [0.5, 0.0, 0.0, 0.0]])
+    cats = ["t[rest]", "t[a]", "t[b]", "t[c]"]
+    allowed, part_unit, weight = _composition("t", cats, ["u0", "u1"], {
+        "u0": {"exclude": ["t[a]"]}, "u1": {"parts": [{"share": 0.5, "categories": ["t[rest]", "t[c]"]}]}})
+    assert part_unit.tolist() == [0, 1, 1] and weight.tolist() == [1.0, 0.5, 0.5]
     with pm.Model():
-        share = composition_shares("s", allowed, minimum)
+        share = composition_shares("s", stick_data("s", allowed, part_unit, weight, 2))
     x = pm.draw(share, draws=20000, random_seed=3)
     np.testing.assert_allclose(x.sum(-1), 1.0, atol=1e-12)
     assert (x[:, 0, 1] == 0).all()                                  # the excluded category holds nothing
     for j in (0, 2, 3):                                              # flat over three categories: Beta(1, 2) each
         assert stats.kstest(x[:, 0, j], stats.beta(1, 2).cdf).pvalue > 0.001, j
-    assert (x[:, 1, 0] >= 0.5).all()                                 # the known minimum holds
-    rest = (x[:, 1, :] - minimum[1]) / 0.5                           # the free half is flat over all four
-    for j in range(4):
-        assert stats.kstest(rest[:, j], stats.beta(1, 3).cdf).pvalue > 0.001, j
+    # unit 1: half within {rest, c} (Beta(1, 1) split), half flat over all four (Beta(1, 3) each)
+    assert ((x[:, 1, 0] + x[:, 1, 3]) >= 0.5 - 1e-12).all()
+    assert stats.kstest(x[:, 1, 1] / 0.5, stats.beta(1, 3).cdf).pvalue > 0.001
+    assert abs(x[:, 1, 0].mean() - (0.5 * 0.5 + 0.5 * 0.25)) < 0.01
 
 
 @pytest.mark.parametrize("rule, fragment", [({"exclude": ["route[rest]", "iv"]}, "every category is excluded"),
                                             ({"minimum": {"iv": 0.7, "route[rest]": 0.6}}, "more than 1"),
+                                            ({"parts": [{"share": 0.5}]}, "needs 'share' and 'categories'"),
                                             ({"exclude": ["bus"]}, "unknown category"),
                                             ({"minimum": {"iv": 0.5}, "exclude": ["iv"]}, "cannot be excluded")])
 def test_bad_composition_rule_is_refused(no_sampling, rule, fragment):

@@ -91,16 +91,20 @@ def _warn_line(text: str, shown: set[str]) -> None:
 
 @contextmanager
 def _one_line_warnings(shown: set[str]):
-    """hlh-meta's LeftoverWarning printed as one line ``warning: ...`` (once per message);
-    other warnings are shown as they would be."""
+    """hlh-meta's own warnings (a leftover folder, a failed diagnostics gate, a parameter the
+    data cannot inform) printed as one line ``warning: ...`` (once per message); other
+    warnings are shown as they would be."""
+    from .inference import GateWarning, ThinDataWarning
     from .report.writer import LeftoverWarning
 
+    ours = (LeftoverWarning, GateWarning, ThinDataWarning)
     with warnings.catch_warnings():
-        warnings.simplefilter("always", LeftoverWarning)
+        for category in ours:
+            warnings.simplefilter("always", category)
         show = warnings.showwarning
 
         def one_line(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, LeftoverWarning):
+            if issubclass(category, ours):
                 _warn_line(str(message), shown)
             else:
                 show(message, category, filename, lineno, file, line)
@@ -110,10 +114,10 @@ def _one_line_warnings(shown: set[str]):
 
 
 def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Optional[Path],
-               sensitivity: bool = False, executor: dict | None = None) -> None:
+               sensitivity: bool = False, executor: dict | None = None, skip_empty: bool = False) -> None:
     from .analyses import analysis_for, load_spec
     from .data import load_dataset, read_dataset
-    from .errors import SettingError, SpecError
+    from .errors import SpecError
     from .pipeline import run_analysis
     from .report.writer import check_output_location, leftover_note, leftovers, safe_child
 
@@ -122,19 +126,24 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
     names = [s.name for s in loaded]
     if len(set(names)) != len(names):
         raise SpecError(", ".join(map(str, specs)), "analysis.name", "two specs share a name (it names the results folder)")
+    shown: set[str] = set()
+    runnable = []
+    for spec in loaded:
+        analysis = analysis_for(spec)
+        analysis.settings(spec)                      # [sampling] values (a seed of -1) before any sampling
+        used, _ = analysis.frame(ds, spec)           # data and spec problems surface before any sampling
+        if used.empty:
+            if not skip_empty:
+                raise spec.error("data", f"no row of the tables is usable for this {spec.kind} analysis")
+            _warn_line(f"{spec.name}: no row of the tables is usable for this {spec.kind} analysis; skipped", shown)
+            continue
+        if sensitivity:
+            analysis.expand_variants(ds, spec)
+        runnable.append(spec)
+    loaded = runnable
     targets = [safe_child(out, s.name) for s in loaded]
     for t in targets:
         check_output_location(t, force)
-    for spec in loaded:
-        analysis = analysis_for(spec)
-        try:
-            analysis.settings(spec)                  # [sampling] values (a seed of -1) before any sampling
-        except SettingError as exc:
-            raise spec.error(f"sampling.{exc.key}", exc.message) from None
-        analysis.frame(ds, spec)                     # data and spec problems surface before any sampling
-        if sensitivity:
-            analysis.expand_variants(ds, spec)
-    shown: set[str] = set()
     for t in targets:                                # leftovers of killed runs: removed, or reported before sampling
         for path in leftovers(t, remove=True):
             _warn_line(leftover_note(path), shown)
@@ -145,7 +154,8 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
                 if status is not None:
                     status.update(f"{spec.name}: variant {i + 1}/{n}: {name}")
 
-            result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, **(executor or {}))
+            with _one_line_warnings(shown):
+                result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, **(executor or {}))
         with _one_line_warnings(shown):
             result.save(target, force=force)
         diag = result.diagnostics
@@ -172,7 +182,7 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(help="Spec files (
         paths = list(specs) if specs else sorted(bundled_specs_dir().glob("*.toml"))
         if not paths:
             raise FileNotFoundError("no analysis specs found")
-        _run_specs(paths, out_dir or Path("results"), force, quiet, data)
+        _run_specs(paths, out_dir or Path("results"), force, quiet, data, skip_empty=not specs)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError
+from .errors import SpecError, plain
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _check(name: str, raw: dict) -> None:
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 value = body[key] = float(value)
             if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-                raise SpecError(name, f"{section}.{key}", f"must be of type {getattr(want, '__name__', want)}, got {value!r}")
+                raise SpecError(name, f"{section}.{key}", f"must be of type {getattr(want, '__name__', want)}, got {plain(value)}")
     for section, keys in SECTIONS.items():
         for key, k in keys.items():
             if k.default is REQUIRED and key not in raw.get(section, {}):

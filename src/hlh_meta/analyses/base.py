@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import Dataset
+from ..errors import SettingError
 from ..inference import SamplerSettings
 from ..models.engine import ModelInputs, fit_model
 from ..spec import Spec
@@ -219,7 +220,11 @@ class AnalysisType:
 
     @staticmethod
     def settings(spec: Spec, **overrides) -> SamplerSettings:
-        return SamplerSettings.of(spec.section("sampling"), **overrides)
+        """The spec's ``[sampling]`` settings; a bad value names the spec file and key."""
+        try:
+            return SamplerSettings.of(spec.section("sampling"), **overrides)
+        except SettingError as exc:
+            raise spec.error(f"sampling.{exc.key}", exc.message) from None
 
     def fit(self, ds: Dataset, spec: Spec, used: pd.DataFrame, variant: Variant = PRIMARY,
             covariates: list[str] | None = None, progress: bool = False, extras: bool = True) -> az.InferenceData:

@@ -141,7 +141,8 @@ class Biomarkers(AnalysisType):
         return {
             "summary": self.summary(idata, quantities, var_names),
             "derived": quantity_table(quantities),
-            "studies": studies[["study_id", "citation", "design", "n_patients", "age_group", "route", "risk_of_bias"]],
+            "studies": studies[[c for c in ("study_id", "citation", "grade", "design", "n_patients", "age_group", "route",
+                                            "risk_of_bias", "overlaps_with") if c in studies.columns]],
             "data_used": data_used,
             "excluded": excluded.drop(columns=["usable"]),
         }

@@ -58,9 +58,12 @@ def overlap(analysis, ds: Dataset, spec: Spec, used: pd.DataFrame) -> list[Varia
 
 
 def covid19(analysis, ds: Dataset, spec: Spec, used: pd.DataFrame) -> list[Variant]:
-    """Add the COVID-19-triggered series the primary analysis leaves out."""
-    st = ds.studies
-    if spec.get("data", "covid19") == "include" or "covid19" not in st or not st["covid19"].astype(bool).any():
+    """Add the COVID-19-triggered series the primary analysis leaves out (only where one
+    would enter the analysis)."""
+    if spec.get("data", "covid19") == "include":
+        return []
+    _, left = analysis.frame(ds, spec)
+    if not left["excluded_because"].astype(str).str.startswith("COVID-19 setting").any():
         return []
     return [Variant("include COVID-19 series", "covid19", patch={"data": {"covid19": "include"}})]
 

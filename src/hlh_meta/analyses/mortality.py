@@ -119,6 +119,30 @@ def _profiles(covs: list[str]) -> pd.DataFrame:
     return out
 
 
+def _composition(frame: pd.DataFrame, refs: dict[str, str]) -> dict:
+    """What the sources say about strata of unknown trigger mix (``trigger_excluded``,
+    ``trigger_known``), as the engine's composition rules: excluded triggers, and known
+    numbers of patients within some triggers (a share of the stratum's n)."""
+    from ..data.consistency import parse_known
+
+    def category(level: str) -> str:
+        return "trigger[rest]" if level == refs["trigger"] else _column("trigger", level)
+
+    rules = {}
+    for rec in frame.itertuples():
+        if rec.trigger != "unknown":
+            continue
+        rule = {}
+        if isinstance(rec.trigger_excluded, str) and rec.trigger_excluded.strip():
+            rule["exclude"] = [category(c.strip()) for c in rec.trigger_excluded.split(";") if c.strip()]
+        if isinstance(rec.trigger_known, str) and rec.trigger_known.strip():
+            rule["parts"] = [{"share": count / rec.n, "categories": [category(c) for c in cats]}
+                             for count, cats in parse_known(rec.trigger_known)]
+        if rule:
+            rules[rec.label] = rule
+    return {"trigger": rules} if rules else None
+
+
 def _percent(a) -> np.ndarray:
     return 100 * np.asarray(a).reshape(-1)
 
@@ -224,9 +248,11 @@ class Mortality(AnalysisType):
         if likelihood not in ("mixture", "linear"):
             raise spec.error("model.likelihood", f"must be 'mixture' or 'linear', got '{likelihood}'")
         profiles = _profiles(list(struct))
+        composition = _composition(frame, references(spec)) if "trigger" in struct else None
         inputs = prepare_binomial(
             frame, events="deaths", total="n", study="study_id", covariates=columns, fractions=struct, label="label",
             shared={"iv_fraction": "study_id"} if "iv_fraction" in struct else None, likelihood=likelihood,
+            composition=composition,
             covariate_mask=[1.0 if c in on else 0.0 for c in columns],
             weights=(~frame["study_id"].isin(variant.soft_exclude)).astype(float).to_numpy(),
             profiles=profiles[[c for c in profiles.columns if c in columns]], priors=spec.section("priors"))
@@ -304,7 +330,20 @@ class Mortality(AnalysisType):
     def tables(self, ds, spec, used, excluded, idata, quantities, progress=False) -> dict[str, pd.DataFrame]:
         var_names = ["mu", "tau"] + (["beta"] if "beta" in idata.posterior else [])
         p = idata.posterior["p"]
+        cd = idata.constant_data
+        refs = json.loads(idata.posterior.attrs.get("references", "{}"))
+        priors = {}
+        for g in ("trigger", "age_group", "iv_fraction"):
+            if f"composition_prior_{g}" in cd:
+                text = pd.Series(cd[f"composition_prior_{g}"].values, index=list(map(str, cd["row"].values)))
+                rest = refs.get(g, "subcutaneous")
+                text = (text.reindex(used["label"].to_numpy()).fillna("").str.replace(f"{g}[rest]", rest, regex=False)
+                        .str.replace(f"{g}[", "", regex=False).str.replace("]", "", regex=False))
+                if g == "iv_fraction":
+                    text = text.str.replace(ROUTE_COLUMN, "intravenous", regex=False)
+                priors[f"{g}_prior"] = text.to_numpy()
         data_used = used.drop(columns=["usable", "reason", "label"]).assign(
+            **priors,
             observed_percent=100 * used["deaths"].astype(float) / used["n"].astype(float),
             fitted_percent_mean=100 * p.mean(("chain", "draw")).values,
             fitted_percent_q2_5=100 * p.quantile(0.025, ("chain", "draw")).values,

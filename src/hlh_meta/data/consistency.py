@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..errors import Problem, plain
+from .schema import TRIGGERS
 
 S, M, B, A = "studies.csv", "mortality.csv", "biomarkers.csv", "arms.csv"
 
@@ -44,8 +45,57 @@ _NEEDS = {
 }
 
 
-def _mortality(mort: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
+def parse_known(text: str) -> list[tuple[int, list[str]]]:
+    """``"4:infection|other; 2:malignancy"`` -> [(4, ["infection", "other"]), (2, ["malignancy"])];
+    ValueError with the reason when the text does not have that form."""
+    out = []
+    for part in (p.strip() for p in str(text).split(";") if p.strip()):
+        count, sep, cats = part.partition(":")
+        if not sep or not count.strip().isdigit():
+            raise ValueError(f"'{part}' is not count:trigger|trigger")
+        out.append((int(count), [c.strip() for c in cats.split("|") if c.strip()]))
+    return out
+
+
+def _composition(mort: pd.DataFrame) -> list[Problem]:
+    """What a source says about a stratum's unknown trigger mix: known triggers, known counts."""
     problems = []
+    for row, rec in mort.iterrows():
+        excluded_text, known_text = rec.get("trigger_excluded"), rec.get("trigger_known")
+        given = [c for c, v in (("trigger_excluded", excluded_text), ("trigger_known", known_text)) if pd.notna(v)]
+        if given and rec["trigger"] != "unknown":
+            for col in given:
+                problems.append(Problem(M, int(row), col, "applies only to a stratum whose trigger is 'unknown' "
+                                                          f"(this one is '{rec['trigger']}')"))
+            continue
+        excluded = [c.strip() for c in str(excluded_text).split(";") if c.strip()] if pd.notna(excluded_text) else []
+        for c in excluded:
+            if c not in TRIGGERS:
+                problems.append(Problem(M, int(row), "trigger_excluded", f"'{c}' is not a trigger ({', '.join(TRIGGERS)})"))
+        if excluded and set(excluded) >= set(TRIGGERS):
+            problems.append(Problem(M, int(row), "trigger_excluded", "excludes every trigger"))
+        if pd.isna(known_text):
+            continue
+        try:
+            parts = parse_known(known_text)
+        except ValueError as exc:
+            problems.append(Problem(M, int(row), "trigger_known", str(exc)))
+            continue
+        for count, cats in parts:
+            bad = [c for c in cats if c not in TRIGGERS]
+            if bad or not cats:
+                problems.append(Problem(M, int(row), "trigger_known", f"'{'|'.join(cats)}' must name triggers "
+                                                                       f"({', '.join(TRIGGERS)})"))
+            if set(cats) & set(excluded):
+                problems.append(Problem(M, int(row), "trigger_known", "names a trigger that trigger_excluded excludes"))
+        total = sum(c for c, _ in parts)
+        if pd.notna(rec["n"]) and total > rec["n"]:
+            problems.append(Problem(M, int(row), "trigger_known", f"counts add up to {total}, more than n ({rec['n']})"))
+    return problems
+
+
+def _mortality(mort: pd.DataFrame, studies: pd.DataFrame) -> list[Problem]:
+    problems = _composition(mort)
     n_of = studies.drop_duplicates("study_id").set_index("study_id")["n_patients"]
     for row, rec in mort.iterrows():
         method = rec["count_method"]

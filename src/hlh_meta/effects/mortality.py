@@ -16,7 +16,7 @@ from ..data import Dataset
 from ..errors import DataError, InputError, Problem, plain
 from . import count_pairs_from_percentage, counts_from_percentage
 
-COLUMNS = ["study_id", "partition", "stratum", "trigger", "age_group", "deaths", "n", "usable", "reason",
+COLUMNS = ["study_id", "partition", "stratum", "trigger", "age_group", "trigger_excluded", "trigger_known", "deaths", "n", "usable", "reason",
            "derivation", "alternatives", "deaths_alternative", "row"]
 ATTRIBUTIONS = ("primary", "alternative")
 M = "mortality.csv"
@@ -104,7 +104,8 @@ def resolve_mortality(ds: Dataset, *, attribution: str = "primary") -> pd.DataFr
     failed: set[int] = set()
     mort = ds.mortality
     for row, rec in mort.iterrows():
-        base = {c: rec[c] for c in ("study_id", "partition", "stratum", "trigger", "age_group")}
+        base = {c: rec.get(c) for c in ("study_id", "partition", "stratum", "trigger", "age_group", "trigger_excluded",
+                                         "trigger_known")}
         method = rec["count_method"]
         try:
             if method == "reported":

@@ -35,10 +35,10 @@ from scipy.special import gammaln
 from ..errors import DataError, InputError, Problem
 from ..inference import SamplerSettings
 from .design import Design, build_design
-from .engine import ModelInputs, fit_model, log_prior, profile_values
+from .engine import ModelInputs, fit_model, log_prior, onehot, profile_values
 from .inputs import WHERE, numeric_column, prepare_rows, require_frame
 from .priors import BINOMIAL_DEFAULTS, families, make_rv, prior_data, resolve_priors
-from .shares import composition_shares
+from .shares import composition_shares, stick_data
 from .structure import Structure
 
 LIKELIHOODS = ("mixture", "linear")
@@ -74,13 +74,6 @@ def _numeric_columns(design: Design) -> list[int]:
     return [j for j in range(len(design.names)) if j not in grouped]
 
 
-def _onehot(index: np.ndarray, size: int) -> np.ndarray:
-    """(size, len(index)) indicator: column j has a 1 in row index[j]."""
-    out = np.zeros((size, len(index)))
-    out[index, np.arange(len(index))] = 1.0
-    return out
-
-
 def _take(x, columns: list[int]):
     """x[..., columns] by basic slicing where the columns are contiguous (no gather op)."""
     if columns == list(range(columns[0], columns[-1] + 1)):
@@ -98,7 +91,7 @@ class _Predictor:
     def __init__(self, design: Design, beta, mu, likelihood: str):
         self.design, self.beta, self.mu, self.likelihood = design, beta, mu, likelihood
         self.numeric = _numeric_columns(design)
-        self.pick = {g: _onehot(cat, len(design.groups[g]) + 1) for g, cat in _combinations(design).items()}
+        self.pick = {g: onehot(cat, len(design.groups[g]) + 1) for g, cat in _combinations(design).items()}
         self.mixture = likelihood == "mixture" and beta is not None and bool(design.groups)
 
     def combination(self, g: str, shares):
@@ -138,8 +131,8 @@ class _Predictor:
         soft = pt.softplus(eta)
         return eta - soft, -soft, pt.sigmoid(eta)
 
-    def profiles(self, X_num, X_rows, shares: dict, standard: dict, row_shares: dict, v, u_new):
-        """p_typical and p_new of prediction profiles, standardised over the included rows.
+    def profiles(self, k: int, X_num, X_rows, shares: dict, standard: dict, row_shares: dict, v, u_new):
+        """p_typical and p_new of ``k`` prediction profiles, standardised over the included rows.
 
         A profile gives a group's shares, or leaves it to the included rows (``standard[g]``
         = 1). Each profile is evaluated once per included row, on a copy of that row with
@@ -148,7 +141,7 @@ class _Predictor:
         weights ``v`` (each row's n over their total). A profile fixing every group is its
         own probability; one fixing none is the population-averaged probability of the
         included strata. The copies go through :meth:`probability`, the rows' own graph."""
-        k, r = standard[next(iter(standard))].shape[0] if standard else X_num.shape[0], v.shape[0]
+        r = v.shape[0]
         copies = {}
         for g in self.design.groups:
             s = standard[g][:, None, None]
@@ -193,13 +186,15 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
         for g, lat in design.latent.items():
             known = pm.Data(f"shares_{g}", d[f"shares_{g}"])
             if lat.n_units:
-                unknown = composition_shares(f"{g}_share", lat.allowed, lat.minimum, dims=(f"{g}_unit", f"{g}_category"))
-                place = np.zeros((inp.structure.rows, lat.n_units))
-                place[lat.rows, lat.units] = 1.0                              # row <- its unknown
+                unknown = composition_shares(f"{g}_share", stick_data(f"{g}_share", lat.allowed, lat.part_unit,
+                                                                      lat.weight, lat.n_units),
+                                             dims=(f"{g}_unit", f"{g}_category"))
+                place = np.zeros((len(inp.row_labels), lat.n_units))
+                place[lat.rows, lat.units] = 1.0                                               # row <- its unknown
                 known = known + (place[:, :, None] * unknown[None, :, :]).sum(axis=1)
             shares[g] = known
         predictor = _Predictor(design, beta, mu, inp.structure.likelihood)
-        of_study = _onehot(np.asarray(inp.structure.study_index), len(inp.studies)).T    # (rows, studies)
+        of_study = onehot(inp.study_index, len(inp.studies)).T                              # (rows, studies)
         log_p, log_q, p = predictor.probability(predictor.base(X_num, (of_study * (tau * z)[None, :]).sum(axis=1)),
                                                 shares)
         pm.Deterministic("p", p, dims="row")
@@ -211,7 +206,7 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
             sp = {g: pm.Data(f"profile_shares_{g}", d[f"profile_shares_{g}"]) for g in design.groups}
             std = {g: pm.Data(f"profile_standard_{g}", d[f"profile_standard_{g}"]) for g in design.groups}
             v = w * n / pt.sum(w * n)
-            both = predictor.profiles(Xp, X_num, sp, std, shares, v, tau * z_new)
+            both = predictor.profiles(len(inp.profiles), Xp, X_num, sp, std, shares, v, tau * z_new)
             pm.Deterministic("p_typical", both[0], dims="profile")
             pm.Deterministic("p_new", both[1], dims="profile")
     return model
@@ -255,15 +250,20 @@ def prepare_binomial(df: pd.DataFrame, events: str = "events", total: str = "tot
     structure = Structure(
         engine="binomial", study_index=tuple(int(i) for i in study_idx), covariates=tuple(design.names),
         groups=tuple((g, tuple(idx)) for g, idx in design.groups.items()),
-        latent=tuple((g, tuple(int(r) for r in lat.rows), tuple(int(u) for u in lat.units))
+        latent=tuple((g, tuple(int(r) for r in lat.rows), tuple(int(u) for u in lat.units),
+                      lat.allowed.tobytes(), tuple(int(p) for p in lat.part_unit), tuple(float(w) for w in lat.weight))
                      for g, lat in design.latent.items()),
-        priors=families(resolved), profiles=len(profile_labels), likelihood=likelihood,
-        composition=tuple((g, lat.allowed.tobytes(), lat.minimum.tobytes()) for g, lat in design.latent.items()))
+        priors=families(resolved), profiles=len(profile_labels), likelihood=likelihood)
     gate = ["mu"] + (["tau", "z"] if resolved["tau"]["dist"] != "Fixed" else []) + (["beta"] if design.names else [])
     row_info = {f"known_shares_{g}": (("row", f"{g}_category"),
                                       np.where(np.isnan(design.X[:, design.groups[g]]).any(axis=1, keepdims=True), np.nan, s))
                 for g, s in known_shares(design, design.X).items()}
-    return ModelInputs(structure=structure, build=build_binomial_model, row_info=row_info, data=data, gate=gate, design=design,
+    for g, lat in design.latent.items():      # the prior each row's unknown shares got, in words
+        text = np.full(len(df), "", dtype=object)
+        words = lat.describe(design.categories(g))
+        text[lat.rows] = [words[u] for u in lat.units]
+        row_info[f"composition_prior_{g}"] = text.astype(str)
+    return ModelInputs(structure=structure, build=build_binomial_model, row_info=row_info, study_index=study_idx, data=data, gate=gate, design=design,
                        priors=resolved, row_labels=row_labels, studies=studies, weights=w, profiles=profile_labels,
                        observed={"events": y_i}, constant={"total": n_i, "weight": w}, row_param="p",
                        observation=observation, profile_values=profile_values(profiles, profile_labels))
@@ -314,9 +314,11 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
         three triggers, the fourth being the rest); missing shares are unknowns
     shared : ``{group: column}``: unknown shares of rows with equal ``column`` values are
         one unknown (e.g. ``{"route": "study"}`` for a study-level IV share)
-    composition : ``{group: {row label (or shared value): {"exclude": [category], "minimum":
-        {category: share}}}}``: what a source says about an unknown composition; categories
-        are ``<group>[rest]`` and the group's columns
+    composition : ``{group: {row label (or shared value): {"exclude": [category], "parts":
+        [{"share": w, "categories": [...]}], "minimum": {category: share}}}}``: what a source
+        says about an unknown composition (categories it excludes; a known share of its
+        patients within some categories); categories are ``<group>[rest]`` and the group's
+        columns
     likelihood : ``"mixture"`` (a stratum's probability is the share-weighted mean of its
         categories' probabilities) or ``"linear"`` (shares inside the linear predictor)
     profiles : prediction profiles, one row each (index = label) with the covariate

@@ -8,8 +8,8 @@ Fractions: a group of numeric columns holding the shares of one categorical spli
 ``trigger[rheumatological]``, ``trigger[malignancy]`` with infection as the rest) may be
 missing (NaN) in a row; such a row's shares become unknowns over the group's categories
 (the group's columns plus the rest) instead of the row being dropped. Their prior is a
-flat Dirichlet over the categories a row allows, above any known minimum shares
-(``composition``).
+flat Dirichlet over the categories a row allows, with any known parts of the row held
+within their categories (``composition``).
 """
 
 from __future__ import annotations
@@ -28,19 +28,36 @@ class Latent:
     """The unknown shares of one fraction group.
 
     ``rows``: rows with unknown shares; ``units``: the unknown each of them uses (rows of
-    one study may share one); ``allowed`` (units, K) and ``minimum`` (units, K): the
-    categories each unknown may hold (column 0 is the rest) and its known minimum shares.
+    one study may share one); ``keys``: each unknown's name (row label or shared value).
+    An unknown is a sum of *parts*: part p holds ``weight[p]`` of the unknown's patients,
+    spread by a flat Dirichlet over the categories ``allowed[p]`` (K columns, the rest
+    first). Without constraints an unknown is one part of weight 1 over every category.
     """
 
     rows: np.ndarray
     units: np.ndarray
-    allowed: np.ndarray
-    minimum: np.ndarray
-    keys: list[str] = field(default_factory=list)    # each unknown's key (row label or shared value)
+    allowed: np.ndarray                # (parts, K) bool
+    part_unit: np.ndarray              # (parts,) the unknown a part belongs to
+    weight: np.ndarray                 # (parts,) its share of the unknown
+    keys: list[str] = field(default_factory=list)
+    rules: dict[str, str] = field(default_factory=dict)   # unknown -> its prior in words
 
     @property
     def n_units(self) -> int:
-        return self.allowed.shape[0]
+        return len(self.keys)
+
+    def describe(self, categories: list[str]) -> list[str]:
+        """Each unknown's prior in words."""
+        out = []
+        for u in range(self.n_units):
+            parts = [p for p in range(len(self.weight)) if self.part_unit[p] == u]
+            words = []
+            for p in parts:
+                cats = [c for c, ok in zip(categories, self.allowed[p]) if ok]
+                what = cats[0] if len(cats) == 1 else "flat Dirichlet over " + ", ".join(cats)
+                words.append(what if len(parts) == 1 else f"{self.weight[p]:.3g} {what}")
+            out.append("; ".join(words))
+        return out
 
 
 @dataclass(frozen=True)
@@ -125,40 +142,70 @@ def column_list(value, role: str) -> list[str]:
     return out
 
 
-def _composition(group: str, cats: list[str], units: np.ndarray, keys: list[str],
-                 composition: Mapping[str, Mapping] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Allowed categories and minimum shares of each unknown of a group (``keys``: the
-    unknowns' names), from ``composition = {key: {"exclude": [category, ...], "minimum":
-    {category: share}}}``."""
-    n_units = len(keys)
-    allowed = np.ones((n_units, len(cats)), dtype=bool)
-    minimum = np.zeros((n_units, len(cats)))
-    unit_of = {k: u for u, k in enumerate(keys)}
-    for key, rule in (composition or {}).items():
+def _composition(group: str, cats: list[str], keys: list[str],
+                 composition: Mapping[str, Mapping] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The parts of each unknown of a group (``keys``: the unknowns' names), from
+    ``composition = {key: rule}`` with rule keys
+
+    - ``exclude``: categories the unknown cannot hold;
+    - ``parts``: ``[{"share": w, "categories": [...]}, ...]``: a known share w of the
+      unknown's patients lies within those categories (e.g. 4 of 8 children previously
+      healthy: ``{"share": 0.5, "categories": ["trigger[rest]", "trigger[other]"]}``);
+    - ``minimum``: ``{category: share}``, a part of a single category.
+
+    The rest of the unknown (1 minus the parts' shares) is flat over the categories not
+    excluded. Returns per part: allowed categories (bool), its unknown, its weight.
+    """
+    allowed, part_unit, weight = [], [], []
+    rules = dict(composition or {})
+    for key in rules:
+        if key not in keys:
+            raise InputError(f"composition['{group}']['{key}']: no row of this group with unknown shares has this key "
+                             f"({', '.join(sorted(keys)) or 'none'})")
+    for u, key in enumerate(keys):
+        rule = rules.get(key, {})
         where = f"composition['{group}']['{key}']"
-        if key not in unit_of:
-            raise InputError(f"{where}: no row of this group with unknown shares has this key "
-                             f"({', '.join(sorted(unit_of)) or 'none'})")
-        if not isinstance(rule, Mapping) or set(rule) - {"exclude", "minimum"}:
-            raise InputError(f"{where} must be a mapping with 'exclude' and/or 'minimum'")
-        u = unit_of[key]
-        for cat in column_list(rule.get("exclude", []), f"{where}['exclude']"):
-            if cat not in cats:
-                raise InputError(f"{where}: unknown category '{cat}'; categories are {', '.join(cats)}")
-            allowed[u, cats.index(cat)] = False
-        for cat, share in dict(rule.get("minimum", {})).items():
-            if cat not in cats:
-                raise InputError(f"{where}: unknown category '{cat}'; categories are {', '.join(cats)}")
-            if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
-                raise InputError(f"{where}: minimum share of '{cat}' must be a number in [0, 1], got {share!r}")
-            minimum[u, cats.index(cat)] = float(share)
-        if not allowed[u].any():
+        if not isinstance(rule, Mapping) or set(rule) - {"exclude", "minimum", "parts"}:
+            raise InputError(f"{where} must be a mapping with 'exclude', 'parts' and/or 'minimum'")
+
+        def mask(names, role) -> np.ndarray:
+            out = np.zeros(len(cats), dtype=bool)
+            for cat in column_list(names, f"{where}['{role}']"):
+                if cat not in cats:
+                    raise InputError(f"{where}: unknown category '{cat}'; categories are {', '.join(cats)}")
+                out[cats.index(cat)] = True
+            return out
+
+        excluded = mask(rule.get("exclude", []), "exclude")
+        if excluded.all():
             raise InputError(f"{where}: every category is excluded")
-        if (minimum[u] > 0)[~allowed[u]].any():
-            raise InputError(f"{where}: a category with a minimum share cannot be excluded")
-        if minimum[u].sum() > 1 + 1e-9:
-            raise InputError(f"{where}: minimum shares add up to more than 1")
-    return allowed, minimum
+        parts = [({"share": v, "categories": [c]}, "minimum") for c, v in dict(rule.get("minimum", {})).items()]
+        parts += [(p, "parts") for p in rule.get("parts", [])]
+        total = 0.0
+        for part, role in parts:
+            if not isinstance(part, Mapping) or set(part) != {"share", "categories"}:
+                raise InputError(f"{where}['{role}']: each part needs 'share' and 'categories'")
+            share = part["share"]
+            if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
+                raise InputError(f"{where}: a {'minimum' if role == 'minimum' else 'part'} share must be a number in "
+                                 f"[0, 1], got {share!r}")
+            ok = mask(part["categories"], role)
+            if (ok & excluded).any():
+                raise InputError(f"{where}: a category with a minimum share or a part cannot be excluded")
+            if share > 0:
+                allowed.append(ok)
+                part_unit.append(u)
+                weight.append(float(share))
+            total += share
+        if total > 1 + 1e-9:
+            raise InputError(f"{where}: minimum and part shares add up to more than 1")
+        if total < 1 - 1e-12:
+            allowed.append(~excluded)
+            part_unit.append(u)
+            weight.append(1.0 - total)
+    k = len(cats)
+    return (np.array(allowed, dtype=bool).reshape(-1, k), np.array(part_unit, dtype=int),
+            np.array(weight, dtype=float))
 
 
 def build_design(df: pd.DataFrame, covariates: Sequence[str] = (), *,
@@ -173,7 +220,7 @@ def build_design(df: pd.DataFrame, covariates: Sequence[str] = (), *,
     have the same value in ``column`` (e.g. strata of one study for a study-level IV share)
     share one unknown instead of one each. ``composition={group: {key: rule}}`` constrains
     an unknown (key: the row label, or the ``shared`` column's value): categories it
-    excludes and known minimum shares (see :func:`_composition`).
+    excludes, known parts and minimum shares (see :func:`_composition`).
     """
     covariates = column_list(covariates, "covariates")
     if len(set(covariates)) != len(covariates):
@@ -250,6 +297,6 @@ def build_design(df: pd.DataFrame, covariates: Sequence[str] = (), *,
             units = np.arange(rows.size)
             names_of_units = [row_keys[r] for r in rows]
         cats = [f"{g}[rest]"] + cols
-        allowed, minimum = _composition(g, cats, units.astype(int), names_of_units, (composition or {}).get(g))
-        latent[g] = Latent(rows, units.astype(int), allowed, minimum, names_of_units)
+        allowed, part_unit, weight = _composition(g, cats, names_of_units, (composition or {}).get(g))
+        latent[g] = Latent(rows, units.astype(int), allowed, part_unit, weight, names_of_units)
     return Design(X, names, refs, levels_of, groups, latent, numeric)

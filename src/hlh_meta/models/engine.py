@@ -46,6 +46,8 @@ class ModelInputs:
     constant: dict[str, np.ndarray]
     row_param: str
     observation: Callable
+    study_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))   # each row's study
+    outcome_index: np.ndarray | None = None                                           # each row's outcome
     profiles: list[str] = field(default_factory=list)
     profile_values: dict[str, dict] = field(default_factory=dict)
     coords: dict[str, list] = field(default_factory=dict)
@@ -56,7 +58,7 @@ class ModelInputs:
     def rows(self) -> dict[str, np.ndarray | tuple]:
         """Per-row facts kept with the constant data: each row's study (and outcome, known
         shares of each composition group: ``(dims, values)`` for a two-dimensional one)."""
-        return {"row_study": np.asarray(self.studies, dtype=str)[np.asarray(self.structure.study_index, dtype=int)],
+        return {"row_study": np.asarray(self.studies, dtype=str)[self.study_index],
                 **self.row_info}
 
     @property
@@ -77,6 +79,14 @@ class ModelInputs:
             if lat.n_units:
                 out[f"{g}_unit"] = lat.keys
         return out
+
+
+def onehot(index: np.ndarray, size: int) -> np.ndarray:
+    """(size, len(index)) indicator: column j has a 1 in row index[j]. Kept as model data
+    (not graph constants), so compiled kernels do not depend on which row is which."""
+    out = np.zeros((size, len(index)))
+    out[np.asarray(index, dtype=int), np.arange(len(index))] = 1.0
+    return out
 
 
 def log_prior(variables) -> pm.Deterministic:
@@ -103,7 +113,7 @@ def fit_model(inputs: ModelInputs, settings: SamplerSettings, extras: bool = Tru
     ``extras=False`` (sensitivity variants) keeps posterior, log-likelihood and the gate
     result only: no prior draws and no replicated data.
     """
-    studies = len(set(np.asarray(inputs.structure.study_index)[inputs.weights > 0]))
+    studies = len(set(inputs.study_index[inputs.weights > 0]))
     if studies == 1 and inputs.priors["tau"]["dist"] != "Fixed":
         warnings.warn("one study in the fit: the between-study SD tau is not informed by the data; its posterior "
                       "is its prior, and so is the spread of a new study's prediction", ThinDataWarning, stacklevel=3)

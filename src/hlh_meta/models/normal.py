@@ -24,7 +24,7 @@ import pytensor.tensor as pt
 from ..errors import DataError, InputError, Problem
 from ..inference import SamplerSettings
 from .design import build_design, column_list
-from .engine import ModelInputs, fit_model, log_prior, profile_values
+from .engine import ModelInputs, fit_model, log_prior, onehot, profile_values
 from .inputs import WHERE, numeric_column, prepare_rows, require_frame
 from .priors import NORMAL_DEFAULTS, families, hyperparameters, make_rv, prior_data, resolve_priors
 from .structure import Structure
@@ -46,9 +46,8 @@ def build_normal_model(inp: ModelInputs) -> pm.Model:
     design, d, coords = inp.design, inp.data, inp.all_coords()
     multi = "outcome" in coords
     k = len(coords.get("outcome", [None]))
-    study_idx = np.asarray(inp.structure.study_index)
-    outcome_idx = np.asarray(inp.structure.outcome_index) if multi else None
     with pm.Model(coords=coords) as model:
+        of_study = onehot(inp.study_index, len(inp.studies)).T                          # (rows, studies)
         y = pm.Data("estimate", d["estimate"], dims="row")
         se = pm.Data("std_err", d["std_err"], dims="row")
         w = pm.Data("weight", d["weight"], dims="row")
@@ -69,18 +68,20 @@ def build_normal_model(inp: ModelInputs) -> pm.Model:
                 top.append(model["chol"])
                 pm.Deterministic("tau", tau, dims="outcome")
                 pm.Deterministic("Omega", corr, dims=("outcome", "outcome_bis"))
-            u = pt.dot(z, chol.T)
+            of_outcome = onehot(inp.outcome_index, k).T                               # (rows, outcomes)
+            u = (z[:, None, :] * chol[None, :, :]).sum(axis=2)                          # (studies, outcomes)
             beta = make_rv("beta", inp.priors["beta"], dims=("outcome", "covariate")) if X is not None else None
             top += [mu, beta]
-            theta = mu[outcome_idx] + u[study_idx, outcome_idx]
+            each = mu[None, :] + (of_study[:, :, None] * u[None, :, :]).sum(axis=1)    # (rows, outcomes)
             if beta is not None:
-                theta = theta + (X * beta[outcome_idx]).sum(axis=1)
+                each = each + (X[:, None, :] * beta[None, :, :]).sum(axis=2)
+            theta = (of_outcome * each).sum(axis=1)
             if inp.profiles:
                 z_new = pm.Normal("z_new", 0.0, 1.0, dims="outcome")
                 typical = pt.ones((len(inp.profiles), 1)) * mu[None, :]
                 if beta is not None:
-                    typical = typical + pt.dot(Xp, beta.T)
-                new = typical + pt.dot(chol, z_new)[None, :]
+                    typical = typical + (Xp[:, None, :] * beta[None, :, :]).sum(axis=2)
+                new = typical + (chol * z_new[None, :]).sum(axis=1)[None, :]
                 dims = ("profile", "outcome")
         else:
             mu = make_rv("mu", inp.priors["mu"])
@@ -88,14 +89,14 @@ def build_normal_model(inp: ModelInputs) -> pm.Model:
             z = pm.Normal("z", 0.0, 1.0, dims="study")
             beta = make_rv("beta", inp.priors["beta"], dims="covariate") if X is not None else None
             top += [mu, tau, beta]
-            theta = mu + (tau * z)[study_idx]
+            theta = mu + (of_study * (tau * z)[None, :]).sum(axis=1)
             if beta is not None:
-                theta = theta + pt.dot(X, beta)
+                theta = theta + (X * beta[None, :]).sum(axis=1)
             if inp.profiles:
                 z_new = pm.Normal("z_new", 0.0, 1.0)
                 typical = mu * pt.ones(len(inp.profiles))
                 if beta is not None:
-                    typical = typical + pt.dot(Xp, beta)
+                    typical = typical + (Xp * beta[None, :]).sum(axis=1)
                 new = typical + tau * z_new
                 dims = ("profile",)
         log_prior([v for v in top if v is not None])
@@ -159,7 +160,8 @@ def prepare_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei",
         latent=(), priors=families(resolved), profiles=len(profile_labels),
         outcome_index=tuple(int(i) for i in outcome_idx) if "outcome" in coords else ())
     gate = ["mu", "z"] + (["tau"] if resolved["tau"]["dist"] != "Fixed" else []) + (["beta"] if design.names else [])
-    return ModelInputs(structure=structure, build=build_normal_model, data=data, gate=gate, design=design,
+    return ModelInputs(structure=structure, build=build_normal_model, study_index=study_idx,
+                       outcome_index=outcome_idx if "outcome" in coords else None, data=data, gate=gate, design=design,
                        priors=resolved, row_labels=row_labels, studies=studies, weights=w, profiles=profile_labels,
                        observed={"estimate": y}, constant={"std_err": se, "weight": w}, row_param="theta",
                        observation=observation, coords=coords, row_info=row_info,

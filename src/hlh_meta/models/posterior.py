@@ -48,18 +48,19 @@ def _forward_sampler(model: pm.Model, names: list[str]):
     Uses PyMC's forward-sampling compiler (``compile_forward_sampling_function``); if its
     signature does not match, returns None and the caller uses ``pm.sample_prior_predictive``.
     """
-    from pymc.sampling.forward import compile_forward_sampling_function
     from pytensor.tensor.random.type import RandomGeneratorType
 
     try:
+        from pymc.sampling.forward import compile_forward_sampling_function
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fn, _ = compile_forward_sampling_function([model[n] for n in names], vars_in_trace=[],
                                                       basic_rvs=model.basic_RVs, givens_dict=None,
                                                       allow_input_downcast=True, accept_inplace=True)
-    except TypeError as exc:
-        _warn_once("forward", f"PyMC's compile_forward_sampling_function did not accept the expected arguments "
-                              f"({exc}); prior draws fall back to pm.sample_prior_predictive (slower)")
+    except (ImportError, TypeError) as exc:
+        _warn_once("forward", f"PyMC's compile_forward_sampling_function is missing or did not accept the expected "
+                              f"arguments ({exc}); prior draws fall back to pm.sample_prior_predictive (slower)")
         return None
     rngs = [v for v in fn.get_shared() if isinstance(v.type, RandomGeneratorType)]
     return fn, rngs

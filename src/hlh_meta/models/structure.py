@@ -18,22 +18,24 @@ class Structure:
     """The parts of a model that its compiled functions bake in.
 
     ``study_index`` / ``outcome_index``: each row's study (and outcome) position;
-    ``covariates``: design column names; ``latent``: per fraction group, the rows whose
-    shares are unknown and the unknown each uses; ``priors``: (parameter, family) pairs;
-    ``profiles``: number of prediction profiles; ``likelihood``: how a stratum that mixes
-    categories enters (``mixture`` or ``linear``).
+    ``covariates``: design column names; ``groups``: composition groups and their columns;
+    ``latent``: per group, the rows whose shares are unknown, the unknown each uses and the
+    parts of the unknowns' priors (allowed categories, owner, weight); ``priors``:
+    (parameter, family) pairs; ``profiles``: number of prediction profiles;
+    ``likelihood``: how a stratum that mixes categories enters. These are constants of the
+    graph, folded in at compile time; everything else (counts, weights, covariate values
+    and mask, prior hyperparameters) is data swapped into a compiled model.
     """
 
     engine: str
     study_index: tuple[int, ...]
     covariates: tuple[str, ...]
     groups: tuple[tuple[str, tuple[int, ...]], ...]
-    latent: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
+    latent: tuple
     priors: tuple[tuple[str, str], ...]
     profiles: int = 0
     outcome_index: tuple[int, ...] = ()
     likelihood: str = "linear"
-    composition: tuple = ()
 
     @property
     def rows(self) -> int:
