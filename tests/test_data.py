@@ -159,7 +159,7 @@ def test_csv_reader_errors_are_problems_not_crashes(data_copy):
 
 def test_study_without_any_outcome_row_is_an_error(data_copy):
     edit(data_copy / "mortality.csv",
-         'mehta2020,overall,all,unknown,unknown,,46,,,,,not_reported,,"Abstract: outcomes not reported",\n', "")
+         'mehta2020,overall,all,unknown,unknown,,46,,,,,not_reported,,"Abstract: outcomes not reported",,,\n', "")
     problems = _problems(data_copy)
     assert [(p.file, p.row, p.column) for p in problems] == [("studies.csv", 5, "study_id")]
     assert "mehta2020" in problems[0].message and "not_reported" in problems[0].message
@@ -167,7 +167,7 @@ def test_study_without_any_outcome_row_is_an_error(data_copy):
 
 def test_study_with_biomarker_rows_only_is_accepted(data_copy):
     edit(data_copy / "mortality.csv",
-         'baverez2022,overall,all,unknown,adult,,21,,,,,not_reported,,"Abstract: deaths not reported",\n', "")
+         'baverez2022,overall,all,unknown,adult,,21,,,,,not_reported,,"Abstract: deaths not reported",,,\n', "")
     ds = hm.read_dataset(data_copy)
     assert "baverez2022" not in set(ds.mortality["study_id"])
 

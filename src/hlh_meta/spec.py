@@ -55,7 +55,11 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "sampler": Key(str), "target_accept": Key(float),
     },
     "comparison": {"covariate_sets": Key(list, [], "covariate sets compared by cross-validation")},
-    "sensitivity": {"families": Key(list, None, "variant families (default: all of the analysis type)")},
+    "sensitivity": {
+        "families": Key(list, None, "variant families (default: all of the analysis type)"),
+        "draws": Key(int, 500, "draws per chain of each variant's fit (the primary analysis keeps [sampling])"),
+        "tune": Key(int, 500, "tuning steps per chain of each variant's fit"),
+    },
 }
 
 

@@ -86,10 +86,6 @@ MORTALITY: dict[str, Col] = {
     "stratum": Col("str", True, (_id_pattern,), "the stratum within the partition"),
     "trigger": Col("str", True, (_isin(TRIGGER_VALUES),), "trigger of the stratum (unknown: mixed or not reported)"),
     "age_group": Col("str", True, (_isin(AGE_GROUP_VALUES),), "age group of the stratum"),
-    "trigger_excluded": Col("str", False, (), "triggers the stratum's unknown mix cannot hold, as the source says "
-                                               "(;-separated, e.g. malignancy)"),
-    "trigger_known": Col("str", False, (), "patients of the stratum known to lie within some triggers: "
-                                            "count:trigger|trigger, ;-separated (e.g. 4:infection|other)"),
     "deaths": Col("int", False, (_ge(0, "must not be negative"), _plausible_n), "reported deaths"),
     "n": Col("int", False, (_positive, _plausible_n), "patients in the stratum"),
     "percent": Col("float", False, (_between(0, 100),), "reported percentage (of deaths or survivors)"),
@@ -100,6 +96,10 @@ MORTALITY: dict[str, Col] = {
     "deaths_alternative": Col("int", False, (_ge(0, "must not be negative"),), "deaths under an alternative attribution"),
     "source_locator": Col("str", True, (), "where in the source"),
     "notes": Col("str", False, (), "free text"),
+    "trigger_excluded": Col("str", False, (), "triggers the stratum's unknown mix cannot hold, as the source says "
+                                               "(;-separated, e.g. malignancy)"),
+    "trigger_known": Col("str", False, (), "patients of the stratum known to lie within some triggers: "
+                                            "count:trigger|trigger, ;-separated (e.g. 4:infection|other)"),
 }
 
 BIOMARKERS_TABLE: dict[str, Col] = {

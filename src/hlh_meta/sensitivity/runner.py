@@ -58,6 +58,15 @@ def plan(spec: Spec, ds: Dataset, variants: list[Variant]) -> list[Planned]:
     return out
 
 
+def variant_settings(spec: Spec):
+    """A variant's sampler settings: the spec's ``[sampling]`` with ``[sensitivity] draws`` and
+    ``tune`` (fewer than the primary analysis: a variant is judged by how far its median moves
+    in posterior SDs, which these draws measure to a few hundredths of an SD; the
+    diagnostics gate holds every variant to the same ESS and R-hat)."""
+    return analysis_for(spec).settings(spec, draws=spec.get("sensitivity", "draws"),
+                                       tune=spec.get("sensitivity", "tune"))
+
+
 def variant_rows(spec: Spec, v: Variant, idata) -> pd.DataFrame:
     """The variant's summary rows of the quantities the analysis type compares."""
     analysis = analysis_for(spec)
@@ -93,7 +102,8 @@ def run_planned(spec: Spec, item: Planned, idata=None) -> pd.DataFrame:
     if item.inputs is None:
         return _note_row(item.variant, item.note).assign(seconds=0.0)
     if idata is None:
-        settings = analysis_for(spec).settings(spec)
+        primary = item.variant.family == "primary"
+        settings = analysis_for(spec).settings(spec) if primary else variant_settings(spec)
         with warnings.catch_warnings():    # a variant's gate result and thin data are rows of the table
             warnings.simplefilter("ignore", GateWarning)
             warnings.simplefilter("ignore", ThinDataWarning)
