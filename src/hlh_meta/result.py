@@ -20,7 +20,8 @@ from .analyses import AnalysisType, Quantity, analysis_for
 from .inference import Diagnostics
 from .models.posterior import diagnostics_of
 from .report.figures import figures_for, save_figures
-from .report.html import write_report
+from .report.html import headline_html, write_report
+from .report.tables import write_xlsx
 from .report.writer import atomic_dir
 
 
@@ -62,6 +63,10 @@ class AnalysisResult:
         return (f"<AnalysisResult {self.name!r} ({self.kind}): {rows} rows in the model, {len(self.quantities)} "
                 f"derived quantities, tables {', '.join(self.tables)}; {diag}>")
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the headline findings, the summary of findings and the forest plot."""
+        return headline_html(self)
+
     def save(self, folder: str | Path, force: bool = False, figures: bool = True, report: bool = True) -> Path:
         """Write the results folder atomically (nothing is left half-written)."""
         folder = Path(folder)
@@ -70,6 +75,7 @@ class AnalysisResult:
             self.idata.to_netcdf(tmp / "posterior.nc")
             for name, frame in self.tables.items():
                 frame.to_csv(tmp / f"{name}.csv", index=name in indexed)
+            write_xlsx(self, tmp / "tables.xlsx")
             if figures:
                 save_figures(self, tmp / "figures")
             (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2, default=str) + "\n", encoding="utf-8")

@@ -55,6 +55,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "sampler": Key(str), "target_accept": Key(float),
     },
     "comparison": {"covariate_sets": Key(list, [], "covariate sets compared by cross-validation")},
+    "report": {
+        "group_by": Key(str, None, "column of data_used that groups the forest plot's rows (default: the analysis "
+                                   "type's, e.g. trigger)"),
+        "threshold": Key(float, None, "clinical decision threshold for imprecision in the summary of findings, "
+                                             "in the outcome's reported unit (mortality %, % reduction, odds ratio)"),
+    },
     "sensitivity": {
         "families": Key(list, None, "variant families (default: all of the analysis type)"),
         "draws": Key(int, 500, "draws per chain of each variant's fit (the primary analysis keeps [sampling])"),

@@ -141,6 +141,8 @@ class AnalysisType:
     kind: ClassVar[str]
     families: ClassVar[dict[str, Callable[["AnalysisType", Dataset, Spec, pd.DataFrame], list[Variant]]]] = {}
     figures: ClassVar[tuple[FigureSpec, ...]] = ()
+    #: column of ``data_used`` that groups the forest plot's rows unless ``[report] group_by`` says otherwise
+    group_by: ClassVar[str | None] = None
     #: quantity keys the sensitivity analysis compares across variants
     robustness_keys: ClassVar[tuple[str, ...]] = ()
     #: tables whose row labels are their index
@@ -177,7 +179,20 @@ class AnalysisType:
         """Rows of the forest plot (``rows``) and its summary rows (``summaries``)."""
         raise NotImplementedError
 
+    def findings_rows(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> list[dict]:
+        """Each outcome's headline for the summary of findings (see :mod:`.findings`)."""
+        return []
+
     # ---- shared machinery
+    def summary_of_findings(self, spec: Spec, tables: Mapping[str, pd.DataFrame],
+                            quantities: list[Quantity]) -> pd.DataFrame:
+        """The GRADE summary-of-findings table of the result (one row per outcome)."""
+        from .findings import summary_of_findings
+
+        rows = self.findings_rows(tables, quantities)
+        studies = tables.get("studies", pd.DataFrame(columns=["study_id"]))
+        return summary_of_findings(rows, studies, spec.get("report", "threshold")) if rows else pd.DataFrame()
+
     def summary(self, idata: az.InferenceData, quantities: list[Quantity], var_names: list[str]) -> pd.DataFrame:
         """ArviZ's summary of the model parameters with the support of each: a parameter
         behind a derived quantity (e.g. beta behind an odds ratio) shares its support."""
@@ -188,6 +203,7 @@ class AnalysisType:
         with warnings.catch_warnings():     # a constant element (Omega's diagonal) has no R-hat or MCSE
             warnings.simplefilter("ignore", RuntimeWarning)
             table = az.summary(idata, var_names=var_names, hdi_prob=0.95)
+        table.index.name = "parameter"
         post, prior = idata.posterior, getattr(idata, "prior", None)
         by_source = {(q.source[0], json.dumps(q.source[1], sort_keys=True)): q for q in quantities if q.source}
         cd = idata.constant_data
@@ -252,6 +268,9 @@ class AnalysisType:
         idata = self.fit(ds, spec, used, progress=progress)
         quantities = self.supported_quantities(idata)
         tables = self.tables(ds, spec, used, excluded, idata, quantities, progress=progress)
+        findings = self.summary_of_findings(spec, tables, quantities)
+        if not findings.empty:
+            tables = {"summary_of_findings": findings, **tables}
         return Analysed(self, spec, idata, quantities, tables)
 
     def expand_variants(self, ds: Dataset, spec: Spec) -> list[Variant]:

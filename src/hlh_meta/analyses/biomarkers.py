@@ -47,6 +47,7 @@ def _informing(idata: az.InferenceData) -> dict[str, tuple[int, int]]:
 @register
 class Biomarkers(AnalysisType):
     kind = "biomarkers"
+    group_by = "biomarker"
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
     robustness_keys = ("reduction_pooled", "tau")
     figures = (
@@ -174,27 +175,46 @@ class Biomarkers(AnalysisType):
                 "value with the derived standard error; true values vary around a pooled mean (mu) per biomarker with "
                 f"between-study SD tau{corr}. Percent reduction = 100 (1 − exp(log ratio)).")
 
+    def findings_rows(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> list[dict]:
+        used = tables["data_used"]
+        new = {q.outcome: q for q in quantities if q.key == "reduction_new"}
+        tau = {q.outcome: q for q in quantities if q.key == "tau"}
+        rows = []
+        for q in (q for q in quantities if q.key == "reduction_pooled"):
+            mine = used[used["biomarker"] == q.outcome]
+            rows.append({"outcome": display(q.outcome), "pooled": q, "new": new.get(q.outcome), "tau": tau.get(q.outcome),
+                         "patients": mine.groupby("study_id", sort=False)["n"].sum().astype(float).to_dict(),
+                         "effects": (mine["yi"].to_numpy(float), mine["sei"].to_numpy(float))})
+        return rows
+
     def forest(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> dict[str, pd.DataFrame]:
         used = tables["data_used"]
+        studies = tables.get("studies")
+        grade = studies.set_index("study_id")["grade"] if studies is not None and "grade" in studies else pd.Series(dtype=object)
         yi, se = used["yi"].to_numpy(float), used["sei"].to_numpy(float)
         pct = lambda v: 100 * (np.exp(v) - 1)  # noqa: E731 - percent change from a log ratio
         rows = pd.DataFrame({
-            "label": [f"{r.study_id}: {r.biomarker} (n={int(r.n)}{', SD imputed' if r.dispersion == 'imputed' else ''})"
-                      for r in used.itertuples()],
+            "label": [f"{r.study_id}: {display(r.biomarker)}" for r in used.itertuples()],
+            "study_id": used["study_id"].to_numpy(),
+            "grade": [str(grade.get(sid, "")).replace("_", " ") for sid in used["study_id"]],
+            "counts": [f"{int(r.n)}" for r in used.itertuples()],
+            "reconstructed": (used["dispersion"] == "imputed").to_numpy(),
             "observed": pct(yi), "observed_lo": pct(yi - 1.96 * se), "observed_hi": pct(yi + 1.96 * se),
             "fitted": used["shrunken_percent_change"].to_numpy(), "fitted_lo": used["shrunken_q2_5"].to_numpy(),
-            "fitted_hi": used["shrunken_q97_5"].to_numpy()})
-        summaries = []
+            "fitted_hi": used["shrunken_q97_5"].to_numpy(),
+            "group": [f"biomarker: {display(b)}" for b in used["biomarker"]]})
+        groups, summaries = [], []
         new = {q.outcome: q for q in quantities if q.key == "reduction_new"}
         for q in (q for q in quantities if q.key == "reduction_pooled"):
-            for src, what, kind in ((q, f"pooled: {q.outcome}", "pooled"), (new[q.outcome], f"new study: {q.outcome}",
-                                                                              "prediction")):
-                s = src.summary()          # a reduction of r% is a change of -r%
-                summaries.append({"label": what, "estimate": -s["median"], "lo": -s["q97.5"], "hi": -s["q2.5"],
-                                  "kind": kind, "note": ""})
-        return {"rows": rows, "summaries": pd.DataFrame(summaries), "xlabel": "change from baseline to follow-up (%)",
-                "observed_name": "observed (95% CI)", "fitted_name": "model estimate (95% CrI)", "title": "",
-                "zero_line": 0.0}
+            s, pn = q.summary(), new[q.outcome].summary()      # a reduction of r% is a change of -r%
+            groups.append({"group": f"biomarker: {display(q.outcome)}", "label": "pooled", "estimate": -s["median"],
+                           "lo": -s["q97.5"], "hi": -s["q2.5"]})
+            summaries.append({"label": f"new study: {display(q.outcome)}", "estimate": -pn["median"],
+                              "lo": -pn["q97.5"], "hi": -pn["q2.5"], "kind": "prediction", "note": ""})
+        return {"rows": rows, "groups": pd.DataFrame(groups), "summaries": pd.DataFrame(summaries),
+                "xlabel": "change from baseline to follow-up (%)", "observed_name": "observed (95% CI)",
+                "fitted_name": "model estimate (95% CrI)", "title": "", "zero_line": 0.0, "scale": "percent",
+                "counts_header": "n", "reconstructed_note": "dispersion imputed"}
 
 
 def _correlation(analysis, ds, spec, used) -> list[Variant]:

@@ -29,6 +29,8 @@ from ..models.engine import ModelInputs
 from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .families import SHARED, prior_family
+from .findings import binomial_findings
+from .forest_rows import count_rows
 from .registry import register
 from .selection import excluded_studies
 
@@ -216,16 +218,17 @@ class Comparison(AnalysisType):
                 f"The estimate {_studies_phrase(len(studies))} ({what})"
                 + (", so tau and a new study's prediction interval are their prior." if len(studies) == 1 else "."))
 
+    def findings_rows(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> list[dict]:
+        rows = binomial_findings(tables, quantities, "mortality, anakinra vs control", "odds_ratio", None,
+                                 "anakinra vs control")
+        for r in rows:
+            r["effects"] = None          # the asymmetry test would need each study's odds ratio
+        return rows
+
     def forest(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> dict[str, pd.DataFrame]:
         used = tables["data_used"]
-        deaths, n = used["deaths"].to_numpy(float), used["n"].to_numpy(float)
-        lo = np.where(deaths > 0, stats.beta.ppf(0.025, deaths, n - deaths + 1), 0) * 100
-        hi = np.where(deaths < n, stats.beta.ppf(0.975, deaths + 1, n - deaths), 1) * 100
-        rows = pd.DataFrame({
-            "label": [f"{r.study_id}: {r.arm} ({int(r.deaths)}/{int(r.n)})" for r in used.itertuples()],
-            "observed": 100 * deaths / n, "observed_lo": lo, "observed_hi": hi,
-            "fitted": used["fitted_percent_mean"].to_numpy(), "fitted_lo": used["fitted_percent_q2_5"].to_numpy(),
-            "fitted_hi": used["fitted_percent_q97_5"].to_numpy()})
+        rows = count_rows(used, tables.get("studies"), "arm")
+        rows["group"] = [f"arm: {a}" for a in used["arm"]]
         new = {q.label: q for q in quantities if q.key == "mortality_new"}
         summaries = []
         for q in (q for q in quantities if q.key == "mortality_typical"):
@@ -236,4 +239,5 @@ class Comparison(AnalysisType):
                                   "kind": kind, "note": ""})
         return {"rows": rows, "summaries": pd.DataFrame(summaries), "xlabel": "mortality (%)",
                 "observed_name": "observed (exact 95% CI)", "fitted_name": "model estimate (95% CrI)",
-                "title": "anakinra vs control, by arm"}
+                "title": "anakinra vs control, by arm", "scale": "percent",
+                "counts_header": "deaths/n"}

@@ -29,6 +29,8 @@ from ..models.engine import ModelInputs, fit_model
 from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .families import SHARED, prior_family
+from .findings import binomial_findings
+from .forest_rows import count_rows, group_name, subgroup_table
 from .registry import register
 from .selection import excluded_studies
 
@@ -156,6 +158,7 @@ def _draws(group, name: str, **sel) -> np.ndarray | None:
 @register
 class Mortality(AnalysisType):
     kind = "mortality"
+    group_by = "trigger"
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
     robustness_keys = ("mortality_typical", "odds_ratio", "tau")
     indexed_tables = ("summary",)
@@ -359,6 +362,9 @@ class Mortality(AnalysisType):
             "data_used": data_used,
             "excluded": excluded.drop(columns=["usable"]),
         }
+        column = spec.get("report", "group_by") or self.group_by
+        if column != "none":
+            tables["subgroups"] = subgroup_table(p, data_used, column, spec)
         comparison = self.compare(ds, spec, used, progress=progress)
         if not comparison.empty:
             tables["comparison"] = comparison
@@ -455,28 +461,32 @@ class Mortality(AnalysisType):
                 "as in the included strata; the headline averages over the included strata."
                 + (f" Reference levels ({ref}) are the levels most patients of known composition have." if ref else ""))
 
+    def findings_rows(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> list[dict]:
+        return binomial_findings(tables, quantities, "mortality", "mortality_typical", "mortality_new", POPULATION)
+
     def forest(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> dict[str, pd.DataFrame]:
         used = tables["data_used"]
-        deaths, n = used["deaths"].to_numpy(float), used["n"].to_numpy(float)
-        lo = np.where(deaths > 0, stats.beta.ppf(0.025, deaths, n - deaths + 1), 0) * 100
-        hi = np.where(deaths < n, stats.beta.ppf(0.975, deaths + 1, n - deaths), 1) * 100
-        rows = pd.DataFrame({
-            "label": [f"{r.study_id}: {str(r.stratum).replace('_', ' ')} ({int(r.deaths)}/{int(r.n)})"
-                      for r in used.itertuples()],
-            "observed": 100 * deaths / n, "observed_lo": lo, "observed_hi": hi,
-            "fitted": used["fitted_percent_mean"].to_numpy(), "fitted_lo": used["fitted_percent_q2_5"].to_numpy(),
-            "fitted_hi": used["fitted_percent_q97_5"].to_numpy()})
+        rows = count_rows(used, tables.get("studies"), "stratum")
+        groups = pd.DataFrame()
+        if "subgroups" in tables:
+            sub = tables["subgroups"]
+            column = str(sub["group_by"].iloc[0]) if len(sub) else ""
+            rows["group"] = used[column].astype(str).map(lambda v: group_name(column, v)).to_numpy() if column in used else ""
+            groups = pd.DataFrame({"group": [group_name(column, str(g)) for g in sub["group"]],
+                                   "label": "model: these strata's patients", "estimate": sub["median"],
+                                   "lo": sub["q2.5"], "hi": sub["q97.5"]})
         ref = next((q for q in quantities if q.key == "mortality_typical" and q.label == POPULATION), None)
         summaries = []
         if ref is not None:
             new = next(q for q in quantities if q.key == "mortality_new" and q.label == ref.label)
-            for q, what, kind in ((ref, "typical study", "pooled"), (new, "new study", "prediction")):
+            for q, what, kind in ((ref, "pooled: typical study", "pooled"), (new, "prediction: new study", "prediction")):
                 s = q.summary()
                 summaries.append({"label": what, "estimate": s["median"], "lo": s["q2.5"], "hi": s["q97.5"], "kind": kind,
                                   "note": q.label})
-        return {"rows": rows, "summaries": pd.DataFrame(summaries), "xlabel": "mortality (%)",
+        return {"rows": rows, "groups": groups, "summaries": pd.DataFrame(summaries), "xlabel": "mortality (%)",
                 "observed_name": "observed (exact 95% CI)", "fitted_name": "model estimate (95% CrI)",
-                "title": "pooled over the included strata" if ref is not None else ""}
+                "title": "pooled over the included strata" if ref is not None else "", "scale": "percent",
+                "counts_header": "deaths/n"}
 
 
 def _fmt(x, digits: int = 1) -> str:

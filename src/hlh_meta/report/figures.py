@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.transforms import blended_transform_factory
 from scipy import stats
 
 from ..analyses import FigureSpec, analysis_for
@@ -38,32 +39,110 @@ def _legend_below(fig, ax):
     fig.tight_layout(rect=(0, 0.1 if len(labels) > 2 else 0.07, 1, 1))
 
 
+#: forest plot layout: row height (inches), the plot panel's place in the figure, the text
+#: columns in units of the panel's width (negative: left of it; above 1: right of it)
+ROW_IN, PANEL = 0.24, (0.41, 0.27)
+COLUMNS = {"label": -1.48, "grade": -0.58, "counts": -0.06, "observed": 1.04, "fitted": 1.55}
+
+
+def _fmt_ci(mid, lo, hi) -> str:
+    return "" if not np.isfinite(mid) else f"{mid:.1f} ({lo:.1f} to {hi:.1f})"
+
+
+def _forest_lines(data) -> list[dict]:
+    """The forest plot's lines from top to bottom: group headings, rows, group diamonds,
+    then the summary rows."""
+    rows, groups = data["rows"], data.get("groups")
+    lines = []
+    grouped = "group" in rows and rows["group"].astype(str).str.len().gt(0).any()
+    for g in (list(dict.fromkeys(rows["group"])) if grouped else [None]):
+        part = rows if g is None else rows[rows["group"] == g]
+        if g is not None:
+            lines.append({"kind": "heading", "text": g})
+        lines += [{"kind": "row", "row": r} for r in part.itertuples()]
+        if g is not None and groups is not None and len(groups):
+            for d in groups[groups["group"] == g].itertuples():
+                lines.append({"kind": "group", "text": d.label, "estimate": d.estimate, "lo": d.lo, "hi": d.hi})
+    summaries = data["summaries"]
+    if len(summaries):
+        lines.append({"kind": "gap"})
+        lines += [{"kind": r.kind, "text": r.label, "estimate": r.estimate, "lo": r.lo, "hi": r.hi}
+                  for r in summaries.itertuples()]
+    return lines
+
+
+def _diamond(ax, y, lo, mid, hi, color, half=0.34):
+    ax.fill([lo, mid, hi, mid], [y, y + half, y, y - half], color=color, zorder=3, lw=0)
+
+
 def forest(result, spec: FigureSpec | None = None, ax=None):
-    """Observed and model estimate of every row, then the pooled estimate and prediction interval."""
+    """Forest plot with its numbers: each row's label, grade of source and counts, the
+    observed value and the model's estimate as marks and as text; rows grouped (e.g. by
+    trigger) with a summary diamond per group; the pooled diamond and the prediction
+    interval. ``ax``: draw into an existing axes (leave room beside it for the columns)."""
     data = result.forest()
-    rows, summaries = data["rows"], data["summaries"]
-    k, s = len(rows), len(summaries)
-    fig, ax = _new_ax(ax, (8.5, 1.6 + 0.45 * (k + s + 1)))
-    y = np.arange(k)[::-1] + s + 1.0
-    _interval_rows(ax, y, rows["observed_lo"].to_numpy(), rows["observed"].to_numpy(), rows["observed_hi"].to_numpy(),
-                   OBS, "s", data["observed_name"], 0.15)
-    _interval_rows(ax, y, rows["fitted_lo"].to_numpy(), rows["fitted"].to_numpy(), rows["fitted_hi"].to_numpy(),
-                   FIT, "o", data["fitted_name"], -0.15)
-    ys = np.arange(s)[::-1].astype(float)
-    shown = set()
-    for yy, r in zip(ys, summaries.itertuples()):
-        color, name = (POOL, "pooled (95% CrI)") if r.kind == "pooled" else (PRED, "new study (95% prediction interval)")
-        _interval_rows(ax, np.array([yy]), np.array([r.lo]), np.array([r.estimate]), np.array([r.hi]), color, "D",
-                       None if name in shown else name, size=8)
-        shown.add(name)
-    ax.set_yticks(list(y) + list(ys), list(rows["label"]) + list(summaries["label"]) if s else list(rows["label"]))
-    ax.axhline(s + 0.5, color="#bbbbbb", lw=0.8)
+    lines = _forest_lines(data)
+    height = ROW_IN * (len(lines) + 2) + 1.3
+    if ax is None:
+        fig = Figure(figsize=(13, height))
+        ax = fig.add_axes((PANEL[0], 0.95 / height, PANEL[1], 1 - 1.55 / height))
+    fig = ax.figure
+    at = blended_transform_factory(ax.transAxes, ax.transData)
+    ys = np.arange(len(lines), dtype=float)[::-1]
+    note = data.get("reconstructed_note", "count reconstructed from a printed percentage or a remainder")
+    marked = False
+    for y, line in zip(ys, lines):
+        kind = line["kind"]
+        if kind == "heading":
+            ax.text(COLUMNS["label"], y, line["text"], transform=at, ha="left", va="center", fontsize=8.5,
+                    fontweight="bold", clip_on=False)
+        elif kind == "row":
+            r = line["row"]
+            _interval_rows(ax, np.array([y]), np.array([r.observed_lo]), np.array([r.observed]), np.array([r.observed_hi]),
+                           OBS, "s", None, 0.14, size=5)
+            _interval_rows(ax, np.array([y]), np.array([r.fitted_lo]), np.array([r.fitted]), np.array([r.fitted_hi]),
+                           FIT, "o", None, -0.14, size=5)
+            flag = "†" if getattr(r, "reconstructed", False) else ""
+            marked |= bool(flag)
+            for col, value, ha in (("label", "  " + str(r.label), "left"), ("grade", getattr(r, "grade", ""), "left"),
+                                   ("counts", str(getattr(r, "counts", "")) + flag, "right"),
+                                   ("observed", _fmt_ci(r.observed, r.observed_lo, r.observed_hi), "left"),
+                                   ("fitted", _fmt_ci(r.fitted, r.fitted_lo, r.fitted_hi), "left")):
+                ax.text(COLUMNS[col], y, value, transform=at, ha=ha, va="center", fontsize=8, clip_on=False)
+        elif kind in ("group", "pooled"):
+            _diamond(ax, y, line["lo"], line["estimate"], line["hi"], POOL if kind == "pooled" else "#7f7f7f")
+            ax.text(COLUMNS["label"], y, ("  " if kind == "group" else "") + line["text"], transform=at, ha="left",
+                    va="center", fontsize=8, fontstyle="italic" if kind == "group" else "normal",
+                    fontweight="bold" if kind == "pooled" else "normal", clip_on=False)
+            ax.text(COLUMNS["fitted"], y, _fmt_ci(line["estimate"], line["lo"], line["hi"]), transform=at, ha="left",
+                    va="center", fontsize=8, fontweight="bold" if kind == "pooled" else "normal", clip_on=False)
+        elif kind == "prediction":
+            ax.hlines(y, line["lo"], line["hi"], color=PRED, lw=3, zorder=3)
+            ax.plot([line["estimate"]], [y], "|", color=POOL, ms=9)
+            ax.text(COLUMNS["label"], y, line["text"], transform=at, ha="left", va="center", fontsize=8, clip_on=False)
+            ax.text(COLUMNS["fitted"], y, f"{line['lo']:.1f} to {line['hi']:.1f}", transform=at, ha="left",
+                    va="center", fontsize=8, clip_on=False)
+    top = len(lines) - 0.3
+    for col, title, ha in (("label", "study: stratum", "left"), ("grade", "grade of source", "left"),
+                           ("counts", data.get("counts_header", "n"), "right"),
+                           ("observed", data["observed_name"], "left"), ("fitted", data["fitted_name"], "left")):
+        ax.text(COLUMNS[col], top, title, transform=at, ha=ha, va="bottom", fontsize=8, fontweight="bold",
+                clip_on=False)
+    ax.set_ylim(-0.7, len(lines) - 0.4)
+    ax.set_yticks([])
     if "zero_line" in data:
         ax.axvline(data["zero_line"], color="#888888", ls="--", lw=0.8)
-    ax.set_xlabel(data["xlabel"])
-    ax.set_title(result.title + (f"\n{data['title']}" if data["title"] else ""), fontsize=10)
+    ax.set_xlabel(data["xlabel"], fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", alpha=0.3)
-    _legend_below(fig, ax)
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    fig.suptitle(result.title + (f": {data['title']}" if data["title"] else ""), fontsize=10, x=0.02, ha="left",
+                 y=1 - 0.12 / fig.get_figheight(), va="top")
+    legend = (f"grey squares: {data['observed_name']}; blue dots: {data['fitted_name']}; grey diamonds: group "
+              "summaries; red diamond: pooled; pink bar: 95% prediction interval for a new study"
+              + (f"; † {note}" if marked else ""))
+    fig.text(0.02, 0.12 / fig.get_figheight(), legend, fontsize=7.5, ha="left", va="bottom", wrap=True)
     return fig
 
 
@@ -243,7 +322,8 @@ def save_figures(result, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, fig in figures_for(result).items():
-        path = folder / f"{name}.png"
-        fig.savefig(path, dpi=110)
-        paths.append(path)
+        for ext, options in (("png", {"dpi": 110}), ("svg", {})):
+            path = folder / f"{name}.{ext}"
+            fig.savefig(path, **options)
+            paths.append(path)
     return paths

@@ -18,7 +18,8 @@ import pandas as pd
 
 from ..inference import GATE
 from ..models.priors import describe
-from .figures import figure_specs, figures_for
+from .figures import figure_specs, figures_for, forest
+from .tables import VERDICTS, quantities_table
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("hlh_meta.report", "templates"),
                           autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
@@ -53,13 +54,34 @@ def _by_support(statements) -> dict[str, list[str]]:
     return out
 
 
+def _findings_rows(result) -> list[dict]:
+    """The summary of findings as the template shows it: each judgement with its reason."""
+    sof = result.tables.get("summary_of_findings")
+    if sof is None or sof.empty:
+        return []
+    return [{"outcome": r["outcome"], "studies": r["studies"], "patients": r["patients"], "estimate": r["estimate"],
+             "prediction": r["prediction_interval"], "support": r["support"], "design": r["design"],
+             "certainty": r["certainty"],
+             "judgements": [(v.replace("_", " "), r[v], r[f"{v}_reason"]) for v in VERDICTS]}
+            for _, r in sof.iterrows()]
+
+
+def headline_html(result) -> str:
+    """A compact view for Jupyter: the findings the data support, the summary of findings
+    and the forest plot."""
+    found = _by_support(result.analysis.statements(result.quantities))
+    return _ENV.get_template("headline.html.j2").render(
+        result=result, diag=result.diagnostics, findings=found, sof=_findings_rows(result),
+        forest=_png(forest(result)))
+
+
 def render(result, figure_dir: Path | None = None) -> str:
     analysis = result.analysis
     post = result.idata.posterior
     priors = json.loads(post.attrs.get("priors", "{}"))
     indexed = analysis.indexed_tables
     tables = {name: _table(frame, index=name in indexed) for name, frame in result.tables.items()
-              if name not in ("derived", "robustness")}
+              if name not in ("derived", "robustness", "summary_of_findings")}
     return _ENV.get_template("report.html.j2").render(
         result=result, manifest=result.manifest, spec=result.manifest.get("spec", {}), diag=result.diagnostics,
         gate=GATE, priors={k: describe(v) for k, v in priors.items()},
@@ -68,7 +90,7 @@ def render(result, figure_dir: Path | None = None) -> str:
         description=result.manifest.get("spec", {}).get("analysis", {}).get("description", ""),
         robustness=list(result.tables["robustness"]["sentence"]) if "robustness" in result.tables else [],
         findings=_by_support(analysis.statements(result.quantities)), methods=analysis.methods(result.idata),
-        derived=_table(result.table("derived")), tables=tables, figures=_figures(result, figure_dir),
+        derived=_table(quantities_table(result.table("derived"))), sof=_findings_rows(result), tables=tables, figures=_figures(result, figure_dir),
     )
 
 
