@@ -31,8 +31,14 @@ def test_report_renders_figures_and_tables(tmp_path):
     assert html.count("<img") >= 5 and "<table" in html
     assert 'id="diagnostics-status"' in html
     assert "CRP: pooled reduction" in html and "Ferritin: pooled reduction" in html
+    # the summary of findings has a row per biomarker; the forest plot is an embedded, non-empty image
+    sof = html[html.index('id="summary-of-findings"'):]
+    sof = sof[:sof.index("</table>")]
+    assert sof.count("<tr>") >= 3 and "Certainty" in sof
+    forest = html[html.index('id="fig-forest"'):]
+    assert len(forest[forest.index("base64,") + 7:forest.index('"', forest.index("base64,"))]) > 10_000
     shot = tmp_path / "report.png"
-    done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1200,2400",
+    done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,2400",
                            f"--screenshot={shot}", report.as_uri()], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
     # a rendered page is far from blank: many distinct colours in the screenshot

@@ -51,6 +51,11 @@ def quantities_table(derived: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _blank(frame: pd.DataFrame) -> pd.DataFrame:
+    """Missing values shown as empty cells, whatever the column's type."""
+    return frame.astype(object).where(frame.notna(), "")
+
+
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
     """Percent columns to one decimal, other floats to three significant digits."""
     out = frame.copy()
@@ -87,16 +92,16 @@ def manuscript_tables(result) -> dict[str, pd.DataFrame]:
             "model mortality, these strata's patients (95% CrI)": [fmt_interval(m, lo, hi, "percent") for m, lo, hi in
                                                                    zip(sub["median"], sub["q2.5"], sub["q97.5"])]})
     if "studies" in t:
-        out["studies"] = t["studies"].fillna("")
-    out["rows used"] = _rounded(t["data_used"]).fillna("")
+        out["studies"] = _blank(t["studies"])
+    out["rows used"] = _blank(_rounded(t["data_used"]))
     if "excluded" in t:
-        out["rows not used"] = t["excluded"].fillna("")
+        out["rows not used"] = _blank(t["excluded"])
     if "comparison" in t:
-        out["covariate sets"] = _rounded(t["comparison"]).fillna("")
+        out["covariate sets"] = _blank(_rounded(t["comparison"]))
     if "sensitivity" in t:
         out["sensitivity"] = sensitivity_table(t["sensitivity"][t["sensitivity"]["median"].notna()])
     if "robustness" in t:
-        out["robustness"] = t["robustness"].fillna("")
+        out["robustness"] = _blank(t["robustness"])
     return out
 
 

@@ -1,0 +1,167 @@
+"""What a results folder and a notebook show: forest plot with numbers, summary of findings,
+manuscript tables (tables.xlsx), SVG figures, the compact notebook view."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from hlh_meta.analyses.base import Quantity
+from hlh_meta.analyses.findings import certainty, egger, summary_of_findings
+from hlh_meta.report.figures import forest
+
+SPECS = Path(__file__).parent / "specs"
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    import hlh_meta as hm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = hm.run_analysis(SPECS / "mortality_small.toml")
+        folder = result.save(tmp_path_factory.mktemp("out") / "mortality")
+    return result, folder
+
+
+def test_results_folder_has_manuscript_tables_and_svg(saved):
+    result, folder = saved
+    sheets = pd.read_excel(folder / "tables.xlsx", sheet_name=None)
+    assert {"summary of findings", "estimates", "studies", "rows used"} <= set(sheets)
+    sof = sheets["summary of findings"]
+    assert len(sof) == 1 and sof["estimate (95% CrI)"].str.match(r"\d+\.\d% \(\d+\.\d% to \d+\.\d%\)").all()
+    est = sheets["estimates"]
+    assert len(est) == len(result.table("derived")) and est["median (95% CrI)"].str.contains(" to ").all()
+    for png in (folder / "figures").glob("*.png"):
+        svg = png.with_suffix(".svg")
+        assert svg.is_file() and svg.read_text().lstrip().startswith("<?xml"), svg
+    for csv in folder.glob("*.csv"):
+        assert not any(c.startswith("Unnamed") for c in pd.read_csv(csv).columns), csv.name
+
+
+def test_summary_of_findings_table(saved):
+    result, folder = saved
+    sof = pd.read_csv(folder / "summary_of_findings.csv")
+    row = sof.iloc[0]
+    assert row["outcome"] == "mortality" and row["studies"] >= 2
+    assert row["patients"] == int(result.table("data_used")["n"].sum())
+    assert row["threshold"] == 20 and row["imprecision"] in ("serious", "not serious")
+    assert row["publication_bias"] == "not assessable"          # fewer than 10 studies
+    assert row["certainty"] in ("low", "very low", "not informed by the data")
+    html = (folder / "report.html").read_text()
+    assert 'id="summary-of-findings"' in html and "<td>mortality</td>" in html
+
+
+def test_notebook_view_is_compact_and_shows_forest(saved):
+    result, _ = saved
+    assert len(repr(result)) < 400
+    html = result._repr_html_()
+    assert 'id="summary-of-findings"' in html and html.count("data:image/png;base64,") == 1
+
+
+def test_forest_rows_carry_their_numbers(saved):
+    result, _ = saved
+    data = result.forest()
+    rows = data["rows"]
+    assert {"grade", "counts", "reconstructed", "group"} <= set(rows.columns)
+    used = result.table("data_used")
+    assert sorted(rows["counts"]) == sorted(f"{d}/{n}" for d, n in zip(used["deaths"], used["n"]))
+    assert rows["group"].str.startswith("trigger: ").all()
+    assert len(data["groups"]) == rows["group"].nunique()
+    fig = forest(result)
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert all(any(c in t for t in texts) for c in rows["counts"])
+
+
+def _fake_result(k: int, groups: int = 3):
+    rng = np.random.default_rng(k)
+    n = rng.integers(3, 60, k)
+    d = rng.binomial(n, 0.3)
+    p = 100 * d / n
+    rows = pd.DataFrame({"label": [f"study{i:02d}: some stratum name" for i in range(k)], "study_id": [f"s{i}" for i in range(k)],
+                         "grade": "peer reviewed abstract", "counts": [f"{a}/{b}" for a, b in zip(d, n)],
+                         "reconstructed": rng.random(k) < 0.3, "observed": p, "observed_lo": p * 0.5,
+                         "observed_hi": np.minimum(p * 1.5 + 5, 100), "fitted": p * 0.9 + 3, "fitted_lo": p * 0.5,
+                         "fitted_hi": np.minimum(p + 10, 100), "group": [f"trigger: g{i % groups}" for i in range(k)]})
+    grp = pd.DataFrame({"group": [f"trigger: g{i}" for i in range(groups)], "label": "model", "estimate": 30.0,
+                        "lo": 20.0, "hi": 40.0})
+    summ = pd.DataFrame([{"label": "pooled", "estimate": 30.0, "lo": 22.0, "hi": 39.0, "kind": "pooled", "note": ""},
+                         {"label": "new", "estimate": 30.0, "lo": 10.0, "hi": 60.0, "kind": "prediction", "note": ""}])
+    data = {"rows": rows, "groups": grp, "summaries": summ, "xlabel": "mortality (%)", "observed_name": "observed",
+            "fitted_name": "model", "title": "", "scale": "percent", "counts_header": "deaths/n"}
+    return SimpleNamespace(forest=lambda: data, title="test")
+
+
+@pytest.mark.parametrize("k", [3, 40])
+def test_forest_stays_legible(k):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = forest(_fake_result(k))
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if t.get_text().startswith("  study")]
+    assert len(labels) == k
+    boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda b: -b.y0)
+    for upper, lower in zip(boxes, boxes[1:]):
+        assert lower.y1 <= upper.y0 + 0.5, "row labels overlap"
+    assert all(t.get_fontsize() >= 7.5 for t in ax.texts)
+    inside = fig.bbox
+    assert all(inside.x0 - 1 <= b.x0 and b.x1 <= inside.x1 + 1 for b in boxes), "a label runs off the figure"
+
+
+def test_egger_matches_an_independent_regression():
+    rng = np.random.default_rng(3)
+    se = rng.uniform(0.1, 1.0, 14)
+    y = 0.4 + 1.2 * se + rng.normal(0, se)
+    intercept, p = egger(y, se)
+    ref = stats.linregress(1 / se, y / se)
+    assert intercept == pytest.approx(ref.intercept)
+    t = ref.intercept / ref.intercept_stderr
+    assert p == pytest.approx(2 * stats.t.sf(abs(t), len(y) - 2))
+
+
+def test_certainty_levels():
+    assert certainty(True, []) == "high"
+    assert certainty(True, ["serious", "not serious"]) == "moderate"
+    assert certainty(False, []) == "low"
+    assert certainty(False, ["serious", "serious", "serious"]) == "very low"
+
+
+def _q(draws, support="data", extrapolation=False, key="mortality_typical", scale="percent"):
+    return Quantity(key, "mortality", "x", "mortality", scale, np.asarray(draws, float), support={"support": support},
+                    extrapolation=extrapolation)
+
+
+def test_summary_of_findings_judgements():
+    rng = np.random.default_rng(0)
+    studies = pd.DataFrame({"study_id": [f"s{i}" for i in range(12)], "design": "retrospective_case_series",
+                            "risk_of_bias": ["high"] * 7 + ["low"] * 5, "age_group": "adult", "covid19": False})
+    patients = {f"s{i}": 10.0 for i in range(12)}
+    tau = Quantity("tau", "mortality", "between", "tau", "SD", rng.normal(0.8, 0.05, 4000).clip(0), support={"support": "data"})
+    se = np.linspace(0.2, 1.2, 12)
+    asym = (0.3 + 2.5 * se + rng.normal(0, 0.05, 12), se)           # strongly asymmetric: small studies larger
+    rows = [{"outcome": "m", "pooled": _q(rng.normal(30, 3, 4000)), "new": None, "tau": tau, "patients": patients,
+             "effects": asym}]
+    sof = summary_of_findings(rows, studies, threshold=20).iloc[0]
+    assert sof["risk_of_bias"] == "serious"                           # 7 of 12 studies, 58% of patients
+    assert sof["inconsistency"] == "serious"                          # tau median 0.8
+    assert sof["imprecision"] == "not serious"                        # 24-36% does not contain 20%
+    assert sof["publication_bias"] == "serious"
+    assert sof["certainty"] == "very low"
+    wide = summary_of_findings([{**rows[0], "pooled": _q(rng.normal(25, 8, 4000)), "effects": None,
+                                 "tau": _q([0.3] * 10, support="prior", key="tau")}], studies, threshold=20).iloc[0]
+    assert wide["imprecision"] == "serious" and wide["inconsistency"] == "not assessable"
+    assert wide["publication_bias"] == "not assessed"
+    unset = summary_of_findings(rows, studies, threshold=None).iloc[0]
+    assert unset["imprecision"] == "not assessed"
+    prior = summary_of_findings([{**rows[0], "pooled": _q(rng.normal(30, 3, 4000), support="prior",
+                                                          extrapolation=True)}], studies, 20).iloc[0]
+    assert prior["certainty"] == "not informed by the data" and prior["indirectness"] == "serious"
