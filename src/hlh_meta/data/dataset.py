@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import DataError, Problem
 from .consistency import check_dataset
-from .tables import empty_table, read_table_cells
+from .tables import empty_table, read_table_cells, read_workbook, sheet_label, workbook_problem
 from .schema import OPTIONAL_TABLES, TABLES
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Validated tables. Each frame's index is the row number in its CSV file.
+    """Validated tables. Each frame's index is the row number in its CSV file (or sheet).
+
+    ``path``: the folder of CSV files, or the Excel workbook, the tables were read from.
+    ``sources``: for a workbook, how messages name each table (``"mortality.csv"`` ->
+    ``"tables.xlsx, sheet 'mortality'"``); empty for a folder, whose files name themselves.
 
     ``arms``: the arms of comparative sources (``arms.csv``; empty when the folder has none).
     """
@@ -27,6 +31,12 @@ class Dataset:
     path: Path
     sha256: dict[str, str] = field(default_factory=dict)
     arms: pd.DataFrame = field(default_factory=lambda: empty_table("arms.csv"))
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def relabel(self, problems: list[Problem]) -> list[Problem]:
+        """Problems found later in these tables (which name a table by its CSV file, as
+        :mod:`hlh_meta.effects` does), naming each table as it was given."""
+        return [_labelled(p, self.sources) for p in problems]
 
     def study(self, study_id: str) -> pd.Series:
         return self.studies.set_index("study_id").loc[study_id]
@@ -64,27 +74,55 @@ def read_dataset(path: str | Path) -> Dataset:
     folder has it, ``arms.csv`` in ``path`` (a folder without ``arms.csv`` has no comparative
     source: an empty arms table).
 
+    ``path`` may instead be an Excel workbook (``.xlsx``) holding the tables as sheets named
+    ``studies``, ``mortality``, ``biomarkers`` and, where there are comparative sources,
+    ``arms``. Each sheet meets the checks of its CSV file, and messages name the workbook
+    and sheet (see :func:`hlh_meta.data.tables.read_workbook` for how cells become text).
+
     Raises :class:`hlh_meta.DataError` listing every problem (file, row, column, what).
     """
     path = Path(path)
-    if not path.is_dir():
-        raise DataError(Problem(str(path), None, None, "not a directory of extraction tables"))
-    frames, problems, unparsed = {}, [], set()
-    for name in TABLES:
-        frame, found, cells = read_table_cells(path / name)
-        frames[name] = frame
-        problems += found
-        unparsed |= {(name, row, col) for row, col in cells}
+    if path.is_dir():
+        frames, problems, unparsed = {}, [], set()
+        for name in TABLES:
+            frame, found, cells = read_table_cells(path / name)
+            frames[name] = frame
+            problems += found
+            unparsed |= {(name, row, col) for row, col in cells}
+        labels = {}
+    elif path.is_file():
+        wrong = workbook_problem(path)
+        if wrong is not None:
+            raise DataError(wrong)
+        frames, problems, unparsed = read_workbook(path)
+        labels = {name: sheet_label(path, name) for name in TABLES}
+    else:
+        raise DataError(Problem(str(path), None, None, "not a directory of extraction tables or an Excel workbook "
+                                                       "(.xlsx): no such file or folder"))
     # a cell that did not parse is already reported; it is not "empty" a second time
-    problems += [p for p in check_dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"],
-                                          frames["arms.csv"])
+    problems += [_labelled(p, labels) for p in check_dataset(frames["studies.csv"], frames["mortality.csv"],
+                                                             frames["biomarkers.csv"], frames["arms.csv"])
                  if (p.file, p.row, p.column) not in unparsed]
     if problems:
         raise DataError(problems)
-    digests = {name: hashlib.sha256((path / name).read_bytes()).hexdigest() for name in TABLES
-               if name not in OPTIONAL_TABLES or (path / name).is_file()}
+    if path.is_dir():
+        digests = {name: hashlib.sha256((path / name).read_bytes()).hexdigest() for name in TABLES
+                   if name not in OPTIONAL_TABLES or (path / name).is_file()}
+    else:
+        digests = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
     return Dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"], path, digests,
-                   frames["arms.csv"])
+                   frames["arms.csv"], labels)
+
+
+def _labelled(problem: Problem, labels: dict[str, str]) -> Problem:
+    """A problem that names tables by their CSV files, naming them as they were given
+    (``labels``: file -> ``tables.xlsx, sheet 'mortality'``; empty: unchanged)."""
+    if not labels:
+        return problem
+    message = problem.message
+    for name, label in labels.items():
+        message = message.replace(name, "sheet " + label.rsplit(", sheet ", 1)[1])
+    return replace(problem, file=labels.get(problem.file, problem.file), message=message)
 
 
 def load_dataset() -> Dataset:

@@ -4,14 +4,22 @@ Every problem found becomes a :class:`~hlh_meta.errors.Problem` naming the file,
 (as a spreadsheet numbers it: header = row 1) and the column; nothing is coerced
 silently and no row is dropped. An optional table (``schema.OPTIONAL_TABLES``) that is
 absent, or holds a header and no rows, is an empty table.
+
+A table is a CSV file or a sheet of an Excel workbook (:func:`read_workbook`): a sheet's
+cells are turned into the text a CSV file would hold (:func:`_cell_text`) and then meet
+the same checks, with the same messages.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import difflib
 import io
+import math
 import re
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +32,9 @@ from .schema import OPTIONAL_TABLES, TABLES, UNIQUE_KEYS, Col
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _MAX_BYTES = 50_000_000
+_ZIP = b"PK\x03\x04"                   # an .xlsx workbook is a zip file
+_OLE = b"\xd0\xcf\x11\xe0"               # an Excel 97-2003 .xls workbook
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
 
 
 def _row_of_offset(raw: bytes, offset: int) -> int:
@@ -34,6 +45,8 @@ def _decode(path: Path, name: str) -> tuple[str | None, list[Problem]]:
     raw = path.read_bytes()
     if len(raw) > _MAX_BYTES:
         return None, [Problem(name, None, None, f"file is larger than {_MAX_BYTES // 1_000_000} MB")]
+    if raw.startswith((_ZIP, _OLE)):
+        return None, [Problem(name, None, None, f"is an Excel workbook, not CSV{_not_csv_hint(path, raw[:4])}")]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -42,6 +55,15 @@ def _decode(path: Path, name: str) -> tuple[str | None, list[Problem]]:
     if not text.strip():
         return None, [Problem(name, None, None, "file is empty (no header and no rows)")]
     return text, []
+
+
+def _not_csv_hint(path: Path, magic: bytes) -> str:
+    """What to do with an Excel workbook that carries a CSV name."""
+    if magic == _OLE:
+        return (" (an Excel 97-2003 .xls workbook): save each sheet as 'CSV UTF-8', or save the workbook as an "
+                "Excel workbook (.xlsx) and give that to read_dataset")
+    return (f": save each sheet as 'CSV UTF-8', or rename the workbook to '{path.stem}.xlsx' and give "
+            "that to read_dataset (a workbook with the sheets studies, mortality, biomarkers and, if any, arms)")
 
 
 def _records(text: str, name: str) -> tuple[list[tuple[int, int, list[str]]], list[Problem]]:
@@ -82,6 +104,12 @@ def _parse_csv(text: str, name: str) -> tuple[pd.DataFrame | None, list[Problem]
     records, problems = _records(text, name)
     if problems:
         return None, problems
+    return _parse_records(records, name)
+
+
+def _parse_records(records: list[tuple[int, int, list[str]]], name: str, what: str = "file"
+                   ) -> tuple[pd.DataFrame | None, list[Problem]]:
+    """The text frame of a table's records (header first); ``what``: file or sheet."""
     header = [h.strip() for h in records[0][2]]
     spec = TABLES[name]
     if len(header) > 1 and not set(header) & set(spec):
@@ -111,7 +139,7 @@ def _parse_csv(text: str, name: str) -> tuple[pd.DataFrame | None, list[Problem]
     if problems:
         return None, problems
     if not body and name not in OPTIONAL_TABLES:
-        return None, [Problem(name, None, None, "file has a header but no data rows")]
+        return None, [Problem(name, None, None, f"{what} has a header but no data rows")]
     frame = pd.DataFrame([r for _, r in body], columns=header, index=pd.Index([i for i, _ in body], dtype="int64"),
                          dtype=object)
     return frame.map(lambda s: s.strip()), []
@@ -249,13 +277,18 @@ def read_table_cells(path: Path) -> tuple[pd.DataFrame | None, list[Problem], se
         if name in OPTIONAL_TABLES and not path.exists():
             return empty_table(name), [], set()
         return None, [Problem(name, None, None, f"file not found in {path.parent}")], set()
-    spec = TABLES[name]
     text, problems = _decode(path, name)
     if text is None:
         return None, problems, set()
     frame, problems = _parse_csv(text, name)
     if frame is None:
         return None, problems, set()
+    return _check_table(frame, name)
+
+
+def _check_table(frame: pd.DataFrame, name: str) -> tuple[pd.DataFrame | None, list[Problem], set[tuple[int, str]]]:
+    """Header, cell types, values and unique keys of a table's text frame."""
+    spec = TABLES[name]
     problems = _check_header(frame, spec, name)
     if any(p.message == "required column is missing" for p in problems):
         return None, problems, set()
@@ -264,3 +297,166 @@ def read_table_cells(path: Path) -> tuple[pd.DataFrame | None, list[Problem], se
     problems += _check_values(typed, spec, name)
     problems += _check_unique(typed, name)
     return typed, problems, unparsed
+
+
+# --- Excel workbooks --------------------------------------------------------------------
+
+def workbook_problem(path: Path) -> Problem | None:
+    """Why the file ``path`` cannot be read as a workbook of tables; None: it is an Excel
+    workbook (zip content, named .xlsx or .xlsm)."""
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    suffix, name = path.suffix.lower(), path.name
+    if magic == _ZIP and suffix in WORKBOOK_SUFFIXES:
+        return None
+    if magic in (_ZIP, _OLE) and suffix in (".csv", ".txt"):
+        return Problem(name, None, None, f"is an Excel workbook, not CSV{_not_csv_hint(path, magic)}")
+    if magic == _OLE:
+        return Problem(name, None, None, "is an Excel 97-2003 workbook (.xls), which cannot be read: save it as an "
+                                         "Excel workbook (.xlsx)")
+    if magic == _ZIP:
+        return Problem(name, None, None, "is a zip file not named .xlsx: read_dataset reads an Excel workbook named "
+                                         ".xlsx (save an OpenDocument spreadsheet as .xlsx first)")
+    if suffix in WORKBOOK_SUFFIXES:
+        return Problem(name, None, None, "is named like an Excel workbook but is not one (a CSV file renamed?)")
+    return Problem(str(path), None, None, "not a directory of extraction tables or an Excel workbook (.xlsx)")
+
+
+def sheet_label(book: Path, name: str) -> str:
+    """How messages name the sheet of table ``name`` (``studies.csv``) in a workbook."""
+    return f"{book.name}, sheet '{Path(name).stem}'"
+
+
+def _percent_format(number_format: str | None) -> bool:
+    """A number format that shows the value times 100 with a % sign (quoted text,
+    escaped characters and [colour]/[condition] sections do not count)."""
+    return "%" in re.sub(r'"[^"]*"|\\.|\[[^\]]*\]', "", number_format or "")
+
+
+def _number_text(value: float) -> str:
+    """A number as a table cell holds it: a whole number as digits (27, whatever format
+    shows it: 27.0 is 27), any other number in its shortest exact form (0.125, 1e-05)."""
+    if isinstance(value, int):
+        return str(value)
+    value = float(value)
+    if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def _cell_text(cell) -> tuple[str, str | None]:
+    """The text a CSV file would hold for a sheet's cell, or ("", why) for a cell whose
+    value cannot be taken as typed: a formula, an Excel error, a date, or a number
+    formatted as a percentage (it stores 0.27 and shows 27%)."""
+    value = cell.value
+    if value is None:
+        return "", None
+    if cell.data_type == "f":
+        formula = getattr(value, "text", value)
+        return "", (f"holds a formula ({formula}): type the value the source prints (numbers a source prints "
+                    "only indirectly are derived by hlh-meta, not by the table)")
+    if cell.data_type == "e":
+        return "", f"holds the Excel error {value}: type the value the source prints, or leave the cell empty"
+    if isinstance(value, bool):
+        return ("true" if value else "false"), None
+    if isinstance(value, (int, float)):
+        if _percent_format(cell.number_format):
+            shown = _number_text(round(value * 100, 9))
+            return "", (f"is formatted as a percentage: it holds {_number_text(value)}, shown as {shown}%; type "
+                        f"{shown} in a cell formatted as General or Number (the tables take percentages as "
+                        "numbers from 0 to 100)")
+        return _number_text(value), None
+    if isinstance(value, (dt.datetime, dt.date, dt.time, dt.timedelta)):
+        if isinstance(value, dt.datetime) and value.time() == dt.time(0):
+            value = value.date()
+        return "", (f"holds a date or time ({value}), which Excel may have made of what was typed: format the "
+                    "cell as Text and type the value again")
+    return str(value), None
+
+
+def _read_sheet(ws, name: str, label: str) -> tuple[pd.DataFrame | None, list[Problem], set[tuple[int, str]]]:
+    """:func:`read_table_cells` for a worksheet: its cells as text (:func:`_cell_text`),
+    then the checks of a CSV file; problems name ``label`` (workbook and sheet)."""
+    from openpyxl.utils import get_column_letter
+
+    rows = [[_cell_text(c) for c in row]
+            for row in ws.iter_rows(min_row=1, min_col=1, max_row=ws.max_row, max_col=ws.max_column)]
+    width = max((i + 1 for row in rows for i, (text, why) in enumerate(row) if text.strip() or why), default=0)
+    if width == 0:
+        return None, [Problem(label, None, None, "sheet is empty (no header and no rows)")], set()
+    rows = [row[:width] for row in rows]
+    bad_header = [Problem(label, 1, None, f"header cell {get_column_letter(i + 1)}1 {why}")
+                  for i, (_, why) in enumerate(rows[0]) if why]
+    if bad_header:
+        return None, bad_header, set()
+    header = [text.strip() for text, _ in rows[0]]
+    flagged = {(r, header[i]): why for r, row in enumerate(rows[1:], start=2)
+               for i, (_, why) in enumerate(row) if why}
+    records = [(r, r, [text for text, _ in row]) for r, row in enumerate(rows, start=1)]
+
+    def labelled(problems: list[Problem]) -> list[Problem]:
+        return [replace(p, file=label) for p in problems]
+
+    frame, problems = _parse_records(records, name, "sheet")
+    cell_problems = [Problem(label, r, col or None, why) for (r, col), why in flagged.items()]
+    if frame is None:
+        return None, cell_problems + labelled(problems), set()
+    typed, problems, unparsed = _check_table(frame, name)
+    # a cell reported above is empty in the text frame: it is not "empty but required" as well
+    problems = [p for p in problems if (p.row, p.column) not in flagged]
+    return typed, cell_problems + labelled(problems), unparsed | set(flagged)
+
+
+def read_workbook(path: Path) -> tuple[dict[str, pd.DataFrame | None], list[Problem], set[tuple[str, int, str]]]:
+    """Read every table of an Excel workbook whose sheets are named as the tables' files
+    without ``.csv`` (``studies``, ``mortality``, ``biomarkers``; ``arms`` optional, absent:
+    an empty table). Other sheets are ignored.
+
+    Each cell becomes the text a CSV file would hold (:func:`_cell_text`): a number as the
+    value it stores, not as its format shows it (a whole number as digits, ``27`` also when
+    shown as ``27.0``; others in their shortest exact form), TRUE/FALSE as ``true``/``false``,
+    text as typed. A number formatted as a percentage (it stores 0.27 and shows 27%), a
+    formula, a date and an Excel error are reported, naming the cell, and not read.
+
+    Returns the typed frames (None: a table that could not be read), the problems (each
+    naming workbook and sheet) and the (table, row, column) of every cell already reported.
+    """
+    import openpyxl
+
+    book = path.name
+    frames: dict[str, pd.DataFrame | None] = {name: None for name in TABLES}
+    if path.stat().st_size > _MAX_BYTES:
+        return frames, [Problem(book, None, None, f"file is larger than {_MAX_BYTES // 1_000_000} MB")], set()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")        # openpyxl's notes on workbook features it does not read
+            wb = openpyxl.load_workbook(path, data_only=False)
+    except Exception as exc:  # noqa: BLE001 - any failure to open the file is bad input, reported as such
+        why = f"cannot be read as an Excel workbook ({type(exc).__name__}: {exc})"
+        return frames, [Problem(book, None, None, why)], set()
+    problems: list[Problem] = []
+    unparsed: set[tuple[str, int, str]] = set()
+    try:
+        for name in TABLES:
+            stem, label = Path(name).stem, sheet_label(path, name)
+            if stem not in wb.sheetnames:
+                if name in OPTIONAL_TABLES:
+                    frames[name] = empty_table(name)
+                    continue
+                close = ([s for s in wb.sheetnames if s.strip().lower() in (stem, name)]
+                         or difflib.get_close_matches(stem, wb.sheetnames, n=1))
+                hint = f" (did you mean '{close[0]}'? a sheet is named exactly '{stem}')" if close else ""
+                sheets = ", ".join(repr(s) for s in wb.sheetnames)
+                problems.append(Problem(label, None, None,
+                                        f"sheet not found in the workbook{hint}; its sheets: {sheets}"))
+                continue
+            ws = wb[stem]
+            if not hasattr(ws, "iter_rows"):
+                problems.append(Problem(label, None, None, "is a chart sheet, not a table"))
+                continue
+            frames[name], found, cells = _read_sheet(ws, name, label)
+            problems += found
+            unparsed |= {(name, row, col) for row, col in cells}
+    finally:
+        wb.close()
+    return frames, problems, unparsed

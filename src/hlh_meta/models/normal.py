@@ -110,17 +110,25 @@ def build_normal_model(inp: ModelInputs) -> pm.Model:
     return model
 
 
-def prepare_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei", study: str = "study", *,
-                   covariates: Sequence[str] = (), priors: Mapping | None = None, outcome: str | None = None,
-                   reference: Mapping[str, str] | None = None, profiles: pd.DataFrame | None = None,
-                   label: str | None = None, weights: str | Sequence[float] | None = None,
-                   size: str | None = None) -> ModelInputs:
+def prepare_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str | None = None, study: str = "study", *,
+                   variance: str | None = None, covariates: Sequence[str] = (), priors: Mapping | None = None,
+                   outcome: str | None = None, reference: Mapping[str, str] | None = None,
+                   profiles: pd.DataFrame | None = None, label: str | None = None,
+                   weights: str | Sequence[float] | None = None, size: str | None = None) -> ModelInputs:
     """Check the data and build the inputs of the normal model (nothing is compiled).
+    ``std_err`` or ``variance`` (exactly one): the column of standard errors, or of sampling
+    variances (metafor's ``vi``; the standard error is its square root).
     ``size``: a column with each row's number of patients (kept with the constant data)."""
-    require_frame(df, [estimate, std_err, study] + ([outcome] if outcome else []),
-                  ["estimate", "std_err", "study"] + (["outcome"] if outcome else []))
+    if (std_err is None) == (variance is None):
+        raise InputError("give the column of standard errors (std_err='sei') or of sampling variances "
+                         f"(variance='vi'), not {'both' if std_err is not None else 'neither'}")
+    spread, role = (std_err, "std_err") if std_err is not None else (variance, "variance")
+    require_frame(df, [estimate, spread, study] + ([outcome] if outcome else []),
+                  ["estimate", role, "study"] + (["outcome"] if outcome else []))
     y = numeric_column(df, estimate)
-    se = numeric_column(df, std_err, minimum=0, strictly=True)
+    se = numeric_column(df, spread, minimum=0, strictly=True)      # a variance must be > 0 (and finite) too
+    if variance is not None:
+        se = np.sqrt(se)
     resolved = resolve_priors(priors, NORMAL_DEFAULTS)
     studies, study_idx, row_labels, w = prepare_rows(df, study, label, weights)
     design = build_design(df, column_list(covariates, "covariates"), reference=reference, labels=row_labels)
@@ -168,22 +176,30 @@ def prepare_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei",
                        profile_values=profile_values(profiles, profile_labels))
 
 
-def fit_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str = "sei", study: str = "study", *,
-               covariates: Sequence[str] = (), priors: Mapping | None = None, outcome: str | None = None,
-               reference: Mapping[str, str] | None = None, profiles: pd.DataFrame | None = None,
-               label: str | None = None, weights: str | Sequence[float] | None = None, size: str | None = None,
+def fit_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str | None = None, study: str = "study", *,
+               variance: str | None = None, covariates: Sequence[str] = (), priors: Mapping | None = None,
+               outcome: str | None = None, reference: Mapping[str, str] | None = None,
+               profiles: pd.DataFrame | None = None, label: str | None = None,
+               weights: str | Sequence[float] | None = None, size: str | None = None,
                sampling: SamplerSettings | Mapping | None = None, **sampler_options) -> az.InferenceData:
     """Fit the normal-normal hierarchical model to estimates with known standard errors.
 
-    Parameters mirror :func:`hlh_meta.fit_binomial`. With ``outcome`` naming a column of
-    two or more levels the model is multivariate (with one level it is univariate, the
-    level naming the outcome): ``mu``, ``tau`` (and ``beta``) gain an
+    Give each row's known sampling error as a column of standard errors (``std_err="sei"``)
+    or, as metafor's ``rma(yi, vi)`` takes it, of sampling variances (``variance="vi"``):
+    exactly one of the two. A variance enters as its square root, so ``variance="vi"``
+    gives the same fit (the same draws for the same seed) as ``std_err`` naming a column
+    holding ``sqrt(vi)``.
+
+    Other parameters mirror :func:`hlh_meta.fit_binomial`. With ``outcome`` naming a
+    column of two or more levels the model is multivariate (with one level it is
+    univariate, the level naming the outcome): ``mu``, ``tau`` (and ``beta``) gain an
     ``outcome`` dimension and ``Omega`` is the between-outcome correlation of the study
     effects. The posterior also holds ``theta``, each row's true effect, and for each
     prediction profile (without covariates: one, ``pooled``) ``theta_typical`` (the mean
     effect) and ``theta_new`` (a new study's). Defaults: mu ~ Normal(0, 1),
     beta ~ Normal(0, 1), tau ~ HalfNormal(0.5).
     """
-    inputs = prepare_normal(df, estimate, std_err, study, covariates=covariates, priors=priors, outcome=outcome,
-                            reference=reference, profiles=profiles, label=label, weights=weights, size=size)
+    inputs = prepare_normal(df, estimate, std_err, study, variance=variance, covariates=covariates, priors=priors,
+                            outcome=outcome, reference=reference, profiles=profiles, label=label, weights=weights,
+                            size=size)
     return fit_model(inputs, SamplerSettings.of(sampling, **sampler_options))
