@@ -111,7 +111,7 @@ PRIMARY = Variant("primary", "primary")
 @dataclass(frozen=True)
 class FigureSpec:
     """A figure an analysis type shows: ``kind`` names the drawing (``forest``,
-    ``densities``, ``intervals``, ``trace``, ``prior_posterior``, ``ppc``,
+    ``densities``, ``intervals``, ``shrinkage``, ``trace``, ``prior_posterior``, ``ppc``,
     ``sensitivity``); ``select`` the quantity keys it draws."""
 
     name: str

@@ -56,6 +56,9 @@ class Biomarkers(AnalysisType):
         FigureSpec("reductions", "densities", "Posterior distribution of the pooled percent reduction of each biomarker.",
                    select=("reduction_pooled",), title="Pooled percent reduction per biomarker",
                    xlabel="pooled percent reduction (%)"),
+        FigureSpec("shrinkage", "shrinkage", "Each row's estimate as the between-study SD (tau) varies, and tau's "
+                   "prior and posterior beneath: where the lines fan out the estimates depend on tau, and where the "
+                   "posterior sits on its prior the data do not decide it.", select=("theta",)),
         FigureSpec("trace", "trace", "Trace and rank plots of the main parameters."),
         FigureSpec("prior_posterior", "prior_posterior", "Prior against posterior for the intercept and the "
                    "between-study SD."),

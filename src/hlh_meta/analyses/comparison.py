@@ -72,6 +72,9 @@ class Comparison(AnalysisType):
         FigureSpec("odds_ratio", "intervals", "Odds ratio of death, anakinra vs control (posterior median and 95% "
                    "credible interval).", select=("odds_ratio",), title="Anakinra vs control",
                    xlabel="odds ratio of death (median, 95% CrI; log scale)", log_x=True, reference_line=1.0),
+        FigureSpec("shrinkage", "shrinkage", "Each row's estimate as the between-study SD (tau) varies, and tau's "
+                   "prior and posterior beneath: where the lines fan out the estimates depend on tau, and where the "
+                   "posterior sits on its prior the data do not decide it.", select=("p",)),
         FigureSpec("trace", "trace", "Trace and rank plots of the main parameters."),
         FigureSpec("prior_posterior", "prior_posterior", "Prior against posterior for the intercept (control-arm "
                    "log-odds) and the between-study SD."),

@@ -333,9 +333,10 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
         and/or its fields as keywords: ``draws``, ``tune``, ``chains``, ``seed``,
         ``sampler``, ``target_accept``, ``progress``
     Returns an ``arviz.InferenceData`` with posterior (``mu``, ``tau``, ``beta`` on
-    ``covariate``, study effects ``z``, stratum probabilities ``p``, unknown shares),
-    prior, posterior_predictive, log_likelihood and observed_data; the diagnostics gate
-    result is in ``idata.attrs["diagnostics"]``.
+    ``covariate``, row probabilities ``p`` labelled ``study: stratum`` in input order,
+    unknown shares; the sampler's own parameterisation is left out), prior,
+    posterior_predictive, log_likelihood and observed_data; ``hlh_meta.diagnostics(idata)``
+    gives the diagnostics gate result (stored as JSON in ``idata.posterior.attrs["diagnostics"]``).
     """
     inputs = prepare_binomial(df, events, total, study, covariates=covariates, priors=priors, reference=reference,
                               fractions=fractions, shared=shared, composition=composition, likelihood=likelihood,

@@ -150,6 +150,17 @@ def replicates(inp: "ModelInputs", param: xr.DataArray, seed) -> xr.DataArray:
                         name=inp.outcome)
 
 
+#: sampler parameterisation, not quantities a user reads: the standardised study effects of the
+#: non-centred form (z, z_new), stick-breaking fractions of unknown shares, transformed values
+INTERNAL_NAMES = ("z", "z_new")
+INTERNAL_SUFFIXES = ("__", "_stick")
+
+
+def internal(name: str) -> bool:
+    """Whether a sampled variable is the sampler's parameterisation (left out of the posterior group)."""
+    return name in INTERNAL_NAMES or name.endswith(INTERNAL_SUFFIXES)
+
+
 def _relabel(group: xr.Dataset, coords: Mapping[str, list]) -> xr.Dataset:
     return group.assign_coords({d: list(v) for d, v in coords.items() if d in group.dims})
 
@@ -167,8 +178,9 @@ def complete(idata: az.InferenceData, inp: "ModelInputs", settings: SamplerSetti
         groups["heldout_log_likelihood"] = xr.Dataset({inp.outcome: post[LOGLIK].isel(row=heldout).rename(inp.outcome)})
     if LOG_PRIOR in post:
         groups["log_prior"] = xr.Dataset({LOG_PRIOR: post[LOG_PRIOR]})
-    groups["posterior"] = post.drop_vars([LOGLIK, LOG_PRIOR] + [v for v in post.data_vars if str(v).endswith("__")],
-                                         errors="ignore")
+    kept = post.drop_vars([LOGLIK, LOG_PRIOR] + [v for v in post.data_vars if internal(str(v))], errors="ignore")
+    groups["posterior"] = kept.drop_vars([c for c in kept.coords if c not in ("chain", "draw")
+                                          and not any(c in kept[v].dims for v in kept.data_vars)])
     def rowdata(values):
         out = {}
         for k, v in values.items():

@@ -239,6 +239,66 @@ def prior_posterior(result, spec: FigureSpec | None = None):
     return fig
 
 
+#: each row's parameter in the unit the forest plot shows
+ROW_SCALE = {"p": ("mortality (%)", lambda v: 100 * v),
+             "theta": ("change from baseline (%)", lambda v: 100 * (np.exp(v) - 1))}
+
+
+def _positive_kde(draws: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Density of a positive quantity, reflected at zero so the estimate does not dip there."""
+    kde = stats.gaussian_kde(draws)
+    return kde(grid) + kde(-grid)
+
+
+def shrinkage(result, spec: FigureSpec | None = None, bins: int = 12):
+    """How each row's estimate depends on tau: its posterior mean among the draws in each
+    band of tau (quantile bands), with tau's prior and posterior density beneath."""
+    idata = result.idata
+    post = idata.posterior
+    name = next((v for v in (spec.select if spec else ()) if v in post), None) or next(
+        (v for v in ROW_SCALE if v in post), None)
+    if name is None or "tau" not in post or "row" not in post[name].dims:
+        return None
+    ylabel, scale = ROW_SCALE[name]
+    values = post[name].stack(sample=("chain", "draw")).transpose("row", "sample").values
+    tau = post["tau"].stack(sample=("chain", "draw"))
+    outcomes = idata.constant_data["row_outcome"].values if "outcome" in tau.dims else None
+    fig = Figure(figsize=(8.5, 7.0))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
+    rows = [str(r) for r in post["row"].values]
+    for i, label in enumerate(rows):
+        t = (tau.sel(outcome=outcomes[i]) if outcomes is not None else tau).values
+        edges = np.quantile(t, np.linspace(0, 1, bins + 1))
+        which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, bins - 1)
+        centre = [np.median(t[which == b]) for b in range(bins) if (which == b).any()]
+        mean = [scale(values[i, which == b]).mean() for b in range(bins) if (which == b).any()]
+        top.plot(centre, mean, lw=1.3, label=label if len(rows) <= 12 else None)
+    top.set_ylabel(f"estimate, {ylabel}")
+    top.set_title("Row estimates as the between-study SD varies (posterior mean within bands of tau)", fontsize=10)
+    if len(rows) <= 12:
+        top.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    top.grid(alpha=0.3)
+    prior = getattr(idata, "prior", None)
+    groups = [None] if "outcome" not in tau.dims else [str(o) for o in tau["outcome"].values]
+    hi = float(np.quantile(tau.values, 0.995))
+    grid = np.linspace(0, hi, 300)
+    for g in groups:
+        t_post = (tau.sel(outcome=g) if g is not None else tau).values
+        suffix = f" ({g})" if g is not None else ""
+        if np.ptp(t_post) > 0:
+            bottom.plot(grid, _positive_kde(t_post, grid), lw=1.8, label=f"posterior{suffix}")
+        if prior is not None and "tau" in prior:
+            t_prior = prior["tau"].sel(outcome=g).values.ravel() if g is not None else prior["tau"].values.ravel()
+            if np.ptp(t_prior) > 0:
+                bottom.plot(grid, _positive_kde(t_prior, grid), lw=1.2, ls="--", color=PRIOR if g is None else None,
+                            label=f"prior{suffix}")
+    bottom.set_xlabel("tau (between-study SD)")
+    bottom.set_ylabel("density")
+    bottom.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def ppc(result, spec: FigureSpec | None = None, ax=None):
     """Each observed value against the distribution of its replicated values."""
     idata = result.idata
@@ -299,7 +359,7 @@ def sensitivity(result, spec: FigureSpec | None = None):
     return fig
 
 
-DRAW = {"forest": forest, "densities": densities, "intervals": intervals, "trace": trace,
+DRAW = {"forest": forest, "shrinkage": shrinkage, "densities": densities, "intervals": intervals, "trace": trace,
         "prior_posterior": prior_posterior, "ppc": ppc, "sensitivity": sensitivity}
 
 
