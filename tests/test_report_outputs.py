@@ -165,3 +165,26 @@ def test_summary_of_findings_judgements():
     prior = summary_of_findings([{**rows[0], "pooled": _q(rng.normal(30, 3, 4000), support="prior",
                                                           extrapolation=True)}], studies, 20).iloc[0]
     assert prior["certainty"] == "not informed by the data" and prior["indirectness"] == "serious"
+
+
+def test_posterior_group_holds_what_users_read(saved):
+    result, _ = saved
+    post = result.idata.posterior
+    assert not [v for v in post.data_vars if v in ("z", "z_new") or v.endswith(("__", "_stick"))]
+    assert all(c in ("chain", "draw") or any(c in post[v].dims for v in post.data_vars) for c in post.coords)
+    assert list(post["row"].values) == list(result.table("data_used")["study_id"] + ": "
+                                            + result.table("data_used")["stratum"])
+
+
+def test_quickstart_script_runs(tmp_path):
+    """The README's Python example, as a script (the small spec keeps it quick)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    done = subprocess.run([sys.executable, str(root / "examples" / "quickstart.py"), "--draws", "200", "--out",
+                           str(tmp_path), "--spec", str(SPECS / "mortality_small.toml")],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "AnalysisResult" in done.stdout and "certainty" in done.stdout
+    assert (tmp_path / "mortality" / "tables.xlsx").is_file() and (tmp_path / "my_forest.png").is_file()
