@@ -12,6 +12,8 @@ _EXPORTS = {
     "AnalysisResult": ("result", "AnalysisResult"),
     "DataError": ("errors", "DataError"),
     "Dataset": ("data", "Dataset"),
+    "GateWarning": ("inference", "GateWarning"),
+    "ThinDataWarning": ("inference", "ThinDataWarning"),
     "InputError": ("errors", "InputError"),
     "SamplerSettings": ("inference", "SamplerSettings"),
     "SpecError": ("errors", "SpecError"),
