@@ -35,7 +35,7 @@ def test_report_renders_figures_and_tables(tmp_path):
     sof = html[html.index('id="summary-of-findings"'):]
     sof = sof[:sof.index("</table>")]
     assert sof.count("<tr>") >= 3 and "Certainty" in sof
-    forest = html[html.index('id="fig-forest"'):]
+    forest = html[html.index('forest"><img'):]
     assert len(forest[forest.index("base64,") + 7:forest.index('"', forest.index("base64,"))]) > 10_000
     shot = tmp_path / "report.png"
     done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,2400",

@@ -51,8 +51,10 @@ class Biomarkers(AnalysisType):
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
     robustness_keys = ("reduction_pooled", "tau")
     figures = (
-        FigureSpec("biomarker_forest", "forest", "Observed log ratio of each study (95% CI) as percent change, the "
-                   "model's estimate and the pooled estimate with its prediction interval."),
+        FigureSpec("biomarker_forest", "forest", "Each study's change from baseline (95% CI, from its log ratio of "
+                   "means) and the model's estimate, as marks and as numbers, with the patients behind each; rows grouped "
+                   "by biomarker with the pooled change (grey diamond), and the 95% prediction interval for a new study "
+                   "of each biomarker. † marks a study whose dispersion was imputed."),
         FigureSpec("reductions", "densities", "Posterior distribution of the pooled percent reduction of each biomarker.",
                    select=("reduction_pooled",), title="Pooled percent reduction per biomarker",
                    xlabel="pooled percent reduction (%)"),

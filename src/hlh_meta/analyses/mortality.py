@@ -163,9 +163,11 @@ class Mortality(AnalysisType):
     robustness_keys = ("mortality_typical", "odds_ratio", "tau")
     indexed_tables = ("summary",)
     figures = (
-        FigureSpec("forest", "forest", "Observed mortality of each stratum (exact 95% CI) with the model's estimate, "
-                   "the mortality of a typical study across the included strata and the prediction interval for a "
-                   "new study."),
+        FigureSpec("forest", "forest", "Each stratum's deaths/n, observed mortality (exact 95% CI) and the model's "
+                   "estimate (95% CrI), as marks and as numbers; strata grouped by trigger, each group with the model's "
+                   "mortality among its patients (grey diamond); the mortality of a typical study across the included "
+                   "strata (red diamond) and the 95% prediction interval for a new study. † marks counts reconstructed "
+                   "from a printed percentage or as the remainder of a partition."),
         FigureSpec("subgroups", "densities", "Posterior distribution of the mortality of a typical study for each "
                    "profile the data inform (extrapolations left out).", select=("mortality_typical",),
                    title="Posterior mortality of a typical study", xlabel="mortality of a typical study (%)"),

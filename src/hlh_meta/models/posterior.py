@@ -151,8 +151,9 @@ def replicates(inp: "ModelInputs", param: xr.DataArray, seed) -> xr.DataArray:
 
 
 #: sampler parameterisation, not quantities a user reads: the standardised study effects of the
-#: non-centred form (z, z_new), stick-breaking fractions of unknown shares, transformed values
-INTERNAL_NAMES = ("z", "z_new")
+#: non-centred form (z, z_new), the packed LKJ Cholesky factor (chol; Omega and tau hold it),
+#: stick-breaking fractions of unknown shares, transformed values
+INTERNAL_NAMES = ("z", "z_new", "chol")
 INTERNAL_SUFFIXES = ("__", "_stick")
 
 
