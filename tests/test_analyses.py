@@ -93,3 +93,22 @@ def test_spec_naming_unknown_study_or_partition(ds, tmp_path, data, key):
     with pytest.raises(SpecError) as info:
         mortality_frame(ds, load_spec(path))
     assert info.value.key == key
+
+
+@pytest.mark.parametrize(
+    "kind, prior, key, fragment",
+    [("mortality", "tau = { dist = 'HalfNormal', sigma = -1 }", "priors.tau", "sigma must be > 0"),
+     ("mortality", "tau = { dist = 'halfnormal', sigma = 1 }", "priors.tau", "did you mean 'HalfNormal'"),
+     ("biomarkers", "mu = { dist = 'Normal', mu = 0 }", "priors.mu", "Normal takes"),
+     ("biomarkers", "sigma = { dist = 'Normal', mu = 0, sigma = 1 }", "priors.sigma", "unknown key")],
+)
+def test_bad_prior_names_spec_file_and_key_before_sampling(ds, tmp_path, monkeypatch, kind, prior, key, fragment):
+    import hlh_meta as hm
+    from hlh_meta.analyses.base import AnalysisType
+
+    monkeypatch.setattr(AnalysisType, "fit", lambda *a, **k: pytest.fail("sampled despite a bad prior"))
+    path = tmp_path / "spec.toml"
+    path.write_text(f"[analysis]\nname='m'\nkind='{kind}'\n[priors]\n{prior}\n")
+    with pytest.raises(SpecError) as info:
+        hm.run_analysis(path, ds)
+    assert info.value.key == key and fragment in str(info.value) and str(path) in str(info.value)

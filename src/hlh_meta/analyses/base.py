@@ -11,6 +11,7 @@ them by ``key``, never by parsing their labels.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from ..data import Dataset
-from ..errors import SettingError
+from ..errors import InputError, SettingError
 from ..inference import SamplerSettings
 from ..models.engine import ModelInputs, fit_model
+from ..models.priors import BINOMIAL_DEFAULTS, resolve_priors
 from ..spec import Spec
 
 
@@ -233,6 +235,19 @@ class AnalysisType:
             if col in extra:
                 extra[col] = extra[col].astype("Int64")
         return pd.concat([table, extra], axis=1)
+
+    #: the engine's default priors, against which a spec's ``[priors]`` are checked
+    prior_defaults: ClassVar[Mapping[str, Mapping]] = BINOMIAL_DEFAULTS
+
+    def check_priors(self, spec: Spec) -> None:
+        """The spec's ``[priors]`` as every engine checks them, reported as the spec file and key."""
+        try:
+            resolve_priors(spec.section("priors"), self.prior_defaults)
+        except InputError as exc:
+            text = str(exc)
+            found = re.match(r"priors\['(\w+)'\]\.?:?\s*(.*)", text)
+            raise spec.error(f"priors.{found.group(1)}" if found else "priors",
+                             found.group(2) if found else text.removeprefix("priors: ")) from None
 
     @staticmethod
     def settings(spec: Spec, **overrides) -> SamplerSettings:

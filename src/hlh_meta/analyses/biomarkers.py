@@ -12,6 +12,7 @@ from ..data import Dataset
 from ..effects.biomarkers import resolve_biomarkers
 from ..models.engine import ModelInputs
 from ..models.normal import prepare_normal
+from ..models.priors import NORMAL_DEFAULTS
 from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .families import SHARED, prior_family
@@ -47,6 +48,7 @@ def _informing(idata: az.InferenceData) -> dict[str, tuple[int, int]]:
 @register
 class Biomarkers(AnalysisType):
     kind = "biomarkers"
+    prior_defaults = NORMAL_DEFAULTS
     group_by = "biomarker"
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
     robustness_keys = ("reduction_pooled", "tau")
