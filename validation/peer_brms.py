@@ -25,10 +25,12 @@ HERE = Path(__file__).parent
 
 def datasets() -> dict[str, pd.DataFrame]:
     from hlh_meta import load_dataset
-    from hlh_meta.analyses.mortality import mortality_frame
-    from hlh_meta.spec import bundled_specs_dir, load_spec
+    from hlh_meta.analyses import analysis_for, load_spec
+    from hlh_meta.spec import bundled_specs_dir
 
-    used, _ = mortality_frame(load_dataset(), load_spec(bundled_specs_dir() / "mortality.toml"))
+    # the strata the bundled mortality analysis fits: its registered analysis type's frame
+    spec = load_spec(bundled_specs_dir() / "mortality.toml")
+    used, _ = analysis_for(spec).frame(load_dataset(), spec)
     anakinra = pd.DataFrame({"study": used["study_id"].to_numpy(), "events": used["deaths"].astype(int).to_numpy(),
                              "total": used["n"].astype(int).to_numpy()})
     five = pd.DataFrame({"study": list("abcde"), "events": [2, 5, 0, 9, 3], "total": [10, 20, 13, 30, 8]})
@@ -58,15 +60,18 @@ def brms(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def main() -> int:
+    inputs = datasets()            # built (and checked) before looking for R
     if shutil.which("Rscript") is None:
-        print("Rscript not found: install r-base-core r-cran-brms to run this validation")
+        print("Rscript not found: install r-base-core r-cran-brms to run this validation; its inputs: "
+              + "; ".join(f"{name}, {len(df)} rows, {int(df['events'].sum())}/{int(df['total'].sum())} events"
+                          for name, df in inputs.items()))
         return 2
     lines = ["# hlh-meta against brms (Stan)", "",
              "Intercept-only binomial random-effects model, mu ~ Normal(0, 1.5), tau ~ HalfNormal(1);",
              "hlh-meta: nutpie, 4 x 3000 draws; brms: 4 x 3000 draws after 1000 warm-up, adapt_delta 0.95.",
              "`diff/mcse`: difference of the posterior means over sqrt(2) x hlh-meta's Monte Carlo SE (brms draws the same number of samples).", ""]
     worst = 0.0
-    for name, df in datasets().items():
+    for name, df in inputs.items():
         a, b = ours(df), brms(df)
         lines += [f"## {name} ({len(df)} rows)", "", "| parameter | statistic | hlh-meta | brms |", "|---|---|---|---|"]
         for p in ("mu", "tau"):
