@@ -113,6 +113,54 @@ def _one_line_warnings(shown: set[str]):
         yield
 
 
+class _StatusLine:
+    """The text of the terminal's status line (nothing without a terminal), so a passing
+    notice can put back what it replaced."""
+
+    def __init__(self, status, text: str) -> None:
+        self.status, self.text = status, text
+
+    def set(self, text: str) -> None:
+        self.text = text
+        self.show(text)
+
+    def show(self, text: str) -> None:
+        if self.status is not None:
+            self.status.update(text)
+
+
+COMPILING = "compiling the model (the first time on this machine takes up to a minute) ..."
+
+
+@contextmanager
+def _compile_notice(line: _StatusLine, name: str):
+    """While a model structure compiles in this process (its first fit here; numba loads
+    what this machine compiled before from its disk cache, so later runs pass quickly),
+    the status line says so instead of leaving a first run silent for a minute."""
+    if line.status is None:
+        yield
+        return
+    from .inference import sampling
+
+    compile_model = getattr(sampling, "compile_pymc_model", None)
+    if compile_model is None:            # the sampler's internals changed: no notice, nothing else differs
+        yield
+        return
+
+    def compiling(model):
+        line.show(f"{name}: {COMPILING}")
+        try:
+            return compile_model(model)
+        finally:
+            line.show(line.text)
+
+    sampling.compile_pymc_model = compiling
+    try:
+        yield
+    finally:
+        sampling.compile_pymc_model = compile_model
+
+
 def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Optional[Path],
                sensitivity: bool = False, executor: dict | None = None, skip_empty: bool = False) -> None:
     from .analyses import analysis_for, load_spec
@@ -149,12 +197,13 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
             _warn_line(leftover_note(path), shown)
     show = not quiet and sys.stderr.isatty()
     for spec, target in zip(loaded, targets):
-        with err.status(f"{spec.name}: compiling and sampling ...") if show else nullcontext() as status:
-            def tick(i: int, n: int, name: str) -> None:
-                if status is not None:
-                    status.update(f"{spec.name}: variant {i + 1}/{n}: {name}")
+        with err.status(f"{spec.name}: sampling ...") if show else nullcontext() as status:
+            line = _StatusLine(status, f"{spec.name}: sampling ...")
 
-            with _one_line_warnings(shown):
+            def tick(i: int, n: int, name: str) -> None:
+                line.set(f"{spec.name}: variant {i + 1}/{n}: {name}")
+
+            with _one_line_warnings(shown), _compile_notice(line, spec.name):
                 result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, **(executor or {}))
         with _one_line_warnings(shown):
             result.save(target, force=force)

@@ -98,10 +98,17 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
             try:
                 run_alongside()
                 run_here(local)
+                # Groups no worker has taken yet run here too (the last submitted first), so this
+                # process does not wait idle while a worker compiles model after model.
+                for group, fut in reversed(futures):
+                    if fut.cancel():
+                        run_here([group])
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)   # groups not started are dropped
                 raise
             for group, fut in futures:
+                if fut.cancelled():                              # run here instead
+                    continue
                 for it, frame in zip(group, fut.result()):
                     done[it.variant.name] = frame
                 if progress:

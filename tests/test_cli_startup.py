@@ -1,0 +1,73 @@
+"""The command line answers quickly: `hlh-meta --help` and `hlh-meta data check` import
+none of the modelling libraries; a first compile of a model shows a status line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+MODELLING = ("pymc", "pytensor", "arviz", "numba", "nutpie", "matplotlib", "xarray")
+PROBE = ("import atexit, json, sys\n"
+         "atexit.register(lambda: sys.__stderr__.write('\\nMODULES ' + json.dumps(sorted({m.split('.')[0] for m in "
+         "sys.modules})) + '\\n'))\n"
+         "from hlh_meta.cli import main\nsys.argv[0] = 'hlh-meta'\nsys.exit(main())\n")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["data", "check"], ["data", "check", str(ROOT / "data")],
+                                  ["fit", "--help"], ["sensitivity", "--help"]])
+def test_help_and_data_check_import_no_modelling_library(args):
+    res = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    modules = json.loads(next(x for x in res.stderr.splitlines() if x.startswith("MODULES "))[len("MODULES "):])
+    assert not set(modules) & set(MODELLING), sorted(set(modules) & set(MODELLING))
+    assert "Warning" not in res.stderr                 # no library chatter either
+
+
+class _Status:
+    def __init__(self):
+        self.shown = []
+
+    def update(self, text):
+        self.shown.append(text)
+
+
+def test_compile_notice_shows_while_a_structure_compiles_and_puts_back_the_line(monkeypatch):
+    from hlh_meta import cli
+    from hlh_meta.inference import sampling
+
+    compiled = []
+
+    class Compiled:
+        def with_data(self, **data):
+            return ("compiled", data)
+
+    def fake_compile(model):
+        compiled.append(model)
+        return Compiled()
+
+    monkeypatch.setattr(sampling, "compile_pymc_model", fake_compile)
+    monkeypatch.setattr(sampling, "_CACHE", type(sampling._CACHE)())
+    status = _Status()
+    line = cli._StatusLine(status, "m: sampling ...")
+    with cli._compile_notice(line, "m"):
+        line.set("m: variant 2/5: leave out a")
+        # the sampler compiles through the module's compile_pymc_model (the hook the notice uses)
+        assert sampling._nutpie_compiled(lambda: "model", "key", {"x": 1}) == ("compiled", {"x": 1})
+        assert sampling._nutpie_compiled(lambda: "model", "key", {"x": 2}) == ("compiled", {"x": 2})   # cached
+    assert compiled == ["model"]
+    assert status.shown == ["m: variant 2/5: leave out a", f"m: {cli.COMPILING}", "m: variant 2/5: leave out a"]
+    assert sampling.compile_pymc_model is fake_compile      # put back
+
+
+def test_compile_notice_needs_a_terminal(monkeypatch):
+    from hlh_meta import cli
+    from hlh_meta.inference import sampling
+
+    before = sampling.compile_pymc_model
+    with cli._compile_notice(cli._StatusLine(None, ""), "m"):
+        assert sampling.compile_pymc_model is before      # nothing patched without a status line

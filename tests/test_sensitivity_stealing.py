@@ -1,0 +1,63 @@
+"""Local worker processes: groups no worker has started run in the calling process
+(so it does not wait idle), with the same numbers as a serial run."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from pathlib import Path
+
+import pandas as pd
+
+from hlh_meta.analyses import load_spec
+from hlh_meta.sensitivity import run_sensitivity
+
+SPECS = Path(__file__).parent / "specs"
+
+
+class _Pool:
+    """A process pool whose worker takes the first ``busy`` groups (run at once, here) and
+    never gets to the others."""
+
+    busy = 0
+    submitted: list = []
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args):
+        fut = Future()
+        _Pool.submitted.append(fut)
+        if len(_Pool.submitted) <= _Pool.busy:
+            fut.set_running_or_notify_cancel()
+            fut.set_result(fn(*args))
+        return fut
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def test_groups_no_worker_started_run_here(ds, tmp_path, monkeypatch):
+    from hlh_meta.sensitivity import executors
+
+    path = tmp_path / "b.toml"
+    path.write_text((SPECS / "biomarkers_small.toml").read_text().replace(
+        'families = ["correlation", "leave_one_out"]', 'families = ["correlation", "fixed_effect", "priors"]'))
+    spec = load_spec(path)
+    serial = run_sensitivity(spec, ds, executor="serial")
+    cols = [c for c in serial.columns if c != "seconds"]
+    monkeypatch.setattr(executors, "ProcessPoolExecutor", _Pool)
+    for busy in (0, 1):
+        _Pool.busy, _Pool.submitted = busy, []
+        ticks = []
+        local = run_sensitivity(spec, ds, executor="processes", workers=1,
+                                progress=lambda i, n, name: ticks.append(name))
+        pd.testing.assert_frame_equal(serial[cols], local[cols])
+        assert len(_Pool.submitted) >= 2                                  # groups other than the primary's
+        assert sum(f.cancelled() for f in _Pool.submitted) == len(_Pool.submitted) - busy
+        assert ticks                                                       # progress reported
