@@ -1,14 +1,23 @@
-"""The main job end to end: wall time and peak memory of `hlh-meta run` in a fresh process.
+"""The main job end to end, old and new code side by side: `hlh-meta run`, `fit` and `sensitivity`.
 
-Run:  .venv/bin/python benchmarks/bench_run.py [--repeats 1] [--sensitivity]
-Each repeat runs `hlh-meta run --out <tmp> --quiet` on the bundled data in a new process
-(import, compilation, sampling, figures, reports) and reads the child's peak resident
-memory from the kernel (ru_maxrss). Targets: <= 60 s and <= 2 GB.
-With --sensitivity it also runs `hlh-meta sensitivity models/mortality.toml` once with the
-default executor (local worker processes where the machine has idle cores for them) and
-once with --serial, side by side, and prints each one's wall time, the time the manifest
-records for the primary analysis with its variants (they overlap where worker processes
-start on the variants while the primary analysis runs) and the number of variants.
+Run:  .venv/bin/python benchmarks/bench_run.py [--repeats 1] [--sensitivity] [--workers N] [--cold]
+                                              [--old DIR | --new-only]
+Every command runs in a fresh process with the version's code, data and specs (see
+common.py), output to a temporary folder; wall time and the child's peak resident memory
+(from the kernel, ``wait4``) are printed, with medians over repeats and the ratio new/old.
+The versions alternate command by command (old, new, old, new), so both see the same load.
+
+- `hlh-meta run --quiet`: every spec in models/ (import, compilation or loading it from
+  numba's disk cache, sampling, figures, reports). Targets: <= 60 s and <= 2 GB.
+- --sensitivity: `hlh-meta fit models/mortality.toml` and `hlh-meta sensitivity
+  models/mortality.toml --serial` one after the other, and the **marginal cost per
+  variant**: (sensitivity wall - fit wall) / variants, with the number of variants (those
+  fitted, and all declared) read from sensitivity.csv; also the sum of the per-variant
+  seconds that sensitivity.csv records (fits only) and the manifest's timings. With
+  --workers N also with N worker processes (--workers 0: the default executor).
+- --cold: the first `hlh-meta run` on an empty compile cache: PyTensor's compile directory
+  (which holds numba's disk cache of PyTensor's functions and of hlh-meta's callbacks) and
+  NUMBA_CACHE_DIR point to new empty folders, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -16,48 +25,113 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import resource
-import statistics
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_fit import machine
+sys.path.insert(0, str(Path(__file__).parent))
+from common import CLI, add_version_args, header, median, ratio_line, versions  # noqa: E402
+
+
+def timed(version, args: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak resident MiB of ``hlh-meta ARGS`` in a fresh process."""
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", CLI, *args], cwd=version.root, env=version.env(**(env or {})),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{version.name}: hlh-meta {' '.join(args)} exited {proc.returncode}:\n{out[-3000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def sensitivity_counts(folder: Path) -> dict:
+    with open(folder / "sensitivity.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_variant: dict[str, dict] = {}
+    for r in rows:
+        by_variant.setdefault(r["variant"], r)
+    declared = [v for v in by_variant if v != "primary"]
+    fitted = [v for v in declared if not by_variant[v].get("note", "").startswith(("not run", "not estimable"))]
+    seconds = sum(float(r.get("seconds") or 0) for v, r in by_variant.items() if v != "primary")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return {"declared": len(declared), "fitted": len(fitted), "variant_seconds": seconds,
+            "timings": manifest.get("timings_s", {})}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--sensitivity", action="store_true", help="also time `hlh-meta sensitivity` on the mortality spec")
+    ap.add_argument("--no-run", dest="run", action="store_false", help="skip `hlh-meta run`")
+    ap.add_argument("--sensitivity", action="store_true", help="fit and sensitivity of the mortality spec")
+    ap.add_argument("--workers", type=int, metavar="N",
+                    help="with --sensitivity: also with N worker processes (0: the default executor)")
+    ap.add_argument("--cold", action="store_true", help="the first `hlh-meta run` on an empty compile cache")
+    add_version_args(ap)
     args = ap.parse_args()
-    cli = Path(sys.executable).with_name("hlh-meta")
-    print(f"machine: {machine()}")
-    walls, peaks = [], []
-    for _ in range(args.repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            t = time.perf_counter()
-            subprocess.run([str(cli), "run", "--out", tmp, "--quiet"], check=True)
-            walls.append(time.perf_counter() - t)
-            # ru_maxrss of children is the largest child so far (KiB on Linux)
-            peaks.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-    print(f"hlh-meta run (all specs in models/): median wall {statistics.median(walls):.1f} s over {len(walls)} run(s); "
-          f"peak memory {max(peaks):.0f} MiB")
+    vs = versions(args)
+    header(vs)
+    if args.run:
+        walls = {v.name: [] for v in vs}
+        peaks = {v.name: [] for v in vs}
+        for _ in range(args.repeats):
+            for v in vs:
+                with tempfile.TemporaryDirectory() as tmp:
+                    wall, peak = timed(v, ["run", "--out", tmp, "--quiet"])
+                walls[v.name].append(wall)
+                peaks[v.name].append(peak)
+        print(ratio_line("hlh-meta run (every spec in models/), wall", walls, digits=1))
+        print(ratio_line("hlh-meta run, peak resident memory", peaks, unit="MiB", digits=0))
     if args.sensitivity:
-        spec = Path(__file__).parents[1] / "models" / "mortality.toml"
-        for flags in ([], ["--serial"]):
-            with tempfile.TemporaryDirectory() as tmp:
-                t = time.perf_counter()
-                subprocess.run([str(cli), "sensitivity", str(spec), "--out", tmp, "--quiet", *flags], check=True)
-                wall = time.perf_counter() - t
-                manifest = json.loads((Path(tmp) / "mortality" / "manifest.json").read_text())
-                with open(Path(tmp) / "mortality" / "sensitivity.csv", newline="") as fh:
-                    rows = list(csv.DictReader(fh))
-                n, variants = len(rows), len({r["variant"] for r in rows})
-            print(f"hlh-meta sensitivity mortality {' '.join(flags) or '(default executor)'}: wall {wall:.1f} s; "
-                  f"primary analysis with its {variants - 1} variants {manifest['timings_s']['sensitivity']:.1f} s "
-                  f"(the primary analysis alone {manifest['timings_s']['total']:.1f} s of it; {n} rows)")
+        modes = [["--serial"]] + ([] if args.workers is None else [["--workers", str(args.workers)] if args.workers else []])
+        fits = {v.name: [] for v in vs}
+        sens = {(v.name, tuple(m)): [] for v in vs for m in modes}
+        info = {}
+        for _ in range(args.repeats):
+            for v in vs:
+                with tempfile.TemporaryDirectory() as tmp:
+                    fits[v.name].append(timed(v, ["fit", "models/mortality.toml", "--out", tmp, "--quiet"])[0])
+                for m in modes:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        wall, _ = timed(v, ["sensitivity", "models/mortality.toml", "--out", tmp, "--quiet", *m])
+                        counts = sensitivity_counts(Path(tmp) / "mortality")
+                    sens[(v.name, tuple(m))].append(wall)
+                    info[(v.name, tuple(m))] = counts
+                    print(f"  {v.name} sensitivity {' '.join(m) or '(default executor)'}: wall {wall:.1f} s "
+                          f"(fit alone {fits[v.name][-1]:.1f} s); {counts['fitted']} variants fitted of "
+                          f"{counts['declared']} declared; their recorded seconds sum to "
+                          f"{counts['variant_seconds']:.1f} s; manifest timings {counts['timings']}", flush=True)
+        print(ratio_line("hlh-meta fit models/mortality.toml, wall", fits, digits=1))
+        for m in modes:
+            label = " ".join(m) or "default executor"
+            walls = {v.name: sens[(v.name, tuple(m))] for v in vs}
+            print(ratio_line(f"hlh-meta sensitivity models/mortality.toml {label}, wall", walls, digits=1))
+            marginal = {}
+            for v in vs:
+                n = info[(v.name, tuple(m))]["fitted"]
+                marginal[v.name] = [(s - f) / n for s, f in zip(walls[v.name], fits[v.name])]
+            print(ratio_line(f"marginal cost per fitted variant ({label}; target <= 0.5 s)", marginal, digits=2)
+                  + "; variants fitted: " + ", ".join(f"{v.name} {info[(v.name, tuple(m))]['fitted']}" for v in vs))
+    if args.cold:
+        walls = {v.name: [] for v in vs}
+        for _ in range(args.repeats):
+            for v in vs:
+                fresh = Path(tempfile.mkdtemp(prefix="fresh_cache_"))
+                env = {"PYTENSOR_FLAGS": f"base_compiledir={fresh / 'pytensor'}", "NUMBA_CACHE_DIR": str(fresh / "numba")}
+                try:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        wall, _ = timed(v, ["run", "--out", tmp, "--quiet"], env=env)
+                finally:
+                    shutil.rmtree(fresh, ignore_errors=True)
+                walls[v.name].append(wall)
+                print(f"  {v.name} first hlh-meta run on an empty compile cache: {wall:.1f} s", flush=True)
+        print(ratio_line("first hlh-meta run on an empty compile cache (target <= 50 s), wall", walls, digits=1))
 
 
 if __name__ == "__main__":
