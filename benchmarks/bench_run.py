@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--sensitivity", action="store_true", help="fit and sensitivity of the mortality spec")
     ap.add_argument("--workers", type=int, metavar="N",
                     help="with --sensitivity: also with N worker processes (0: the default executor)")
+    ap.add_argument("--no-serial", dest="serial", action="store_false",
+                    help="with --sensitivity --workers N: skip the --serial runs")
     ap.add_argument("--cold", action="store_true", help="the first `hlh-meta run` on an empty compile cache")
     add_version_args(ap)
     args = ap.parse_args()
@@ -89,7 +91,8 @@ def main() -> None:
         print(ratio_line("hlh-meta run (every spec in models/), wall", walls, digits=1))
         print(ratio_line("hlh-meta run, peak resident memory", peaks, unit="MiB", digits=0))
     if args.sensitivity:
-        modes = [["--serial"]] + ([] if args.workers is None else [["--workers", str(args.workers)] if args.workers else []])
+        modes = ([["--serial"]] if args.serial else []) + \
+            ([] if args.workers is None else [["--workers", str(args.workers)] if args.workers else []])
         fits = {v.name: [] for v in vs}
         sens = {(v.name, tuple(m)): [] for v in vs for m in modes}
         info = {}

@@ -250,7 +250,7 @@ def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out
 def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML) declaring sensitivity variant families.")],
                     out_dir: OutOpt = None, force: ForceOpt = False, quiet: QuietOpt = False,
                     data: DataOpt = None,
-                    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes for the variants whose model differs from the primary analysis; the primary's own variants run in this process. Default: one per CHAINS cores beyond the first CHAINS (each fit already samples its chains in parallel), so none below 8 cores with 4 chains.")] = None,
+                    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes for the variants whose model differs from the primary analysis; the primary's own variants run in this process. Default: one per CHAINS cores beyond the first CHAINS (each fit already samples its chains in parallel), so none below 8 cores with 4 chains. Compiling a model uses one core: where variants need models compiled afresh, --workers 1 is faster on 2-7 cores too; groups a worker has not started run in this process once its own are done.")] = None,
                     serial: Annotated[bool, typer.Option("--serial", help="Run variants one after another in this process.")] = False,
                     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a Dask distributed scheduler, e.g. tcp://scheduler-host:8786.")] = None) -> None:
     """Run the primary analysis and every variant the spec declares; adds sensitivity.csv and robustness.csv."""
