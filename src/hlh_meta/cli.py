@@ -129,7 +129,7 @@ class _StatusLine:
             self.status.update(text)
 
 
-COMPILING = "compiling the model (the first time on this machine takes up to a minute) ..."
+COMPILING = "compiling the model (first time on this machine: up to a minute)…"
 
 
 @contextmanager
