@@ -51,9 +51,11 @@ def composition_shares(name: str, data: dict[str, np.ndarray], dims=None) -> pt.
     d = {key: data[f"{name}_{key}"] for key in ("b", "active", "last", "place", "mix")}
     n, k = data[f"{name}_last"].shape
     sticks = pm.Beta(f"{name}_stick", alpha=1.0, beta=d["b"], shape=(n, k - 1))
+    # columns as contiguous arrays: numba does not cache a function embedding a strided view
+    last, active = ([np.ascontiguousarray(d[key][:, j]) for j in range(d[key].shape[1])] for key in ("last", "active"))
     left, parts = pt.ones((n,)), []
     for j in range(k):
-        v = d["last"][:, j] if j == k - 1 else sticks[:, j] * d["active"][:, j] + d["last"][:, j]
+        v = last[j] if j == k - 1 else sticks[:, j] * active[j] + last[j]
         parts.append(left * v)
         if j < k - 1:
             left = left * (1.0 - v)
