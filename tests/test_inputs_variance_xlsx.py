@@ -171,3 +171,27 @@ def test_data_check_reads_a_workbook(tmp_path):
     result = CliRunner().invoke(app, ["data", "check", str(_workbook(tmp_path / "tables.xlsx"))])
     assert result.exit_code == 0, result.output
     assert "OK: the tables are valid." in result.output
+
+
+def test_data_check_names_the_sheet_for_a_rule_of_the_fit(tmp_path):
+    """A percentage no whole count of n gives is found when rows become counts; the message
+    names the workbook and sheet, not a CSV file."""
+    from typer.testing import CliRunner
+
+    from hlh_meta.cli import app
+
+    book = _workbook(tmp_path / "tables.xlsx")
+    _edit(book, "mortality", 3, "percent", 99)
+    result = CliRunner().invoke(app, ["data", "check", str(book)])
+    assert result.exit_code == 2, result.output
+    assert "tables.xlsx, sheet 'mortality', row 3" in result.output and "mortality.csv" not in result.output
+
+
+def test_fit_names_the_sheet_for_a_rule_of_the_fit(tmp_path):
+    import hlh_meta as hm
+
+    book = _workbook(tmp_path / "tables.xlsx")
+    _edit(book, "mortality", 3, "percent", 99)
+    with pytest.raises(DataError) as info:
+        hm.run_analysis(Path(__file__).parent / "specs" / "mortality_small.toml", hm.read_dataset(book))
+    assert "tables.xlsx, sheet 'mortality', row 3" in str(info.value) and "mortality.csv" not in str(info.value)

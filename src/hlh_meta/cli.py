@@ -66,7 +66,7 @@ def _configure() -> None:
 
 
 @data_app.command("check")
-def data_check(directory: Annotated[Optional[Path], typer.Argument(help="Folder with studies.csv, mortality.csv, biomarkers.csv (default: the bundled data).")] = None) -> None:
+def data_check(directory: Annotated[Optional[Path], typer.Argument(help="Folder with studies.csv, mortality.csv, biomarkers.csv (and arms.csv), or an .xlsx workbook with those sheets (default: the bundled data).")] = None) -> None:
     """Validate extraction tables with every rule the fit applies; print every problem (exit 2) or a summary (exit 0)."""
     from .data import load_dataset, read_dataset
     from .effects.check import check_dataset
@@ -76,7 +76,7 @@ def data_check(directory: Annotated[Optional[Path], typer.Argument(help="Folder 
         ds = load_dataset() if directory is None else read_dataset(directory)
         problems = check_dataset(ds)         # the rules of resolving rows into counts and effect sizes
         if problems:
-            raise DataError(problems)
+            raise DataError(ds.relabel(problems))    # a workbook's problems name its sheets
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - routed by _fail
         _fail(exc)
     console.print(ds.summary(), markup=False)
@@ -218,7 +218,7 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Results folder (default: results/).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing results folders.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
-DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Folder of extraction tables (default: bundled data).")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Folder of extraction tables or an .xlsx workbook (default: bundled data).")]
 
 
 @app.command()

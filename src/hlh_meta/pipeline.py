@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .analyses import analysis_for, load_spec
 from .data import Dataset, load_dataset
+from .errors import DataError
 from .models.posterior import diagnostics_of
 from .result import AnalysisResult
 from .sensitivity import robustness, run_sensitivity
@@ -45,6 +46,10 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | None = None, *, sensitiv
     ds = load_dataset() if ds is None else ds
     analysis = analysis_for(spec)
     analysis.check_priors(spec)              # a bad prior names the spec file and key, before any work
+    try:
+        analysis.frame(ds, spec)             # rows that cannot become counts or effects fail here, before sampling
+    except DataError as exc:                 # ... naming a workbook's sheets as given
+        raise DataError(ds.relabel(exc.problems)) from None
     spec = analysis.resolve(ds, spec)        # what the data decide (reference levels), the same for every variant
     started = time.perf_counter()
     done = {}
