@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
+from scipy import special          # quantiles only: scipy.stats would double the start-up of `data check`
 
 from ..errors import InputError
 
@@ -113,7 +113,7 @@ def sd_diff_from_paired_p(mean1: ArrayLike, mean2: ArrayLike, n: ArrayLike, p: A
     _require(m1 != m2, "mean1 equals mean2: a p-value carries no information on the SD of a zero difference")
     if not two_sided:
         _require(p < 0.5, f"a one-sided p-value must be below 0.5 to imply a positive t, got {_show(p, p >= 0.5)}")
-    t = stats.t.ppf(1 - p / 2 if two_sided else 1 - p, n - 1)
+    t = special.stdtrit(n - 1, 1 - p / 2 if two_sided else 1 - p)
     return _out(np.abs(m1 - m2) * np.sqrt(n) / t)
 
 
@@ -149,7 +149,7 @@ def sd_from_iqr(q1: ArrayLike, q3: ArrayLike, n: ArrayLike) -> Number:
     """
     q1, q3, n = _arr(q1, "q1"), _arr(q3, "q3"), _size(n)
     _require(q1 <= q3, "q1 must not exceed q3")
-    return _out((q3 - q1) / (2 * stats.norm.ppf((0.75 * n - 0.125) / (n + 0.25))))
+    return _out((q3 - q1) / (2 * special.ndtri((0.75 * n - 0.125) / (n + 0.25))))
 
 
 def mean_from_median_range(minimum: ArrayLike, median: ArrayLike, maximum: ArrayLike) -> Number:
@@ -164,7 +164,7 @@ def sd_from_range(minimum: ArrayLike, maximum: ArrayLike, n: ArrayLike) -> Numbe
     """SD from the range (Wan et al. 2014, scenario C1): ``(b - a) / (2 Phi^-1((n - 0.375) / (n + 0.25)))``."""
     a, b, n = _arr(minimum, "minimum"), _arr(maximum, "maximum"), _size(n)
     _require(a <= b, "the minimum must not exceed the maximum")
-    return _out((b - a) / (2 * stats.norm.ppf((n - 0.375) / (n + 0.25))))
+    return _out((b - a) / (2 * special.ndtri((n - 0.375) / (n + 0.25))))
 
 
 def baseline_from_percent_change(followup_mean: ArrayLike, percent_decrease: ArrayLike) -> Number:
