@@ -92,7 +92,9 @@ def _inconsistency(tau: Quantity | None) -> tuple[str, str]:
 
 def _imprecision(q: Quantity, threshold: float | None) -> tuple[str, str]:
     s = q.summary()
-    width = f"95% CrI width {fmt_value(s['q97.5'] - s['q2.5'], q.scale)}"
+    span = s["q97.5"] - s["q2.5"]
+    width = f"95% CrI width {span:.1f} percentage points" if q.scale.startswith("percent") else \
+        f"95% CrI width {fmt_value(span, q.scale)}"
     if threshold is None:
         return "not assessed", f"{width}; no decision threshold declared ([report] threshold)"
     crosses = s["q2.5"] < threshold < s["q97.5"]
