@@ -221,7 +221,7 @@ class Biomarkers(AnalysisType):
         return {"rows": rows, "groups": pd.DataFrame(groups), "summaries": pd.DataFrame(summaries),
                 "xlabel": "change from baseline to follow-up (%)", "observed_name": "observed (95% CI)",
                 "fitted_name": "model estimate (95% CrI)", "title": "", "zero_line": 0.0, "scale": "percent",
-                "counts_header": "n", "reconstructed_note": "dispersion imputed"}
+                "counts_header": "n", "reconstructed_note": "dispersion imputed", "label_header": "study: biomarker"}
 
 
 def _correlation(analysis, ds, spec, used) -> list[Variant]:

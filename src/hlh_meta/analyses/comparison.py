@@ -243,4 +243,4 @@ class Comparison(AnalysisType):
         return {"rows": rows, "summaries": pd.DataFrame(summaries), "xlabel": "mortality (%)",
                 "observed_name": "observed (exact 95% CI)", "fitted_name": "model estimate (95% CrI)",
                 "title": "anakinra vs control, by arm", "scale": "percent",
-                "counts_header": "deaths/n"}
+                "counts_header": "deaths/n", "label_header": "study: arm"}

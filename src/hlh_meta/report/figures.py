@@ -123,7 +123,7 @@ def forest(result, spec: FigureSpec | None = None, ax=None):
             ax.text(COLUMNS["fitted"], y, f"{line['lo']:.1f} to {line['hi']:.1f}", transform=at, ha="left",
                     va="center", fontsize=8, clip_on=False)
     top = len(lines) - 0.3
-    for col, title, ha in (("label", "study: stratum", "left"), ("grade", "grade of source", "left"),
+    for col, title, ha in (("label", data.get("label_header", "study: stratum"), "left"), ("grade", "grade of source", "left"),
                            ("counts", data.get("counts_header", "n"), "right"),
                            ("observed", data["observed_name"], "left"), ("fitted", data["fitted_name"], "left")):
         ax.text(COLUMNS[col], top, title, transform=at, ha=ha, va="bottom", fontsize=8, fontweight="bold",
@@ -139,8 +139,11 @@ def forest(result, spec: FigureSpec | None = None, ax=None):
         ax.spines[side].set_visible(False)
     fig.suptitle(result.title + (f": {data['title']}" if data["title"] else ""), fontsize=10, x=0.02, ha="left",
                  y=1 - 0.12 / fig.get_figheight(), va="top")
-    legend = (f"grey squares: {data['observed_name']}; blue dots: {data['fitted_name']}; grey diamonds: group "
-              "summaries; red diamond: pooled; pink bar: 95% prediction interval for a new study"
+    kinds = {line["kind"] for line in lines}
+    legend = (f"grey squares: {data['observed_name']}; blue dots: {data['fitted_name']}"
+              + ("; grey diamonds: group summaries" if "group" in kinds else "")
+              + ("; red diamond: pooled" if "pooled" in kinds else "")
+              + ("; pink bar: 95% prediction interval for a new study" if "prediction" in kinds else "")
               + (f"; † {note}" if marked else ""))
     fig.text(0.02, 0.12 / fig.get_figheight(), legend, fontsize=7.5, ha="left", va="bottom", wrap=True)
     return fig
