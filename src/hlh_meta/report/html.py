@@ -90,7 +90,8 @@ def render(result, figure_dir: Path | None = None) -> str:
         description=result.manifest.get("spec", {}).get("analysis", {}).get("description", ""),
         robustness=list(result.tables["robustness"]["sentence"]) if "robustness" in result.tables else [],
         findings=_by_support(analysis.statements(result.quantities)), methods=analysis.methods(result.idata),
-        derived=_table(quantities_table(result.table("derived"))), sof=_findings_rows(result), tables=tables, figures=_figures(result, figure_dir),
+        derived=_table(quantities_table(result.table("derived"))), sof=_findings_rows(result), tables=tables,
+        figures=_figures(result, figure_dir),
     )
 
 
