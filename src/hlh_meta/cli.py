@@ -140,25 +140,10 @@ def _compile_notice(line: _StatusLine, name: str):
     if line.status is None:
         yield
         return
-    from .inference import sampling
+    from .inference.sampling import on_compile
 
-    compile_model = getattr(sampling, "compile_pymc_model", None)
-    if compile_model is None:            # the sampler's internals changed: no notice, nothing else differs
+    with on_compile(lambda started: line.show(f"{name}: {COMPILING}" if started else line.text)):
         yield
-        return
-
-    def compiling(model):
-        line.show(f"{name}: {COMPILING}")
-        try:
-            return compile_model(model)
-        finally:
-            line.show(line.text)
-
-    sampling.compile_pymc_model = compiling
-    try:
-        yield
-    finally:
-        sampling.compile_pymc_model = compile_model
 
 
 def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Optional[Path],

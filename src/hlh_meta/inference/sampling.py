@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 
 import arviz as az
@@ -24,6 +25,18 @@ from .trace import sample_to_inference_data
 SAMPLERS = ("nutpie", "pymc")
 _CACHE: "OrderedDict[Hashable, object]" = OrderedDict()
 _CACHE_SIZE = 32
+_ON_COMPILE: list[Callable[[bool], None]] = []
+
+
+@contextmanager
+def on_compile(notice: Callable[[bool], None]):
+    """Within the block, ``notice(True)`` is called before a model structure compiles in this
+    process and ``notice(False)`` after (a fit that reuses a compiled model calls nothing)."""
+    _ON_COMPILE.append(notice)
+    try:
+        yield
+    finally:
+        _ON_COMPILE.remove(notice)
 
 
 @dataclass(frozen=True)
@@ -106,7 +119,13 @@ class SamplerSettings:
 def _nutpie_compiled(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str, np.ndarray]):
     compiled = _CACHE.get(key)
     if compiled is None:
-        compiled = compile_pymc_model(build())
+        for notice in _ON_COMPILE:
+            notice(True)
+        try:
+            compiled = compile_pymc_model(build())
+        finally:
+            for notice in _ON_COMPILE:
+                notice(False)
         _CACHE[key] = compiled
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
