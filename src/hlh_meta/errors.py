@@ -83,6 +83,17 @@ class SettingError(InputError):
         super().__init__(f"sampling setting '{key}' {message}")
 
 
+class PriorError(InputError):
+    """A bad prior: ``param`` names the parameter (``tau``, ...; None when the mapping itself
+    is wrong) and ``detail`` the problem, so a caller reading a spec can name the spec file
+    and ``[priors]`` key."""
+
+    def __init__(self, param: str | None, detail: str, attribute: str | None = None):
+        self.param, self.detail = param, (f"{attribute} {detail}" if attribute else detail)
+        where = "priors" if param is None else f"priors['{param}']"
+        super().__init__(f"{where}.{attribute} {detail}" if attribute else f"{where}: {detail}")
+
+
 class OutputLocationError(InputError):
     """The results folder cannot be written where asked (a file in the way, no permission)."""
 

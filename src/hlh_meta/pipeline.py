@@ -8,6 +8,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -32,6 +33,16 @@ def versions() -> dict[str, str]:
     return out
 
 
+@contextmanager
+def _named_as_given(ds: Dataset):
+    """Problems found in the tables after reading (they name a table by its CSV file) name
+    each table as it was given, e.g. a workbook's sheet."""
+    try:
+        yield
+    except DataError as exc:
+        raise DataError(ds.relabel(exc.problems)) from None
+
+
 def run_analysis(spec: Spec | str | Path, ds: Dataset | None = None, *, sensitivity: bool = False,
                  progress: Callable[[int, int, str], None] | None = None, executor: str = "processes",
                  workers: int | None = None, scheduler=None) -> AnalysisResult:
@@ -46,27 +57,24 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | None = None, *, sensitiv
     ds = load_dataset() if ds is None else ds
     analysis = analysis_for(spec)
     analysis.check_priors(spec)              # a bad prior names the spec file and key, before any work
-    try:
-        analysis.frame(ds, spec)             # rows that cannot become counts or effects fail here, before sampling
-    except DataError as exc:                 # ... naming a workbook's sheets as given
-        raise DataError(ds.relabel(exc.problems)) from None
-    spec = analysis.resolve(ds, spec)        # what the data decide (reference levels), the same for every variant
-    started = time.perf_counter()
-    done = {}
+    with _named_as_given(ds):                # rows that cannot become counts or effects: a workbook's sheets named
+        spec = analysis.resolve(ds, spec)    # what the data decide (reference levels), the same for every variant
+        started = time.perf_counter()
+        done = {}
 
-    def primary():
-        done["analysed"] = analysis.run(ds, spec)
-        done["seconds"] = time.perf_counter() - started
-        return done["analysed"].idata          # the primary variant's fit: not sampled twice
+        def primary():
+            done["analysed"] = analysis.run(ds, spec)
+            done["seconds"] = time.perf_counter() - started
+            return done["analysed"].idata      # the primary variant's fit: not sampled twice
 
-    tables = {}
-    if sensitivity:
-        analysis.expand_variants(ds, spec)       # bad variant declarations fail before any sampling
-        sens = run_sensitivity(spec, ds, progress=progress, alongside=primary, executor=executor, workers=workers,
-                               scheduler=scheduler)
-        tables = {"sensitivity": sens, "robustness": robustness(sens)}
-    else:
-        primary()
+        tables = {}
+        if sensitivity:
+            analysis.expand_variants(ds, spec)   # bad variant declarations fail before any sampling
+            sens = run_sensitivity(spec, ds, progress=progress, alongside=primary, executor=executor,
+                                   workers=workers, scheduler=scheduler)
+            tables = {"sensitivity": sens, "robustness": robustness(sens)}
+        else:
+            primary()
     analysed = done["analysed"]
     tables = {**analysed.tables, **tables}
     timings = {"total": round(done["seconds"], 3)}

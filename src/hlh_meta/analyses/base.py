@@ -11,7 +11,6 @@ them by ``key``, never by parsing their labels.
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import Dataset
-from ..errors import InputError, SettingError
+from ..errors import PriorError, SettingError
 from ..inference import SamplerSettings
 from ..models.engine import ModelInputs, fit_model
 from ..models.priors import BINOMIAL_DEFAULTS, resolve_priors
@@ -243,11 +242,8 @@ class AnalysisType:
         """The spec's ``[priors]`` as every engine checks them, reported as the spec file and key."""
         try:
             resolve_priors(spec.section("priors"), self.prior_defaults)
-        except InputError as exc:
-            text = str(exc)
-            found = re.match(r"priors\['(\w+)'\]\.?:?\s*(.*)", text)
-            raise spec.error(f"priors.{found.group(1)}" if found else "priors",
-                             found.group(2) if found else text.removeprefix("priors: ")) from None
+        except PriorError as exc:
+            raise spec.error("priors" if exc.param is None else f"priors.{exc.param}", exc.detail) from None
 
     @staticmethod
     def settings(spec: Spec, **overrides) -> SamplerSettings:

@@ -14,7 +14,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from ..errors import InputError
+from ..errors import PriorError
 
 #: distribution name -> its required arguments (PyMC's names)
 DISTRIBUTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
@@ -61,47 +61,47 @@ def _check_values(key: str, dist: str, args: Mapping[str, float]) -> None:
     """Values every engine needs: finite numbers, positive scales, a proper Uniform range."""
     for name, value in args.items():
         if not np.isfinite(value):
-            raise InputError(f"priors['{key}'].{name} must be finite, got {value:g}")
+            raise PriorError(key, f"must be finite, got {value:g}", name)
     for name in ("sigma", "beta", "lam", "nu", "alpha"):
         if name in args and not (dist == "Cauchy" and name == "alpha") and args[name] <= 0:
-            raise InputError(f"priors['{key}'].{name} must be > 0, got {args[name]:g}")
+            raise PriorError(key, f"must be > 0, got {args[name]:g}", name)
     if dist == "Uniform" and not 0 <= args["lower"] < args["upper"]:
-        raise InputError(f"priors['{key}']: Uniform needs 0 <= lower < upper, got lower={args['lower']:g}, "
-                         f"upper={args['upper']:g}")
+        raise PriorError(key, f"Uniform needs 0 <= lower < upper, got lower={args['lower']:g}, "
+                              f"upper={args['upper']:g}")
     if dist == "Fixed" and key == "tau" and args["value"] < 0:
-        raise InputError(f"priors['tau'].value must be >= 0, got {args['value']:g}")
+        raise PriorError("tau", f"must be >= 0, got {args['value']:g}", "value")
 
 
 def resolve_priors(priors: Mapping | None, defaults: Mapping[str, Mapping]) -> dict[str, dict]:
     """Merge user priors over the defaults and check every name, argument and value.
 
     The one validation of priors for every engine: an invalid prior is an
-    :class:`~hlh_meta.errors.InputError` before any model is built.
+    :class:`~hlh_meta.errors.PriorError` (an ``InputError``) before any model is built.
     """
     merged = {k: dict(v) for k, v in defaults.items()}
     if priors is not None and not isinstance(priors, Mapping):
-        raise InputError(f"priors must be a mapping from parameter name to a prior, got {type(priors).__name__}")
+        raise PriorError(None, f"must be a mapping from parameter name to a prior, got {type(priors).__name__}")
     for key, spec in (priors or {}).items():
         if key not in defaults:
-            raise InputError(f"priors: unknown parameter '{key}'{_closest(key, defaults)}; the model's parameters "
-                             f"are {', '.join(defaults)}")
+            raise PriorError(None, f"unknown parameter '{key}'{_closest(key, defaults)}; the model's parameters "
+                                     f"are {', '.join(defaults)}")
         if not isinstance(spec, Mapping) or "dist" not in spec:
-            raise InputError(f"priors['{key}'] must be a mapping with a 'dist' key, e.g. {dict(defaults[key])}")
+            raise PriorError(key, f"must be a mapping with a 'dist' key, e.g. {dict(defaults[key])}")
         dist = spec["dist"]
         if dist not in DISTRIBUTIONS:
-            raise InputError(f"priors['{key}']: unknown distribution '{dist}'{_closest(dist, DISTRIBUTIONS)}; "
-                             f"choose from {', '.join(DISTRIBUTIONS)}")
+            raise PriorError(key, f"unknown distribution '{dist}'{_closest(dist, DISTRIBUTIONS)}; "
+                                    f"choose from {', '.join(DISTRIBUTIONS)}")
         allowed = POSITIVE if key == "tau" else REAL
         if dist not in allowed:
-            raise InputError(f"priors['{key}']: '{dist}' is not allowed here; use one of {', '.join(sorted(allowed))}")
+            raise PriorError(key, f"'{dist}' is not allowed here; use one of {', '.join(sorted(allowed))}")
         args = {k: v for k, v in spec.items() if k != "dist"}
         need = set(DISTRIBUTIONS[dist])
         if set(args) != need:
-            raise InputError(f"priors['{key}']: {dist} takes {', '.join(DISTRIBUTIONS[dist])}; "
-                             f"got {', '.join(sorted(args)) or 'none'}")
+            raise PriorError(key, f"{dist} takes {', '.join(DISTRIBUTIONS[dist])}; "
+                                    f"got {', '.join(sorted(args)) or 'none'}")
         for name, value in args.items():
             if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
-                raise InputError(f"priors['{key}'].{name} must be a number, got {value!r}")
+                raise PriorError(key, f"must be a number, got {value!r}", name)
         args = {k: float(v) for k, v in args.items()}
         _check_values(key, dist, args)
         merged[key] = {"dist": dist, **args}
