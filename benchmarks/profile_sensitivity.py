@@ -55,6 +55,14 @@ STEPS = {
 }
 
 
+def _counting(fn, counter: dict):
+    """``fn`` that adds one to ``counter["n"]`` at each call."""
+    def counted(*a, **k):
+        counter["n"] += 1
+        return fn(*a, **k)
+    return counted
+
+
 def child(args) -> dict:
     warnings.filterwarnings("ignore")
     t0 = time.perf_counter()
@@ -64,22 +72,9 @@ def child(args) -> dict:
 
     hm.run_analysis                                   # noqa: B018 - the package loads its API on first use
     t1 = time.perf_counter()
-    calls = {"samples": 0}
-    once = sampling._sample_once
-
-    def counted(*a, **k):
-        calls["samples"] += 1
-        return once(*a, **k)
-
-    sampling._sample_once = counted
-    fits = {"n": 0}
-    gated = sampling.sample_gated
-
-    def count_fits(*a, **k):
-        fits["n"] += 1
-        return gated(*a, **k)
-
-    sampling.sample_gated = count_fits
+    calls, fits = {"n": 0}, {"n": 0}
+    sampling._sample_once = _counting(sampling._sample_once, calls)
+    count_fits = sampling.sample_gated = _counting(sampling.sample_gated, fits)
     import hlh_meta.models.engine as engine
 
     engine.sample_gated = count_fits
@@ -98,9 +93,9 @@ def child(args) -> dict:
                           if func == name and file.replace("\\", "/").endswith(suffix))
     compiles = sum(v[0] for (file, _, func), v in stats.items()
                    if func == "compile_pymc_model" and file.endswith("inference/callbacks.py"))
-    steps["gated refits (extra samples)"] = calls["samples"] - fits["n"]
+    steps["gated refits (extra samples)"] = calls["n"] - fits["n"]
     return {"import": t1 - t0, "total": total, "steps": steps, "compiles": compiles, "fits": fits["n"],
-            "samples": calls["samples"], "timings": result.manifest["timings_s"],
+            "samples": calls["n"], "timings": result.manifest["timings_s"],
             "variants": int(result.tables["sensitivity"]["variant"].nunique()) - 1 if args.sensitivity else 0}
 
 
