@@ -188,3 +188,18 @@ def test_quickstart_script_runs(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "AnalysisResult" in done.stdout and "certainty" in done.stdout
     assert (tmp_path / "mortality" / "tables.xlsx").is_file() and (tmp_path / "my_forest.png").is_file()
+
+
+def test_a_loaded_result_keeps_each_quantitys_support(saved):
+    """`hlh-meta report` rebuilds the report from a saved folder: the findings must sort the
+    same way as when the analysis ran."""
+    from hlh_meta.result import AnalysisResult
+
+    result, folder = saved
+    loaded = AnalysisResult.load(folder)
+    assert [q.label_support for q in loaded.quantities] == [q.label_support for q in result.quantities]
+    assert all(q.label_support for q in loaded.quantities)
+    html = (folder / "report.html").read_text()
+    loaded.rebuild_report(folder)
+    assert (folder / "report.html").read_text().split('<h3 id="findings">')[1].split("<h2>")[0] == \
+        html.split('<h3 id="findings">')[1].split("<h2>")[0]

@@ -102,5 +102,5 @@ class AnalysisResult:
         tables = {name: pd.read_csv(folder / f"{name}.csv", index_col=0 if name in analysis.indexed_tables else None)
                   for name in manifest["tables"]}
         idata = az.from_netcdf(folder / "posterior.nc")
-        return cls(manifest["analysis"], manifest["kind"], manifest["title"], idata, tables, analysis.quantities(idata),
-                   manifest)
+        return cls(manifest["analysis"], manifest["kind"], manifest["title"], idata, tables,
+                   analysis.supported_quantities(idata), manifest)
