@@ -203,3 +203,26 @@ def test_a_loaded_result_keeps_each_quantitys_support(saved):
     loaded.rebuild_report(folder)
     assert (folder / "report.html").read_text().split('<h3 id="findings">')[1].split("<h2>")[0] == \
         html.split('<h3 id="findings">')[1].split("<h2>")[0]
+
+
+@pytest.mark.parametrize("ratio_support, caveat", [("weak", True), ("prior", True), ("data", False)])
+def test_a_profile_says_when_its_difference_from_other_levels_is_not_established(ratio_support, caveat):
+    from hlh_meta.analyses.mortality import Mortality
+
+    rng = np.random.default_rng(1)
+    profile = {"age_group[paediatric]": 0.0, "age_group[adult]": 1.0}
+    typical = Quantity("mortality_typical", "mortality", "adult patients", "mortality", "percent",
+                       rng.normal(30, 5, 1000), profile=profile, thresholds=(20,), support={"support": "data"},
+                       studies_informing=2, patients_informing=18)
+    new = Quantity("mortality_new", "mortality", "adult patients", "mortality", "percent", rng.normal(30, 15, 1000),
+                   profile=profile, thresholds=(20,), support={"support": "data"})
+    ratio = Quantity("odds_ratio", "mortality", "adult vs paediatric", "odds ratio", "odds ratio",
+                     np.exp(rng.normal(0, 1, 1000)), profile={"covariate": "age_group[adult]", "reference": "paediatric"},
+                     support={"support": ratio_support})
+    other = Quantity("odds_ratio", "mortality", "malignancy vs rheumatological trigger", "odds ratio", "odds ratio",
+                     np.exp(rng.normal(1, 0.3, 1000)),
+                     profile={"covariate": "trigger[malignancy]", "reference": "rheumatological"},
+                     support={"support": "weak"})
+    text = dict((q.label, t) for q, t in Mortality().statements([typical, new, ratio, other]))["adult patients"]
+    assert ("not established" in text) is caveat
+    assert "malignancy" not in text                      # another covariate's odds ratio is not this profile's caveat

@@ -314,8 +314,7 @@ class Mortality(AnalysisType):
                                     None if pr is None else _percent(pr), fixed, THRESHOLDS, len(studies_in),
                                     (var, {"profile": label}), s, p, extra))
         for name in columns if "beta" in post else []:
-            group = next(g for g in ("trigger", "age_group", "iv_fraction")
-                         if (name == ROUTE_COLUMN if g == "iv_fraction" else name.startswith(f"{g}[")))
+            group = _group_of(name)
             ref = refs.get(group, "subcutaneous")
             level = "intravenous" if group == "iv_fraction" else name[len(group) + 1:-1]
             s1, p1, e1 = informing([name])
@@ -436,7 +435,7 @@ class Mortality(AnalysisType):
             out.append((q, f"{_cap(q.label)}: mortality of a typical study {_fmt(s['median'])}% "
                            f"(95% CrI {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%); a new study could see "
                            f"{_fmt(pn['q2.5'])}–{_fmt(pn['q97.5'])}%; P(mortality < 20%) = {s['P(<20%)']:.2f}; "
-                           f"{_informed(q)}."))
+                           f"{_informed(q)}{_difference_caveat(q, quantities)}."))
         for q in (q for q in quantities if q.key == "odds_ratio"):
             s = q.summary()
             text = (f"Odds ratio of death, {q.label}: {s['median']:.2f} (95% CrI {s['q2.5']:.2f}–{s['q97.5']:.2f}); "
@@ -500,6 +499,24 @@ def _fmt(x, digits: int = 1) -> str:
 
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def _group_of(column: str) -> str:
+    """The covariate a design column belongs to (``trigger[malignancy]`` -> ``trigger``)."""
+    return "iv_fraction" if column == ROUTE_COLUMN else column.split("[", 1)[0]
+
+
+def _difference_caveat(q: Quantity, quantities: list[Quantity]) -> str:
+    """For a profile that fixes one covariate: a caveat when the odds ratios that set it
+    apart from the other levels of that covariate are not supported by the data (the
+    profile's own interval can be data-driven while its difference from the others is not)."""
+    groups = {_group_of(c) for c in q.profile}
+    ratios = [r for r in quantities if r.key == "odds_ratio" and _group_of(r.profile["covariate"]) in groups]
+    loose = [r for r in ratios if r.label_support != "data"]
+    if not loose:
+        return ""
+    return ("; how it differs from the other levels is not established: "
+            + ", ".join(f"odds ratio {r.label} is {r.label_support or 'prior'}" for r in loose))
 
 
 def _informed(q: Quantity) -> str:
