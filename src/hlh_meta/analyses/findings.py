@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from .base import Quantity
 
 LEVELS = ("very low", "low", "moderate", "high")
+#: the considerations that lower certainty, in the table's order
+VERDICTS = ("risk_of_bias", "inconsistency", "imprecision", "indirectness", "publication_bias")
 HIGH_RISK = ("high", "critical")
 TAU_SERIOUS = 0.5
 MIN_STUDIES_FOR_ASYMMETRY = 10
@@ -162,13 +164,9 @@ def summary_of_findings(rows: list[dict], studies: pd.DataFrame, threshold: floa
         ids = list(r["patients"])
         designs = studies.loc[studies["study_id"].isin(ids), "design"].astype(str) if "design" in studies else pd.Series()
         randomised = bool(len(designs)) and designs.str.contains("random").all()
-        judged = {
-            "risk_of_bias": _risk_of_bias(studies, r["patients"]),
-            "inconsistency": _inconsistency(r.get("tau")),
-            "imprecision": _imprecision(q, threshold),
-            "indirectness": _indirectness(q, studies, ids),
-            "publication_bias": _publication_bias(len(ids), r.get("effects")),
-        }
+        judged = dict(zip(VERDICTS, (_risk_of_bias(studies, r["patients"]), _inconsistency(r.get("tau")),
+                                     _imprecision(q, threshold), _indirectness(q, studies, ids),
+                                     _publication_bias(len(ids), r.get("effects")))))
         level = certainty(randomised, [v for v, _ in judged.values()])
         if q.label_support == "prior":
             level = "not informed by the data"

@@ -33,12 +33,6 @@ def _interval_rows(ax, y, lo, mid, hi, color, marker, label, offset=0.0, size=6)
     ax.errorbar(mid, y + offset, xerr=[mid - lo, hi - mid], fmt=marker, color=color, ms=size, capsize=2, lw=1.2, label=label)
 
 
-def _legend_below(fig, ax):
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.1 if len(labels) > 2 else 0.07, 1, 1))
-
-
 #: forest plot layout: row height (inches), the plot panel's place in the figure, the text
 #: columns in units of the panel's width (negative: left of it; above 1: right of it)
 ROW_IN, PANEL = 0.24, (0.41, 0.27)

@@ -19,7 +19,8 @@ import pandas as pd
 from ..inference import GATE
 from ..models.priors import describe
 from .figures import figure_specs, figures_for, forest
-from .tables import VERDICTS, quantities_table
+from ..analyses.findings import VERDICTS
+from .tables import quantities_table
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("hlh_meta.report", "templates"),
                           autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)

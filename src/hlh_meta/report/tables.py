@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from ..analyses.findings import fmt_interval, fmt_value
-
-VERDICTS = ("risk_of_bias", "inconsistency", "imprecision", "indirectness", "publication_bias")
+from ..analyses.findings import VERDICTS, fmt_interval
 
 
 def _title(name: str) -> str:
