@@ -112,3 +112,17 @@ def test_bad_prior_names_spec_file_and_key_before_sampling(ds, tmp_path, monkeyp
     with pytest.raises(SpecError) as info:
         hm.run_analysis(path, ds)
     assert info.value.key == key and fragment in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("kind, value, fragment", [("mortality", "weather", "choose from trigger"),
+                                                   ("biomarkers", "trigger", "groups its forest plot itself")])
+def test_bad_report_group_by_named_before_sampling(ds, tmp_path, monkeypatch, kind, value, fragment):
+    import hlh_meta as hm
+    from hlh_meta.analyses.base import AnalysisType
+
+    monkeypatch.setattr(AnalysisType, "fit", lambda *a, **k: pytest.fail("sampled despite a bad [report] key"))
+    path = tmp_path / "spec.toml"
+    path.write_text(f"[analysis]\nname='m'\nkind='{kind}'\n[report]\ngroup_by='{value}'\n")
+    with pytest.raises(SpecError) as info:
+        hm.run_analysis(path, ds)
+    assert info.value.key == "report.group_by" and fragment in str(info.value) and str(path) in str(info.value)

@@ -56,7 +56,7 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | None = None, *, sensitiv
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     ds = load_dataset() if ds is None else ds
     analysis = analysis_for(spec)
-    analysis.check_priors(spec)              # a bad prior names the spec file and key, before any work
+    analysis.check_spec(spec)                # bad priors or report keys name the spec file and key, before any work
     with _named_as_given(ds):                # rows that cannot become counts or effects: a workbook's sheets named
         spec = analysis.resolve(ds, spec)    # what the data decide (reference levels), the same for every variant
         started = time.perf_counter()

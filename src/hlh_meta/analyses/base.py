@@ -142,8 +142,10 @@ class AnalysisType:
     kind: ClassVar[str]
     families: ClassVar[dict[str, Callable[["AnalysisType", Dataset, Spec, pd.DataFrame], list[Variant]]]] = {}
     figures: ClassVar[tuple[FigureSpec, ...]] = ()
-    #: column of ``data_used`` that groups the forest plot's rows unless ``[report] group_by`` says otherwise
+    #: column of ``data_used`` that groups the forest plot's rows unless ``[report] group_by`` says otherwise,
+    #: and the columns that key may name (none: the type groups its rows itself and refuses the key)
     group_by: ClassVar[str | None] = None
+    group_columns: ClassVar[tuple[str, ...]] = ()
     #: quantity keys the sensitivity analysis compares across variants
     robustness_keys: ClassVar[tuple[str, ...]] = ()
     #: tables whose row labels are their index
@@ -238,8 +240,14 @@ class AnalysisType:
     #: the engine's default priors, against which a spec's ``[priors]`` are checked
     prior_defaults: ClassVar[Mapping[str, Mapping]] = BINOMIAL_DEFAULTS
 
-    def check_priors(self, spec: Spec) -> None:
-        """The spec's ``[priors]`` as every engine checks them, reported as the spec file and key."""
+    def check_spec(self, spec: Spec) -> None:
+        """What the spec file's keys can only be checked against the analysis type for, before
+        any work: ``[priors]`` as every engine checks them and ``[report] group_by``; a
+        problem names the spec file and key."""
+        column = spec.section("report").get("group_by")
+        if column is not None and column not in (*self.group_columns, "none"):
+            raise spec.error("report.group_by", f"choose from {', '.join((*self.group_columns, 'none'))}, got '{column}'"
+                             if self.group_columns else f"the {self.kind} analysis groups its forest plot itself")
         try:
             resolve_priors(spec.section("priors"), self.prior_defaults)
         except PriorError as exc:

@@ -49,7 +49,6 @@ def _informing(idata: az.InferenceData) -> dict[str, tuple[int, int]]:
 class Biomarkers(AnalysisType):
     kind = "biomarkers"
     prior_defaults = NORMAL_DEFAULTS
-    group_by = "biomarker"
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
     robustness_keys = ("reduction_pooled", "tau")
     figures = (

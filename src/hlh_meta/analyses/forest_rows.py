@@ -7,8 +7,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..spec import Spec
-
 
 def group_name(column: str, value: str) -> str:
     """A forest-plot group heading, e.g. ``trigger: rheumatological``."""
@@ -37,14 +35,10 @@ def count_rows(used: pd.DataFrame, studies: pd.DataFrame | None, detail: str) ->
         "fitted_hi": used["fitted_percent_q97_5"].to_numpy(), "group": ""})
 
 
-def subgroup_table(p, data_used: pd.DataFrame, column: str, spec: Spec) -> pd.DataFrame:
+def subgroup_table(p, data_used: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per level of ``column``: the model's mortality among the patients of those strata
     (the patient-weighted mean of the rows' fitted probabilities, per draw), with the
     strata, studies and patients behind it."""
-    if column not in data_used.columns:
-        raise spec.error("report.group_by", f"no column '{column}' in the analysis rows; choose from "
-                                            f"{', '.join(c for c in ('trigger', 'age_group', 'partition') if c in data_used)}"
-                                            " or 'none'")
     draws = p.stack(sample=("chain", "draw")).values           # rows x samples
     n = data_used["n"].to_numpy(float)
     out = []

@@ -159,6 +159,7 @@ def _draws(group, name: str, **sel) -> np.ndarray | None:
 class Mortality(AnalysisType):
     kind = "mortality"
     group_by = "trigger"
+    group_columns = ("trigger", "age_group", "partition")
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
     robustness_keys = ("mortality_typical", "odds_ratio", "tau")
     indexed_tables = ("summary",)
@@ -368,7 +369,7 @@ class Mortality(AnalysisType):
         }
         column = spec.get("report", "group_by") or self.group_by
         if column != "none":
-            tables["subgroups"] = subgroup_table(p, data_used, column, spec)
+            tables["subgroups"] = subgroup_table(p, data_used, column)
         comparison = self.compare(ds, spec, used, progress=progress)
         if not comparison.empty:
             tables["comparison"] = comparison
