@@ -125,3 +125,46 @@ def test_the_cache_does_not_depend_on_data_variable_names(pair):
     """nutpie may name the model's data differently from one release to the next (0.16.9
     uses random ids): the cache key holds positions and types, so renamed data still hit."""
     assert _cache_hits_in_new_process("renamed_") == ["1", "1"]
+
+
+_KEYS_OF_BUNDLED = """
+import sys, warnings
+warnings.simplefilter("ignore")
+import hlh_meta as hm
+from hlh_meta.inference import callbacks
+
+class Stop(BaseException):          # not an Exception: the fallback path does not catch it
+    pass
+
+real = callbacks._cache_key
+
+def record(kind, fn, layout, sizes):
+    key = real(kind, fn, layout, sizes)
+    print(current, kind, key)
+    if kind == "expand_numba":
+        raise Stop
+    return key
+
+callbacks._cache_key = record
+for current in sys.argv[1:]:
+    try:
+        hm.run_analysis(current)
+    except Stop:
+        pass
+"""
+
+
+def test_the_bundled_models_compile_to_the_same_cache_keys_in_every_process():
+    """The callbacks' cache keys (which hold PyTensor's key of the compiled graph) of the
+    bundled analyses' models are equal in two processes, so a later process loads what an
+    earlier one compiled. With data of unknown shapes, PyTensor's shape rewrites chose among
+    equal shapes in a different order in each process and every process compiled again."""
+    root = Path(__file__).parents[1]
+    specs = [str(root / "models" / f"{name}.toml") for name in ("mortality", "biomarkers")]
+    runs = [subprocess.Popen([sys.executable, "-c", _KEYS_OF_BUNDLED, *specs], stdout=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    first = outputs[0].splitlines()
+    assert len(first) == 4 and all(line.split()[2].startswith("hlh_meta_") for line in first), outputs[0]
+    assert outputs[0] == outputs[1]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).parents[1]
@@ -43,6 +44,8 @@ def test_compile_notice_shows_while_a_structure_compiles_and_puts_back_the_line(
     compiled = []
 
     class Compiled:
+        shared_data = {"x": np.asarray(0)}
+
         def with_data(self, **data):
             return ("compiled", data)
 

@@ -367,3 +367,14 @@ def test_prior_draws_fall_back_to_sample_prior_predictive(monkeypatch, no_prior_
     for name in ("mu", "tau"):                 # draws of the same prior: Normal(0, 1) and HalfNormal(0.5)
         assert abs(float(prior[name].std()) - float(expected[name].std())) < 0.15, name
     assert {"posterior", "posterior_predictive", "prior_predictive", "log_likelihood"} <= set(idata.groups())
+
+
+def test_a_data_swap_of_another_shape_is_refused(fast, monkeypatch):
+    """A compiled model's data shapes are compiled in; a swap of another shape under the same
+    structure key would read past the arrays, so it is refused before nutpie sees it."""
+    from hlh_meta.inference import sampling
+
+    monkeypatch.setattr(sampling, "_CACHE", type(sampling._CACHE)({"key": fast}))
+    assert sampling._nutpie_compiled(None, "key", {"y": np.zeros(3)}).shared_data["y"].shape == (3,)
+    with pytest.raises(ValueError, match="'y' of shape \\(4,\\).*compiled for shape \\(3,\\)"):
+        sampling._nutpie_compiled(None, "key", {"y": np.zeros(4)})

@@ -131,6 +131,13 @@ def _nutpie_compiled(build: Callable[[], pm.Model], key: Hashable, data: Mapping
             _CACHE.popitem(last=False)
     else:
         _CACHE.move_to_end(key)
+    # the model's data have fixed shapes (compiled in): a swap of another shape would read
+    # past the arrays, so it is refused (it means two structures share a key)
+    for name, value in data.items():
+        compiled_shape = np.shape(compiled.shared_data.get(name, value))
+        if np.shape(value) != compiled_shape:
+            raise ValueError(f"data {name!r} of shape {np.shape(value)} swapped into a model compiled for "
+                             f"shape {compiled_shape}: the model structure key {key!r} does not fix its shapes")
     return compiled.with_data(**data)
 
 

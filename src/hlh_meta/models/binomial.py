@@ -35,7 +35,7 @@ from scipy.special import gammaln
 from ..errors import DataError, InputError, Problem
 from ..inference import SamplerSettings
 from .design import Design, build_design
-from .engine import ModelInputs, fit_model, log_prior, onehot, profile_values
+from .engine import ModelInputs, fixed_data, fit_model, log_prior, onehot, profile_values
 from .inputs import WHERE, numeric_column, prepare_rows, require_frame
 from .priors import BINOMIAL_DEFAULTS, families, make_rv, prior_data, resolve_priors
 from .shares import composition_shares, stick_data
@@ -167,10 +167,10 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
             coords[f"{g}_unit"] = lat.keys
             coords[f"{g}_category"] = design.categories(g)
     with pm.Model(coords=coords) as model:
-        y = pm.Data("events", d["events"], dims="row")
-        n = pm.Data("total", d["total"], dims="row")
-        w = pm.Data("weight", d["weight"], dims="row")
-        log_coef = pm.Data("log_binomial_coefficient", d["log_binomial_coefficient"], dims="row")
+        y = fixed_data("events", d["events"], dims="row")
+        n = fixed_data("total", d["total"], dims="row")
+        w = fixed_data("weight", d["weight"], dims="row")
+        log_coef = fixed_data("log_binomial_coefficient", d["log_binomial_coefficient"], dims="row")
         mu = make_rv("mu", inp.priors["mu"])
         tau = make_rv("tau", inp.priors["tau"])
         z = pm.Normal("z", 0.0, 1.0, dims="study")
@@ -178,13 +178,13 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
         if design.names:
             beta_rv = make_rv("beta", inp.priors["beta"], dims="covariate")
             top.append(beta_rv)
-            beta = beta_rv * pm.Data("beta_mask", d["beta_mask"], dims="covariate")
+            beta = beta_rv * fixed_data("beta_mask", d["beta_mask"], dims="covariate")
         log_prior(top)
         numeric = _numeric_columns(design)
-        X_num = pm.Data("X_numeric", d["X_numeric"]) if numeric else None
+        X_num = fixed_data("X_numeric", d["X_numeric"]) if numeric else None
         shares = {}
         for g, lat in design.latent.items():
-            known = pm.Data(f"shares_{g}", d[f"shares_{g}"])
+            known = fixed_data(f"shares_{g}", d[f"shares_{g}"])
             if lat.n_units:
                 unknown = composition_shares(f"{g}_share", stick_data(f"{g}_share", lat.allowed, lat.part_unit,
                                                                       lat.weight, lat.n_units),
@@ -202,9 +202,9 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
         pm.Potential("weighted_loglik", pt.sum(w * loglik))
         if inp.profiles:
             z_new = pm.Normal("z_new", 0.0, 1.0)
-            Xp = pm.Data("profile_X_numeric", d["profile_X_numeric"]) if numeric else None
-            sp = {g: pm.Data(f"profile_shares_{g}", d[f"profile_shares_{g}"]) for g in design.groups}
-            std = {g: pm.Data(f"profile_standard_{g}", d[f"profile_standard_{g}"]) for g in design.groups}
+            Xp = fixed_data("profile_X_numeric", d["profile_X_numeric"]) if numeric else None
+            sp = {g: fixed_data(f"profile_shares_{g}", d[f"profile_shares_{g}"]) for g in design.groups}
+            std = {g: fixed_data(f"profile_standard_{g}", d[f"profile_standard_{g}"]) for g in design.groups}
             v = w * n / pt.sum(w * n)
             both = predictor.profiles(len(inp.profiles), Xp, X_num, sp, std, shares, v, tau * z_new)
             pm.Deterministic("p_typical", both[0], dims="profile")

@@ -22,6 +22,14 @@ from .posterior import complete
 from .structure import LOG_PRIOR, Structure
 
 
+def fixed_data(name: str, value, dims=None):
+    """``pm.Data`` of a fixed shape: the shape is part of the model's structure (a data swap
+    keeps it), and a graph with known shapes compiles to the same function in every process
+    (with unknown shapes, PyTensor's shape rewrites pick among equal shapes in an order that
+    varies between processes, which defeats the disk cache of compiled functions)."""
+    return pm.Data(name, value, dims=dims, shape=np.shape(value))
+
+
 @dataclass(eq=False)
 class ModelInputs:
     """Everything a fit needs, checked; nothing compiled yet.

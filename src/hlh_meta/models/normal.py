@@ -24,7 +24,7 @@ import pytensor.tensor as pt
 from ..errors import DataError, InputError, Problem
 from ..inference import SamplerSettings
 from .design import build_design, column_list
-from .engine import ModelInputs, fit_model, log_prior, onehot, profile_values
+from .engine import ModelInputs, fixed_data, fit_model, log_prior, onehot, profile_values
 from .inputs import WHERE, numeric_column, prepare_rows, require_frame
 from .priors import NORMAL_DEFAULTS, families, hyperparameters, make_rv, prior_data, resolve_priors
 from .structure import Structure
@@ -48,11 +48,11 @@ def build_normal_model(inp: ModelInputs) -> pm.Model:
     k = len(coords.get("outcome", [None]))
     with pm.Model(coords=coords) as model:
         of_study = onehot(inp.study_index, len(inp.studies)).T                          # (rows, studies)
-        y = pm.Data("estimate", d["estimate"], dims="row")
-        se = pm.Data("std_err", d["std_err"], dims="row")
-        w = pm.Data("weight", d["weight"], dims="row")
-        X = pm.Data("X", d["X"], dims=("row", "covariate")) if design.names else None
-        Xp = pm.Data("profile_X", d["profile_X"]) if design.names and inp.profiles else None
+        y = fixed_data("estimate", d["estimate"], dims="row")
+        se = fixed_data("std_err", d["std_err"], dims="row")
+        w = fixed_data("weight", d["weight"], dims="row")
+        X = fixed_data("X", d["X"], dims=("row", "covariate")) if design.names else None
+        Xp = fixed_data("profile_X", d["profile_X"]) if design.names and inp.profiles else None
         z_new, top = None, []
         if multi:
             mu = make_rv("mu", inp.priors["mu"], dims="outcome")
