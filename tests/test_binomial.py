@@ -235,3 +235,27 @@ def test_bad_composition_rule_is_refused(no_sampling, rule, fragment):
     with pytest.raises(ValueError, match=fragment):
         hm.fit_binomial(frame, events="events", total="total", study="study", covariates=["iv"],
                         fractions={"route": ["iv"]}, composition={"route": {"2": rule}})
+
+
+def test_prior_draws_go_through_the_compiled_model():
+    """With nutpie the prior draws are parameter draws put through the fit's compiled model
+    (no forward sampler is compiled). Each derived variable must be the model's function
+    of the drawn parameters, written out here (intercept only: logit p_row = mu + tau z_study,
+    logit p_typical = mu, logit p_new = mu + tau z_new), and the parameters must follow the
+    stated priors (Kolmogorov-Smirnov against scipy)."""
+    from scipy import stats
+    from scipy.special import expit
+
+    from hlh_meta.models import posterior
+
+    posterior.clear_prior_cache()
+    prior = hm.fit_binomial(FIVE, events="events", total="total", study="study", draws=100, tune=100, seed=4).prior
+    assert not posterior._PRIOR_CACHE                       # PyMC's forward sampler was not compiled
+    mu, tau, z, z_new = (prior[n].values[0] for n in ("mu", "tau", "z", "z_new"))
+    np.testing.assert_allclose(prior["p"].values[0], expit(mu[:, None] + tau[:, None] * z), rtol=1e-12)
+    np.testing.assert_allclose(prior["p_typical"].values[0, :, 0], expit(mu), rtol=1e-12)
+    np.testing.assert_allclose(prior["p_new"].values[0, :, 0], expit(mu + tau * z_new), rtol=1e-12)
+    for draws, dist in ((mu, stats.norm(0, 1.5)), (tau, stats.halfnorm(scale=1.0)), (z[:, 0], stats.norm()),
+                        (z_new, stats.norm())):
+        assert stats.kstest(draws, dist.cdf).pvalue > 1e-3
+    assert len({float(v) for v in mu}) == mu.size          # every draw its own

@@ -328,6 +328,9 @@ def no_prior_cache():
 
 
 def test_prior_draws_fall_back_to_sample_prior_predictive(monkeypatch, no_prior_cache):
+    """Draws through nutpie's compiled model fail, then PyMC's forward-sampling compiler:
+    the prior comes from pm.sample_prior_predictive, with the same variables and distribution
+    as the draws through the compiled model."""
     import pandas as pd
     import pymc.sampling.forward as forward
 
@@ -352,12 +355,18 @@ def test_prior_draws_fall_back_to_sample_prior_predictive(monkeypatch, no_prior_
             raise TypeError("compile_forward_sampling_function() got an unexpected keyword argument 'givens_dict'")
         return real(*args, **kwargs)
 
+    def unavailable(inp, seed):
+        raise RuntimeError("no expand callback")
+
     monkeypatch.setattr(forward, "compile_forward_sampling_function", changed)
+    monkeypatch.setattr(posterior, "_expanded_prior", unavailable)    # the draws through nutpie's model fail too
     monkeypatch.setattr(posterior, "_WARNED", set())
     with pytest.warns(RuntimeWarning, match="falls? back to pm.sample_prior_predictive") as record:
         warnings.simplefilter("ignore", FutureWarning)
         idata = hm.fit_normal(frame, **fit)
     assert any("compile_forward_sampling_function" in str(w.message) for w in record)
+    assert any("through the compiled model failed (RuntimeError: no expand callback)" in str(w.message)
+               for w in record)
     prior = idata.prior
     assert set(prior.data_vars) == set(expected.data_vars)
     for name in expected.data_vars:
@@ -378,3 +387,34 @@ def test_a_data_swap_of_another_shape_is_refused(fast, monkeypatch):
     assert sampling._nutpie_compiled(None, "key", {"y": np.zeros(3)}).shared_data["y"].shape == (3,)
     with pytest.raises(ValueError, match="'y' of shape \\(4,\\).*compiled for shape \\(3,\\)"):
         sampling._nutpie_compiled(None, "key", {"y": np.zeros(4)})
+
+
+def test_prior_draws_fall_back_to_the_forward_sampler(monkeypatch, no_prior_cache):
+    """Where the prior draws through nutpie's compiled model fail, PyMC's forward sampler
+    draws them (one warning): the same variables, dims and distribution."""
+    import pandas as pd
+
+    import hlh_meta as hm
+    from hlh_meta.models import posterior
+
+    frame = pd.DataFrame({"yi": [-1.1, -0.8, -0.5, -0.9], "sei": [0.4, 0.3, 0.5, 0.35], "study": list("abcd")})
+    fit = dict(estimate="yi", std_err="sei", study="study", draws=200, tune=200, chains=2, seed=3, refit=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = hm.fit_normal(frame, **fit).prior
+    posterior.clear_prior_cache()
+
+    def broken(inp, seed):
+        raise RuntimeError("expand status 3")
+
+    monkeypatch.setattr(posterior, "_expanded_prior", broken)
+    monkeypatch.setattr(posterior, "_WARNED", set())
+    with pytest.warns(RuntimeWarning, match=r"through the compiled model failed \(RuntimeError: expand status 3\)"):
+        warnings.simplefilter("ignore", FutureWarning)
+        prior = hm.fit_normal(frame, **fit).prior
+    assert posterior._PRIOR_CACHE                       # the forward sampler drew them
+    assert set(prior.data_vars) == set(expected.data_vars)
+    for name in expected.data_vars:
+        assert prior[name].dims == expected[name].dims and prior[name].shape == expected[name].shape, name
+    for name in ("mu", "tau"):
+        assert abs(float(prior[name].std()) - float(expected[name].std())) < 0.15, name

@@ -107,8 +107,9 @@ def test_local_processes_match_serial(ds, tmp_path, monkeypatch):
     assert calls == ["serial", "processes"]          # the work given to run alongside runs once
 
 
-@pytest.mark.parametrize("cores, chains, groups, expected", [(2, 4, 3, 0), (7, 4, 3, 0), (8, 4, 3, 1), (16, 4, 3, 3),
-                                                             (16, 4, 2, 2), (8, 2, 3, 3), (None, 4, 3, 0)])
+@pytest.mark.parametrize("cores, chains, groups, expected", [(2, 4, 3, 1), (7, 4, 3, 1), (8, 4, 3, 1), (16, 4, 3, 3),
+                                                             (16, 4, 2, 2), (8, 2, 3, 3), (2, 4, 0, 0), (1, 4, 3, 0),
+                                                             (None, 4, 3, 0)])
 def test_default_workers_leave_room_for_each_fits_chains(tmp_path, monkeypatch, cores, chains, groups, expected):
     from hlh_meta.sensitivity import executors
 
@@ -119,15 +120,15 @@ def test_default_workers_leave_room_for_each_fits_chains(tmp_path, monkeypatch, 
 
 
 def test_processes_without_idle_cores_run_every_group_here(ds, tmp_path, monkeypatch):
-    """With no worker to give (2 cores, 4 chains) no process pool starts; every variant
-    still runs, the work run alongside first."""
+    """With no worker to give (one core) no process pool starts; every variant still runs,
+    the work run alongside first."""
     from hlh_meta.sensitivity import executors
 
     path = tmp_path / "b.toml"
     path.write_text((SPECS / "biomarkers_small.toml").read_text().replace(
         'families = ["correlation", "leave_one_out"]', 'families = ["fixed_effect"]'))
     spec = load_spec(path)
-    monkeypatch.setattr(executors.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 1)
     monkeypatch.setattr(executors, "ProcessPoolExecutor", None)      # any use of a pool fails
     calls = []
     sens = run_sensitivity(spec, ds, executor="processes", alongside=lambda: calls.append("alongside"))

@@ -151,7 +151,7 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
     from .analyses import analysis_for, load_spec
     from .data import load_dataset, read_dataset
     from .errors import SpecError
-    from .pipeline import run_analysis
+    from .pipeline import CompileAhead
     from .report.writer import check_output_location, leftover_note, leftovers, safe_child
 
     ds = load_dataset() if data is None else read_dataset(data)
@@ -181,23 +181,34 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
         for path in leftovers(t, remove=True):
             _warn_line(leftover_note(path), shown)
     show = not quiet and sys.stderr.isatty()
-    for spec, target in zip(loaded, targets):
-        with err.status(f"{spec.name}: sampling ...") if show else nullcontext() as status:
-            line = _StatusLine(status, f"{spec.name}: sampling ...")
+    with CompileAhead(loaded, ds) as ahead:           # later analyses' models compile while earlier ones run
+        for spec, target in zip(loaded, targets):
+            _run_one(spec, target, ds, force, quiet, show, shown, sensitivity, executor, ahead)
 
-            def tick(i: int, n: int, name: str) -> None:
-                line.set(f"{spec.name}: variant {i + 1}/{n}: {name}")
 
-            with _one_line_warnings(shown), _compile_notice(line, spec.name):
-                result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, **(executor or {}))
-        with _one_line_warnings(shown):
-            result.save(target, force=force)
-        diag = result.diagnostics
-        flag = "diagnostics OK" if diag.passed else "DIAGNOSTICS FLAGGED: " + "; ".join(diag.problems)
-        if not quiet:
-            timings = result.manifest["timings_s"]
-            seconds = timings.get("sensitivity", timings["total"])   # the sensitivity step includes the primary
-            console.print(f"{spec.name}: wrote {target} ({seconds:.1f} s; {flag})", markup=False)
+def _run_one(spec, target: Path, ds, force: bool, quiet: bool, show: bool, shown: set[str],
+             sensitivity: bool, executor: dict | None, ahead) -> None:
+    from .pipeline import run_analysis
+
+    with err.status(f"{spec.name}: sampling ...") if show else nullcontext() as status:
+        line = _StatusLine(status, f"{spec.name}: sampling ...")
+        line.show(f"{spec.name}: {COMPILING}")
+        ahead.wait(spec)                             # its model may be compiling in the background
+        line.show(line.text)
+
+        def tick(i: int, n: int, name: str) -> None:
+            line.set(f"{spec.name}: variant {i + 1}/{n}: {name}")
+
+        with _one_line_warnings(shown), _compile_notice(line, spec.name):
+            result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, **(executor or {}))
+    with _one_line_warnings(shown):
+        result.save(target, force=force)
+    diag = result.diagnostics
+    flag = "diagnostics OK" if diag.passed else "DIAGNOSTICS FLAGGED: " + "; ".join(diag.problems)
+    if not quiet:
+        timings = result.manifest["timings_s"]
+        seconds = timings.get("sensitivity", timings["total"])   # the sensitivity step includes the primary
+        console.print(f"{spec.name}: wrote {target} ({seconds:.1f} s; {flag})", markup=False)
 
 
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Results folder (default: results/).")]
@@ -235,7 +246,7 @@ def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out
 def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML) declaring sensitivity variant families.")],
                     out_dir: OutOpt = None, force: ForceOpt = False, quiet: QuietOpt = False,
                     data: DataOpt = None,
-                    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes for the variants whose model differs from the primary analysis; the primary's own variants run in this process. Default: one per CHAINS cores beyond the first CHAINS (each fit already samples its chains in parallel), so none below 8 cores with 4 chains. Compiling a model uses one core: where variants need models compiled afresh, --workers 1 is faster on 2-7 cores too; groups a worker has not started run in this process once its own are done.")] = None,
+                    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes for the variants whose model differs from the primary analysis; the primary's own variants run in this process. Default: one per CHAINS cores beyond the first CHAINS (each fit already samples its chains in parallel), and one on 2 or more cores (it compiles the other models while this process samples); none on one core. Groups a worker has not started run in this process once its own are done.")] = None,
                     serial: Annotated[bool, typer.Option("--serial", help="Run variants one after another in this process.")] = False,
                     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a Dask distributed scheduler, e.g. tcp://scheduler-host:8786.")] = None) -> None:
     """Run the primary analysis and every variant the spec declares; adds sensitivity.csv and robustness.csv."""

@@ -207,6 +207,27 @@ def _c_expand_func(n_dim, n_expanded, expand_fn, user_data, shared_vars, shared_
                   n_dim=n_dim, n_expanded=n_expanded)
 
 
+def expand_points(compiled, points: np.ndarray) -> np.ndarray:
+    """Every stored variable at each unconstrained point: the rows of ``points`` (n, n_dim)
+    through the compiled model's expand callback (with its swapped data), as (n,
+    n_expanded) in the order of ``compiled.shape_info``. A non-zero status raises."""
+    import ctypes
+
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    n_dim, n_expanded = int(compiled.n_dim), int(compiled.n_expanded)
+    if points.ndim != 2 or points.shape[1] != n_dim:
+        raise ValueError(f"points of shape {points.shape} for a model of {n_dim} unconstrained values")
+    out = np.empty((points.shape[0], n_expanded))
+    call = compiled.compiled_expand_func.ctypes
+    double = ctypes.POINTER(ctypes.c_double)
+    data = ctypes.c_void_p(compiled.user_data.ctypes.data)
+    for i in range(points.shape[0]):
+        status = call(n_dim, n_expanded, points[i].ctypes.data_as(double), out[i].ctypes.data_as(double), data)
+        if status != 0:
+            raise RuntimeError(f"the expand callback returned status {status} at point {i}")
+    return out
+
+
 # --- the guard: the generated callbacks only where nutpie is what they were written for ---
 
 #: nutpie releases the generated callbacks and the trace conversion are tested with

@@ -116,7 +116,10 @@ class SamplerSettings:
         return {k: getattr(self, k) for k in ("sampler", "draws", "tune", "chains", "seed", "target_accept")}
 
 
-def _nutpie_compiled(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str, np.ndarray]):
+def compile_structure(build: Callable[[], pm.Model], key: Hashable):
+    """nutpie's compiled model of the structure ``key`` (built by ``build`` and compiled on
+    its first use in this process; numba then keeps its functions in the disk cache, so
+    another process that compiles the same structure loads them)."""
     compiled = _CACHE.get(key)
     if compiled is None:
         for notice in _ON_COMPILE:
@@ -131,6 +134,11 @@ def _nutpie_compiled(build: Callable[[], pm.Model], key: Hashable, data: Mapping
             _CACHE.popitem(last=False)
     else:
         _CACHE.move_to_end(key)
+    return compiled
+
+
+def _nutpie_compiled(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str, np.ndarray]):
+    compiled = compile_structure(build, key)
     # the model's data have fixed shapes (compiled in): a swap of another shape would read
     # past the arrays, so it is refused (it means two structures share a key)
     for name, value in data.items():
@@ -139,6 +147,12 @@ def _nutpie_compiled(build: Callable[[], pm.Model], key: Hashable, data: Mapping
             raise ValueError(f"data {name!r} of shape {np.shape(value)} swapped into a model compiled for "
                              f"shape {compiled_shape}: the model structure key {key!r} does not fix its shapes")
     return compiled.with_data(**data)
+
+
+def compiled_for(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str, np.ndarray]):
+    """nutpie's compiled model of the structure ``key`` with ``data`` swapped in (compiled
+    on first use in this process, as for a fit)."""
+    return _nutpie_compiled(build, key, data)
 
 
 def _pymc(build, data, s: SamplerSettings) -> az.InferenceData:

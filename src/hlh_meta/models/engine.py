@@ -17,8 +17,9 @@ import numpy as np
 import pymc as pm
 
 from ..inference import GateWarning, SamplerSettings, ThinDataWarning, sample_gated
+from ..inference.sampling import compile_structure
 from .design import Design
-from .posterior import complete
+from .posterior import complete, prior_sampler
 from .structure import LOG_PRIOR, Structure
 
 
@@ -131,3 +132,13 @@ def fit_model(inputs: ModelInputs, settings: SamplerSettings, extras: bool = Tru
                       "the draws may not represent the posterior (hlh_meta.diagnostics(idata) has the details)",
                       GateWarning, stacklevel=3)
     return complete(idata, inputs, settings, diag, extras=extras)
+
+
+def compile_model(inputs: ModelInputs, settings: SamplerSettings) -> None:
+    """Compile what a fit of ``inputs`` needs (nutpie's model, or with PyMC's sampler the
+    prior draws' forward sampler) without sampling: run in another process, it leaves the compiled
+    functions in the disk cache for this machine's later fits."""
+    if settings.sampler == "nutpie":        # its compiled model also draws the prior
+        compile_structure(inputs.model, inputs.structure)
+    else:
+        prior_sampler(inputs.model, inputs.structure)

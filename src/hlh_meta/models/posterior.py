@@ -1,9 +1,10 @@
 """Completing a sampled InferenceData: log-likelihood, prior draws, replicated data, labels, metadata.
 
 Every derived variable (row parameters, log-likelihoods, profile predictions) is computed
-by the model's own graph (sampled with the posterior, forward-sampled for the prior); the
-replicated data are drawn from the engine's observation distribution. Both forward
-samplers are compiled once (per model structure, and per engine) and reseeded per fit.
+by the model's own graph: with the posterior draws, and for the prior by putting prior draws
+of the parameters through the same compiled model (or, with PyMC's sampler, PyMC's forward
+sampler). The replicated data are drawn from the engine's observation distribution.
+Whatever is compiled is compiled once (per model structure, and per engine) and reseeded per fit.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 PRIOR_DRAWS = 500
 _PRIOR_CACHE: dict = {}         # model structure -> (model, compiled prior sampler, names, rngs)
+_POINT_CACHE: dict = {}         # model structure -> (model, prior point function, names)
 _PRIOR_DRAWS_CACHE: dict = {}   # (structure, data digest, seed) -> prior draws
 _REPLICATE_CACHE: dict = {}     # engine -> (compiled replicate sampler, rngs)
 _WARNED: set[str] = set()
@@ -66,11 +68,18 @@ def _forward_sampler(model: pm.Model, names: list[str]):
     return fn, rngs
 
 
-def _prior_sampler(build: Callable[[], pm.Model], key: Hashable):
+def _prior_names(model: pm.Model) -> list[str]:
+    """The variables the prior group holds: every parameter and derived quantity."""
+    return sorted(v.name for v in model.free_RVs + model.deterministics if v.name not in (LOGLIK, LOG_PRIOR))
+
+
+def prior_sampler(build: Callable[[], pm.Model], key: Hashable):
+    """The model of structure ``key``, its compiled prior sampler and the names it draws
+    (built and compiled on first use in this process)."""
     entry = _PRIOR_CACHE.get(key)
     if entry is None:
         model = build()
-        names = sorted(v.name for v in model.free_RVs + model.deterministics if v.name not in (LOGLIK, LOG_PRIOR))
+        names = _prior_names(model)
         entry = _PRIOR_CACHE[key] = (model, _forward_sampler(model, names), names)
         while len(_PRIOR_CACHE) > 32:
             _PRIOR_CACHE.pop(next(iter(_PRIOR_CACHE)))
@@ -85,18 +94,69 @@ def _digest(data: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def prior_draws(inp: "ModelInputs", seed: int | None) -> xr.Dataset:
+def _expanded_prior(inp: "ModelInputs", seed: int | None) -> dict[str, tuple]:
+    """Prior draws through the sampler's compiled model: each draw of the parameters
+    (PyMC's initial point with the "prior" strategy: a joint prior draw, transformed to the
+    sampler's unconstrained space) goes through nutpie's expand callback, which computes every
+    derived variable from the graph the posterior draws came from. Nothing is compiled
+    beyond the fit's own model."""
+    from pymc.initial_point import make_initial_point_fn
+
+    from ..inference.callbacks import expand_points
+    from ..inference.sampling import compiled_for
+
+    entry = _POINT_CACHE.get(inp.structure)
+    if entry is None:
+        model = inp.model()
+        point = make_initial_point_fn(model=model, default_strategy="prior", jitter_rvs=set(), return_transformed=True)
+        entry = _POINT_CACHE[inp.structure] = (model, point, _prior_names(model))
+    model, point, names = entry
+    for name, value in inp.data.items():     # the prior hyperparameters are data
+        model[name].set_value(np.asarray(value, dtype=model[name].dtype))
+    compiled = compiled_for(inp.model, inp.structure, inp.data)
+    where = {name: (part, shape) for name, part, shape in zip(*compiled.shape_info)}
+    free = [name for name, (part, _) in where.items() if part.stop <= compiled.n_dim]
+    missing = [name for name in names if name not in where]
+    if missing:
+        raise KeyError(f"the compiled model does not store {', '.join(missing)}")
+    seeds = np.random.default_rng(seed).integers(2**30, size=PRIOR_DRAWS)
+    points = np.empty((PRIOR_DRAWS, compiled.n_dim))
+    for i, s in enumerate(seeds):
+        draw = point(int(s))
+        points[i] = np.concatenate([np.asarray(draw[name], dtype=float).ravel() for name in free])
+    values = expand_points(compiled, points)
+    dims = model.named_vars_to_dims
+    return {name: (dims.get(name, ()), values[:, where[name][0]].reshape((PRIOR_DRAWS, *where[name][1]))[None])
+            for name in names}
+
+
+def prior_draws(inp: "ModelInputs", seed: int | None, sampler: str = "nutpie") -> xr.Dataset:
     """PRIOR_DRAWS joint prior draws of every model variable (one chain).
 
-    The forward sampler is compiled once per structure; the data and prior
-    hyperparameters of this fit are set into it. Draws are cached per data and seed.
+    With the nutpie sampler the draws go through the fit's compiled model
+    (:func:`_expanded_prior`); otherwise, or if that fails (with a warning), PyMC's forward
+    sampler, compiled once per structure, with the data and prior hyperparameters of this fit
+    set into it. Draws are cached per data and seed.
     """
     from pymc.pytensorf import reseed_rngs
 
-    draws_key = (inp.structure, _digest(inp.data), seed)
+    draws_key = (inp.structure, _digest(inp.data), seed, sampler)
     if seed is not None and draws_key in _PRIOR_DRAWS_CACHE:
         return _PRIOR_DRAWS_CACHE[draws_key].copy()
-    model, sampler, names = _prior_sampler(inp.model, inp.structure)
+    columns = None
+    if sampler == "nutpie":
+        try:
+            columns = _expanded_prior(inp, seed)
+        except Exception as exc:  # noqa: BLE001 - any failure: PyMC's forward sampler gives the same distribution
+            _warn_once("expand", f"prior draws through the compiled model failed ({type(exc).__name__}: {exc}); "
+                                 "they use PyMC's forward sampler instead (the same distribution; it compiles a "
+                                 "model of its own)")
+    if columns is not None:
+        prior = draws_dataset(columns, inp.all_coords())
+        if seed is not None:
+            _remember(draws_key, prior)
+        return prior.copy()
+    model, sampler, names = prior_sampler(inp.model, inp.structure)
     for name, value in inp.data.items():
         model[name].set_value(np.asarray(value, dtype=model[name].dtype))
     dims = model.named_vars_to_dims
@@ -113,10 +173,14 @@ def prior_draws(inp: "ModelInputs", seed: int | None) -> xr.Dataset:
         columns = {name: (dims.get(name, ()), np.asarray(got[name])[None]) for name in names}
     prior = draws_dataset(columns, inp.all_coords())
     if seed is not None:
-        _PRIOR_DRAWS_CACHE[draws_key] = prior
-        while len(_PRIOR_DRAWS_CACHE) > 64:
-            _PRIOR_DRAWS_CACHE.pop(next(iter(_PRIOR_DRAWS_CACHE)))
+        _remember(draws_key, prior)
     return prior.copy()
+
+
+def _remember(key, prior: xr.Dataset) -> None:
+    _PRIOR_DRAWS_CACHE[key] = prior
+    while len(_PRIOR_DRAWS_CACHE) > 64:
+        _PRIOR_DRAWS_CACHE.pop(next(iter(_PRIOR_DRAWS_CACHE)))
 
 
 def _replicate_sampler(inp: "ModelInputs"):
@@ -193,7 +257,7 @@ def complete(idata: az.InferenceData, inp: "ModelInputs", settings: SamplerSetti
     groups["constant_data"] = rowdata({**inp.constant, **inp.rows()})
     if extras:
         seeds = [int(s) for s in np.random.default_rng(settings.seed).integers(2**30, size=2)]
-        prior = prior_draws(inp, settings.seed)
+        prior = prior_draws(inp, settings.seed, settings.sampler)
         groups["prior"] = prior
         groups["posterior_predictive"] = xr.Dataset({inp.outcome: replicates(inp, post[inp.row_param], seeds[0])})
         groups["prior_predictive"] = xr.Dataset({inp.outcome: replicates(inp, prior[inp.row_param], seeds[1])})
@@ -215,6 +279,7 @@ def complete(idata: az.InferenceData, inp: "ModelInputs", settings: SamplerSetti
 def clear_prior_cache() -> None:
     """Forget the compiled prior samplers and cached prior draws (as a fresh process would)."""
     _PRIOR_CACHE.clear()
+    _POINT_CACHE.clear()
     _PRIOR_DRAWS_CACHE.clear()
 
 

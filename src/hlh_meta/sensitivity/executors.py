@@ -41,11 +41,16 @@ def _quiet_worker() -> None:
 
 def default_workers(spec: Spec, groups: int) -> int:
     """Worker processes when none are asked for. Every fit already samples its chains on
-    parallel threads, in the calling process as in each worker, so a worker only pays where
-    the cores hold at least one more fit's chains: one worker per ``chains`` cores beyond
-    the calling process's (none on a machine with fewer than twice ``chains`` cores)."""
+    parallel threads, in the calling process as in each worker, so beyond one a worker only
+    pays where the cores hold one more fit's chains: one worker per ``chains`` cores beyond
+    the calling process's. One worker runs wherever there are two cores or more: compiling a
+    model structure uses one core, and the worker compiles the other structures while this
+    process samples (`hlh-meta sensitivity models/mortality.toml` on 2 cores: 60 s against
+    72 s with none, benchmarks/RESULTS.md)."""
     chains = SamplerSettings.of(spec.section("sampling")).chains
-    return min(groups, max(0, (os.cpu_count() or 1) // chains - 1))
+    cores = os.cpu_count() or 1
+    wanted = max(1, cores // chains - 1) if cores >= 2 else 0
+    return min(groups, wanted)
 
 
 def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
