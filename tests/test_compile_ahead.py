@@ -88,3 +88,30 @@ def test_a_later_analysis_loads_the_model_compiled_in_the_background(tmp_path):
                          env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["1", "1"]
+
+
+def test_a_background_process_that_cannot_start_is_no_error(ds, monkeypatch):
+    """The background compile is only a head start: if its process cannot start (e.g. the
+    data cannot be sent to it), every analysis compiles its own model, as without it."""
+    import multiprocessing
+
+    import hlh_meta.pipeline as pipeline
+
+    real = multiprocessing.get_context("spawn")
+
+    class Unstartable:
+        def __init__(self, **kwargs):
+            pass
+
+        def start(self):
+            raise TypeError("cannot pickle '_thread.lock' object")
+
+    class Context:
+        Event = real.Event
+        Process = Unstartable
+
+    monkeypatch.setattr(pipeline.multiprocessing, "get_context", lambda method: Context)
+    specs = [load_spec(SPECS / "biomarkers_small.toml"), load_spec(SPECS / "mortality_small.toml")]
+    with CompileAhead(specs, ds) as ahead:
+        assert ahead._process is None
+        ahead.wait(specs[1])                      # returns at once

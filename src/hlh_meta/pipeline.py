@@ -140,9 +140,13 @@ class CompileAhead:
             return
         ctx = multiprocessing.get_context("spawn")     # not fork: this process may hold sampler threads
         events = [ctx.Event() for _ in later]
+        process = ctx.Process(target=_compile_in_turn, args=(later, ds, events), daemon=True)
+        try:
+            process.start()
+        except Exception:  # noqa: BLE001 - only a head start: without it each analysis compiles its own
+            return
         self._events = {spec.name: event for spec, event in zip(later, events)}
-        self._process = ctx.Process(target=_compile_in_turn, args=(later, ds, events), daemon=True)
-        self._process.start()
+        self._process = process
 
     def wait(self, spec: Spec) -> None:
         """Return once ``spec``'s models are compiled (or their compile failed or stopped)."""
