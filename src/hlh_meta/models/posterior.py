@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 PRIOR_DRAWS = 500
 _PRIOR_CACHE: dict = {}         # model structure -> (model, compiled prior sampler, names, rngs)
-_POINT_CACHE: dict = {}         # model structure -> (model, prior point function, names)
+_POINT_CACHE: dict = {}         # model structure -> (model, prior point function, its RNGs, value names, names)
 _PRIOR_DRAWS_CACHE: dict = {}   # (structure, data digest, seed) -> prior draws
 _REPLICATE_CACHE: dict = {}     # engine -> (compiled replicate sampler, rngs)
 _WARNED: set[str] = set()
@@ -96,11 +96,15 @@ def _digest(data: Mapping[str, np.ndarray]) -> str:
 
 def _expanded_prior(inp: "ModelInputs", seed: int | None) -> dict[str, tuple]:
     """Prior draws through the sampler's compiled model: each draw of the parameters
-    (PyMC's initial point with the "prior" strategy: a joint prior draw, transformed to the
-    sampler's unconstrained space) goes through nutpie's expand callback, which computes every
+    (PyMC's initial-point expression with the "prior" strategy: a joint prior draw,
+    transformed to the sampler's unconstrained space; evaluated without compiling) goes
+    through nutpie's expand callback, which computes every
     derived variable from the graph the posterior draws came from. Nothing is compiled
     beyond the fit's own model."""
-    from pymc.initial_point import make_initial_point_fn
+    import pytensor
+    from pymc.initial_point import make_initial_point_expression
+    from pymc.pytensorf import compile as compile_fn
+    from pymc.pytensorf import find_rng_nodes, replace_rng_nodes, reseed_rngs
 
     from ..inference.callbacks import expand_points
     from ..inference.sampling import compiled_for
@@ -108,22 +112,28 @@ def _expanded_prior(inp: "ModelInputs", seed: int | None) -> dict[str, tuple]:
     entry = _POINT_CACHE.get(inp.structure)
     if entry is None:
         model = inp.model()
-        point = make_initial_point_fn(model=model, default_strategy="prior", jitter_rvs=set(), return_transformed=True)
-        entry = _POINT_CACHE[inp.structure] = (model, point, _prior_names(model))
-    model, point, names = entry
+        draws = replace_rng_nodes(make_initial_point_expression(
+            free_rvs=model.free_RVs, rvs_to_transforms=model.rvs_to_transforms, initval_strategies={},
+            jitter_rvs=set(), default_strategy="prior", return_transformed=True))
+        point = compile_fn(inputs=[], outputs=draws, mode=pytensor.compile.mode.FAST_COMPILE)   # nothing to compile
+        value_names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
+        entry = _POINT_CACHE[inp.structure] = (model, point, find_rng_nodes(point.maker.fgraph.outputs),
+                                               value_names, _prior_names(model))
+    model, point, rngs, value_names, names = entry
     for name, value in inp.data.items():     # the prior hyperparameters are data
         model[name].set_value(np.asarray(value, dtype=model[name].dtype))
     compiled = compiled_for(inp.model, inp.structure, inp.data)
     where = {name: (part, shape) for name, part, shape in zip(*compiled.shape_info)}
     free = [name for name, (part, _) in where.items() if part.stop <= compiled.n_dim]
+    if free != value_names:
+        raise ValueError(f"the sampler's parameters ({', '.join(free)}) are not the model's ({', '.join(value_names)})")
     missing = [name for name in names if name not in where]
     if missing:
         raise KeyError(f"the compiled model does not store {', '.join(missing)}")
-    seeds = np.random.default_rng(seed).integers(2**30, size=PRIOR_DRAWS)
+    reseed_rngs(rngs, np.random.default_rng(seed).integers(2**30))
     points = np.empty((PRIOR_DRAWS, compiled.n_dim))
-    for i, s in enumerate(seeds):
-        draw = point(int(s))
-        points[i] = np.concatenate([np.asarray(draw[name], dtype=float).ravel() for name in free])
+    for i in range(PRIOR_DRAWS):
+        points[i] = np.concatenate([np.asarray(v, dtype=float).ravel() for v in point()])
     values = expand_points(compiled, points)
     dims = model.named_vars_to_dims
     return {name: (dims.get(name, ()), values[:, where[name][0]].reshape((PRIOR_DRAWS, *where[name][1]))[None])
