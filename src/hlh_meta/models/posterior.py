@@ -119,6 +119,8 @@ def _expanded_prior(inp: "ModelInputs", seed: int | None) -> dict[str, tuple]:
         value_names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
         entry = _POINT_CACHE[inp.structure] = (model, point, find_rng_nodes(point.maker.fgraph.outputs),
                                                value_names, _prior_names(model))
+        while len(_POINT_CACHE) > 32:
+            _POINT_CACHE.pop(next(iter(_POINT_CACHE)))
     model, point, rngs, value_names, names = entry
     for name, value in inp.data.items():     # the prior hyperparameters are data
         model[name].set_value(np.asarray(value, dtype=model[name].dtype))
@@ -166,12 +168,12 @@ def prior_draws(inp: "ModelInputs", seed: int | None, sampler: str = "nutpie") -
         if seed is not None:
             _remember(draws_key, prior)
         return prior.copy()
-    model, sampler, names = prior_sampler(inp.model, inp.structure)
+    model, forward, names = prior_sampler(inp.model, inp.structure)
     for name, value in inp.data.items():
         model[name].set_value(np.asarray(value, dtype=model[name].dtype))
     dims = model.named_vars_to_dims
-    if sampler is not None:
-        fn, rngs = sampler
+    if forward is not None:
+        fn, rngs = forward
         reseed_rngs(rngs, np.random.default_rng(seed).integers(2**30))
         values = [fn() for _ in range(PRIOR_DRAWS)]
         columns = {name: (dims.get(name, ()), np.stack([v[i] for v in values])[None]) for i, name in enumerate(names)}
