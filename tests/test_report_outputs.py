@@ -226,3 +226,28 @@ def test_a_profile_says_when_its_difference_from_other_levels_is_not_established
     text = dict((q.label, t) for q, t in Mortality().statements([typical, new, ratio, other]))["adult patients"]
     assert ("not established" in text) is caveat
     assert "malignancy" not in text                      # another covariate's odds ratio is not this profile's caveat
+
+
+def test_prior_posterior_density_of_tau_does_not_dip_at_zero():
+    """tau's density is largest at zero (HalfNormal); the overlaid density must show that,
+    not the dip a plain kernel estimate gives at a boundary (it halves the density there)."""
+    import arviz as az
+    import xarray as xr
+
+    from hlh_meta.report.figures import prior_posterior
+
+    rng = np.random.default_rng(2)
+
+    def group(n):
+        return xr.Dataset({"mu": (("chain", "draw"), rng.normal(0, 1.5, (1, n))),
+                           "tau": (("chain", "draw"), np.abs(rng.normal(0, 1.0, (1, n))))})
+
+    fig = prior_posterior(SimpleNamespace(idata=az.InferenceData(prior=group(4000), posterior=group(4000))))
+    tau_ax = next(ax for ax in fig.axes if ax.get_title() == "tau")
+    for line in tau_ax.get_lines():
+        x, y = line.get_data()
+        assert x[0] == 0.0
+        assert abs(y[0] - stats.halfnorm.pdf(0)) < 0.12, line.get_label()      # 0.80; a plain estimate gives ~0.4
+    mu_ax = next(ax for ax in fig.axes if ax.get_title() == "mu")
+    x, y = mu_ax.get_lines()[0].get_data()
+    np.testing.assert_allclose(y, stats.norm(0, 1.5).pdf(x), atol=0.03)

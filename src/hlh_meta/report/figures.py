@@ -219,12 +219,15 @@ def prior_posterior(result, spec: FigureSpec | None = None):
         width = int(np.prod(idata.posterior[name].shape[2:]))
         prior = idata.prior[name].values.reshape(-1, width)[:, i]
         post = idata.posterior[name].values.reshape(-1, width)[:, i]
-        lo, hi = np.quantile(np.concatenate([prior, post]), [0.005, 0.995])
-        grid = np.linspace(lo, hi, 300)
+        both = np.concatenate([prior, post])
+        positive = bool((both >= 0).all())          # tau: reflected at zero, where its density is largest
+        lo, hi = np.quantile(both, [0.005, 0.995])
+        grid = np.linspace(0.0 if positive else lo, hi, 300)
         for draws, color, label in ((prior, PRIOR, "prior"), (post, FIT, "posterior")):
             if np.ptp(draws) > 0:
-                ax.plot(grid, stats.gaussian_kde(draws)(grid), color=color, lw=1.8, label=label)
-                ax.fill_between(grid, stats.gaussian_kde(draws)(grid), color=color, alpha=0.15)
+                density = _positive_kde(draws, grid) if positive else stats.gaussian_kde(draws)(grid)
+                ax.plot(grid, density, color=color, lw=1.8, label=label)
+                ax.fill_between(grid, density, color=color, alpha=0.15)
         dims = [d for d in idata.posterior[name].dims if d not in ("chain", "draw")]
         title = name if not dims else f"{name}[{idata.posterior[name][dims[0]].values[i]}]"
         ax.set_title(title, fontsize=9)
