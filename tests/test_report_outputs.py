@@ -224,8 +224,68 @@ def test_a_profile_says_when_its_difference_from_other_levels_is_not_established
                      profile={"covariate": "trigger[malignancy]", "reference": "rheumatological"},
                      support={"support": "weak"})
     text = dict((q.label, t) for q, t in Mortality().statements([typical, new, ratio, other]))["adult patients"]
-    assert ("not established" in text) is caveat
+    assert ("not data-supported" in text) is caveat
     assert "malignancy" not in text                      # another covariate's odds ratio is not this profile's caveat
+
+
+def _trigger_profile(level: str | None) -> dict:
+    levels = ("infection", "malignancy", "other")
+    return {f"trigger[{lev}]": float(lev == level) for lev in levels}
+
+
+@pytest.mark.parametrize("level, cited", [("malignancy", ["malignancy"]),
+                                          (None, ["infection", "malignancy", "other"])])
+def test_a_profile_cites_only_the_odds_ratios_that_set_its_own_level_apart(level, cited):
+    """A non-reference level is set apart by its own odds ratio; the reference level
+    (rheumatological here) by all of them. Other levels' odds ratios are not its caveat."""
+    from hlh_meta.analyses.mortality import Mortality
+
+    rng = np.random.default_rng(3)
+    label = f"{level or 'rheumatological'} trigger"
+    typical = Quantity("mortality_typical", "mortality", label, "mortality", "percent", rng.normal(30, 5, 1000),
+                       profile=_trigger_profile(level), thresholds=(20,), support={"support": "data"})
+    new = Quantity("mortality_new", "mortality", label, "mortality", "percent", rng.normal(30, 15, 1000),
+                   profile=_trigger_profile(level), thresholds=(20,), support={"support": "data"})
+    ratios = [Quantity("odds_ratio", "mortality", f"{lev} vs rheumatological trigger", "odds ratio", "odds ratio",
+                       np.exp(rng.normal(0, 1, 1000)), profile={"covariate": f"trigger[{lev}]",
+                                                                "reference": "rheumatological"},
+                       support={"support": "weak"}) for lev in ("infection", "malignancy", "other")]
+    text = dict((q.label, t) for q, t in Mortality().statements([typical, new, *ratios]))[label]
+    for lev in ("infection", "malignancy", "other"):
+        assert (f"odds ratio {lev} vs rheumatological trigger is weak" in text) is (lev in cited), lev
+
+
+def test_a_prediction_is_no_better_supported_than_what_it_rests_on():
+    """A new study's prediction whose own measures say 'data' is labelled as weak as tau
+    when tau is weak (or prior), names why, and the statement carries it; a prediction whose
+    parts are data-supported keeps its label."""
+    import arviz as az
+    import xarray as xr
+
+    from hlh_meta.analyses.base import with_support
+    from hlh_meta.analyses.mortality import Mortality
+
+    rng = np.random.default_rng(4)
+    wide, narrow = rng.normal(30, 20, 2000), rng.normal(30, 3, 2000)
+    idata = az.InferenceData(posterior=xr.Dataset({"x": (("chain", "draw"), rng.normal(size=(1, 100)))}))
+
+    def quantities(tau_posterior):
+        return [Quantity("mortality_typical", "mortality", "all", "m", "percent", np.clip(narrow, 1, 99),
+                         np.clip(wide, 1, 99), thresholds=(20,), studies_informing=4, patients_informing=70),
+                Quantity("mortality_new", "mortality", "all", "m", "percent", np.clip(narrow, 1, 99),
+                         np.clip(wide, 1, 99), thresholds=(20,), studies_informing=4, patients_informing=70,
+                         rests_on=(("mortality_typical", "all"), ("tau", "between studies"))),
+                Quantity("tau", "mortality", "between studies", "tau", "SD", tau_posterior,
+                         np.abs(rng.normal(0, 1, 2000)), studies_informing=4, patients_informing=70)]
+
+    weak_tau = with_support(idata, quantities(np.abs(rng.normal(0, 0.8, 2000))))   # contraction ~0.36: weak
+    assert [q.label_support for q in weak_tau] == ["data", "weak", "weak"]
+    assert weak_tau[1].support["limited_by"] == "tau (weak)"
+    text = dict((q.key, t) for q, t in Mortality().statements(weak_tau))["mortality_typical"]
+    assert "(weak: it rests on the between-study SD (weak))" in text
+    data_tau = with_support(idata, quantities(np.abs(rng.normal(0, 0.2, 2000))))
+    assert [q.label_support for q in data_tau] == ["data", "data", "data"]
+    assert data_tau[1].support["limited_by"] == ""
 
 
 def test_prior_posterior_density_of_tau_does_not_dip_at_zero():
@@ -251,3 +311,32 @@ def test_prior_posterior_density_of_tau_does_not_dip_at_zero():
     mu_ax = next(ax for ax in fig.axes if ax.get_title() == "mu")
     x, y = mu_ax.get_lines()[0].get_data()
     np.testing.assert_allclose(y, stats.norm(0, 1.5).pdf(x), atol=0.03)
+
+
+def test_summary_of_findings_sees_a_covid19_series_in_the_studies_table(saved):
+    """The indirectness judgement reads the studies table the analysis writes: it must carry
+    the COVID-19 flag (it did not, so a COVID-19 series never counted as indirect)."""
+    from hlh_meta.analyses import load_spec
+    from hlh_meta.analyses.mortality import Mortality
+
+    SPEC_SMALL = load_spec(SPECS / "mortality_small.toml")
+    result, _ = saved
+    studies = result.table("studies")
+    assert "covid19" in studies and not studies["covid19"].astype(bool).any()
+    tables = dict(result.tables)
+    assert "COVID-19" not in Mortality().summary_of_findings(SPEC_SMALL, tables, result.quantities)["indirectness_reason"].iloc[0]
+    flagged = studies.assign(covid19=studies["study_id"] == studies["study_id"].iloc[0])
+    sof = Mortality().summary_of_findings(SPEC_SMALL, {**tables, "studies": flagged}, result.quantities)
+    assert sof["indirectness"].iloc[0] == "serious"
+    assert f"COVID-19 series included ({studies['study_id'].iloc[0]})" in sof["indirectness_reason"].iloc[0]
+
+
+@pytest.mark.parametrize("design, randomised", [("randomised controlled trial", True), ("non_randomised_trial", False),
+                                                ("non-randomised cohort", False), ("case series", False)])
+def test_summary_of_findings_names_only_randomised_designs_randomised(design, randomised):
+    rng = np.random.default_rng(5)
+    q = Quantity("mortality_typical", "mortality", "all", "mortality", "percent", rng.normal(30, 5, 500),
+                 support={"support": "data"})
+    studies = pd.DataFrame({"study_id": ["a", "b"], "design": design, "risk_of_bias": "low"})
+    sof = summary_of_findings([{"outcome": "mortality", "pooled": q, "patients": {"a": 10, "b": 12}}], studies, 20)
+    assert sof["design"].iloc[0] == ("randomised" if randomised else "non-randomised")

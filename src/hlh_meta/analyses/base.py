@@ -53,6 +53,9 @@ class Quantity:
     studies_informing: int | None = None
     patients_informing: int | None = None
     extrapolation: bool = False
+    #: (key, label) of the quantities of the same outcome it is built from: its support is
+    #: no stronger than theirs (a new study's prediction rests on the pooled estimate and tau)
+    rests_on: tuple[tuple[str, str], ...] = ()
     #: filled by :func:`.support.support`: label and the measures behind it
     support: Mapping[str, Any] = field(default_factory=dict)
 

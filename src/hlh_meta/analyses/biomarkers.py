@@ -15,6 +15,7 @@ from ..models.normal import prepare_normal
 from ..models.priors import NORMAL_DEFAULTS
 from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
+from .support import rests_note
 from .families import SHARED, prior_family
 from .registry import register
 from .selection import excluded_studies
@@ -100,12 +101,12 @@ class Biomarkers(AnalysisType):
         names = [str(o) for o in post["outcome"].values] if multi else list(counts)
         out = []
 
-        def add(key, name, words, scale, var, fn, label=None, informing=None, values=None, **sel):
+        def add(key, name, words, scale, var, fn, label=None, informing=None, values=None, rests_on=(), **sel):
             pr = prior[var].sel(**sel).values.reshape(-1) if prior is not None and var in prior else None
             k, n = informing or counts.get(name, (0, 0))
             out.append(Quantity(key, name, label or name, words, scale, fn(post[var].sel(**sel).values.reshape(-1)),
                                 None if pr is None else fn(pr), values or {}, (), k, (var, sel), k, n,
-                                key == "tau" and k < 2))
+                                key == "tau" and k < 2, rests_on=rests_on))
 
         if "theta_typical" in post:
             for name in names:
@@ -114,7 +115,7 @@ class Biomarkers(AnalysisType):
                 add("reduction_pooled", name, "pooled percent reduction", "percent reduction", "theta_typical",
                     _reduction, **sel)
                 add("reduction_new", name, "predictive percent reduction", "percent reduction", "theta_new",
-                    _reduction, **sel)
+                    _reduction, rests_on=(("reduction_pooled", name), ("tau", name)), **sel)
         for name in names:
             add("tau", name, "tau (between-study SD, log ratio)", "SD (log ratio)", "tau", lambda a: a,
                 **({"outcome": name} if multi else {}))
@@ -149,7 +150,7 @@ class Biomarkers(AnalysisType):
             "summary": self.summary(idata, quantities, var_names),
             "derived": quantity_table(quantities),
             "studies": studies[[c for c in ("study_id", "citation", "grade", "design", "n_patients", "age_group", "route",
-                                            "risk_of_bias", "overlaps_with") if c in studies.columns]],
+                                            "risk_of_bias", "overlaps_with", "covid19") if c in studies.columns]],
             "data_used": data_used,
             "excluded": excluded.drop(columns=["usable"]),
         }
@@ -159,10 +160,11 @@ class Biomarkers(AnalysisType):
         out = []
         for q in (q for q in quantities if q.key == "reduction_pooled"):
             s, pn, k = q.summary(), new[q.outcome].summary(), q.studies_informing or 0
+            note = rests_note(new[q.outcome], {"reduction_pooled": "the pooled reduction"})
             out.append((q, f"{display(q.outcome)}: pooled reduction {s['median']:.1f}% (95% CrI {s['q2.5']:.1f} to "
                            f"{s['q97.5']:.1f}%), from {k} stud{'y' if k == 1 else 'ies'} ({q.patients_informing} "
                            f"patients); in a new study the reduction could lie between {pn['q2.5']:.1f}% and "
-                           f"{pn['q97.5']:.1f}% (a negative reduction is an increase)."))
+                           f"{pn['q97.5']:.1f}% (a negative reduction is an increase{'; ' + note if note else ''})."))
         for q in (q for q in quantities if q.key == "tau"):
             s = q.summary()
             out.append((q, f"{display(q.outcome)}: between-study SD (log ratio) {s['median']:.2f} (95% CrI "

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 import arviz as az
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..data import Dataset
 from ..models.binomial import prepare_binomial
@@ -150,7 +149,9 @@ class Comparison(AnalysisType):
                 pr = _draws(prior, var, profile=arm)
                 out.append(Quantity(key, "mortality", f"{arm} arm", words, "percent", _percent(post[var].sel(profile=arm)),
                                     None if pr is None else _percent(pr), {COVARIATE: float(arm == "anakinra")},
-                                    THRESHOLDS, k, (var, {"profile": arm}), s, p, s == 0))
+                                    THRESHOLDS, k, (var, {"profile": arm}), s, p, s == 0,
+                                    rests_on=(("mortality_typical", f"{arm} arm"), ("tau", "between studies"))
+                                    if key == "mortality_new" else ()))
         pr = _draws(prior, "beta", covariate=COVARIATE)
         out.append(Quantity("odds_ratio", "mortality", "anakinra vs control", "odds ratio of death", "odds ratio",
                             np.exp(post["beta"].sel(covariate=COVARIATE).values.reshape(-1)),

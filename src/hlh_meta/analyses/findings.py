@@ -163,7 +163,9 @@ def summary_of_findings(rows: list[dict], studies: pd.DataFrame, threshold: floa
         pn = new.summary() if new is not None else None
         ids = list(r["patients"])
         designs = studies.loc[studies["study_id"].isin(ids), "design"].astype(str) if "design" in studies else pd.Series()
-        randomised = bool(len(designs)) and designs.str.contains("random").all()
+        lowered = designs.str.lower()
+        randomised = bool(len(designs)) and (lowered.str.contains("randomi")
+                                             & ~lowered.str.contains(r"non[-_ ]?randomi")).all()
         judged = dict(zip(VERDICTS, (_risk_of_bias(studies, r["patients"]), _inconsistency(r.get("tau")),
                                      _imprecision(q, threshold), _indirectness(q, studies, ids),
                                      _publication_bias(len(ids), r.get("effects")))))

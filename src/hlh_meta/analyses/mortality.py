@@ -17,7 +17,6 @@ from collections.abc import Mapping
 import arviz as az
 import numpy as np
 import pandas as pd
-from scipy import stats
 from scipy.special import logsumexp
 
 from ..data import Dataset
@@ -28,6 +27,7 @@ from ..models.binomial import prepare_binomial
 from ..models.engine import ModelInputs, fit_model
 from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
+from .support import rests_note
 from .families import SHARED, prior_family
 from .findings import binomial_findings
 from .forest_rows import count_rows, group_name, subgroup_table
@@ -313,7 +313,8 @@ class Mortality(AnalysisType):
                 pr = _draws(prior, var, profile=label)
                 out.append(Quantity(key, "mortality", label, words, "percent", _percent(post[var].sel(profile=label)),
                                     None if pr is None else _percent(pr), fixed, THRESHOLDS, len(studies_in),
-                                    (var, {"profile": label}), s, p, extra))
+                                    (var, {"profile": label}), s, p, extra,
+                                    rests_on=_prediction_rests_on(label) if key == "mortality_new" else ()))
         for name in columns if "beta" in post else []:
             group = _group_of(name)
             ref = refs.get(group, "subcutaneous")
@@ -359,7 +360,7 @@ class Mortality(AnalysisType):
         )
         studies = ds.studies[ds.studies["study_id"].isin(used["study_id"])]
         keep = [c for c in ("study_id", "citation", "grade", "design", "n_patients", "age_group", "route", "n_iv",
-                            "trigger_mix", "risk_of_bias", "overlaps_with") if c in studies.columns]
+                            "trigger_mix", "risk_of_bias", "overlaps_with", "covid19") if c in studies.columns]
         tables = {
             "summary": self.summary(idata, quantities, var_names),
             "studies": studies[keep],
@@ -427,16 +428,15 @@ class Mortality(AnalysisType):
         new = {q.label: q for q in quantities if q.key == "mortality_new"}
         out = []
         for q in (q for q in quantities if q.key == "mortality_typical"):
-            s, pn = q.summary(), new[q.label].summary()
+            s = q.summary()
             if q.extrapolation:
                 out.append((q, f"{_cap(q.label)}: no stratum of known composition holds this level, so its mortality "
                                f"({_fmt(s['median'])}%, 95% CrI {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%) is prior and "
                                "extrapolation, not a finding."))
                 continue
             out.append((q, f"{_cap(q.label)}: mortality of a typical study {_fmt(s['median'])}% "
-                           f"(95% CrI {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%); a new study could see "
-                           f"{_fmt(pn['q2.5'])}–{_fmt(pn['q97.5'])}%; P(mortality < 20%) = {s['P(<20%)']:.2f}; "
-                           f"{_informed(q)}{_difference_caveat(q, quantities)}."))
+                           f"(95% CrI {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%); {_prediction(new[q.label])}; "
+                           f"P(mortality < 20%) = {s['P(<20%)']:.2f}; {_informed(q)}{_difference_caveat(q, quantities)}."))
         for q in (q for q in quantities if q.key == "odds_ratio"):
             s = q.summary()
             text = (f"Odds ratio of death, {q.label}: {s['median']:.2f} (95% CrI {s['q2.5']:.2f}–{s['q97.5']:.2f}); "
@@ -511,13 +511,31 @@ def _difference_caveat(q: Quantity, quantities: list[Quantity]) -> str:
     """For a profile that fixes one covariate: a caveat when the odds ratios that set it
     apart from the other levels of that covariate are not supported by the data (the
     profile's own interval can be data-driven while its difference from the others is not)."""
+    own = {c for c, v in q.profile.items() if v > 0}          # the profile's level (none: the reference level)
     groups = {_group_of(c) for c in q.profile}
-    ratios = [r for r in quantities if r.key == "odds_ratio" and _group_of(r.profile["covariate"]) in groups]
-    loose = [r for r in ratios if r.label_support != "data"]
+
+    def sets_apart(column: str) -> bool:     # a non-reference level: its own odds ratio; the reference: all of them
+        return _group_of(column) in groups and (column in own or not own & {c for c in q.profile
+                                                                               if _group_of(c) == _group_of(column)})
+
+    loose = [r for r in quantities if r.key == "odds_ratio" and sets_apart(r.profile["covariate"])
+             and r.label_support != "data"]
     if not loose:
         return ""
-    return ("; how it differs from the other levels is not established: "
+    return ("; the odds ratios that set it apart from the other levels are not data-supported: "
             + ", ".join(f"odds ratio {r.label} is {r.label_support or 'prior'}" for r in loose))
+
+
+def _prediction_rests_on(label: str) -> tuple[tuple[str, str], ...]:
+    """What a new study's mortality for a profile is built from: the profile's typical-study
+    mortality and the between-study SD."""
+    return (("mortality_typical", label), ("tau", "between studies"))
+
+
+def _prediction(q: Quantity) -> str:
+    """A new study's range, with the reason when it is less supported than the typical study's."""
+    s, note = q.summary(), rests_note(q, {"mortality_typical": "the typical study's mortality"})
+    return f"a new study could see {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%" + (f" ({note})" if note else "")
 
 
 def _informed(q: Quantity) -> str:

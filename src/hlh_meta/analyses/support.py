@@ -22,6 +22,9 @@ The label (thresholds documented in the README):
   reported beside: with a prior sensitivity it marks a conflict between prior and data,
   on its own it is small whenever the data dominate, so it is not part of the rule;
 - ``weak``: everything between.
+
+A quantity built from others (a new study's prediction: the pooled estimate and tau) is
+labelled no stronger than the weakest of them.
 """
 
 from __future__ import annotations
@@ -97,7 +100,9 @@ def _at(sens: dict, source) -> float:
 
 
 def support(idata: az.InferenceData, quantities: list) -> list[dict]:
-    """The support measures and label of each quantity (in order)."""
+    """The support measures and label of each quantity (in order). A quantity built from
+    others (``rests_on``) is labelled no stronger than the weakest of them, and
+    ``limited_by`` names those that are weaker than its own measures say."""
     prior_s, like_s = _psens(idata, "prior"), _psens(idata, "likelihood")
     out = []
     for q in quantities:
@@ -106,8 +111,30 @@ def support(idata: az.InferenceData, quantities: list) -> list[dict]:
         out.append({"support": label(c, ps, ls, q.studies_informing, q.extrapolation), "contraction": c,
                     "prior_sensitivity": ps, "likelihood_sensitivity": ls,
                     "studies_informing": q.studies_informing, "patients_informing": q.patients_informing,
-                    "extrapolation": q.extrapolation})
+                    "extrapolation": q.extrapolation, "limited_by": ""})
+    own = {(q.outcome, q.key, q.label): row["support"] for q, row in zip(quantities, out)}
+    for q, row in zip(quantities, out):
+        parts = [(key, lab, own[(q.outcome, key, lab)]) for key, lab in q.rests_on if (q.outcome, key, lab) in own]
+        weaker = [(key, lab, s) for key, lab, s in parts if LABELS.index(s) > LABELS.index(row["support"])]
+        if weaker:
+            row["support"] = max((s for *_, s in weaker), key=LABELS.index)
+            row["limited_by"] = ", ".join(f"{key} ({s})" for key, _, s in weaker)
     return out
+
+
+def rests_note(q, names: dict[str, str] | None = None) -> str:
+    """Why a quantity is less supported than its own measures say: e.g. ``weak: it rests on
+    the between-study SD (weak)``; empty when nothing it rests on limits it. ``names`` words
+    the quantity keys (tau is the between-study SD)."""
+    limited = q.support.get("limited_by", "") if q.support else ""
+    if not limited:
+        return ""
+    words = {"tau": "the between-study SD", **(names or {})}
+    parts = []
+    for part in limited.split(", "):
+        key, _, rest = part.partition(" (")
+        parts.append(f"{words.get(key, key)} ({rest}")
+    return f"{q.label_support}: it rests on {', '.join(parts)}"
 
 
 def with_support(frame: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
