@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .analyses import analysis_for, load_spec
+from .analyses.base import PRIMARY
 from .data import Dataset, load_dataset
 from .errors import DataError
 from .models.engine import compile_model
@@ -113,9 +114,7 @@ def _compile_in_turn(specs: list[Spec], ds: Dataset, done: list) -> None:
         try:
             analysis = analysis_for(spec)
             resolved = analysis.resolve(ds, spec)
-            used, _ = analysis.frame(ds, resolved)
-            if not used.empty:
-                compile_model(analysis.inputs(ds, resolved, used), analysis.settings(resolved))
+            compile_model(analysis.variant_inputs(ds, resolved, PRIMARY), analysis.settings(resolved))
         except Exception:  # noqa: BLE001 - reported when the analysis itself runs
             pass
         finally:
