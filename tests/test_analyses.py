@@ -126,3 +126,17 @@ def test_bad_report_group_by_named_before_sampling(ds, tmp_path, monkeypatch, ki
     with pytest.raises(SpecError) as info:
         hm.run_analysis(path, ds)
     assert info.value.key == "report.group_by" and fragment in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["['elderly']", "[]", "['paediatric', 'neonatal']"])
+def test_bad_report_population_named_before_sampling(ds, tmp_path, monkeypatch, value):
+    import hlh_meta as hm
+    from hlh_meta.analyses.base import AnalysisType
+
+    monkeypatch.setattr(AnalysisType, "fit", lambda *a, **k: pytest.fail("sampled despite a bad [report] key"))
+    path = tmp_path / "spec.toml"
+    path.write_text(f"[analysis]\nname='m'\nkind='mortality'\n[report]\npopulation={value}\n")
+    with pytest.raises(SpecError) as info:
+        hm.run_analysis(path, ds)
+    assert info.value.key == "report.population" and "paediatric, adult" in str(info.value) \
+        and str(path) in str(info.value)

@@ -331,6 +331,28 @@ def test_summary_of_findings_sees_a_covid19_series_in_the_studies_table(saved):
     assert f"COVID-19 series included ({studies['study_id'].iloc[0]})" in sof["indirectness_reason"].iloc[0]
 
 
+@pytest.mark.parametrize("ages, population, verdict, fragment", [
+    (["paediatric", "paediatric"], ("paediatric", "adult"), "serious", "no included study is known to include adults"),
+    (["adult", "unknown"], ("paediatric", "adult"), "serious", "no included study is known to include children"),
+    (["unknown", "unknown"], ("paediatric", "adult"), "serious", "the age group of the included patients is not reported"),
+    (["paediatric", "adult"], ("paediatric", "adult"), "not serious", "populations as in the included studies"),
+    (["mixed", "unknown"], ("paediatric", "adult"), "not serious", "populations as in the included studies"),
+    (["paediatric", "paediatric"], ("paediatric",), "not serious", "populations as in the included studies"),
+])
+def test_indirectness_when_the_studies_miss_an_age_group_of_the_question(ages, population, verdict, fragment):
+    """An estimate from children alone answers a question about children and adults only
+    indirectly: it must not be called 'not serious' because it is as in its own studies."""
+    rng = np.random.default_rng(6)
+    q = Quantity("reduction_pooled", "ferritin", "ferritin", "pooled percent reduction", "percent reduction",
+                 rng.normal(50, 5, 500), support={"support": "data"})
+    studies = pd.DataFrame({"study_id": ["a", "b"], "design": "case series", "risk_of_bias": "low", "age_group": ages,
+                            "covid19": False})
+    sof = summary_of_findings([{"outcome": "ferritin", "pooled": q, "patients": {"a": 10, "b": 12}}], studies, None,
+                              population=population).iloc[0]
+    assert sof["indirectness"] == verdict and fragment in sof["indirectness_reason"]
+    assert sof["certainty"] == ("very low" if verdict == "serious" else "low")
+
+
 @pytest.mark.parametrize("design, randomised", [("randomised controlled trial", True), ("non_randomised_trial", False),
                                                 ("non-randomised cohort", False), ("case series", False)])
 def test_summary_of_findings_names_only_randomised_designs_randomised(design, randomised):

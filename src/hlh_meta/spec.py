@@ -60,6 +60,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
                                    "type's, e.g. trigger)"),
         "threshold": Key(float, None, "clinical decision threshold for imprecision in the summary of findings, "
                                              "in the outcome's reported unit (mortality %, % reduction, odds ratio)"),
+        "population": Key(list, ["paediatric", "adult"], "age groups the question covers; indirectness is serious "
+                                                          "when no included study is known to include one of them"),
     },
     "sensitivity": {
         "families": Key(list, None, "variant families (default: all of the analysis type)"),

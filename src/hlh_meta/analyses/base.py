@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import Dataset
+from ..data.schema import AGE_GROUPS
 from ..errors import PriorError, SettingError
 from ..inference import SamplerSettings
 from ..models.engine import ModelInputs, fit_model
@@ -197,7 +198,8 @@ class AnalysisType:
 
         rows = self.findings_rows(tables, quantities)
         studies = tables.get("studies", pd.DataFrame(columns=["study_id"]))
-        return summary_of_findings(rows, studies, spec.get("report", "threshold")) if rows else pd.DataFrame()
+        return summary_of_findings(rows, studies, spec.get("report", "threshold"),
+                                   population=spec.get("report", "population")) if rows else pd.DataFrame()
 
     def summary(self, idata: az.InferenceData, quantities: list[Quantity], var_names: list[str]) -> pd.DataFrame:
         """ArviZ's summary of the model parameters with the support of each: a parameter
@@ -245,12 +247,16 @@ class AnalysisType:
 
     def check_spec(self, spec: Spec) -> None:
         """What the spec file's keys can only be checked against the analysis type for, before
-        any work: ``[priors]`` as every engine checks them and ``[report] group_by``; a
+        any work: ``[priors]`` as every engine checks them, ``[report] group_by`` and ``population``; a
         problem names the spec file and key."""
         column = spec.section("report").get("group_by")
         if column is not None and column not in (*self.group_columns, "none"):
             raise spec.error("report.group_by", f"choose from {', '.join((*self.group_columns, 'none'))}, got '{column}'"
                              if self.group_columns else f"the {self.kind} analysis groups its forest plot itself")
+        population = spec.get("report", "population")
+        unknown = [g for g in population if g not in AGE_GROUPS] if isinstance(population, list) else [population]
+        if unknown or not population:
+            raise spec.error("report.population", f"list one or more of {', '.join(AGE_GROUPS)}, got {population!r}")
         try:
             resolve_priors(spec.section("priors"), self.prior_defaults)
         except PriorError as exc:

@@ -11,8 +11,10 @@ that lowers the certainty of evidence, with the reason in words:
   SD of 0.5 on the logit or log-ratio scale);
 - **imprecision**: serious when the 95% credible interval contains the decision threshold
   of ``[report] threshold``; not assessed when the spec declares none;
-- **indirectness**: serious when the estimate is an extrapolation or rests on COVID-19
-  series;
+- **indirectness**: serious when the estimate is an extrapolation, rests on COVID-19
+  series, or no included study is known to include an age group the question covers
+  (``[report] population``, default paediatric and adult: an estimate from children alone
+  is indirect for adults);
 - **publication bias**: not assessable with fewer than 10 studies (an asymmetry test has
   too little power); with 10 or more, serious when Egger's regression of the standardised
   effect on precision gives p < 0.10.
@@ -105,7 +107,29 @@ def _imprecision(q: Quantity, threshold: float | None) -> tuple[str, str]:
                                                       f"{fmt_value(threshold, q.scale)}"
 
 
-def _indirectness(q: Quantity, studies: pd.DataFrame, ids: list[str]) -> tuple[str, str]:
+#: the age groups a study's ``age_group`` shows it includes (``unknown`` shows none)
+AGE_COVERAGE = {"paediatric": ("paediatric",), "adult": ("adult",), "mixed": ("paediatric", "adult")}
+POPULATION = ("paediatric", "adult")
+_PATIENTS = {"paediatric": "children", "adult": "adults"}
+
+
+def _uncovered(studies: pd.DataFrame, ids: list[str], population) -> str | None:
+    """Why the included studies do not cover the question's age groups, or None when they do."""
+    if not population or "age_group" not in studies:
+        return None
+    ages = studies.loc[studies["study_id"].isin(ids), "age_group"].astype(str)
+    covered = {g for a in ages for g in AGE_COVERAGE.get(a, ())}
+    missing = [g for g in population if g not in covered]
+    if not missing:
+        return None
+    wanted = " and ".join(_PATIENTS.get(g, g) for g in population)
+    if not covered:
+        return f"the age group of the included patients is not reported; the question covers {wanted}"
+    return (f"no included study is known to include {' or '.join(_PATIENTS.get(g, g) for g in missing)} "
+            f"(the question covers {wanted})")
+
+
+def _indirectness(q: Quantity, studies: pd.DataFrame, ids: list[str], population=POPULATION) -> tuple[str, str]:
     reasons = []
     if q.extrapolation:
         reasons.append("the profile is outside the observed covariate range (extrapolation)")
@@ -114,6 +138,9 @@ def _indirectness(q: Quantity, studies: pd.DataFrame, ids: list[str]) -> tuple[s
         covid = [s for s in ids if flag.get(s, False)]
         if covid:
             reasons.append(f"COVID-19 series included ({', '.join(covid)})")
+    uncovered = _uncovered(studies, ids, population)
+    if uncovered:
+        reasons.append(uncovered)
     if reasons:
         return "serious", "; ".join(reasons)
     ages = sorted(set(studies.loc[studies["study_id"].isin(ids), "age_group"].astype(str))) if "age_group" in studies else []
@@ -152,10 +179,12 @@ def certainty(randomised: bool, judgements: list[str]) -> str:
     return LEVELS[max(level, 0)]
 
 
-def summary_of_findings(rows: list[dict], studies: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
+def summary_of_findings(rows: list[dict], studies: pd.DataFrame, threshold: float | None,
+                        population=POPULATION) -> pd.DataFrame:
     """The table from each outcome's headline: ``rows`` holds dicts with ``outcome``,
     ``pooled`` and ``new`` (Quantity), ``tau`` (Quantity or None), ``patients`` (study id ->
-    patients in the outcome) and ``effects`` ((y, se) per study for the asymmetry test, or None)."""
+    patients in the outcome) and ``effects`` ((y, se) per study for the asymmetry test, or None);
+    ``population``: the age groups the question covers (indirectness)."""
     out = []
     for r in rows:
         q, new = r["pooled"], r.get("new")
@@ -167,7 +196,7 @@ def summary_of_findings(rows: list[dict], studies: pd.DataFrame, threshold: floa
         randomised = bool(len(designs)) and (lowered.str.contains("randomi")
                                              & ~lowered.str.contains(r"non[-_ ]?randomi")).all()
         judged = dict(zip(VERDICTS, (_risk_of_bias(studies, r["patients"]), _inconsistency(r.get("tau")),
-                                     _imprecision(q, threshold), _indirectness(q, studies, ids),
+                                     _imprecision(q, threshold), _indirectness(q, studies, ids, population),
                                      _publication_bias(len(ids), r.get("effects")))))
         level = certainty(randomised, [v for v, _ in judged.values()])
         if q.label_support == "prior":
