@@ -140,3 +140,31 @@ def test_bad_report_population_named_before_sampling(ds, tmp_path, monkeypatch, 
         hm.run_analysis(path, ds)
     assert info.value.key == "report.population" and "paediatric, adult" in str(info.value) \
         and str(path) in str(info.value)
+
+
+def test_an_imputed_standard_error_is_a_caveat_of_its_biomarker(ds):
+    """A pooled reduction that rests on an SD imputed from other studies' CV says so, with
+    the studies and patients concerned, in its statement and in the summary of findings;
+    a study given weight 0 (left out) no longer counts."""
+    import hlh_meta as hm
+    from hlh_meta.analyses.biomarkers import _imputed
+
+    result = hm.run_analysis(SPECS / "biomarkers_small.toml", ds)
+    used = result.table("data_used")
+    imputed = used[used["dispersion"] == "imputed"]
+    assert len(imputed) == 1                                        # eloseily2020's ferritin in the bundled data
+    outcome = imputed["biomarker"].iloc[0]
+    mine = used[used["biomarker"] == outcome]
+    words = (f"the standard error of 1 of {len(mine)} studies ({int(imputed['n'].iloc[0])} of {int(mine['n'].sum())} "
+             "patients) rests on an SD imputed")
+    pooled = {q.outcome: q for q in result.quantities if q.key == "reduction_pooled"}
+    assert words in pooled[outcome].caveats[0]
+    assert all(not q.caveats for name, q in pooled.items() if name != outcome)
+    text = dict((q.outcome, t) for q, t in result.analysis.statements(result.quantities) if q.key == "reduction_pooled")
+    assert words in text[outcome] and "imputed" not in text[next(n for n in pooled if n != outcome)]
+    sof = result.table("summary_of_findings").set_index("outcome")
+    assert sof["imprecision_reason"].str.contains("imputed").sum() == 1
+    assert words in result.table("derived").set_index(["key", "outcome"]).loc[("reduction_pooled", outcome), "caveats"]
+    cd = result.idata.constant_data.copy()
+    cd["weight"] = cd["weight"].where(cd["row_dispersion"] != "imputed", 0.0)
+    assert outcome not in _imputed(type(result.idata)(constant_data=cd))

@@ -59,6 +59,8 @@ class Quantity:
     rests_on: tuple[tuple[str, str], ...] = ()
     #: filled by :func:`.support.support`: label and the measures behind it
     support: Mapping[str, Any] = field(default_factory=dict)
+    #: what a reader must know about the data behind it (e.g. imputed standard errors), in words
+    caveats: tuple[str, ...] = ()
 
     @property
     def label_support(self) -> str:
@@ -77,6 +79,7 @@ class Quantity:
             row["n_studies"] = self.n_studies
         row["profile"] = json.dumps(dict(self.profile), sort_keys=True) if self.profile else ""
         row.update(self.support)
+        row["caveats"] = "; ".join(self.caveats)
         return row
 
 

@@ -35,6 +35,27 @@ def _reduction(log_ratio: np.ndarray) -> np.ndarray:
     return 100 * (1 - np.exp(log_ratio))
 
 
+def _imputed(idata: az.InferenceData) -> dict[str, str]:
+    """Per outcome, a caveat naming the studies and patients (with weight 1) whose standard
+    error rests on an SD imputed from other studies' coefficient of variation."""
+    cd = idata.constant_data
+    if "row_dispersion" not in cd:
+        return {}
+    keep = cd["weight"].values > 0
+    outcomes = cd["row_outcome"].values if "row_outcome" in cd else np.full(keep.size, "")
+    sizes = cd["row_n"].values if "row_n" in cd else np.zeros(keep.size)
+    imputed = cd["row_dispersion"].values == "imputed"
+    out = {}
+    for o in pd.unique(outcomes):
+        mine = keep & (outcomes == o)
+        k, n = int((mine & imputed).sum()), int(sizes[mine & imputed].sum())
+        if k:
+            out[str(o)] = (f"the standard error of {k} of {int(mine.sum())} stud{'y' if mine.sum() == 1 else 'ies'} "
+                           f"({n} of {int(sizes[mine].sum())} patients) rests on an SD imputed from other studies' "
+                           "coefficient of variation")
+    return out
+
+
 def _informing(idata: az.InferenceData) -> dict[str, tuple[int, int]]:
     """Studies and patients with weight 1, per outcome."""
     cd = idata.constant_data
@@ -86,17 +107,19 @@ class Biomarkers(AnalysisType):
         if used.empty:
             raise spec.error("data", "no biomarker row is usable")
         frame = used.reset_index(drop=True)
-        return prepare_normal(frame, estimate="yi", std_err="sei", study="study_id",
+        inputs = prepare_normal(frame, estimate="yi", std_err="sei", study="study_id",
                               covariates=spec.get("model", "covariates") if covariates is None else covariates,
                               outcome="biomarker", label="label", priors=spec.section("priors"),
                               reference=spec.get("model", "reference") or None,
                               profiles=None if spec.get("model", "covariates") else pd.DataFrame(index=["pooled"]),
                               weights=(~frame["study_id"].isin(variant.soft_exclude)).astype(float).to_numpy(),
                               size="n")
+        inputs.row_info["row_dispersion"] = frame["dispersion"].astype(str).to_numpy()    # reported, derived, imputed
+        return inputs
 
     def quantities(self, idata: az.InferenceData) -> list[Quantity]:
         post, prior = idata.posterior, getattr(idata, "prior", None)
-        counts = _informing(idata)
+        counts, imputed = _informing(idata), _imputed(idata)
         multi = "outcome" in post.dims
         names = [str(o) for o in post["outcome"].values] if multi else list(counts)
         out = []
@@ -104,9 +127,10 @@ class Biomarkers(AnalysisType):
         def add(key, name, words, scale, var, fn, label=None, informing=None, values=None, rests_on=(), **sel):
             pr = prior[var].sel(**sel).values.reshape(-1) if prior is not None and var in prior else None
             k, n = informing or counts.get(name, (0, 0))
+            caveats = (imputed[name],) if name in imputed and key.startswith("reduction") else ()
             out.append(Quantity(key, name, label or name, words, scale, fn(post[var].sel(**sel).values.reshape(-1)),
                                 None if pr is None else fn(pr), values or {}, (), k, (var, sel), k, n,
-                                key == "tau" and k < 2, rests_on=rests_on))
+                                key == "tau" and k < 2, rests_on=rests_on, caveats=caveats))
 
         if "theta_typical" in post:
             for name in names:
@@ -164,7 +188,8 @@ class Biomarkers(AnalysisType):
             out.append((q, f"{display(q.outcome)}: pooled reduction {s['median']:.1f}% (95% CrI {s['q2.5']:.1f} to "
                            f"{s['q97.5']:.1f}%), from {k} stud{'y' if k == 1 else 'ies'} ({q.patients_informing} "
                            f"patients); in a new study the reduction could lie between {pn['q2.5']:.1f}% and "
-                           f"{pn['q97.5']:.1f}% (a negative reduction is an increase{'; ' + note if note else ''})."))
+                           f"{pn['q97.5']:.1f}% (a negative reduction is an increase{'; ' + note if note else ''})"
+                           + "".join(f"; {c}" for c in q.caveats) + "."))
         for q in (q for q in quantities if q.key == "tau"):
             s = q.summary()
             out.append((q, f"{display(q.outcome)}: between-study SD (log ratio) {s['median']:.2f} (95% CrI "
@@ -174,7 +199,7 @@ class Biomarkers(AnalysisType):
             s = q.summary()
             out.append((q, f"Correlation of the study effects on {q.label.replace('~', ' and ')}: {s['median']:.2f} "
                            f"(95% CrI {s['q2.5']:.2f} to {s['q97.5']:.2f}), {q.studies_informing} "
-                           f"stud{'y' if q.studies_informing == 1 else 'ies'} report both."))
+                           f"stud{'y reports' if q.studies_informing == 1 else 'ies report'} both."))
         return out
 
     def methods(self, idata: az.InferenceData) -> str:

@@ -10,7 +10,8 @@ that lowers the certainty of evidence, with the reason in words:
   (support ``weak`` or ``prior``); otherwise serious when tau's posterior median is 0.5 or more (a between-study
   SD of 0.5 on the logit or log-ratio scale);
 - **imprecision**: serious when the 95% credible interval contains the decision threshold
-  of ``[report] threshold``; not assessed when the spec declares none;
+  of ``[report] threshold``; not assessed when the spec declares none; the reason also names
+  the quantity's caveats (e.g. standard errors resting on imputed SDs);
 - **indirectness**: serious when the estimate is an extrapolation, rests on COVID-19
   series, or no included study is known to include an age group the question covers
   (``[report] population``, default paediatric and adult: an estimate from children alone
@@ -198,6 +199,9 @@ def summary_of_findings(rows: list[dict], studies: pd.DataFrame, threshold: floa
         judged = dict(zip(VERDICTS, (_risk_of_bias(studies, r["patients"]), _inconsistency(r.get("tau")),
                                      _imprecision(q, threshold), _indirectness(q, studies, ids, population),
                                      _publication_bias(len(ids), r.get("effects")))))
+        if q.caveats:                   # an interval whose width rests on imputed dispersion says so
+            verdict, why = judged["imprecision"]
+            judged["imprecision"] = verdict, "; ".join([why, *q.caveats])
         level = certainty(randomised, [v for v, _ in judged.values()])
         if q.label_support == "prior":
             level = "not informed by the data"
