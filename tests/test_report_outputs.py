@@ -362,3 +362,20 @@ def test_summary_of_findings_names_only_randomised_designs_randomised(design, ra
     studies = pd.DataFrame({"study_id": ["a", "b"], "design": design, "risk_of_bias": "low"})
     sof = summary_of_findings([{"outcome": "mortality", "pooled": q, "patients": {"a": 10, "b": 12}}], studies, 20)
     assert sof["design"].iloc[0] == ("randomised" if randomised else "non-randomised")
+
+
+def test_report_text_is_html_escaped(saved, monkeypatch):
+    """Statements and captions are text: a '<' or '&' in them (a study label, 'P(< 20%)')
+    is escaped in the report and the notebook view, while the tables and figures render as HTML."""
+    from hlh_meta.report.html import render
+
+    result, folder = saved
+    statements = result.analysis.statements(result.quantities)
+    monkeypatch.setattr(type(result.analysis), "statements",
+                        lambda self, qs: [(statements[0][0], "<b>risk</b> & <script>x</script>")] + statements[1:])
+    for html in (render(result, folder / "figures"), result._repr_html_()):
+        assert "&lt;b&gt;risk&lt;/b&gt; &amp; &lt;script&gt;x&lt;/script&gt;" in html and "<script>x" not in html
+        assert 'id="summary-of-findings"' in html and "data:image/png;base64," in html
+    report = render(result, folder / "figures")
+    assert "<table" in report and "&lt;table" not in report and "&lt;tr" not in report
+    assert "&lt;NA&gt;" not in report and "<td>None</td>" not in report     # a missing value is an empty cell

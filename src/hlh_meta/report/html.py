@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import jinja2
+import numpy as np
 import pandas as pd
 
 from ..inference import GATE
@@ -23,7 +24,7 @@ from ..analyses.findings import VERDICTS
 from .tables import quantities_table
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("hlh_meta.report", "templates"),
-                          autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+                          autoescape=jinja2.select_autoescape(["html", "html.j2"]), trim_blocks=True, lstrip_blocks=True)
 
 
 def _png(fig) -> str:
@@ -33,6 +34,12 @@ def _png(fig) -> str:
 
 
 def _table(frame: pd.DataFrame, digits: int = 2, index: bool = False) -> str:
+    """An HTML table; a missing value of any column (``pd.NA`` of a nullable integer, ``None``
+    of a text column) is an empty cell, as NaN is."""
+    frame = frame.copy()
+    for col in frame.columns:
+        if not pd.api.types.is_float_dtype(frame[col].dtype):
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), np.nan)
     return frame.to_html(index=index, float_format=lambda v: f"{v:.{digits}f}", na_rep="", border=0, classes="data")
 
 
