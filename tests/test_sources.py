@@ -135,6 +135,17 @@ def test_imperial_trigger_list_adds_up_to_eleven(ds):
     assert sum(counts) == s["n_patients"] == 11
 
 
+def test_imperial_other_diagnoses_composition_is_the_printed_list(ds):
+    # printed, less the 3 T-cell lymphomas: mantle cell, gastric MALT and post-transplant
+    # lymphoproliferative disorder (malignancy), 3 infections, retained products of
+    # conception (other), 1 unknown: 8 patients, the unknown one left flat
+    m = ds.mortality
+    row = m[(m["study_id"] == "alabdulla_imperial") & (m["stratum"] == "other_diagnoses")].iloc[0]
+    parts = dict(reversed(p.split(":")) for p in row["trigger_known"].split(";"))
+    assert {k: int(v) for k, v in parts.items()} == {"malignancy": 3, "infection": 3, "other": 1}
+    assert sum(int(v) for v in parts.values()) == 11 - 3 - 1
+
+
 def test_dimopoulos_2020_three_deaths_of_eight(strata, ds):
     r = strata[("dimopoulos2020", "overall", "all")]
     assert (r.deaths, r.n) == (3, 8)
