@@ -168,3 +168,19 @@ def test_an_imputed_standard_error_is_a_caveat_of_its_biomarker(ds):
     cd = result.idata.constant_data.copy()
     cd["weight"] = cd["weight"].where(cd["row_dispersion"] != "imputed", 0.0)
     assert outcome not in _imputed(type(result.idata)(constant_data=cd))
+
+
+@pytest.mark.parametrize("difference, se, folds, start, fragment", [
+    (0.4, 0.145, 4, "indistinguishable", "under 4: the sets predict about alike"),    # the bundled data's case
+    (3.9, 0.1, 40, "indistinguishable", "under 4"),
+    (6.0, 4.0, 12, "indistinguishable", "under 2 SE"),
+    (6.0, 2.0, 12, "worse than the best", "over 4 and over 2 SE)"),
+    (6.0, 2.0, 4, "worse than the best", "with 4 studies the SE is itself uncertain"),
+])
+def test_a_covariate_set_is_worse_only_on_a_difference_over_4_and_2_se(difference, se, folds, start, fragment):
+    """A tiny elpd difference with a tiny standard error from 4 studies is no evidence that a
+    set predicts worse (it was reported 'worse than the best' at 0.4 +- 0.15)."""
+    from hlh_meta.analyses.mortality import loso_verdict
+
+    verdict = loso_verdict(difference, se, folds)
+    assert verdict.startswith(start) and fragment in verdict and f"{difference:.1f}" in verdict

@@ -167,14 +167,14 @@ def test_prior_draws_follow_swapped_hyperparameters():
     swapped = hm.fit_binomial(FIVE, priors=wide, **kwargs).prior
     posterior.clear_prior_cache()
     fresh = hm.fit_binomial(FIVE, priors=wide, **kwargs).prior
-    for name in ("mu", "tau", "z"):
+    for name in ("mu", "tau", "p"):                                 # p = expit(mu + tau z): z's draws too
         np.testing.assert_array_equal(swapped[name].values, fresh[name].values)
     n = swapped.sizes["draw"]
     tau, mu = swapped["tau"].values.ravel(), swapped["mu"].values.ravel()
     # HalfNormal(2): mean 2 sqrt(2/pi) = 1.596, sd 2 sqrt(1 - 2/pi) = 1.206; Normal(1, 0.5)
     assert abs(tau.mean() - 1.596) < 4 * 1.206 / np.sqrt(n)
     assert abs(mu.mean() - 1.0) < 4 * 0.5 / np.sqrt(n) and abs(mu.std() - 0.5) < 0.1
-    assert swapped["z"].dims == ("chain", "draw", "study")
+    assert swapped["p"].dims == ("chain", "draw", "row")
 
 
 @pytest.mark.parametrize("k", [2, 4])
@@ -248,9 +248,15 @@ def test_prior_draws_go_through_the_compiled_model():
 
     from hlh_meta.models import posterior
 
+    from hlh_meta.models.binomial import prepare_binomial
+
     posterior.clear_prior_cache()
-    prior = hm.fit_binomial(FIVE, events="events", total="total", study="study", draws=100, tune=100, seed=4).prior
+    group = hm.fit_binomial(FIVE, events="events", total="total", study="study", draws=100, tune=100, seed=4).prior
     assert not posterior._PRIOR_CACHE                       # PyMC's forward sampler was not compiled
+    assert "mu" in group and not [v for v in group.data_vars if v in ("z", "z_new", "loglik") or v.endswith("__")]
+    # every variable of the model, as the fit drew them (the prior group leaves out z and z_new)
+    prior = posterior.prior_draws(prepare_binomial(FIVE, events="events", total="total", study="study"), 4)
+    np.testing.assert_array_equal(prior["mu"].values.reshape(-1), group["mu"].values.reshape(-1))
     mu, tau, z, z_new = (prior[n].values[0] for n in ("mu", "tau", "z", "z_new"))
     np.testing.assert_allclose(prior["p"].values[0], expit(mu[:, None] + tau[:, None] * z), rtol=1e-12)
     np.testing.assert_allclose(prior["p_typical"].values[0, :, 0], expit(mu), rtol=1e-12)

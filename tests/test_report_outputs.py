@@ -171,6 +171,9 @@ def test_posterior_group_holds_what_users_read(saved):
     result, _ = saved
     post = result.idata.posterior
     assert not [v for v in post.data_vars if v in ("z", "z_new") or v.endswith(("__", "_stick"))]
+    prior = result.idata.prior                   # the prior group reads as the posterior group does
+    assert not [v for v in prior.data_vars if v in ("z", "z_new", "loglik", "log_prior") or v.endswith(("__", "_stick"))]
+    assert set(prior.data_vars) == set(post.data_vars)
     assert all(c in ("chain", "draw") or any(c in post[v].dims for v in post.data_vars) for c in post.coords)
     assert list(post["row"].values) == list(result.table("data_used")["study_id"] + ": "
                                             + result.table("data_used")["stratum"])

@@ -155,6 +155,27 @@ def _draws(group, name: str, **sel) -> np.ndarray | None:
     return group[name].sel(**sel).values.reshape(-1)
 
 
+#: an elpd difference under this is small whatever its standard error: the sets predict about
+#: alike (rule of thumb of Sivula, Magnusson & Vehtari 2020, arXiv:2008.10296, as the loo
+#: package's documentation gives it)
+SMALL_ELPD_DIFFERENCE = 4.0
+#: with fewer studies than this the standard error of a difference over studies is itself unreliable
+FEW_FOLDS = 10
+
+
+def loso_verdict(difference: float, se: float, folds: int) -> str:
+    """The verdict on a covariate set whose leave-one-study-out elpd is ``difference`` below the
+    best set's (standard error ``se`` over ``folds`` studies): worse only when the difference
+    is over 4 and over two standard errors; with fewer than 10 studies the verdict says the
+    standard error is itself uncertain."""
+    caution = f"; with {folds} studies the SE is itself uncertain" if folds < FEW_FOLDS else ""
+    if difference < SMALL_ELPD_DIFFERENCE:
+        return f"indistinguishable from the best (difference {difference:.1f}, under 4: the sets predict about alike)"
+    if se == 0 or difference < 2 * se:
+        return f"indistinguishable from the best (difference {difference:.1f}, under 2 SE{caution})"
+    return f"worse than the best (difference {difference:.1f}, over 4 and over 2 SE{caution})"
+
+
 @register
 class Mortality(AnalysisType):
     kind = "mortality"
@@ -383,7 +404,7 @@ class Mortality(AnalysisType):
         the compiled model holding the union of the sets' covariates) and the left-out
         study's strata are scored by their log predictive density, the study effect drawn
         from its prior. Differences from the best set carry their standard error over
-        studies; under two standard errors the sets are called indistinguishable.
+        studies; :func:`loso_verdict` words each.
         """
         sets = [list(s) for s in spec.get("comparison", "covariate_sets")]
         if len(sets) < 2:
@@ -416,9 +437,7 @@ class Mortality(AnalysisType):
             diff = lpd[best] - v
             se = float(np.sqrt(len(diff) * np.var(diff, ddof=1))) if name != best else 0.0
             d = float(diff.sum())
-            verdict = ("best" if name == best else
-                       "indistinguishable from the best (difference under 2 SE)" if d < 2 * se or se == 0 else
-                       "worse than the best (difference over 2 SE)")
+            verdict = "best" if name == best else loso_verdict(d, se, len(studies))
             rows.append({"covariate_set": name, "elpd_loso": float(v.sum()), "elpd_difference": -d,
                          "difference_se": se, "studies": len(studies), "verdict": verdict})
         return pd.DataFrame(rows)

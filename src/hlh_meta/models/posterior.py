@@ -234,8 +234,16 @@ INTERNAL_SUFFIXES = ("__", "_stick")
 
 
 def internal(name: str) -> bool:
-    """Whether a sampled variable is the sampler's parameterisation (left out of the posterior group)."""
+    """Whether a sampled variable is the sampler's parameterisation (left out of the posterior and prior groups)."""
     return name in INTERNAL_NAMES or name.endswith(INTERNAL_SUFFIXES)
+
+
+def _readable(group: xr.Dataset) -> xr.Dataset:
+    """A posterior or prior group as a user reads it: without the sampler's parameterisation,
+    the log-likelihood and log prior (their own groups hold them) and coordinates no variable uses."""
+    kept = group.drop_vars([LOGLIK, LOG_PRIOR] + [v for v in group.data_vars if internal(str(v))], errors="ignore")
+    return kept.drop_vars([c for c in kept.coords if c not in ("chain", "draw")
+                           and not any(c in kept[v].dims for v in kept.data_vars)])
 
 
 def _relabel(group: xr.Dataset, coords: Mapping[str, list]) -> xr.Dataset:
@@ -255,9 +263,7 @@ def complete(idata: az.InferenceData, inp: "ModelInputs", settings: SamplerSetti
         groups["heldout_log_likelihood"] = xr.Dataset({inp.outcome: post[LOGLIK].isel(row=heldout).rename(inp.outcome)})
     if LOG_PRIOR in post:
         groups["log_prior"] = xr.Dataset({LOG_PRIOR: post[LOG_PRIOR]})
-    kept = post.drop_vars([LOGLIK, LOG_PRIOR] + [v for v in post.data_vars if internal(str(v))], errors="ignore")
-    groups["posterior"] = kept.drop_vars([c for c in kept.coords if c not in ("chain", "draw")
-                                          and not any(c in kept[v].dims for v in kept.data_vars)])
+    groups["posterior"] = _readable(post)
     def rowdata(values):
         out = {}
         for k, v in values.items():
@@ -270,7 +276,7 @@ def complete(idata: az.InferenceData, inp: "ModelInputs", settings: SamplerSetti
     if extras:
         seeds = [int(s) for s in np.random.default_rng(settings.seed).integers(2**30, size=2)]
         prior = prior_draws(inp, settings.seed, settings.sampler)
-        groups["prior"] = prior
+        groups["prior"] = _readable(prior)
         groups["posterior_predictive"] = xr.Dataset({inp.outcome: replicates(inp, post[inp.row_param], seeds[0])})
         groups["prior_predictive"] = xr.Dataset({inp.outcome: replicates(inp, prior[inp.row_param], seeds[1])})
     out = az.InferenceData(**groups)
