@@ -108,12 +108,12 @@ class Biomarkers(AnalysisType):
             raise spec.error("data", "no biomarker row is usable")
         frame = used.reset_index(drop=True)
         inputs = prepare_normal(frame, estimate="yi", std_err="sei", study="study_id",
-                              covariates=spec.get("model", "covariates") if covariates is None else covariates,
-                              outcome="biomarker", label="label", priors=spec.section("priors"),
-                              reference=spec.get("model", "reference") or None,
-                              profiles=None if spec.get("model", "covariates") else pd.DataFrame(index=["pooled"]),
-                              weights=(~frame["study_id"].isin(variant.soft_exclude)).astype(float).to_numpy(),
-                              size="n")
+                                covariates=spec.get("model", "covariates") if covariates is None else covariates,
+                                outcome="biomarker", label="label", priors=spec.section("priors"),
+                                reference=spec.get("model", "reference") or None,
+                                profiles=None if spec.get("model", "covariates") else pd.DataFrame(index=["pooled"]),
+                                weights=(~frame["study_id"].isin(variant.soft_exclude)).astype(float).to_numpy(),
+                                size="n")
         inputs.row_info["row_dispersion"] = frame["dispersion"].astype(str).to_numpy()    # reported, derived, imputed
         return inputs
 
