@@ -35,16 +35,22 @@ def _reduction(log_ratio: np.ndarray) -> np.ndarray:
     return 100 * (1 - np.exp(log_ratio))
 
 
-def _imputed(idata: az.InferenceData) -> dict[str, str]:
-    """Per outcome, a caveat naming the studies and patients (with weight 1) whose standard
-    error rests on an SD imputed from other studies' coefficient of variation."""
+def _rows(idata: az.InferenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of the fit: whether it has weight 1, its outcome and its patients."""
     cd = idata.constant_data
-    if "row_dispersion" not in cd:
-        return {}
     keep = cd["weight"].values > 0
     outcomes = cd["row_outcome"].values if "row_outcome" in cd else np.full(keep.size, "")
     sizes = cd["row_n"].values if "row_n" in cd else np.zeros(keep.size)
-    imputed = cd["row_dispersion"].values == "imputed"
+    return keep, outcomes, sizes
+
+
+def _imputed(idata: az.InferenceData) -> dict[str, str]:
+    """Per outcome, a caveat naming the studies and patients (with weight 1) whose standard
+    error rests on an SD imputed from other studies' coefficient of variation."""
+    if "row_dispersion" not in idata.constant_data:
+        return {}
+    keep, outcomes, sizes = _rows(idata)
+    imputed = idata.constant_data["row_dispersion"].values == "imputed"
     out = {}
     for o in pd.unique(outcomes):
         mine = keep & (outcomes == o)
@@ -58,11 +64,8 @@ def _imputed(idata: az.InferenceData) -> dict[str, str]:
 
 def _informing(idata: az.InferenceData) -> dict[str, tuple[int, int]]:
     """Studies and patients with weight 1, per outcome."""
-    cd = idata.constant_data
-    keep = cd["weight"].values > 0
-    outcomes = cd["row_outcome"].values if "row_outcome" in cd else np.full(keep.size, "")
-    studies = cd["row_study"].values
-    sizes = cd["row_n"].values if "row_n" in cd else np.zeros(keep.size)
+    keep, outcomes, sizes = _rows(idata)
+    studies = idata.constant_data["row_study"].values
     return {str(o): (len(set(studies[keep & (outcomes == o)])), int(sizes[keep & (outcomes == o)].sum()))
             for o in pd.unique(outcomes)}
 

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..data.schema import AGE_GROUPS
+
 if TYPE_CHECKING:
     from .base import Quantity
 
@@ -109,8 +111,8 @@ def _imprecision(q: Quantity, threshold: float | None) -> tuple[str, str]:
 
 
 #: the age groups a study's ``age_group`` shows it includes (``unknown`` shows none)
-AGE_COVERAGE = {"paediatric": ("paediatric",), "adult": ("adult",), "mixed": ("paediatric", "adult")}
-POPULATION = ("paediatric", "adult")
+AGE_COVERAGE = {"paediatric": ("paediatric",), "adult": ("adult",), "mixed": AGE_GROUPS}
+POPULATION = AGE_GROUPS
 _PATIENTS = {"paediatric": "children", "adult": "adults"}
 
 
