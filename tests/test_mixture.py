@@ -43,7 +43,8 @@ def _loglik(y, n, p):
 
 def test_known_mixture_matches_quadrature():
     """p of the mixed stratum is 0.5 expit(mu) + 0.5 expit(mu + beta), not expit(mu + beta / 2)."""
-    idata = hm.fit_binomial(ROWS, covariates=["b"], fractions={"g": ["b"]}, priors=FIXED, draws=2000, seed=3)
+    idata = hm.fit_binomial(ROWS, covariates=["b"], fractions={"g": ["b"]}, priors=FIXED, draws=2000, seed=3,
+                            coding="treatment")     # independent N(0, 1.5), N(0, 1) priors (test_coding: the other)
     mu = np.linspace(-5, 4, 361)[:, None]
     beta = np.linspace(-5, 6, 441)[None, :]
     lp = stats.norm.logpdf(mu, 0, 1.5) + stats.norm.logpdf(beta, 0, 1)
@@ -63,7 +64,8 @@ def test_known_mixture_matches_quadrature():
 def test_unknown_share_matches_quadrature():
     """The mixed stratum's share is unknown (flat prior): integrate over it on a 3-d grid."""
     frame = ROWS.assign(b=[0.0, 1.0, np.nan])
-    idata = hm.fit_binomial(frame, covariates=["b"], fractions={"g": ["b"]}, priors=FIXED, draws=2000, seed=4)
+    idata = hm.fit_binomial(frame, covariates=["b"], fractions={"g": ["b"]}, priors=FIXED, draws=2000, seed=4,
+                            coding="treatment")
     mu = np.linspace(-5, 4, 121)[:, None, None]
     beta = np.linspace(-5, 6, 141)[None, :, None]
     share = (np.arange(60) + 0.5)[None, None, :] / 60

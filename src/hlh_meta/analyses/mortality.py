@@ -24,6 +24,7 @@ from ..data.schema import AGE_GROUPS, TRIGGERS
 from ..effects.mortality import resolve_mortality
 from ..inference import ThinDataWarning
 from ..models.binomial import prepare_binomial
+from ..models.coding import CODINGS
 from ..models.engine import ModelInputs, fit_model
 from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
@@ -277,13 +278,16 @@ class Mortality(AnalysisType):
         likelihood = spec.get("model", "likelihood")
         if likelihood not in ("mixture", "linear"):
             raise spec.error("model.likelihood", f"must be 'mixture' or 'linear', got '{likelihood}'")
+        coding = spec.get("model", "coding")
+        if coding not in CODINGS:
+            raise spec.error("model.coding", f"must be one of {', '.join(CODINGS)}, got '{coding}'")
         profiles = _profiles(list(struct))
         composition = _composition(frame, references(spec)) if "trigger" in struct else None
         inputs = prepare_binomial(
             frame, events="deaths", total="n", study="study_id", covariates=columns, fractions=struct, label="label",
             shared={"iv_fraction": "study_id"} if "iv_fraction" in struct else None, likelihood=likelihood,
             composition=composition,
-            covariate_mask=[1.0 if c in on else 0.0 for c in columns],
+            covariate_mask=[1.0 if c in on else 0.0 for c in columns], coding=coding,
             weights=(~frame["study_id"].isin(variant.soft_exclude)).astype(float).to_numpy(),
             profiles=profiles[[c for c in profiles.columns if c in columns]], priors=spec.section("priors"))
         inputs.attrs["references"] = json.dumps({c: references(spec)[c] for c in struct})
@@ -483,7 +487,15 @@ class Mortality(AnalysisType):
                 f"so no patient is counted twice; {mix}. Shares a source does not report are unknowns with a flat "
                 "Dirichlet prior over the categories the source allows. Profiles fix one covariate and take the others "
                 "as in the included strata; the headline averages over the included strata."
-                + (f" Reference levels ({ref}) are the levels most patients of known composition have." if ref else ""))
+                + (" The levels of each covariate are exchangeable a priori: each level's effect is drawn around the "
+                   "mean of the levels (a sum-to-zero Normal prior under which a contrast of two levels has the beta "
+                   "prior, and mu's prior is that of the mean of the levels' log-odds), so no level's estimate depends "
+                   "on which level is the reference." if idata.posterior.attrs.get("coding") == "exchangeable" and ref
+                   else " Covariates are treatment-coded: the reference levels' log-odds is mu with mu's prior and "
+                        "each other level has its own beta prior, so the estimates depend on the reference."
+                   if ref else "")
+                + (f" Reference levels ({ref}) are the levels most patients of known composition have; they choose "
+                   "which odds ratios are printed." if ref else ""))
 
     def findings_rows(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> list[dict]:
         return binomial_findings(tables, quantities, "mortality", "mortality_typical", "mortality_new", POPULATION)
@@ -587,10 +599,15 @@ def _partition(analysis, ds, spec, used) -> list[Variant]:
     return out
 
 
+def _coding(analysis, ds, spec, used) -> list[Variant]:
+    other = "treatment" if spec.get("model", "coding") == "exchangeable" else "exchangeable"
+    return [Variant(f"{other} coding of covariate levels", "coding", patch={"model": {"coding": other}})]
+
+
 def _likelihood(analysis, ds, spec, used) -> list[Variant]:
     other = "linear" if spec.get("model", "likelihood") == "mixture" else "mixture"
     return [Variant(f"{other} likelihood for mixed strata", "likelihood", patch={"model": {"likelihood": other}})]
 
 
 Mortality.families = {**Mortality.families, "attribution": _attribution, "count_alternatives": _count_alternatives,
-                      "partition": _partition, "likelihood": _likelihood}
+                      "partition": _partition, "likelihood": _likelihood, "coding": _coding}

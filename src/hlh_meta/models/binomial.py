@@ -34,6 +34,7 @@ from scipy.special import gammaln
 
 from ..errors import DataError, InputError, Problem
 from ..inference import SamplerSettings
+from .coding import blocks, check_coding, level_coords, level_effects
 from .design import Design, build_design
 from .engine import ModelInputs, fixed_data, fit_model, log_prior, onehot, profile_values
 from .inputs import WHERE, numeric_column, prepare_rows, require_frame
@@ -159,7 +160,7 @@ class _Predictor:
 
 def build_binomial_model(inp: ModelInputs) -> pm.Model:
     design, d = inp.design, inp.data
-    coords = {"row": inp.row_labels, "study": inp.studies, "covariate": design.names}
+    coords = {"row": inp.row_labels, "study": inp.studies, "covariate": design.names, **level_coords(design)}
     if inp.profiles:
         coords["profile"] = inp.profiles
     for g, lat in design.latent.items():
@@ -171,14 +172,22 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
         n = fixed_data("total", d["total"], dims="row")
         w = fixed_data("weight", d["weight"], dims="row")
         log_coef = fixed_data("log_binomial_coefficient", d["log_binomial_coefficient"], dims="row")
-        mu = make_rv("mu", inp.priors["mu"])
+        exchangeable = inp.structure.coding == "exchangeable" and bool(blocks(design))
+        mask = fixed_data("beta_mask", d["beta_mask"], dims="covariate") if design.names else None
+        if exchangeable:
+            mu, beta_rv, top = level_effects(design, inp.priors, mask)
+        else:
+            mu = make_rv("mu", inp.priors["mu"])
+            top = [mu]
         tau = make_rv("tau", inp.priors["tau"])
+        top.append(tau)
         z = pm.Normal("z", 0.0, 1.0, dims="study")
-        beta, top = None, [mu, tau]
+        beta = None
         if design.names:
-            beta_rv = make_rv("beta", inp.priors["beta"], dims="covariate")
-            top.append(beta_rv)
-            beta = beta_rv * fixed_data("beta_mask", d["beta_mask"], dims="covariate")
+            if not exchangeable:
+                beta_rv = make_rv("beta", inp.priors["beta"], dims="covariate")
+                top.append(beta_rv)
+            beta = beta_rv * mask
         log_prior(top)
         numeric = _numeric_columns(design)
         X_num = fixed_data("X_numeric", d["X_numeric"]) if numeric else None
@@ -219,7 +228,7 @@ def prepare_binomial(df: pd.DataFrame, events: str = "events", total: str = "tot
                      composition: Mapping | None = None, likelihood: str = "mixture",
                      profiles: pd.DataFrame | None = None, label: str | None = None,
                      weights: str | Sequence[float] | None = None,
-                     covariate_mask: Sequence[float] | None = None) -> ModelInputs:
+                     covariate_mask: Sequence[float] | None = None, coding: str = "exchangeable") -> ModelInputs:
     """Check the data and build the inputs of the binomial model (nothing is compiled)."""
     require_frame(df, [events, total, study], ["events", "total", "study"])
     if likelihood not in LIKELIHOODS:
@@ -233,6 +242,7 @@ def prepare_binomial(df: pd.DataFrame, events: str = "events", total: str = "tot
     studies, study_idx, row_labels, w = prepare_rows(df, study, label, weights)
     design = build_design(df, covariates, reference=reference, fractions=fractions, shared=shared,
                           composition=composition, labels=row_labels)
+    coding = check_coding(coding, design, resolved)
     mask = np.ones(len(design.names)) if covariate_mask is None else np.asarray(covariate_mask, dtype=float)
     if mask.shape != (len(design.names),) or not np.isin(mask, (0.0, 1.0)).all():
         raise InputError(f"covariate_mask must hold a 0 or 1 for each of the {len(design.names)} design columns")
@@ -253,7 +263,8 @@ def prepare_binomial(df: pd.DataFrame, events: str = "events", total: str = "tot
         latent=tuple((g, tuple(int(r) for r in lat.rows), tuple(int(u) for u in lat.units),
                       lat.allowed.tobytes(), tuple(int(p) for p in lat.part_unit), tuple(float(w) for w in lat.weight))
                      for g, lat in design.latent.items()),
-        priors=families(resolved), profiles=len(profile_labels), likelihood=likelihood)
+        priors=families(resolved), profiles=len(profile_labels), likelihood=likelihood,
+        coding=coding if blocks(design) else "treatment")
     gate = ["mu"] + (["tau", "z"] if resolved["tau"]["dist"] != "Fixed" else []) + (["beta"] if design.names else [])
     row_info = {f"known_shares_{g}": (("row", f"{g}_category"),
                                       np.where(np.isnan(design.X[:, design.groups[g]]).any(axis=1, keepdims=True), np.nan, s))
@@ -298,6 +309,7 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
                  composition: Mapping | None = None, likelihood: str = "mixture",
                  profiles: pd.DataFrame | None = None, label: str | None = None,
                  weights: str | Sequence[float] | None = None, covariate_mask: Sequence[float] | None = None,
+                 coding: str = "exchangeable",
                  sampling: SamplerSettings | Mapping | None = None, **sampler_options) -> az.InferenceData:
     """Fit the hierarchical binomial model to a data frame with one row per stratum.
 
@@ -329,6 +341,12 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
     weights : 0/1 per row (or a column name); 0 drops the row from the likelihood
     covariate_mask : 0/1 per design column; 0 switches a covariate off (its beta then
         keeps its prior) so nested covariate sets reuse one compiled model
+    coding : ``"exchangeable"`` (default): the levels of a categorical covariate (a text
+        column or a group of shares) are exchangeable a priori, so no level's estimate
+        depends on the reference; ``mu`` then has the prior of the mean of the levels'
+        log-odds and each contrast ``beta`` the ``beta`` prior (which must be Normal with
+        mu = 0). ``"treatment"``: ``mu`` is the reference level's log-odds with ``mu``'s
+        prior and each contrast has its own ``beta`` prior (see :mod:`hlh_meta.models.coding`)
     sampling, sampler_options : :class:`~hlh_meta.inference.SamplerSettings` (or a mapping)
         and/or its fields as keywords: ``draws``, ``tune``, ``chains``, ``seed``,
         ``sampler``, ``target_accept``, ``progress``
@@ -340,5 +358,6 @@ def fit_binomial(df: pd.DataFrame, events: str = "events", total: str = "total",
     """
     inputs = prepare_binomial(df, events, total, study, covariates=covariates, priors=priors, reference=reference,
                               fractions=fractions, shared=shared, composition=composition, likelihood=likelihood,
-                              profiles=profiles, label=label, weights=weights, covariate_mask=covariate_mask)
+                              profiles=profiles, label=label, weights=weights, covariate_mask=covariate_mask,
+                              coding=coding)
     return fit_model(inputs, SamplerSettings.of(sampling, **sampler_options))

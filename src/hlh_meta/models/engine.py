@@ -18,6 +18,7 @@ import pymc as pm
 
 from ..inference import GateWarning, SamplerSettings, ThinDataWarning, sample_gated
 from ..inference.sampling import compile_structure
+from .coding import level_coords
 from .design import Design
 from .posterior import complete, prior_sampler
 from .structure import LOG_PRIOR, Structure
@@ -79,7 +80,8 @@ class ModelInputs:
 
     def all_coords(self) -> dict[str, list]:
         """The labels of every dimension (a compiled model carries those of its first data)."""
-        out = {"row": self.row_labels, "study": self.studies, "covariate": self.design.names, **self.coords}
+        out = {"row": self.row_labels, "study": self.studies, "covariate": self.design.names,
+               **level_coords(self.design), **self.coords}
         if self.profiles:
             out["profile"] = self.profiles
         for g in self.design.groups:

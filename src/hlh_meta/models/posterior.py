@@ -287,6 +287,7 @@ def complete(idata: az.InferenceData, inp: "ModelInputs", settings: SamplerSetti
         "covariates": json.dumps(inp.design.names),
         "references": json.dumps(inp.design.references),
         "likelihood": inp.structure.likelihood,
+        "coding": inp.structure.coding,
         "profiles": json.dumps(inp.profile_values, default=str),
         "sampler": json.dumps(settings.public()),
         **inp.attrs,

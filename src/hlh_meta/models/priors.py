@@ -127,13 +127,14 @@ def hyperparameters(name: str, spec: Mapping) -> dict:
     return {a: pm.Data(hyper_name(name, a), float(v)) for a, v in spec.items() if a != "dist"}
 
 
-def make_rv(name: str, spec: Mapping, **kwargs):
+def make_rv(name: str, spec: Mapping, param: str | None = None, **kwargs):
     """Create the PyMC random variable (or constant, for ``Fixed``) described by ``spec``.
 
-    Hyperparameters are ``pm.Data``, so a prior-sensitivity variant of the same family is a
-    data swap on the compiled model.
+    Hyperparameters are ``pm.Data`` (named after ``param``, default ``name``: the prior of
+    parameter ``param`` may serve a variable of another name), so a prior-sensitivity variant
+    of the same family is a data swap on the compiled model.
     """
-    args = hyperparameters(name, spec)
+    args = hyperparameters(param or name, spec)
     if spec["dist"] == "Fixed":
         return pm.Deterministic(name, pt.full(kwargs.get("shape", ()), args["value"]), dims=kwargs.get("dims"))
     return getattr(pm, spec["dist"])(name, **args, **kwargs)

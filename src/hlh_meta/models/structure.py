@@ -22,7 +22,8 @@ class Structure:
     ``latent``: per group, the rows whose shares are unknown, the unknown each uses and the
     parts of the unknowns' priors (allowed categories, owner, weight); ``priors``:
     (parameter, family) pairs; ``profiles``: number of prediction profiles;
-    ``likelihood``: how a stratum that mixes categories enters. These are constants of the
+    ``likelihood``: how a stratum that mixes categories enters; ``coding``: the prior coding
+    of categorical covariates (:mod:`hlh_meta.models.coding`). These are constants of the
     graph, folded in at compile time; everything else (counts, weights, covariate values
     and mask, prior hyperparameters) is data swapped into a compiled model.
     """
@@ -36,6 +37,7 @@ class Structure:
     profiles: int = 0
     outcome_index: tuple[int, ...] = ()
     likelihood: str = "linear"
+    coding: str = "treatment"
 
     @property
     def rows(self) -> int:
