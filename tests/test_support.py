@@ -102,3 +102,38 @@ def test_a_variant_built_to_move_a_quantity_is_not_robust(ds, monkeypatch, tmp_p
     row = rob.loc["mortality_typical"]
     row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
     assert not row["robust"] and row["largest_shift_sd"] >= 0.5
+
+
+def test_prior_data_conflict_is_flagged_and_said():
+    """A tight prior far from strong data: both power-scaling sensitivities reach 0.05, the
+    quantity carries the conflict caveat and its statement leads with the probability; the
+    default prior on the same data is no conflict."""
+    from hlh_meta.analyses.mortality import Mortality
+
+    rng = np.random.default_rng(5)
+    k = 10
+    n = np.full(k, 60)
+    frame = pd.DataFrame({"study": [f"s{i}" for i in range(k)], "events": rng.binomial(n, 0.1), "total": n})
+    flags = {}
+    common = {"tau": {"dist": "Fixed", "value": 0.0}}     # (with tau free the study effects absorb the conflict)
+    for name, priors in (("tight", {"mu": {"dist": "Normal", "mu": 2.0, "sigma": 0.3}, **common}), ("default", common)):
+        idata = hm.fit_binomial(frame, priors=priors, draws=600, tune=600, seed=4)
+        post, prior = idata.posterior, idata.prior
+        qs = [Quantity(key, "mortality", "pooled", key, "percent", 100 * post[var].sel(profile="pooled").values.ravel(),
+                       100 * prior[var].sel(profile="pooled").values.ravel(), {}, (10, 20, 30), k,
+                       (var, {"profile": "pooled"}), k, int(n.sum()), False)
+              for key, var in (("mortality_typical", "p_typical"), ("mortality_new", "p_new"))]
+        out = with_support(idata, qs)
+        flags[name] = out[0]
+    assert flags["tight"].conflict and not flags["default"].conflict
+    assert any(c.startswith("prior-data conflict") for c in flags["tight"].caveats)
+    assert not flags["default"].caveats
+    new = replace_label(flags["tight"])
+    (q, text), = [(q, t) for q, t in Mortality().statements([flags["tight"], new]) if q.key == "mortality_typical"]
+    assert text.startswith("Pooled: P(mortality < 20%) = ") and "so the size depends on the prior" in text
+
+
+def replace_label(q):
+    from dataclasses import replace
+
+    return replace(q, key="mortality_new")

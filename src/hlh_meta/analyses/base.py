@@ -66,6 +66,11 @@ class Quantity:
     def label_support(self) -> str:
         return self.support.get("support", "")
 
+    @property
+    def conflict(self) -> bool:
+        """Whether prior and data pull it different ways (see :mod:`.support`)."""
+        return bool(self.support.get("conflict", False))
+
     def summary(self) -> dict:
         d = np.asarray(self.draws, dtype=float)
         ok = np.isfinite(d).all() and d.size > 0
@@ -95,9 +100,10 @@ def with_support(idata: az.InferenceData, quantities: list[Quantity]) -> list[Qu
     """The quantities with their support (label and measures) filled in."""
     from dataclasses import replace
 
-    from .support import support
+    from .support import conflict_caveat, support
 
-    return [replace(q, support=s) for q, s in zip(quantities, support(idata, quantities))]
+    return [replace(q, support=s, caveats=q.caveats + ((conflict_caveat(s),) if s.get("conflict") else ()))
+            for q, s in zip(quantities, support(idata, quantities))]
 
 
 @dataclass(frozen=True)

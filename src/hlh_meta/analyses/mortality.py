@@ -457,13 +457,18 @@ class Mortality(AnalysisType):
                                f"({_fmt(s['median'])}%, 95% CrI {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%) is prior and "
                                "extrapolation, not a finding."))
                 continue
-            out.append((q, f"{_cap(q.label)}: mortality of a typical study {_fmt(s['median'])}% "
-                           f"(95% CrI {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%); {_prediction(new[q.label])}; "
-                           f"P(mortality < 20%) = {s['P(<20%)']:.2f}; {_informed(q)}{_difference_caveat(q, quantities)}."))
+            size = (f"mortality of a typical study {_fmt(s['median'])}% (95% CrI {_fmt(s['q2.5'])}–"
+                    f"{_fmt(s['q97.5'])}%); {_prediction(new[q.label])}")
+            below = f"P(mortality < 20%) = {s['P(<20%)']:.2f}"
+            body = (f"{below}; {_conflict_words(q)}: {size}" if q.conflict else f"{size}; {below}")
+            out.append((q, f"{_cap(q.label)}: {body}; {_informed(q)}{_difference_caveat(q, quantities)}."))
         for q in (q for q in quantities if q.key == "odds_ratio"):
             s = q.summary()
-            text = (f"Odds ratio of death, {q.label}: {s['median']:.2f} (95% CrI {s['q2.5']:.2f}–{s['q97.5']:.2f}); "
-                    f"P(OR < 1) = {float((q.draws < 1).mean()):.2f}")
+            size = f"{s['median']:.2f} (95% CrI {s['q2.5']:.2f}–{s['q97.5']:.2f})"
+            above = float((q.draws > 1).mean())
+            text = (f"Odds ratio of death, {q.label}: P(OR > 1) = {above:.2f}, P(OR < 1) = {1 - above:.2f}; "
+                    f"{_conflict_words(q)}: {size}" if q.conflict else
+                    f"Odds ratio of death, {q.label}: {size}; P(OR < 1) = {float((q.draws < 1).mean()):.2f}")
             out.append((q, text + ("; one of the two levels has no stratum of known composition, so this is prior "
                                    "and extrapolation." if q.extrapolation else f"; {_informed(q)}.")))
         for q in (q for q in quantities if q.key == "tau"):
@@ -567,6 +572,13 @@ def _prediction(q: Quantity) -> str:
     """A new study's range, with the reason when it is less supported than the typical study's."""
     s, note = q.summary(), rests_note(q, {"mortality_typical": "the typical study's mortality"})
     return f"a new study could see {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%" + (f" ({note})" if note else "")
+
+
+def _conflict_words(q: Quantity) -> str:
+    """For a quantity in prior-data conflict: its size is the prior's as much as the data's."""
+    sup = q.support
+    return (f"prior and data disagree on the size (prior sensitivity {sup['prior_sensitivity']:.2f}, likelihood "
+            f"sensitivity {sup['likelihood_sensitivity']:.2f}), so the size depends on the prior")
 
 
 def _informed(q: Quantity) -> str:

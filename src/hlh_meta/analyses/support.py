@@ -25,6 +25,11 @@ The label (thresholds documented in the README):
 
 A quantity built from others (a new study's prediction: the pooled estimate and tau) is
 labelled no stronger than the weakest of them.
+
+**Conflict**: when both the prior and the likelihood sensitivity reach 0.05, prior and data
+pull the quantity different ways (Kallioinen et al. 2024): the quantity is flagged
+(``conflict``), carries a caveat in words, and its statement leads with what the data fix
+(the direction: a probability) rather than its size, which the prior then sets.
 """
 
 from __future__ import annotations
@@ -89,6 +94,19 @@ def label(contraction_: float, prior_sens: float, like_sens: float, studies: int
     return "weak"
 
 
+def conflict(prior_sens: float, like_sens: float) -> bool:
+    """Prior-data conflict: both power-scaling sensitivities at or above the threshold."""
+    return bool(np.isfinite(prior_sens) and np.isfinite(like_sens) and prior_sens >= SENSITIVITY
+                and like_sens >= SENSITIVITY)
+
+
+def conflict_caveat(row: dict) -> str:
+    """The caveat of a quantity in prior-data conflict, in words."""
+    return (f"prior-data conflict: the prior and the data pull it different ways (prior sensitivity "
+            f"{row['prior_sensitivity']:.2f}, likelihood sensitivity {row['likelihood_sensitivity']:.2f}, both "
+            f"at or above {SENSITIVITY:g}), so its size depends on the prior")
+
+
 def _at(sens: dict, source) -> float:
     if source is None or source[0] not in sens:
         return float("nan")
@@ -111,7 +129,7 @@ def support(idata: az.InferenceData, quantities: list) -> list[dict]:
         out.append({"support": label(c, ps, ls, q.studies_informing, q.extrapolation), "contraction": c,
                     "prior_sensitivity": ps, "likelihood_sensitivity": ls,
                     "studies_informing": q.studies_informing, "patients_informing": q.patients_informing,
-                    "extrapolation": q.extrapolation, "limited_by": ""})
+                    "extrapolation": q.extrapolation, "limited_by": "", "conflict": conflict(ps, ls)})
     own = {(q.outcome, q.key, q.label): row["support"] for q, row in zip(quantities, out)}
     for q, row in zip(quantities, out):
         parts = [(key, lab, own[(q.outcome, key, lab)]) for key, lab in q.rests_on if (q.outcome, key, lab) in own]
