@@ -382,3 +382,20 @@ def test_report_text_is_html_escaped(saved, monkeypatch):
     report = render(result, folder / "figures")
     assert "<table" in report and "&lt;table" not in report and "&lt;tr" not in report
     assert "&lt;NA&gt;" not in report and "<td>None</td>" not in report     # a missing value is an empty cell
+
+
+def test_own_strata_describe_patients_who_exist(saved):
+    """Each level's own-strata mortality counts the strata made only of that level, and a
+    standardised profile that pairs its level with one no stratum holds is an extrapolation."""
+    result, folder = saved
+    used = result.table("data_used")
+    own = [q for q in result.quantities if q.key == "mortality_own_strata"]
+    assert own and "mortality_own_strata" in set(pd.read_csv(folder / "derived.csv")["key"])
+    for q in own:
+        level = q.label.split(" ", 1)[0]
+        rows = used[used["trigger"] == level]
+        assert q.label.endswith(f"(observed {int(rows['deaths'].sum())}/{int(rows['n'].sum())})"), q.label
+        assert q.patients_informing == int(rows["n"].sum())
+    for q in result.quantities:
+        if q.key == "mortality_typical" and any(c.startswith("standardised") for c in q.caveats):
+            assert q.extrapolation and q.label_support == "prior"

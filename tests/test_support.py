@@ -130,7 +130,7 @@ def test_prior_data_conflict_is_flagged_and_said():
     assert not flags["default"].caveats
     new = replace_label(flags["tight"])
     (q, text), = [(q, t) for q, t in Mortality().statements([flags["tight"], new]) if q.key == "mortality_typical"]
-    assert text.startswith("Pooled: P(mortality < 20%) = ") and "so the size depends on the prior" in text
+    assert text.startswith("Pooled: P(mortality < 20%) ") and "so the size depends on the prior" in text
 
 
 def replace_label(q):

@@ -27,6 +27,7 @@ from ..models.binomial import prepare_binomial
 from ..models.coding import CODINGS
 from ..models.engine import ModelInputs, fit_model
 from ..spec import Spec
+from .compositions import Compositions
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .support import rests_note
 from .families import SHARED, prior_family
@@ -305,13 +306,9 @@ class Mortality(AnalysisType):
         refs = json.loads(post.attrs.get("references", "{}"))
         columns = list(map(str, post["covariate"].values)) if "covariate" in post.dims else []
 
-        def known(col: str) -> np.ndarray:
-            """Each row's known share of a design column or of a group's rest (NaN: unknown)."""
-            for g in ("trigger", "age_group", "iv_fraction"):
-                name = f"known_shares_{g}"
-                if name in cd and col in list(map(str, cd[f"{g}_category"].values)):
-                    return cd[name].sel({f"{g}_category": col}).values
-            return np.full(keep.size, np.nan)
+        comp = Compositions(cd, refs)
+        known = comp.known
+        observed = idata.observed_data["events"].values if "observed_data" in idata.groups() else None
 
         def informing(cols: list[str]) -> tuple[int, int, bool]:
             """Studies and patients in rows of known composition holding every column; an
@@ -333,13 +330,24 @@ class Mortality(AnalysisType):
                 if grp and all(fixed[c] == 0 for c in grp):
                     cols.append(rest_of(g))                           # the profile holds the group's rest
             s, p, extra = informing(cols) if cols else (len(studies_in), int(n_rows[keep].sum()), False)
+            caveats = ()
+            if len(cols) == 1 and not extra:
+                pairs, share = comp.unobserved(cols[0])
+                if share > 0:
+                    extra = True
+                    caveats = (f"standardised to the included strata it pairs {comp.name(cols[0])} with levels no "
+                               f"stratum of known composition holds ({', '.join(pairs)}; {100 * share:.0f}% of the "
+                               "included patients), so it describes patients no study observed",)
             for key, var, words in (("mortality_typical", "p_typical", "mortality, typical study (%)"),
                                     ("mortality_new", "p_new", "mortality, new study (predictive, %)")):
                 pr = _draws(prior, var, profile=label)
                 out.append(Quantity(key, "mortality", label, words, "percent", _percent(post[var].sel(profile=label)),
                                     None if pr is None else _percent(pr), fixed, THRESHOLDS, len(studies_in),
                                     (var, {"profile": label}), s, p, extra,
-                                    rests_on=_prediction_rests_on(label) if key == "mortality_new" else ()))
+                                    rests_on=_prediction_rests_on(label) if key == "mortality_new" else (),
+                                    caveats=caveats))
+            if len(cols) == 1 and comp.pure(cols[0]).any():
+                out.append(_own_strata(post, prior, comp, cols[0], label, fixed, observed, len(studies_in)))
         for name in columns if "beta" in post else []:
             group = _group_of(name)
             ref = refs.get(group, "subcutaneous")
@@ -349,11 +357,15 @@ class Mortality(AnalysisType):
             rows_both = keep & ((np.nan_to_num(known(name), nan=0) > 0) | (np.nan_to_num(known(rest_of(group)), nan=0) > 0))
             pr = _draws(prior, "beta", covariate=name)
             what = f"{level} vs {ref}" + (" trigger" if group == "trigger" else "")
+            between = () if e1 or e0 or comp.within_study(name, rest_of(group)) else (
+                "between studies only: no study holds patients of both levels, so the contrast compares studies and "
+                "is confounded with whatever else differs between them",)
             out.append(Quantity("odds_ratio", "mortality", what, "odds ratio", "odds ratio",
                                 np.exp(post["beta"].sel(covariate=name).values.reshape(-1)),
                                 None if pr is None else np.exp(pr), {"covariate": name, "reference": ref}, (),
                                 len(studies_in), ("beta", {"covariate": name}),
-                                len(set(row_study[rows_both])), int(n_rows[rows_both].sum()), e1 or e0))
+                                len(set(row_study[rows_both])), int(n_rows[rows_both].sum()), e1 or e0,
+                                caveats=between))
         tau_prior = _draws(prior, "tau")
         out.append(Quantity("tau", "mortality", "between studies", "tau (between-study SD, logit scale)",
                             "SD (logit scale)", post["tau"].values.reshape(-1), tau_prior, {}, (), len(studies_in),
@@ -452,6 +464,17 @@ class Mortality(AnalysisType):
         out = []
         for q in (q for q in quantities if q.key == "mortality_typical"):
             s = q.summary()
+            own = next((o for o in quantities if o.key == "mortality_own_strata" and o.profile == q.profile), None)
+            see = ""
+            if own is not None:
+                o = own.summary()
+                see = (f" Among the patients of its own strata ({own.label.rsplit('(', 1)[-1].rstrip(')')}) the model "
+                       f"gives {_fmt(o['median'])}% (95% CrI {_fmt(o['q2.5'])}–{_fmt(o['q97.5'])}%).")
+            pairs = [c for c in q.caveats if c.startswith("standardised")]
+            if q.extrapolation and pairs:
+                out.append((q, f"{_cap(q.label)}: {pairs[0]}; its mortality ({_fmt(s['median'])}%, 95% CrI "
+                               f"{_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%) is an extrapolation, not a finding.{see}"))
+                continue
             if q.extrapolation:
                 out.append((q, f"{_cap(q.label)}: no stratum of known composition holds this level, so its mortality "
                                f"({_fmt(s['median'])}%, 95% CrI {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%) is prior and "
@@ -459,18 +482,26 @@ class Mortality(AnalysisType):
                 continue
             size = (f"mortality of a typical study {_fmt(s['median'])}% (95% CrI {_fmt(s['q2.5'])}–"
                     f"{_fmt(s['q97.5'])}%); {_prediction(new[q.label])}")
-            below = f"P(mortality < 20%) = {s['P(<20%)']:.2f}"
+            below = f"P(mortality < 20%) {_prob(s['P(<20%)'])}"
             body = (f"{below}; {_conflict_words(q)}: {size}" if q.conflict else f"{size}; {below}")
             out.append((q, f"{_cap(q.label)}: {body}; {_informed(q)}{_difference_caveat(q, quantities)}."))
+        for q in (q for q in quantities if q.key == "mortality_own_strata"):
+            s = q.summary()
+            size = (f"the model's mortality among these strata's patients {_fmt(s['median'])}% (95% CrI "
+                    f"{_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%)")
+            below = f"P(mortality < 20%) {_prob(s['P(<20%)'])}"
+            body = f"{below}; {_conflict_words(q)}: {size}" if q.conflict else size
+            out.append((q, f"{_cap(q.label)}: {body}; {_informed(q)}."))
         for q in (q for q in quantities if q.key == "odds_ratio"):
             s = q.summary()
             size = f"{s['median']:.2f} (95% CrI {s['q2.5']:.2f}–{s['q97.5']:.2f})"
             above = float((q.draws > 1).mean())
-            text = (f"Odds ratio of death, {q.label}: P(OR > 1) = {above:.2f}, P(OR < 1) = {1 - above:.2f}; "
+            text = (f"Odds ratio of death, {q.label}: P(OR > 1) {_prob(above)}, P(OR < 1) {_prob(1 - above)}; "
                     f"{_conflict_words(q)}: {size}" if q.conflict else
                     f"Odds ratio of death, {q.label}: {size}; P(OR < 1) = {float((q.draws < 1).mean()):.2f}")
+            said = "".join(f"; {c}" for c in q.caveats if not c.startswith("prior-data conflict"))
             out.append((q, text + ("; one of the two levels has no stratum of known composition, so this is prior "
-                                   "and extrapolation." if q.extrapolation else f"; {_informed(q)}.")))
+                                   "and extrapolation." if q.extrapolation else f"; {_informed(q)}{said}.")))
         for q in (q for q in quantities if q.key == "tau"):
             s = q.summary()
             out.append((q, f"Between-study SD (logit scale): {s['median']:.2f} (95% CrI {s['q2.5']:.2f}–"
@@ -530,6 +561,30 @@ class Mortality(AnalysisType):
                 "counts_header": "deaths/n"}
 
 
+OWN_STRATA = "their own strata"
+
+
+def _own_strata(post, prior, comp: Compositions, category: str, label: str, fixed: dict, observed,
+                n_studies: int) -> Quantity:
+    """The model's mortality among the patients of a level's own strata (every patient of
+    known composition at that level): the patient-weighted mean of those strata's fitted
+    probabilities, per draw. Patients who exist, beside the standardised profile."""
+    rows = comp.pure(category)
+    w = comp.n * rows / comp.n[rows].sum()
+
+    def mean(group):
+        if group is None or "p" not in group:
+            return None
+        return 100 * (group["p"].values.reshape(-1, rows.size) * w[None, :]).sum(axis=1)
+
+    counts = f"{int(observed[rows].sum())}/{int(comp.n[rows].sum())}" if observed is not None else ""
+    stem = label.split(" (", 1)[0]
+    return Quantity("mortality_own_strata", "mortality", f"{stem}: {OWN_STRATA}" + (f" (observed {counts})" if counts
+                                                                                 else ""),
+                    "mortality among the level's own strata (%)", "percent", mean(post), mean(prior), fixed,
+                    THRESHOLDS, n_studies, None, len(set(comp.study[rows])), int(comp.n[rows].sum()), False)
+
+
 def _fmt(x, digits: int = 1) -> str:
     return "" if pd.isna(x) else f"{x:.{digits}f}"
 
@@ -572,6 +627,11 @@ def _prediction(q: Quantity) -> str:
     """A new study's range, with the reason when it is less supported than the typical study's."""
     s, note = q.summary(), rests_note(q, {"mortality_typical": "the typical study's mortality"})
     return f"a new study could see {_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%" + (f" ({note})" if note else "")
+
+
+def _prob(p: float) -> str:
+    """A posterior probability to two decimals, without rounding a tail to a certainty."""
+    return "> 0.99" if p > 0.995 else "< 0.01" if p < 0.005 else f"= {p:.2f}"
 
 
 def _conflict_words(q: Quantity) -> str:

@@ -26,8 +26,9 @@ The label (thresholds documented in the README):
 A quantity built from others (a new study's prediction: the pooled estimate and tau) is
 labelled no stronger than the weakest of them.
 
-**Conflict**: when both the prior and the likelihood sensitivity reach 0.05, prior and data
-pull the quantity different ways (Kallioinen et al. 2024): the quantity is flagged
+**Conflict**: when both the prior and the likelihood sensitivity reach 0.05 (for a quantity
+the data inform: an extrapolation is prior in any case), prior and data pull the quantity
+different ways (Kallioinen et al. 2024): the quantity is flagged
 (``conflict``), carries a caveat in words, and its statement leads with what the data fix
 (the direction: a probability) rather than its size, which the prior then sets.
 """
@@ -117,6 +118,27 @@ def _at(sens: dict, source) -> float:
         return float("nan")
 
 
+def _psens_of(idata: az.InferenceData, draws: np.ndarray, component: str) -> float:
+    """Power-scaling sensitivity of a quantity computed from the draws (no posterior variable
+    holds it, e.g. a patient-weighted mean of rows): the same diagnostic on those draws."""
+    import xarray as xr
+
+    group = "log_prior" if component == "prior" else "log_likelihood"
+    post = idata.posterior
+    shape = (post.sizes.get("chain", 0), post.sizes.get("draw", 0))
+    if group not in idata.groups() or np.size(draws) != shape[0] * shape[1] or shape[0] == 0:
+        return float("nan")
+    one = az.InferenceData(posterior=xr.Dataset({"q": (("chain", "draw"), np.asarray(draws, float).reshape(shape))}),
+                           **{group: idata[group]})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = az.psens(one, component=component, var_names=["q"])
+            return float((out["q"] if "q" in getattr(out, "data_vars", {}) else out).values)
+    except (ValueError, KeyError, TypeError, IndexError):
+        return float("nan")
+
+
 def support(idata: az.InferenceData, quantities: list) -> list[dict]:
     """The support measures and label of each quantity (in order). A quantity built from
     others (``rests_on``) is labelled no stronger than the weakest of them, and
@@ -125,11 +147,15 @@ def support(idata: az.InferenceData, quantities: list) -> list[dict]:
     out = []
     for q in quantities:
         c = contraction(q.draws, q.prior, q.scale)
-        ps, ls = _at(prior_s, q.source), _at(like_s, q.source)
+        if q.source is None:
+            ps, ls = _psens_of(idata, q.draws, "prior"), _psens_of(idata, q.draws, "likelihood")
+        else:
+            ps, ls = _at(prior_s, q.source), _at(like_s, q.source)
         out.append({"support": label(c, ps, ls, q.studies_informing, q.extrapolation), "contraction": c,
                     "prior_sensitivity": ps, "likelihood_sensitivity": ls,
                     "studies_informing": q.studies_informing, "patients_informing": q.patients_informing,
-                    "extrapolation": q.extrapolation, "limited_by": "", "conflict": conflict(ps, ls)})
+                    "extrapolation": q.extrapolation, "limited_by": "",
+                    "conflict": conflict(ps, ls) and not q.extrapolation and bool(q.studies_informing)})
     own = {(q.outcome, q.key, q.label): row["support"] for q, row in zip(quantities, out)}
     for q, row in zip(quantities, out):
         parts = [(key, lab, own[(q.outcome, key, lab)]) for key, lab in q.rests_on if (q.outcome, key, lab) in own]
