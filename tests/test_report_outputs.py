@@ -52,7 +52,7 @@ def test_summary_of_findings_table(saved):
     assert row["outcome"] == "mortality" and row["studies"] >= 2
     assert row["patients"] == int(result.table("data_used")["n"].sum())
     assert row["threshold"] == 20 and row["imprecision"] in ("serious", "not serious")
-    assert row["publication_bias"] == "not assessable"          # fewer than 10 studies
+    assert row["publication_bias"] == "suspected"     # cohorts in the tables do not report deaths (else: < 10 studies)
     assert row["certainty"] in ("low", "very low", "not informed by the data")
     html = (folder / "report.html").read_text()
     assert 'id="summary-of-findings"' in html and "<td>mortality</td>" in html
@@ -399,3 +399,45 @@ def test_own_strata_describe_patients_who_exist(saved):
     for q in result.quantities:
         if q.key == "mortality_typical" and any(c.startswith("standardised") for c in q.caveats):
             assert q.extrapolation and q.label_support == "prior"
+
+
+def test_reporting_bias_is_suspected_when_eligible_studies_do_not_report_the_outcome():
+    from hlh_meta.analyses.findings import _publication_bias, unreported
+
+    excluded = pd.DataFrame({
+        "study_id": ["a", "b", "c"], "n": [21, None, 30], "derivation": ["not reported", "not reported", "reported count"],
+        "reason": ["deaths not reported", "deaths not reported", ""],
+        "excluded_because": ["deaths not reported", "may share patients with x", "COVID-19 setting"]})
+    studies = pd.DataFrame({"study_id": ["a", "b", "c"], "n_patients": [21, 46, 30]})
+    assert unreported(excluded, studies) == {"a": 21}          # b is out for an overlap, c for its setting
+    verdict, why = _publication_bias(4, None, {"a": 21}, 70)
+    assert verdict == "suspected" and "a (21 patients)" in why and "70 included" in why
+    assert _publication_bias(4, None, {}, 70)[0] == "not assessable"
+    assert certainty(False, ["serious", "suspected"]) == "very low" and certainty(True, ["suspected"]) == "moderate"
+
+
+def test_headline_context_names_the_missing_comparator_the_case_mix_and_follow_up():
+    from hlh_meta.analyses.mortality import headline_context
+
+    used = pd.DataFrame({"study_id": ["a", "a", "b"], "trigger": ["rheumatological", "unknown", "malignancy"],
+                         "age_group": ["paediatric", "paediatric", "adult"], "n": [13, 31, 6]})
+    studies = pd.DataFrame({"study_id": ["a", "b"], "followup": ["unknown", "28 days"]})
+    text = headline_context({"data_used": used, "studies": studies})
+    assert text.startswith("uncontrolled series without a comparator: the figure is mortality on anakinra, not an effect")
+    assert "by trigger: rheumatological 13, malignancy 6, unknown or mixed 31" in text
+    assert "by age group: paediatric 44, adult 6" in text and "a holds 88% of them" in text
+    assert text.endswith("follow-up of deaths not stated in 1 of 2 studies (b: 28 days)")
+    assert "followup" not in headline_context({"data_used": used, "studies": studies.drop(columns="followup")})
+
+
+def test_the_pooled_statement_and_summary_of_findings_carry_the_context(saved):
+    result, folder = saved
+    from hlh_meta.analyses.mortality import POPULATION
+
+    text = next(t for q, t in result.analysis.statements(result.quantities)
+                if q.key == "mortality_typical" and q.label == POPULATION)
+    assert "without a comparator: mortality on anakinra, not an effect of it" in text
+    sof = pd.read_csv(folder / "summary_of_findings.csv")
+    assert sof["context"].iloc[0].startswith("uncontrolled series without a comparator")
+    assert sof["publication_bias"].iloc[0] == "suspected"      # the bundled tables hold cohorts without deaths
+    assert "Context: uncontrolled series" in (folder / "report.html").read_text()

@@ -16,9 +16,16 @@ that lowers the certainty of evidence, with the reason in words:
   series, or no included study is known to include an age group the question covers
   (``[report] population``, default paediatric and adult: an estimate from children alone
   is indirect for adults);
-- **publication bias**: not assessable with fewer than 10 studies (an asymmetry test has
-  too little power); with 10 or more, serious when Egger's regression of the standardised
-  effect on precision gives p < 0.10.
+- **publication bias** (reporting bias): ``suspected`` when studies that would otherwise
+  enter the analysis do not report the outcome in what was read (their rows are left out
+  as not reported: the outcome may be missing because of its result), naming them and
+  their patients; otherwise not assessable with fewer than 10 studies (an asymmetry test
+  has too little power), and with 10 or more serious when Egger's regression of the
+  standardised effect on precision gives p < 0.10.
+
+Each row also carries its **context** in words where the analysis gives one (e.g. that
+uncontrolled series have no comparator, the case mix behind the pooled figure and the
+follow-up of the sources).
 
 Certainty starts at ``high`` when every study is randomised and ``low`` otherwise, and
 drops one level per serious consideration, down to ``very low``. An estimate whose support
@@ -46,6 +53,8 @@ HIGH_RISK = ("high", "critical")
 TAU_SERIOUS = 0.5
 MIN_STUDIES_FOR_ASYMMETRY = 10
 EGGER_ALPHA = 0.10
+#: judgements that lower the certainty one level
+DOWNGRADE = ("serious", "suspected")
 
 
 def fmt_value(x: float, scale: str) -> str:
@@ -150,7 +159,31 @@ def _indirectness(q: Quantity, studies: pd.DataFrame, ids: list[str], population
     return "not serious", "populations as in the included studies" + (f" ({', '.join(ages)})" if ages else "")
 
 
-def _publication_bias(k: int, effects: tuple[np.ndarray, np.ndarray] | None) -> tuple[str, str]:
+def unreported(excluded: pd.DataFrame | None, studies: pd.DataFrame) -> dict[str, int]:
+    """Studies left out only because they do not report the outcome (in what was read), with
+    their patients: rows whose derivation is ``not reported`` and whose reason for leaving
+    out is that (not an overlap, a setting or a partition)."""
+    if excluded is None or excluded.empty or not {"derivation", "reason", "excluded_because"} <= set(excluded):
+        return {}
+    rows = excluded[(excluded["derivation"].astype(str) == "not reported")
+                    & (excluded["excluded_because"].astype(str) == excluded["reason"].astype(str))]
+    size = studies.set_index("study_id")["n_patients"] if "n_patients" in studies else pd.Series(dtype=float)
+    n = pd.to_numeric(rows["n"], errors="coerce") if "n" in rows else pd.Series(np.nan, index=rows.index)
+    out = {}
+    for sid, idx in rows.groupby("study_id", sort=False).groups.items():
+        count = n[idx].sum(min_count=1)
+        count = count if pd.notna(count) else size.get(sid, np.nan)
+        out[str(sid)] = int(count) if pd.notna(count) else 0
+    return out
+
+
+def _publication_bias(k: int, effects: tuple[np.ndarray, np.ndarray] | None,
+                      missing: Mapping[str, int] | None = None, included: int = 0) -> tuple[str, str]:
+    if missing:
+        names = ", ".join(f"{s} ({n} patients)" for s, n in missing.items())
+        return "suspected", (f"{len(missing)} stud{'y' if len(missing) == 1 else 'ies'} that would otherwise enter "
+                             f"do not report the outcome in what was read: {names}; {sum(missing.values())} patients "
+                             f"beside the {included} included")
     if k >= MIN_STUDIES_FOR_ASYMMETRY and effects is None:
         return "not assessed", "no per-study effect to test for asymmetry"
     if k < MIN_STUDIES_FOR_ASYMMETRY:
@@ -173,12 +206,13 @@ def binomial_findings(tables, quantities, outcome: str, pooled: str, new: str | 
     return [{"outcome": outcome, "pooled": q,
              "new": next((x for x in quantities if x.key == new and x.label == label), None),
              "tau": next((x for x in quantities if x.key == "tau"), None),
-             "patients": per_study["n"].to_dict(), "effects": effects}]
+             "patients": per_study["n"].to_dict(), "effects": effects,
+             "unreported": unreported(tables.get("excluded"), tables.get("studies", pd.DataFrame()))}]
 
 
 def certainty(randomised: bool, judgements: list[str]) -> str:
     """GRADE certainty: start high (randomised) or low, one level down per serious concern."""
-    level = LEVELS.index("high" if randomised else "low") - sum(j == "serious" for j in judgements)
+    level = LEVELS.index("high" if randomised else "low") - sum(j in DOWNGRADE for j in judgements)
     return LEVELS[max(level, 0)]
 
 
@@ -200,7 +234,8 @@ def summary_of_findings(rows: list[dict], studies: pd.DataFrame, threshold: floa
                                              & ~lowered.str.contains(r"non[-_ ]?randomi")).all()
         judged = dict(zip(VERDICTS, (_risk_of_bias(studies, r["patients"]), _inconsistency(r.get("tau")),
                                      _imprecision(q, threshold), _indirectness(q, studies, ids, population),
-                                     _publication_bias(len(ids), r.get("effects")))))
+                                     _publication_bias(len(ids), r.get("effects"), r.get("unreported"),
+                                                       int(round(sum(r["patients"].values())))))))
         if q.caveats:                   # an interval whose width rests on imputed dispersion says so
             verdict, why = judged["imprecision"]
             judged["imprecision"] = verdict, "; ".join([why, *q.caveats])
@@ -214,6 +249,7 @@ def summary_of_findings(rows: list[dict], studies: pd.DataFrame, threshold: floa
             "prediction_interval": "" if pn is None else f"{fmt_value(pn['q2.5'], q.scale)} to "
                                                           f"{fmt_value(pn['q97.5'], q.scale)}",
             "support": q.label_support, "design": "randomised" if randomised else "non-randomised",
+            "context": r.get("context", ""),
         }
         for name, (verdict, why) in judged.items():
             row[name] = verdict

@@ -484,7 +484,9 @@ class Mortality(AnalysisType):
                     f"{_fmt(s['q97.5'])}%); {_prediction(new[q.label])}")
             below = f"P(mortality < 20%) {_prob(s['P(<20%)'])}"
             body = (f"{below}; {_conflict_words(q)}: {size}" if q.conflict else f"{size}; {below}")
-            out.append((q, f"{_cap(q.label)}: {body}; {_informed(q)}{_difference_caveat(q, quantities)}."))
+            note = " These are uncontrolled series without a comparator: mortality on anakinra, not an effect of it." \
+                if q.label == POPULATION else ""
+            out.append((q, f"{_cap(q.label)}: {body}; {_informed(q)}{_difference_caveat(q, quantities)}.{note}"))
         for q in (q for q in quantities if q.key == "mortality_own_strata"):
             s = q.summary()
             size = (f"the model's mortality among these strata's patients {_fmt(s['median'])}% (95% CrI "
@@ -534,7 +536,10 @@ class Mortality(AnalysisType):
                    "which odds ratios are printed." if ref else ""))
 
     def findings_rows(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> list[dict]:
-        return binomial_findings(tables, quantities, "mortality", "mortality_typical", "mortality_new", POPULATION)
+        rows = binomial_findings(tables, quantities, "mortality", "mortality_typical", "mortality_new", POPULATION)
+        for row in rows:
+            row["context"] = headline_context(tables)
+        return rows
 
     def forest(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> dict[str, pd.DataFrame]:
         used = tables["data_used"]
@@ -559,6 +564,34 @@ class Mortality(AnalysisType):
                 "observed_name": "observed (exact 95% CI)", "fitted_name": "model estimate (95% CrI)",
                 "title": "pooled over the included strata" if ref is not None else "", "scale": "percent",
                 "counts_header": "deaths/n"}
+
+
+def _counts(used: pd.DataFrame, column: str, levels) -> str:
+    n = used.groupby(used[column].astype(str))["n"].sum()
+    parts = [f"{lv.replace('_', ' ')} {int(n[lv])}" for lv in levels if lv in n.index]
+    rest = int(n[[v for v in n.index if v not in levels]].sum())
+    return ", ".join(parts + ([f"unknown or mixed {rest}"] if rest else []))
+
+
+def headline_context(tables: Mapping[str, pd.DataFrame]) -> str:
+    """What the pooled mortality is and is not, in words: uncontrolled series without a
+    comparator (mortality on anakinra, not an effect of it), the case mix behind it, the
+    study holding most of its patients, and the follow-up of deaths the sources state."""
+    used = tables["data_used"]
+    total = int(used["n"].sum())
+    per_study = used.groupby("study_id", sort=False)["n"].sum().sort_values(ascending=False)
+    top = (f"; {per_study.index[0]} holds {per_study.iloc[0] / total:.0%} of them" if len(per_study) > 1 else "")
+    text = (f"uncontrolled series without a comparator: the figure is mortality on anakinra, not an effect of "
+            f"anakinra; its {total} patients by trigger: {_counts(used, 'trigger', TRIGGERS)}; by age group: "
+            f"{_counts(used, 'age_group', AGE_GROUPS)}{top}")
+    studies = tables.get("studies")
+    if studies is not None and "followup" in studies:
+        ids = list(per_study.index)
+        follow = studies.set_index("study_id").reindex(ids)["followup"].astype("string").fillna("unknown")
+        stated = {s: f for s, f in follow.items() if f.strip().lower() not in ("", "unknown")}
+        text += (f"; follow-up of deaths not stated in {len(ids) - len(stated)} of {len(ids)} studies"
+                 + (f" ({'; '.join(f'{s}: {f}' for s, f in stated.items())})" if stated else ""))
+    return text
 
 
 OWN_STRATA = "their own strata"

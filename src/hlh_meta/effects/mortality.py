@@ -114,7 +114,8 @@ def resolve_mortality(ds: Dataset, *, attribution: str = "primary") -> pd.DataFr
             elif method == "from_percentage":
                 res = _from_percentage(rec, int(n_of[rec["study_id"]]))
             elif method == "not_reported":
-                res = {"usable": False, "reason": "deaths not reported", "derivation": "not reported"}
+                res = {"usable": False, "reason": "deaths not reported", "derivation": "not reported",
+                       **({"n": int(rec["n"])} if pd.notna(rec["n"]) else {})}      # its size, where printed
             else:
                 res = {"derivation": "remainder"}  # filled in below, once the other strata are known
             alt = rec["deaths_alternative"]

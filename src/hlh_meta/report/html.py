@@ -69,7 +69,7 @@ def _findings_rows(result) -> list[dict]:
         return []
     return [{"outcome": r["outcome"], "studies": r["studies"], "patients": r["patients"], "estimate": r["estimate"],
              "prediction": r["prediction_interval"], "support": r["support"], "design": r["design"],
-             "certainty": r["certainty"],
+             "certainty": r["certainty"], "context": r.get("context", "") if isinstance(r.get("context"), str) else "",
              "judgements": [(v.replace("_", " "), r[v], r[f"{v}_reason"]) for v in VERDICTS]}
             for _, r in sof.iterrows()]
 
