@@ -122,3 +122,19 @@ def test_mortality_spec_coding_key(ds, tmp_path):
     (variant,) = analysis.families["coding"](analysis, ds, spec, used)
     assert variant.patch == {"model": {"coding": "treatment"}}
     assert analysis.inputs(ds, spec.patched(variant.patch), used).structure.coding == "treatment"
+
+
+def test_composition_family_drops_what_sources_say(ds):
+    """[model] composition = "flat": every unknown trigger mix gets a flat prior over all
+    triggers (no exclusions, no known parts); the family offers it as a variant."""
+    analysis = analysis_for(load_spec("models/mortality.toml"))
+    spec = analysis.resolve(ds, load_spec("models/mortality.toml"))
+    used, _ = analysis.frame(ds, spec)
+    told = analysis.inputs(ds, spec, used).design.latent["trigger"]
+    assert not told.allowed.all()                     # the bundled sources narrow some mixes
+    (variant,) = analysis.families["composition"](analysis, ds, spec, used)
+    flat = analysis.inputs(ds, spec.patched(variant.patch), used).design.latent["trigger"]
+    assert flat.allowed.all() and (flat.weight == 1).all() and flat.n_units == told.n_units
+    bad = spec.patched({"model": {"composition": "wide"}})
+    with pytest.raises(hm.InputError, match="model.composition"):
+        analysis.inputs(ds, bad, used)

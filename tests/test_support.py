@@ -74,15 +74,70 @@ def _sens(rows):
     return pd.DataFrame([base] + [{**base, "family": "f", **r} for r in rows])
 
 
-@pytest.mark.parametrize("variant, robust", [
-    ({"variant": "small", "median": 53.0}, True),
-    ({"variant": "moves", "median": 56.0}, False),                    # 0.6 posterior SD
-    ({"variant": "flips", "median": 51.0, "P(<20%)": 0.15}, False),   # P(mortality < 20%) up by 0.13
-    ({"variant": "broken", "median": 80.0, "diagnostics_passed": False}, True)])   # not judged
-def test_robustness_rule(variant, robust):
-    rob = robustness(_sens([variant]))
-    assert bool(rob.iloc[0]["robust"]) is robust
-    assert ("NOT robust" in rob.iloc[0]["sentence"]) is (not robust)
+@pytest.mark.parametrize("variant, verdict", [
+    ({"variant": "small", "median": 53.0}, "robust"),
+    ({"variant": "moves", "median": 56.0}, "NOT robust"),                    # 0.6 posterior SD
+    ({"variant": "flips", "median": 51.0, "P(<20%)": 0.15}, "NOT robust"),   # P(mortality < 20%) up by 0.13
+    ({"variant": "widens", "median": 50.0, "q2.5": 20.0, "q97.5": 80.0}, "NOT robust"),   # interval 1.5 times as wide
+    ({"variant": "broken", "median": 80.0, "diagnostics_passed": False}, "undetermined")])   # not judged, named
+def test_robustness_rule(variant, verdict):
+    rob = robustness(_sens([variant])).iloc[0]
+    assert rob["verdict"] == verdict and bool(rob["robust"]) is (verdict == "robust")
+    assert rob["sentence"].split(": ", 1)[1].startswith(verdict)
+    if verdict == "undetermined":
+        assert rob["undetermined_by"] == "broken" and "'broken'" in rob["sentence"]
+
+
+def _odds_ratio(**row):
+    """An odds ratio as the runner summarises it: reported and on the log scale."""
+    base = {"quantity": "odds ratio", "key": "odds_ratio", "label": "m vs r", "P(<20%)": np.nan,
+            "diagnostics_passed": True, "scale": "odds ratio"}
+    return {**base, **row}
+
+
+def test_robustness_is_judged_on_the_unbounded_scale():
+    """An odds ratio 6.0 (1.4 to 27, SD 7.5 on the ratio scale) against a variant at 7.2 (1.3 to
+    40, SD 12): 0.16 SD on the ratio scale, 0.24 primary SDs on the log scale (robust either
+    way); a variant at 3.0 is 0.92 log-scale SDs away and moves it, though on the ratio scale
+    it is 0.4 SD and would not."""
+    primary = _odds_ratio(variant="primary", family="primary", median=6.0, sd=7.5, mean=8.0, **{"q2.5": 1.4,
+                          "q97.5": 27.0}, **{"P(<1)": 0.01}, unbounded_median=np.log(6.0), unbounded_sd=0.75,
+                          unbounded_width=np.log(27 / 1.4))
+    near = _odds_ratio(variant="wide prior", family="priors", median=7.2, sd=12.0, **{"q2.5": 1.3, "q97.5": 40.0},
+                       **{"P(<1)": 0.02}, unbounded_median=np.log(7.2), unbounded_sd=0.85,
+                       unbounded_width=1.2 * np.log(27 / 1.4))
+    far = _odds_ratio(variant="tight prior", family="priors", median=3.0, sd=2.0, **{"q2.5": 0.9, "q97.5": 9.0},
+                      **{"P(<1)": 0.04}, unbounded_median=np.log(3.0), unbounded_sd=0.6,
+                      unbounded_width=np.log(27 / 1.4))
+    assert robustness(pd.DataFrame([primary, near])).iloc[0]["verdict"] == "robust"
+    rob = robustness(pd.DataFrame([primary, far])).iloc[0]
+    assert rob["verdict"] == "NOT robust" and rob["judged_on"] == "log"
+    assert rob["largest_shift_sd"] == pytest.approx(np.log(2.0) / 0.75, abs=1e-3)
+
+
+def test_prior_quantities_are_not_assessable_and_studies_are_reported_apart():
+    sens = _sens([{"variant": "moves", "median": 56.0}])
+    rob = robustness(sens, {("mortality_typical", "all"): "prior"}).iloc[0]
+    assert rob["verdict"] == "not assessable" and not rob["robust"]
+    sens = _sens([{"variant": "small", "median": 52.0}, {"variant": "leave out a", "family": "leave_one_out",
+                                                           "median": 60.0}])
+    rob = robustness(sens, {("mortality_typical", "all"): "data"}).iloc[0]
+    assert rob["verdict"] == "robust" and rob["influential_studies"] == "leave out a"
+    assert "influential studies: 'leave out a' moves it 1.0 SD" in rob["sentence"]
+    # leaving studies out is what is judged when no analysis choice was varied
+    only = _sens([{"variant": "leave out a", "family": "leave_one_out", "median": 60.0}])
+    assert robustness(only).iloc[0]["verdict"] == "NOT robust"
+
+
+def test_unbounded_summary_of_percent_and_sd_draws():
+    from hlh_meta.sensitivity.robustness import unbounded_summary
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(-1.0, 0.5, 40_000)
+    pct = unbounded_summary(100 / (1 + np.exp(-x)), "percent")
+    assert pct["unbounded_median"] == pytest.approx(-1.0, abs=0.02) and pct["unbounded_sd"] == pytest.approx(0.5, abs=0.01)
+    sd = unbounded_summary(np.exp(x), "SD (logit scale)")
+    assert sd["unbounded_width"] == pytest.approx(2 * 1.96 * 0.5, abs=0.03)
 
 
 def test_a_variant_built_to_move_a_quantity_is_not_robust(ds, monkeypatch, tmp_path):

@@ -76,7 +76,8 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | None = None, *, sensitiv
             analysis.expand_variants(ds, spec)   # bad variant declarations fail before any sampling
             sens = run_sensitivity(spec, ds, progress=progress, alongside=primary, executor=executor,
                                    workers=workers, scheduler=scheduler)
-            tables = {"sensitivity": sens, "robustness": robustness(sens)}
+            support = {(q.key, q.label): q.label_support for q in done["analysed"].quantities}
+            tables = {"sensitivity": sens, "robustness": robustness(sens, support)}
         else:
             primary()
     analysed = done["analysed"]

@@ -48,6 +48,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "covariates": Key(list, [], "covariates of the model"),
         "reference": Key(dict, {}, "covariate -> reference level (default: the level with most patients)"),
         "likelihood": Key(str, "mixture", "strata that mix categories: mixture or linear"),
+        "composition": Key(str, "sources", "priors of unknown trigger mixes: sources (what a source says: excluded "
+                                           "triggers, known counts) or flat (a flat Dirichlet over every trigger)"),
         "coding": Key(str, "exchangeable", "prior coding of categorical covariates: exchangeable (no level's estimate "
                                            "depends on the reference) or treatment"),
     },

@@ -283,7 +283,10 @@ class Mortality(AnalysisType):
         if coding not in CODINGS:
             raise spec.error("model.coding", f"must be one of {', '.join(CODINGS)}, got '{coding}'")
         profiles = _profiles(list(struct))
-        composition = _composition(frame, references(spec)) if "trigger" in struct else None
+        told = spec.get("model", "composition")
+        if told not in ("sources", "flat"):
+            raise spec.error("model.composition", f"must be 'sources' or 'flat', got '{told}'")
+        composition = _composition(frame, references(spec)) if "trigger" in struct and told == "sources" else None
         inputs = prepare_binomial(
             frame, events="deaths", total="n", study="study_id", covariates=columns, fractions=struct, label="label",
             shared={"iv_fraction": "study_id"} if "iv_fraction" in struct else None, likelihood=likelihood,
@@ -709,10 +712,22 @@ def _coding(analysis, ds, spec, used) -> list[Variant]:
     return [Variant(f"{other} coding of covariate levels", "coding", patch={"model": {"coding": other}})]
 
 
+def _composition_priors(analysis, ds, spec, used) -> list[Variant]:
+    """Flat priors for every unknown trigger mix (only where a source says something of one)."""
+    if spec.get("model", "composition") == "flat" or "trigger" not in _covariates(spec):
+        return []
+    told = used[(used["trigger"] == "unknown") & (used["trigger_excluded"].notna() | used["trigger_known"].notna())]
+    if told.empty:
+        return []
+    return [Variant("flat composition priors (what the sources say of unknown trigger mixes ignored)", "composition",
+                    patch={"model": {"composition": "flat"}})]
+
+
 def _likelihood(analysis, ds, spec, used) -> list[Variant]:
     other = "linear" if spec.get("model", "likelihood") == "mixture" else "mixture"
     return [Variant(f"{other} likelihood for mixed strata", "likelihood", patch={"model": {"likelihood": other}})]
 
 
 Mortality.families = {**Mortality.families, "attribution": _attribution, "count_alternatives": _count_alternatives,
-                      "partition": _partition, "likelihood": _likelihood, "coding": _coding}
+                      "partition": _partition, "likelihood": _likelihood, "coding": _coding,
+                      "composition": _composition_priors}

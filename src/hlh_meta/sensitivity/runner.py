@@ -22,9 +22,11 @@ from ..inference import GateWarning, ThinDataWarning
 from ..models.engine import ModelInputs, fit_model
 from ..models.posterior import diagnostics_of
 from ..spec import Spec
+from .robustness import unbounded_summary
 
 COLUMNS = ["variant", "family", "quantity", "key", "label", "mean", "sd", "median", "q2.5", "q97.5", "P(<20%)",
-           "P(<1)", "n_studies", "diagnostics_passed", "diagnostics_problems", "note"]
+           "P(<1)", "scale", "unbounded_median", "unbounded_sd", "unbounded_width", "n_studies", "diagnostics_passed",
+           "diagnostics_problems", "note"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ def variant_rows(spec: Spec, v: Variant, idata) -> pd.DataFrame:
             row["note"] = "not estimable: no study of this outcome left (posterior = prior)"
         else:
             qs = np.quantile(d, [0.025, 0.5, 0.975])
-            row.update({"mean": d.mean(), "sd": d.std(ddof=1), "median": qs[1], "q2.5": qs[0], "q97.5": qs[2]})
+            row.update({"mean": d.mean(), "sd": d.std(ddof=1), "median": qs[1], "q2.5": qs[0], "q97.5": qs[2],
+                        "scale": q.scale, **unbounded_summary(d, q.scale)})
             if q.scale == "percent":
                 row["P(<20%)"] = float((d < 20).mean())
             if q.scale in ("odds ratio", "ratio of means"):
