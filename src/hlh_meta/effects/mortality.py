@@ -108,13 +108,17 @@ def resolve_mortality(ds: Dataset, *, attribution: str = "primary") -> pd.DataFr
                                          "trigger_known")}
         method = rec["count_method"]
         try:
-            if method == "reported":
+            if method in ("reported", "matched"):
+                how = ("reported count" if method == "reported" else
+                       "counted by matching the source's lists (patients by diagnosis, deaths by diagnosis)")
                 res = {"deaths": int(rec["deaths"]), "n": int(rec["n"]), "usable": True, "reason": "",
-                       "derivation": "reported count", "alternatives": []}
+                       "derivation": how, "alternatives": []}
             elif method == "from_percentage":
                 res = _from_percentage(rec, int(n_of[rec["study_id"]]))
             elif method == "not_reported":
-                res = {"usable": False, "reason": "deaths not reported", "derivation": "not reported"}
+                read = ds.studies.set_index("study_id")["read"].get(rec["study_id"]) if "read" in ds.studies else None
+                where = {"abstract": " in the abstract", "partial_full_text": " in the part of the full text read"}.get(read, "")
+                res = {"usable": False, "reason": f"deaths not reported{where}", "derivation": "not reported"}
             else:
                 res = {"derivation": "remainder"}  # filled in below, once the other strata are known
             alt = rec["deaths_alternative"]
