@@ -29,6 +29,7 @@ from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .support import rests_note
 from .families import SHARED, prior_family
+from .judgements import judged
 from .findings import binomial_findings
 from .forest_rows import count_rows, group_name, subgroup_table
 from .registry import register
@@ -209,6 +210,7 @@ class Mortality(AnalysisType):
 
     # ---- frame
     def frame(self, ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
+        ds = judged(ds, spec)
         strata = resolve_mortality(ds, attribution=spec.get("data", "attribution"))
         studies = ds.studies.set_index("study_id")
         chosen: dict[str, str] = spec.get("data", "partitions")

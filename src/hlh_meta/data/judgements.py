@@ -187,18 +187,24 @@ def with_readings(ds, chosen: dict[str, str]):
                    arms=out["arms.csv"])
 
 
-def judged_rows(ds, name: str) -> dict[int, list[str]]:
-    """Rows of table ``name`` (``mortality.csv``) -> the judgements on them, each as
-    ``id: column value (reading: alternative)``."""
-    out: dict[int, list[str]] = {}
-    judged = ds.judgements
+def judged_rows(ds, name: str) -> pd.Series:
+    """For each row of table ``name`` (``mortality.csv``): the judgements on it and on its
+    study's row of studies.csv, each as ``id: column value (reading: alternative)``, ``; ``-joined
+    (empty: none)."""
     frames = {"studies.csv": ds.studies, "mortality.csv": ds.mortality, "biomarkers.csv": ds.biomarkers,
               "arms.csv": ds.arms}
-    for _, rec in judged[judged["table"] == name.removesuffix(".csv")].iterrows():
+    table = frames[name]
+    out = pd.Series("", index=table.index, dtype=object)
+    for _, rec in ds.judgements.iterrows():
+        if rec["table"] not in (name.removesuffix(".csv"), "studies"):
+            continue
         target = _locate(frames, rec)[0]
-        if target is not None:
-            out.setdefault(target, []).append(f"{rec['judgement_id']}: {rec['column']} {rec['value']} "
-                                              f"({rec['reading']}: {rec['alternative']})")
+        if target is None:
+            continue
+        rows = [target] if rec["table"] != "studies" else list(table.index[table["study_id"] == rec["study_id"]])
+        text = f"{rec['judgement_id']}: {rec['column']} {rec['value']} ({rec['reading']}: {rec['alternative']})"
+        for r in rows:
+            out[r] = f"{out[r]}; {text}" if out[r] else text
     return out
 
 

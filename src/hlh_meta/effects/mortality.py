@@ -13,11 +13,12 @@ import math
 import pandas as pd
 
 from ..data import Dataset
+from ..data.judgements import judged_rows
 from ..errors import DataError, InputError, Problem, plain
 from . import count_pairs_from_percentage, counts_from_percentage
 
 COLUMNS = ["study_id", "partition", "stratum", "trigger", "age_group", "trigger_excluded", "trigger_known", "deaths", "n", "usable", "reason",
-           "derivation", "alternatives", "deaths_alternative", "row"]
+           "derivation", "alternatives", "deaths_alternative", "judgements", "row"]
 ATTRIBUTIONS = ("primary", "alternative")
 M = "mortality.csv"
 
@@ -163,6 +164,8 @@ def resolve_mortality(ds: Dataset, *, attribution: str = "primary") -> pd.DataFr
                         derivation=f"overall {overall['deaths']}/{n_of[rec['study_id']]} minus the other strata of '{rec['partition']}'")
     if problems:
         raise DataError(sorted(problems, key=lambda p: (p.row or 0)))
-    frame = pd.DataFrame.from_dict(out, orient="index").reindex(columns=COLUMNS)
+    frame = pd.DataFrame.from_dict(out, orient="index")
+    frame["judgements"] = judged_rows(ds, M)
+    frame = frame.reindex(columns=COLUMNS)
     frame[["deaths", "n"]] = frame[["deaths", "n"]].astype("Int64")
     return frame
