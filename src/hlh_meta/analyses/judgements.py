@@ -46,9 +46,20 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return a.shape == b.shape and a.index.equals(b.index) and a.astype(str).equals(b.astype(str))
 
 
+def _why_out(left: pd.DataFrame, changed: pd.DataFrame) -> str:
+    """Why the rows a reading changes stay out of the analysis (their excluded_because)."""
+    common = left.index.intersection(changed.index)
+    differs = [r for r in common if not _same(left.loc[[r]], changed.loc[[r]])]
+    why = left.loc[differs, "excluded_because"].astype(str).unique() if "excluded_because" in left else []
+    return "the judged rows do not enter this analysis" + (f" ({'; '.join(why)})" if len(why) else "")
+
+
 def judgements(analysis, ds: Dataset, spec: Spec, used: pd.DataFrame) -> list[Variant]:
-    """One variant per alternative reading of judgements.csv that the spec does not use."""
+    """One variant per alternative reading of judgements.csv that the spec does not use. A
+    reading that changes no row of the analysis (used or left out: a judgement in another
+    table) is not its variant; one that changes only rows left out is listed as not run."""
     chosen = spec.get("data", "judgements")
+    _, left = analysis.frame(ds, spec)
     out = []
     for jid, reading in readings(ds.judgements):
         if chosen.get(jid) == reading:
@@ -56,11 +67,12 @@ def judgements(analysis, ds: Dataset, spec: Spec, used: pd.DataFrame) -> list[Va
         patch = {"data": {"judgements": {**chosen, jid: reading}}}
         name = f"judgement {jid}: {reading}"
         try:
-            changed, _ = analysis.frame(ds, spec.patched(patch))
-        except InputError:
-            changed = None                   # planned, and reported there as not estimable
-        if changed is not None and _same(changed, used):
-            out.append(Variant(name, "judgements", skip="the judged rows do not enter this analysis"))
-        else:
+            changed, changed_left = analysis.frame(ds, spec.patched(patch))
+        except InputError:                   # planned, and reported there as not estimable
             out.append(Variant(name, "judgements", patch=patch))
+            continue
+        if not _same(changed, used):
+            out.append(Variant(name, "judgements", patch=patch))
+        elif not _same(changed_left, left):
+            out.append(Variant(name, "judgements", skip=_why_out(left, changed_left)))
     return out

@@ -114,13 +114,15 @@ def check_judgements(frames: dict[str, pd.DataFrame | None]) -> list[Problem]:
             continue
         if target is None:
             continue
-        entered, bad = parse_cell(name, rec["column"], rec["value"])
         held = frames[name].at[target, rec["column"]]
+        entered, bad = (None, None) if pd.isna(rec["value"]) else parse_cell(name, rec["column"], rec["value"])
         if bad:
             problems.append(Problem(J, int(row), "value", bad))
-        elif cell_text(entered) != cell_text(held):
+        elif pd.notna(rec["value"]) and cell_text(entered) != cell_text(held):
             problems.append(Problem(J, int(row), "value", f"says {name} row {target}, column '{rec['column']}' holds "
                                                            f"{cell_text(entered)!r}, but it holds {cell_text(held)!r}"))
+        if pd.isna(rec["alternative"]):
+            continue                                          # empty but required: reported already
         alternative, bad = parse_cell(name, rec["column"], rec["alternative"])
         if bad:
             problems.append(Problem(J, int(row), "alternative", bad))
