@@ -177,7 +177,7 @@ class Biomarkers(AnalysisType):
         return {
             "summary": self.summary(idata, quantities, var_names),
             "derived": quantity_table(quantities),
-            "studies": studies[[c for c in ("study_id", "citation", "grade", "design", "n_patients", "age_group", "route",
+            "studies": studies[[c for c in ("study_id", "citation", "grade", "read", "design", "n_patients", "age_group", "route",
                                             "risk_of_bias", "overlaps_with", "covid19") if c in studies.columns]],
             "data_used": data_used,
             "excluded": excluded.drop(columns=["usable"]),
