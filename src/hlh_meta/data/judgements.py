@@ -63,6 +63,12 @@ def row_key(frame: pd.DataFrame, row: int, name: str) -> str:
     return "/".join(str(frame.at[row, k]) for k in ROW_KEYS[name])
 
 
+def _frames(ds) -> dict[str, pd.DataFrame]:
+    """The tables a judgement may point into, by file name."""
+    return {"studies.csv": ds.studies, "mortality.csv": ds.mortality, "biomarkers.csv": ds.biomarkers,
+            "arms.csv": ds.arms}
+
+
 def _locate(frames: dict[str, pd.DataFrame | None], rec: pd.Series) -> tuple[int | None, str, str | None]:
     """The table row a judgement names, or the judgements.csv column to blame and why it names none."""
     name = _file(rec["table"])
@@ -171,8 +177,7 @@ def with_readings(ds, chosen: dict[str, str]):
     if not chosen:
         return ds
     judged = ds.judgements
-    frames = {"studies.csv": ds.studies, "mortality.csv": ds.mortality, "biomarkers.csv": ds.biomarkers,
-              "arms.csv": ds.arms}
+    frames = _frames(ds)
     cells = []
     for jid, reading in chosen.items():
         rows = judged[(judged["judgement_id"] == jid) & (judged["reading"] == reading)]
@@ -193,8 +198,7 @@ def judged_rows(ds, name: str) -> pd.Series:
     """For each row of table ``name`` (``mortality.csv``): the judgements on it and on its
     study's row of studies.csv, each as ``id: column value (reading: alternative)``, ``; ``-joined
     (empty: none)."""
-    frames = {"studies.csv": ds.studies, "mortality.csv": ds.mortality, "biomarkers.csv": ds.biomarkers,
-              "arms.csv": ds.arms}
+    frames = _frames(ds)
     table = frames[name]
     out = pd.Series("", index=table.index, dtype=object)
     for _, rec in ds.judgements.iterrows():
