@@ -51,6 +51,9 @@ def test_data_check_lists_every_judgement_and_reading():
     assert set(judged["judgement_id"]) == BUNDLED
     for jid, reading in readings(judged):
         assert jid in result.output and f"[{reading}]" in result.output
+    # the correlation is estimated where a row allows it, an assumption (a judgement) elsewhere
+    assert "rajasekaran2014 crp: r = 0.34 estimated" in result.output
+    assert "assumed (judgement" in result.output and "eloseily2020 ferritin" in result.output
 
 
 def test_every_bundled_judgement_has_a_reason_and_an_alternative():

@@ -63,3 +63,21 @@ def _readings(ds: Dataset) -> list[Problem]:
                 found += [Problem(J, first, "alternative", f"under reading '{reading}' of judgement '{jid}': {p}")
                           for p in exc.problems]
     return found
+
+
+def correlation_lines(ds: Dataset) -> list[str]:
+    """The pre/post correlation of each usable biomarker row: estimated from the row, or an
+    assumption (a judgement whose alternatives are the ends of ``[data] correlation_range``)."""
+    rows = resolve_biomarkers(ds)
+    rows = rows[rows["usable"].astype(bool)]
+    if rows.empty:
+        return []
+    label = rows["study_id"] + " " + rows["biomarker"]
+    estimated = rows["correlation_source"] == "estimated"
+    lines = ["  pre/post correlation r of the biomarker rows:"]
+    lines += [f"    {lab}: r = {r:.2f} estimated from its SDs and p-value" for lab, r
+              in zip(label[estimated], rows.loc[estimated, "correlation"])]
+    if (~estimated).any():
+        lines.append(f"    assumed (judgement: [data] correlation, its alternatives the ends of [data] correlation_range): "
+                     f"{', '.join(label[~estimated])}")
+    return lines
