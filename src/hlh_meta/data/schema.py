@@ -149,8 +149,8 @@ JUDGEMENTS_TABLE: dict[str, Col] = {
     "reading": Col("str", True, (_id_pattern,), "names an alternative reading; the cells of one reading change together"),
     "alternative": Col("str", True, (), "the cell under the alternative reading, in the table's syntax (the word "
                                         "empty: an empty cell, e.g. no information)"),
-    "reason": Col("str", False, (), "why the value is a judgement and not printed (required on the first row of a "
-                                    "judgement)"),
+    "reason": Col("str", False, (), "why the value is a judgement and not printed (given once per judgement, on "
+                                    "any of its rows)"),
 }
 
 TABLES: dict[str, dict[str, Col]] = {
