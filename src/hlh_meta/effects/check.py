@@ -78,6 +78,6 @@ def correlation_lines(ds: Dataset) -> list[str]:
     lines += [f"    {lab}: r = {r:.2f} estimated from its SDs and p-value" for lab, r
               in zip(label[estimated], rows.loc[estimated, "correlation"])]
     if (~estimated).any():
-        lines.append(f"    assumed (judgement: [data] correlation, its alternatives the ends of [data] correlation_range): "
-                     f"{', '.join(label[~estimated])}")
+        lines.append("    assumed (judgement: [data] correlation, its alternatives the ends of [data] "
+                     f"correlation_range): {', '.join(label[~estimated])}")
     return lines

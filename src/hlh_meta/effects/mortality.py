@@ -21,6 +21,8 @@ COLUMNS = ["study_id", "partition", "stratum", "trigger", "age_group", "trigger_
            "derivation", "alternatives", "deaths_alternative", "judgements", "row"]
 ATTRIBUTIONS = ("primary", "alternative")
 M = "mortality.csv"
+#: where an unreported count is missing from, by what of the source was read (studies.csv ``read``)
+_NOT_IN = {"abstract": " in the abstract", "partial_full_text": " in the part of the full text read"}
 
 
 class _RowProblem(Exception):
@@ -118,7 +120,7 @@ def resolve_mortality(ds: Dataset, *, attribution: str = "primary") -> pd.DataFr
                 res = _from_percentage(rec, int(n_of[rec["study_id"]]))
             elif method == "not_reported":
                 read = ds.studies.set_index("study_id")["read"].get(rec["study_id"]) if "read" in ds.studies else None
-                where = {"abstract": " in the abstract", "partial_full_text": " in the part of the full text read"}.get(read, "")
+                where = _NOT_IN.get(read, "")
                 res = {"usable": False, "reason": f"deaths not reported{where}", "derivation": "not reported"}
             else:
                 res = {"derivation": "remainder"}  # filled in below, once the other strata are known
