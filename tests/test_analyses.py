@@ -33,7 +33,7 @@ def test_every_mortality_row_is_used_or_explained(ds):
     # the review of case reports may repeat the cohorts' patients: the overlap rule leaves it out
     assert set(used["study_id"]) == {"rajasekaran2014", "eloseily2020", "henry2019", "alabdulla_imperial"}
     reasons = dict(zip(excluded["study_id"] + ":" + excluded["stratum"], excluded["excluded_because"]))
-    assert reasons["baverez2022:all"] == "deaths not reported"
+    assert reasons["baverez2022:all"] == "deaths not reported in the abstract"
     assert "partition 'underlying_diagnosis'" in reasons["eloseily2020:all"]
     assert reasons["ejh2023_sr:rheumatological"].startswith("may share patients with")
 

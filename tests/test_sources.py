@@ -146,6 +146,27 @@ def test_imperial_other_diagnoses_composition_is_the_printed_list(ds):
     assert sum(int(v) for v in parts.values()) == 11 - 3 - 1
 
 
+def test_imperial_trigger_partition_is_the_two_printed_lists_matched(strata):
+    # patients: T-cell lymphoma 3, mantle cell 1, gastric MALT 1, PTLD 1 (malignancy 6); infection 3
+    # (group A streptococcus, EBV, CMV); retained products of conception 1 (other); unknown 1.
+    # deaths: T-cell lymphoma 3, gastric MALT 1 (malignancy 4); CMV infection 1; unknown 1
+    got = {s: (strata[("alabdulla_imperial", "trigger", s)].deaths, strata[("alabdulla_imperial", "trigger", s)].n)
+           for s in ("malignancy", "infection", "other", "unknown")}
+    assert got == {"malignancy": (4, 6), "infection": (1, 3), "other": (0, 1), "unknown": (1, 1)}
+    assert sum(d for d, _ in got.values()) == 6 and sum(n for _, n in got.values()) == 11   # 55% of 11, five survived
+
+
+def test_citations_give_the_printed_titles_and_identifiers(ds):
+    st = ds.studies.set_index("study_id")
+    assert int(st.at["eloseily2020", "pmid"]) == 31513353
+    assert ("An Observational Study Demonstrating the Efficacy of Interleukin-1 Antagonist (Anakinra) in "
+            "Critically-ill Patients with Hemophagocytic Lymphohistiocytosis") in st.at["henry2019", "citation"]
+    assert st.at["ejh2023_sr", "citation"].startswith("Charlesworth JEG, Kavirayani A.")
+    assert "2020;2(6):e358-e367" in st.at["mehta2020", "citation"]
+    assert "2020;28(1):117-123.e1" in st.at["dimopoulos2020", "citation"]
+    assert (st["read"] == "abstract").all()
+
+
 def test_dimopoulos_2020_three_deaths_of_eight(strata, ds):
     r = strata[("dimopoulos2020", "overall", "all")]
     assert (r.deaths, r.n) == (3, 8)

@@ -69,7 +69,7 @@ def _configure() -> None:
 def data_check(directory: Annotated[Optional[Path], typer.Argument(help="Folder with studies.csv, mortality.csv, biomarkers.csv (and arms.csv), or an .xlsx workbook with those sheets (default: the bundled data).")] = None) -> None:
     """Validate extraction tables with every rule the fit applies; print every problem (exit 2) or a summary (exit 0)."""
     from .data import load_dataset, read_dataset
-    from .effects.check import check_dataset
+    from .effects.check import check_dataset, correlation_lines
     from .errors import DataError
 
     try:
@@ -79,7 +79,7 @@ def data_check(directory: Annotated[Optional[Path], typer.Argument(help="Folder 
             raise DataError(ds.relabel(problems))    # a workbook's problems name its sheets
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - routed by _fail
         _fail(exc)
-    console.print(ds.summary(), markup=False)
+    console.print("\n".join([ds.summary(), *correlation_lines(ds)]), markup=False)
     console.print("OK: the tables are valid.")
 
 

@@ -38,7 +38,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "partitions": Key(dict, {}, "study id -> partition used"),
         "exclude_studies": Key(list, [], "study ids left out"),
         "attribution": Key(str, "primary", "death attribution: primary or alternative"),
-        "correlation": Key(float, 0.5, "pre/post correlation r of the paired variance"),
+        "correlation": Key(float, 0.5, "pre/post correlation r of the paired variance, where a row does not "
+                                       "allow it to be estimated"),
+        "correlation_range": Key(list, [0.3, 0.7], "plausible range of the assumed r: its ends are the "
+                                                   "'correlation' sensitivity variants"),
+        "judgements": Key(dict, {}, "judgement id -> alternative reading used instead of the value entered "
+                                    "(judgements.csv)"),
         "missing_dispersion": Key(str, "impute_cv", "impute_cv or exclude"),
         "primary_only": Key(bool, True, "use only studies with include_primary = true"),
         "overlap": Key(str, "exclude_secondary", "studies that may share patients: exclude_secondary or include"),

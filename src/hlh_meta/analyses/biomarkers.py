@@ -17,13 +17,13 @@ from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .support import rests_note
 from .families import SHARED, prior_family
+from .judgements import correlation_ends, judged
 from .registry import register
 from .selection import excluded_studies
 
 PRIOR_SETS = [("tau", {"dist": "HalfNormal", "sigma": 0.25}), ("tau", {"dist": "HalfNormal", "sigma": 1.0}),
               ("tau", {"dist": "HalfCauchy", "beta": 0.5}), ("mu", {"dist": "Normal", "mu": 0.0, "sigma": 2.0}),
               ("mu", {"dist": "Normal", "mu": 0.0, "sigma": 0.5})]
-CORRELATIONS = (0.2, 0.8)
 NAMES = {"crp": "CRP"}
 
 
@@ -95,6 +95,7 @@ class Biomarkers(AnalysisType):
     )
 
     def frame(self, ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
+        ds = judged(ds, spec)
         rows = resolve_biomarkers(ds, r=spec.get("data", "correlation"),
                                   missing_dispersion=spec.get("data", "missing_dispersion"))
         reason = rows["reason"].where(~rows["usable"].astype(bool), "")
@@ -176,7 +177,7 @@ class Biomarkers(AnalysisType):
         return {
             "summary": self.summary(idata, quantities, var_names),
             "derived": quantity_table(quantities),
-            "studies": studies[[c for c in ("study_id", "citation", "grade", "design", "n_patients", "age_group", "route",
+            "studies": studies[[c for c in ("study_id", "citation", "grade", "read", "design", "n_patients", "age_group", "route",
                                             "risk_of_bias", "overlaps_with", "covid19") if c in studies.columns]],
             "data_used": data_used,
             "excluded": excluded.drop(columns=["usable"]),
@@ -255,7 +256,7 @@ class Biomarkers(AnalysisType):
 
 def _correlation(analysis, ds, spec, used) -> list[Variant]:
     return [Variant(f"pre/post correlation r = {r:g}", "correlation", patch={"data": {"correlation": r}})
-            for r in CORRELATIONS]
+            for r in correlation_ends(spec)]
 
 
 def _missing_dispersion(analysis, ds, spec, used) -> list[Variant]:

@@ -28,6 +28,7 @@ from ..models.engine import ModelInputs
 from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .families import SHARED, prior_family
+from .judgements import judged
 from .findings import binomial_findings
 from .forest_rows import count_rows
 from .registry import register
@@ -93,6 +94,7 @@ class Comparison(AnalysisType):
         """Arm rows entering the model (two per study), and every other arm row with why not.
         An arms table with no usable comparative study gives an empty ``used`` frame."""
         self._check_spec(spec)
+        ds = judged(ds, spec)
         arms = ds.arms.assign(row=ds.arms.index.astype(int))[COLUMNS].copy()
         reasons = pd.Series("", index=arms.index, dtype=object)
         for sid, rows in arms.groupby("study_id", sort=False):

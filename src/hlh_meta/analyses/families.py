@@ -10,6 +10,7 @@ from ..data import Dataset
 from ..models.priors import describe
 from ..spec import Spec
 from .base import Variant
+from .judgements import judgements
 
 
 def prior_family(prior_sets: list[tuple[str, dict]]):
@@ -83,4 +84,4 @@ def fixed_effect(analysis, ds: Dataset, spec: Spec, used: pd.DataFrame) -> list[
 
 SHARED = {"leave_one_out": leave_one_out, "exclude_high_risk": exclude_high_risk,
           "exclude_case_reports": exclude_case_reports, "overlap": overlap, "covid19": covid19,
-          "peer_reviewed_only": peer_reviewed_only, "fixed_effect": fixed_effect}
+          "peer_reviewed_only": peer_reviewed_only, "fixed_effect": fixed_effect, "judgements": judgements}

@@ -31,6 +31,7 @@ from .compositions import Compositions
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .support import rests_note
 from .families import SHARED, prior_family
+from .judgements import judged
 from .findings import binomial_findings
 from .forest_rows import count_rows, group_name, subgroup_table
 from .registry import register
@@ -211,6 +212,7 @@ class Mortality(AnalysisType):
 
     # ---- frame
     def frame(self, ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
+        ds = judged(ds, spec)
         strata = resolve_mortality(ds, attribution=spec.get("data", "attribution"))
         studies = ds.studies.set_index("study_id")
         chosen: dict[str, str] = spec.get("data", "partitions")
@@ -399,7 +401,7 @@ class Mortality(AnalysisType):
             fitted_percent_q97_5=100 * p.quantile(0.975, ("chain", "draw")).values,
         )
         studies = ds.studies[ds.studies["study_id"].isin(used["study_id"])]
-        keep = [c for c in ("study_id", "citation", "grade", "design", "n_patients", "age_group", "route", "n_iv",
+        keep = [c for c in ("study_id", "citation", "grade", "read", "design", "n_patients", "age_group", "route", "n_iv",
                             "trigger_mix", "risk_of_bias", "overlaps_with", "covid19") if c in studies.columns]
         tables = {
             "summary": self.summary(idata, quantities, var_names),

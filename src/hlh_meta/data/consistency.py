@@ -39,6 +39,7 @@ def _studies(studies: pd.DataFrame) -> list[Problem]:
 
 _NEEDS = {
     "reported": (("deaths", "n"), ("percent",)),
+    "matched": (("deaths", "n"), ("percent",)),
     "from_percentage": (("percent", "percent_outcome", "percent_decimals"), ("deaths",)),
     "remainder": ((), ("deaths", "n", "percent")),
     "not_reported": ((), ("deaths", "percent")),

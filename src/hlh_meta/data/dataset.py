@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..errors import DataError, Problem
 from .consistency import check_dataset
+from .judgements import check_judgements, describe
 from .tables import empty_table, read_table_cells, read_workbook, sheet_label, workbook_problem
 from .schema import OPTIONAL_TABLES, TABLES
 
@@ -23,6 +24,8 @@ class Dataset:
     ``"tables.xlsx, sheet 'mortality'"``); empty for a folder, whose files name themselves.
 
     ``arms``: the arms of comparative sources (``arms.csv``; empty when the folder has none).
+    ``judgements``: values inferred by the extractor, each with its reason and alternative
+    readings (``judgements.csv``, :mod:`hlh_meta.data.judgements`; empty when the folder has none).
     """
 
     studies: pd.DataFrame
@@ -32,6 +35,7 @@ class Dataset:
     sha256: dict[str, str] = field(default_factory=dict)
     arms: pd.DataFrame = field(default_factory=lambda: empty_table("arms.csv"))
     sources: dict[str, str] = field(default_factory=dict)
+    judgements: pd.DataFrame = field(default_factory=lambda: empty_table("judgements.csv"))
 
     def relabel(self, problems: list[Problem]) -> list[Problem]:
         """Problems found later in these tables (which name a table by its CSV file, as
@@ -56,7 +60,7 @@ class Dataset:
         arms = self.arms
         lines.append(f"  comparative sources (arms.csv): {arms['study_id'].nunique()} "
                      f"({len(arms)} arm rows)" if len(arms) else "  comparative sources (arms.csv): none")
-        return "\n".join(lines)
+        return "\n".join(lines + describe(self))
 
 
 def bundled_data_dir() -> Path:
@@ -103,6 +107,9 @@ def read_dataset(path: str | Path) -> Dataset:
     problems += [_labelled(p, labels) for p in check_dataset(frames["studies.csv"], frames["mortality.csv"],
                                                              frames["biomarkers.csv"], frames["arms.csv"])
                  if (p.file, p.row, p.column) not in unparsed]
+    if all(frame is not None for frame in frames.values()):
+        problems += [_labelled(p, labels) for p in check_judgements(frames)
+                     if (p.file, p.row, p.column) not in unparsed]
     if problems:
         raise DataError(problems)
     if path.is_dir():
@@ -111,7 +118,7 @@ def read_dataset(path: str | Path) -> Dataset:
     else:
         digests = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
     return Dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"], path, digests,
-                   frames["arms.csv"], labels)
+                   frames["arms.csv"], labels, frames["judgements.csv"])
 
 
 def _labelled(problem: Problem, labels: dict[str, str]) -> Problem:

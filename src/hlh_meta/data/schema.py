@@ -17,7 +17,7 @@ AGE_GROUP_VALUES = AGE_GROUPS + ("mixed", "unknown")
 ROUTES = ("iv", "sc", "mixed", "unknown")
 BIOMARKERS = ("crp", "ferritin", "fibrinogen")
 PARTITIONS = ("overall", "trigger", "underlying_diagnosis", "age")
-COUNT_METHODS = ("reported", "from_percentage", "remainder", "not_reported")
+COUNT_METHODS = ("reported", "matched", "from_percentage", "remainder", "not_reported")
 PERCENT_OUTCOMES = ("death", "survival")
 RISK_OF_BIAS = ("low", "moderate", "high", "critical")
 P_OPERATORS = ("=", "<", "<=")
@@ -28,6 +28,10 @@ GRADES = ("peer_reviewed_full", "peer_reviewed_abstract", "conference_abstract",
 ARMS = ("anakinra", "control")
 ARM_DESIGNS = ("randomised", "randomised_post_hoc_subgroup", "observational")
 ARM_COUNT_METHODS = ("reported", "not_reported")
+#: what of a source was read: its abstract (or summary) only, part of the full text, all of it
+READ = ("abstract", "partial_full_text", "full_text")
+#: the tables a judgement may point into (judgements.csv, column ``table``)
+JUDGED_TABLES = ("studies", "mortality", "biomarkers", "arms")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ STUDIES: dict[str, Col] = {
     "source_locator": Col("str", True, (), "where in the source the facts are"),
     "grade": Col("str", True, (_isin(GRADES),), "grade of source: what of it could be read"),
     "covid19": Col("bool", True, (), "true/false: COVID-19-triggered sHLH"),
+    "read": Col("str", False, (_isin(READ),), "what of the source was read for the extraction (empty: not recorded)"),
 }
 
 MORTALITY: dict[str, Col] = {
@@ -133,19 +138,44 @@ ARMS_TABLE: dict[str, Col] = {
     "notes": Col("str", False, (), "free text"),
 }
 
+JUDGEMENTS_TABLE: dict[str, Col] = {
+    "judgement_id": Col("str", True, (_id_pattern,), "names the judgement; rows sharing it are the cells of one judgement"),
+    "study_id": Col("str", True, (), "study of studies.csv"),
+    "table": Col("str", True, (_isin(JUDGED_TABLES),), "table holding the judged cell"),
+    "row_key": Col("str", False, (), "the row within the study: partition/stratum (mortality), biomarker "
+                                     "(biomarkers), arm (arms); empty for studies"),
+    "column": Col("str", True, (), "column of the judged cell"),
+    "value": Col("str", True, (), "the cell as entered, in the table's syntax (the word empty: an empty cell)"),
+    "reading": Col("str", True, (_id_pattern,), "names an alternative reading; the cells of one reading change together"),
+    "alternative": Col("str", True, (), "the cell under the alternative reading, in the table's syntax (the word "
+                                        "empty: an empty cell, e.g. no information)"),
+    "reason": Col("str", False, (), "why the value is a judgement and not printed (given once per judgement, on "
+                                    "any of its rows)"),
+}
+
 TABLES: dict[str, dict[str, Col]] = {
     "studies.csv": STUDIES,
     "mortality.csv": MORTALITY,
     "biomarkers.csv": BIOMARKERS_TABLE,
     "arms.csv": ARMS_TABLE,
+    "judgements.csv": JUDGEMENTS_TABLE,
 }
 
 #: tables a folder may leave out (read as empty) and that may hold a header and no rows
-OPTIONAL_TABLES: tuple[str, ...] = ("arms.csv",)
+OPTIONAL_TABLES: tuple[str, ...] = ("arms.csv", "judgements.csv")
 
 UNIQUE_KEYS: dict[str, list[str]] = {
     "studies.csv": ["study_id"],
     "mortality.csv": ["study_id", "partition", "stratum"],
     "biomarkers.csv": ["study_id", "biomarker"],
     "arms.csv": ["study_id", "arm"],
+    "judgements.csv": ["judgement_id", "reading", "table", "row_key", "column"],
+}
+
+#: the columns that key a row of a table within its study (``row_key`` of judgements.csv)
+ROW_KEYS: dict[str, tuple[str, ...]] = {
+    "studies.csv": (),
+    "mortality.csv": ("partition", "stratum"),
+    "biomarkers.csv": ("biomarker",),
+    "arms.csv": ("arm",),
 }

@@ -5,6 +5,10 @@ the paired-design standard error, with every derived input named in ``derivation
 a baseline mean from a printed percent decrease, an SD from an SEM, a baseline SD from a
 paired-t p-value, or (when a study reports no dispersion at all) an SD imputed from the
 coefficient of variation of the studies that do report one.
+
+The pre/post correlation r of the paired variance is estimated where a row allows it (both
+SDs and an exact paired-t p-value: the SD of the differences the p-value implies fixes r);
+elsewhere it is the assumed ``r`` (``correlation_source`` says which).
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import numpy as np
 import pandas as pd
 
 from ..data import Dataset
+from ..data.judgements import judged_rows
 from ..errors import DataError, InputError, Problem, plain
 from . import (baseline_from_percent_change, log_ratio_paired, sd_baseline_from_paired, sd_diff_from_paired_p,
                sd_from_sem)
 
 MISSING_DISPERSION = ("impute_cv", "exclude")
 COLUMNS = ["study_id", "biomarker", "unit", "n", "baseline_mean", "followup_mean", "baseline_sd", "followup_sd",
-           "yi", "sei", "percent_change", "usable", "reason", "dispersion", "derivation", "row"]
+           "yi", "sei", "percent_change", "correlation", "correlation_source", "usable", "reason", "dispersion",
+           "derivation", "judgements", "row"]
 B = "biomarkers.csv"
 
 
@@ -32,6 +38,17 @@ def _sd(rec: pd.Series, when: str, notes: list[str], given: list[str]) -> float:
         notes.append(f"{when} SD = SEM x sqrt(n)")
         return float(sd_from_sem(float(rec[f"{when}_sem"]), int(rec["n"])))
     return np.nan
+
+
+def estimated_correlation(m1: float, m2: float, sd1: float, sd2: float, n: int, p: float) -> float | None:
+    """The pre/post correlation that two SDs and an exact two-sided paired-t p-value imply:
+    ``r = (sd1^2 + sd2^2 - sd_d^2) / (2 sd1 sd2)`` with ``sd_d`` the SD of the differences the
+    p-value gives; None where no r in [-1, 1] fits (or nothing fixes it)."""
+    if not (0 < p < 1) or m1 == m2 or sd1 <= 0 or sd2 <= 0:
+        return None
+    sd_d = float(sd_diff_from_paired_p(m1, m2, n, p))
+    r = (sd1**2 + sd2**2 - sd_d**2) / (2 * sd1 * sd2)
+    return float(r) if -1 <= r <= 1 else None
 
 
 def _resolve_row(rec: pd.Series, r: float, problems: list[Problem]) -> dict:
@@ -79,7 +96,14 @@ def _resolve_row(rec: pd.Series, r: float, problems: list[Problem]) -> dict:
     dispersion = "reported" if not notes or all("SEM" in n for n in notes) else "derived"
     if np.isnan(sd1) or np.isnan(sd2):
         dispersion = "none"
+    row_r, source = r, "assumed"
+    if dispersion == "reported" and pd.notna(p) and rec["p_operator"] == "=":
+        fitted = estimated_correlation(m1, m2, sd1, sd2, int(rec["n"]), float(p))
+        if fitted is not None:
+            row_r, source = fitted, "estimated"
+            notes.append(f"r = {fitted:.2f} estimated from the two SDs and the paired-t p = {float(p):g}")
     return out | {"baseline_mean": m1, "followup_mean": m2, "baseline_sd": sd1, "followup_sd": sd2,
+                  "correlation": row_r, "correlation_source": source,
                   "yi": float(np.log(m2 / m1)), "percent_change": 100 * (m2 / m1 - 1),
                   "usable": True, "reason": "", "dispersion": dispersion, "derivation": "; ".join(notes),
                   "_given": given}
@@ -121,6 +145,7 @@ def resolve_biomarkers(ds: Dataset, *, r: float = 0.5, missing_dispersion: str =
                         index=ds.biomarkers.index)
     given = rows["_given"] if "_given" in rows else pd.Series([[]] * len(rows), index=rows.index, dtype=object)
     failed = rows["_failed"].fillna(False).astype(bool) if "_failed" in rows else pd.Series(False, index=rows.index)
+    rows["judgements"] = judged_rows(ds, B)
     rows = rows.reindex(columns=COLUMNS)
     has = rows["usable"].astype(bool) & (rows["dispersion"] != "none")
     cv = pd.concat([rows.loc[has, "baseline_sd"] / rows.loc[has, "baseline_mean"],
@@ -145,8 +170,9 @@ def resolve_biomarkers(ds: Dataset, *, r: float = 0.5, missing_dispersion: str =
         rows.at[i, "derivation"] = "; ".join(filter(None, [rows.at[i, "derivation"], imputed]))
     ok = rows["usable"].astype(bool)
     for i in rows.index[ok]:
+        row_r = float(rows.at[i, "correlation"])
         eff = log_ratio_paired(rows.at[i, "baseline_mean"], rows.at[i, "baseline_sd"], rows.at[i, "followup_mean"],
-                               rows.at[i, "followup_sd"], int(rows.at[i, "n"]), r=r)
+                               rows.at[i, "followup_sd"], int(rows.at[i, "n"]), r=row_r)
         rows.at[i, "sei"] = float(eff.sei)
         if not np.isfinite(rows.at[i, "sei"]) or rows.at[i, "sei"] <= 0:
             problems.append(_zero_se(rows.loc[i], given[i], r))

@@ -7,8 +7,8 @@ of ``n`` must give, a remainder that fits the overall count, an alternative deat
 with a count to replace, a standard error above 0, a p-value some SD fits. The fit raises
 these one resolution at a time; :func:`check_dataset` collects them for every choice a
 spec or a sensitivity variant can make (both death attributions, both ways of handling a
-missing dispersion, the pre/post correlations), so ``hlh-meta data check`` reports them
-all, each with file, row and column.
+missing dispersion, the pre/post correlations) and for every alternative reading of
+``judgements.csv``, so ``hlh-meta data check`` reports them all, each with file, row and column.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..data import Dataset
+from ..data.judgements import J, readings, with_readings
 from ..errors import DataError, Problem
 from .biomarkers import MISSING_DISPERSION, resolve_biomarkers
 from .mortality import ATTRIBUTIONS, resolve_mortality
 
-#: pre/post correlations checked by default: the primary analyses' 0.5 and the sensitivity's 0.2 and 0.8
-CORRELATIONS = (0.5, 0.2, 0.8)
+#: pre/post correlations checked by default: the primary analyses' 0.5 and the ends of the
+#: sensitivity's default range (``[data] correlation_range``)
+CORRELATIONS = (0.5, 0.3, 0.7)
 
 
 def check_dataset(ds: Dataset, *, correlations: Sequence[float] = CORRELATIONS) -> list[Problem]:
@@ -40,5 +42,42 @@ def check_dataset(ds: Dataset, *, correlations: Sequence[float] = CORRELATIONS) 
         except DataError as exc:
             found += [p for p in exc.problems if (p.file, p.row, p.column) not in seen]
             seen |= {(p.file, p.row, p.column) for p in exc.problems}
-    order = {"studies.csv": 0, "mortality.csv": 1, "biomarkers.csv": 2}
-    return sorted(found, key=lambda p: (order.get(p.file, 3), p.row or 0))
+    order = {"studies.csv": 0, "mortality.csv": 1, "biomarkers.csv": 2, "arms.csv": 3, J: 4}
+    if not found:
+        found = _readings(ds)
+    return sorted(found, key=lambda p: (order.get(p.file, 5), p.row or 0))
+
+
+def _readings(ds: Dataset) -> list[Problem]:
+    """Problems of resolving the tables under each alternative reading of judgements.csv,
+    each named by the reading's first row in judgements.csv."""
+    found = []
+    judged = ds.judgements
+    for jid, reading in readings(judged):
+        first = int(judged.index[(judged["judgement_id"] == jid) & (judged["reading"] == reading)][0])
+        alt = with_readings(ds, {jid: reading})
+        for run in (lambda: resolve_mortality(alt), lambda: resolve_biomarkers(alt)):
+            try:
+                run()
+            except DataError as exc:
+                found += [Problem(J, first, "alternative", f"under reading '{reading}' of judgement '{jid}': {p}")
+                          for p in exc.problems]
+    return found
+
+
+def correlation_lines(ds: Dataset) -> list[str]:
+    """The pre/post correlation of each usable biomarker row: estimated from the row, or an
+    assumption (a judgement whose alternatives are the ends of ``[data] correlation_range``)."""
+    rows = resolve_biomarkers(ds)
+    rows = rows[rows["usable"].astype(bool)]
+    if rows.empty:
+        return []
+    label = rows["study_id"] + " " + rows["biomarker"]
+    estimated = rows["correlation_source"] == "estimated"
+    lines = ["  pre/post correlation r of the biomarker rows:"]
+    lines += [f"    {lab}: r = {r:.2f} estimated from its SDs and p-value" for lab, r
+              in zip(label[estimated], rows.loc[estimated, "correlation"])]
+    if (~estimated).any():
+        lines.append("    assumed (judgement: [data] correlation, its alternatives the ends of [data] "
+                     f"correlation_range): {', '.join(label[~estimated])}")
+    return lines

@@ -13,13 +13,16 @@ import math
 import pandas as pd
 
 from ..data import Dataset
+from ..data.judgements import judged_rows
 from ..errors import DataError, InputError, Problem, plain
 from . import count_pairs_from_percentage, counts_from_percentage
 
 COLUMNS = ["study_id", "partition", "stratum", "trigger", "age_group", "trigger_excluded", "trigger_known", "deaths", "n", "usable", "reason",
-           "derivation", "alternatives", "deaths_alternative", "row"]
+           "derivation", "alternatives", "deaths_alternative", "judgements", "row"]
 ATTRIBUTIONS = ("primary", "alternative")
 M = "mortality.csv"
+#: where an unreported count is missing from, by what of the source was read (studies.csv ``read``)
+_NOT_IN = {"abstract": " in the abstract", "partial_full_text": " in the part of the full text read"}
 
 
 class _RowProblem(Exception):
@@ -108,13 +111,17 @@ def resolve_mortality(ds: Dataset, *, attribution: str = "primary") -> pd.DataFr
                                          "trigger_known")}
         method = rec["count_method"]
         try:
-            if method == "reported":
+            if method in ("reported", "matched"):
+                how = ("reported count" if method == "reported" else
+                       "counted by matching the source's lists (patients by diagnosis, deaths by diagnosis)")
                 res = {"deaths": int(rec["deaths"]), "n": int(rec["n"]), "usable": True, "reason": "",
-                       "derivation": "reported count", "alternatives": []}
+                       "derivation": how, "alternatives": []}
             elif method == "from_percentage":
                 res = _from_percentage(rec, int(n_of[rec["study_id"]]))
             elif method == "not_reported":
-                res = {"usable": False, "reason": "deaths not reported", "derivation": "not reported",
+                read = ds.studies.set_index("study_id")["read"].get(rec["study_id"]) if "read" in ds.studies else None
+                where = _NOT_IN.get(read, "")
+                res = {"usable": False, "reason": f"deaths not reported{where}", "derivation": "not reported",
                        **({"n": int(rec["n"])} if pd.notna(rec["n"]) else {})}      # its size, where printed
             else:
                 res = {"derivation": "remainder"}  # filled in below, once the other strata are known
@@ -160,6 +167,8 @@ def resolve_mortality(ds: Dataset, *, attribution: str = "primary") -> pd.DataFr
                         derivation=f"overall {overall['deaths']}/{n_of[rec['study_id']]} minus the other strata of '{rec['partition']}'")
     if problems:
         raise DataError(sorted(problems, key=lambda p: (p.row or 0)))
-    frame = pd.DataFrame.from_dict(out, orient="index").reindex(columns=COLUMNS)
+    frame = pd.DataFrame.from_dict(out, orient="index")
+    frame["judgements"] = judged_rows(ds, M)
+    frame = frame.reindex(columns=COLUMNS)
     frame[["deaths", "n"]] = frame[["deaths", "n"]].astype("Int64")
     return frame
