@@ -149,7 +149,7 @@ def test_rows_after_a_multi_line_cell_also_name_their_file_line(data_copy):
     edit(data_copy / "studies.csv", "eloseily2020,", "eloseily2020,,")
     problems = _problems(data_copy)
     count = next(p for p in problems if p.row == 3)
-    assert "has 23 fields" in count.message and "(line 4 of the file)" in count.message
+    assert "has 24 fields, the header has 23" in count.message and "(line 4 of the file)" in count.message
 
 
 def test_csv_reader_errors_are_problems_not_crashes(data_copy):

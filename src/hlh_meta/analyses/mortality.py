@@ -401,7 +401,7 @@ class Mortality(AnalysisType):
             fitted_percent_q97_5=100 * p.quantile(0.975, ("chain", "draw")).values,
         )
         studies = ds.studies[ds.studies["study_id"].isin(used["study_id"])]
-        keep = [c for c in ("study_id", "citation", "grade", "read", "design", "n_patients", "age_group", "route", "n_iv",
+        keep = [c for c in ("study_id", "citation", "grade", "read", "followup", "design", "n_patients", "age_group", "route", "n_iv",
                             "trigger_mix", "risk_of_bias", "overlaps_with", "covid19") if c in studies.columns]
         tables = {
             "summary": self.summary(idata, quantities, var_names),

@@ -83,6 +83,8 @@ STUDIES: dict[str, Col] = {
     "grade": Col("str", True, (_isin(GRADES),), "grade of source: what of it could be read"),
     "covid19": Col("bool", True, (), "true/false: COVID-19-triggered sHLH"),
     "read": Col("str", False, (_isin(READ),), "what of the source was read for the extraction (empty: not recorded)"),
+    "followup": Col("str", False, (), "the time within which deaths are counted, as the source states it (e.g. "
+                                      "'28 days', 'hospital stay'); 'unknown' when what was read states none"),
 }
 
 MORTALITY: dict[str, Col] = {
