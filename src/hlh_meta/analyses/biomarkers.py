@@ -257,7 +257,7 @@ class Biomarkers(AnalysisType):
                 text = (f"{name}: pooled {said}, from {k} studies ({q.patients_informing} patients); in a new study "
                         f"{then}{' (a negative reduction is an increase)' if improvement(q.outcome) == 'fall' else ''}"
                         + (f" ({note})" if note else ""))
-            out.append((q, text + "".join(f"; {c}" for c in q.caveats) + f". {meaning(q.outcome, name)}."))
+            out.append((q, text + "".join(f"; {c}" for c in q.caveats) + f". {meaning(q.outcome, NAMES.get(q.outcome, q.outcome))}."))
         for q in (q for q in quantities if q.key == "tau"):
             s = q.summary()
             out.append((q, f"{display(q.outcome)}: between-study SD (log ratio) {s['median']:.2f} (95% CrI "
