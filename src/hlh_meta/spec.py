@@ -39,8 +39,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "exclude_studies": Key(list, [], "study ids left out"),
         "attribution": Key(str, "primary", "death attribution: primary or alternative"),
         "correlation": Key(float, 0.5, "pre/post correlation r of the paired variance"),
-        "within_study_correlation": Key(float, 0.0, "biomarkers: correlation of the estimates of two biomarkers of one "
-                                                    "study, in the likelihood (block-diagonal within-study covariance)"),
+        "within_study_correlation": Key(float, 0.0, "biomarkers: correlation of the estimates of two biomarkers "
+                                                    "of one study, in the likelihood (block-diagonal covariance)"),
         "missing_dispersion": Key(str, "impute_cv", "impute_cv or exclude"),
         "primary_only": Key(bool, True, "use only studies with include_primary = true"),
         "overlap": Key(str, "exclude_secondary", "studies that may share patients: exclude_secondary or include"),

@@ -125,8 +125,8 @@ class Biomarkers(AnalysisType):
         FigureSpec("reductions", "densities", "Posterior distribution of the percent reduction of each biomarker: "
                    "pooled where two or more studies report it, that study's own where one does (a negative reduction "
                    "is an increase; a fall of fibrinogen is not a benefit).",
-                   select=("reduction_pooled",), title="Pooled percent reduction per biomarker",
-                   xlabel="pooled percent reduction (%)"),
+                   select=("reduction_pooled",), title="Percent reduction per biomarker",
+                   xlabel="percent reduction (%)"),
         FigureSpec("shrinkage", "shrinkage", "Each row's estimate as the between-study SD (tau) varies, and tau's "
                    "prior and posterior beneath: where the lines fan out the estimates depend on tau, and where the "
                    "posterior sits on its prior the data do not decide it.", select=("theta",)),
@@ -257,7 +257,8 @@ class Biomarkers(AnalysisType):
                 text = (f"{name}: pooled {said}, from {k} studies ({q.patients_informing} patients); in a new study "
                         f"{then}{' (a negative reduction is an increase)' if improvement(q.outcome) == 'fall' else ''}"
                         + (f" ({note})" if note else ""))
-            out.append((q, text + "".join(f"; {c}" for c in q.caveats) + f". {meaning(q.outcome, NAMES.get(q.outcome, q.outcome))}."))
+            sense = meaning(q.outcome, NAMES.get(q.outcome, q.outcome))
+            out.append((q, text + "".join(f"; {c}" for c in q.caveats) + f". {sense}."))
         for q in (q for q in quantities if q.key == "tau"):
             s = q.summary()
             out.append((q, f"{display(q.outcome)}: between-study SD (log ratio) {s['median']:.2f} (95% CrI "
@@ -278,7 +279,8 @@ class Biomarkers(AnalysisType):
                     f"({attrs.get('between_outcomes_reason', '')})")
         elif "outcome" in idata.posterior.dims:
             why = attrs.get("between_outcomes_reason", "")
-            corr = f"; each biomarker has its own model (study effects independent across biomarkers{': ' + why if why else ''})"
+            corr = ("; each biomarker has its own model (study effects independent across biomarkers"
+                    f"{': ' + why if why else ''})")
         else:
             corr = ""
         rho = float(attrs.get("within_correlation", 0) or 0)
