@@ -240,3 +240,21 @@ def test_an_impossible_within_study_correlation_is_refused():
     for rho, fragment in ((1.0, "in \\(-1, 1\\)"), (-0.6, "impossible for a study with 3 outcomes")):
         with pytest.raises(InputError, match=fragment):
             prepare_normal(SPARSE, "yi", "sei", "study", outcome="marker", within_correlation=rho)
+
+
+def test_independent_outcomes_are_each_the_normal_normal_model_of_their_own_rows():
+    """One study reports both outcomes, so the auto rule models them independently: each
+    outcome's mu and tau agree with the exact (quadrature) posterior of its own rows alone."""
+    frame = pd.DataFrame({"study": ["a", "a", "b", "c", "d"], "marker": ["crp", "fer", "fer", "fer", "crp"],
+                          "yi": [-1.0, -0.7, -0.2, -0.55, -0.4], "sei": [0.3, 0.25, 0.2, 0.3, 0.35]})
+    priors = {"tau": {"dist": "HalfNormal", "sigma": 0.5}}
+    idata = hm.fit_normal(frame, estimate="yi", std_err="sei", study="study", outcome="marker", priors=priors,
+                          draws=2000, seed=5, target_accept=0.95)
+    assert idata.posterior.attrs["between_outcomes"] == "independent" and "Omega" not in idata.posterior
+    ess = az.ess(idata, var_names=["mu", "tau"])
+    for marker in ("crp", "fer"):
+        rows = frame[frame["marker"] == marker]
+        exact = fit_normal_exact(rows["yi"].to_numpy(), rows["sei"].to_numpy(), priors=priors)
+        for name in ("mu", "tau"):
+            _check(idata.posterior[name].sel(outcome=marker).values.ravel(), exact, name,
+                   float(ess[name].sel(outcome=marker)))
