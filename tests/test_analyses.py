@@ -218,7 +218,7 @@ def test_a_biomarker_one_study_reports_is_that_studys_estimate(biomarkers_run):
         label = f"{name.upper() if name == 'crp' else name.capitalize()} (one study)"
         assert sof.loc[label, "studies"] == 1 and sof.loc[label, "prediction_interval"] in ("", None) or \
             pd.isna(sof.loc[label, "prediction_interval"])
-    assert pooled["ferritin"].basis == "pooled (2 studies)" and "in a new study reduction" in texts["ferritin"]
+    assert pooled["ferritin"].basis == "pooled (2 studies)" and "in a new study the reduction could lie" in texts["ferritin"]
     assert "Ferritin" in sof.index
     forest = result.analysis.forest(result.tables, result.quantities)
     assert set(forest["groups"]["label"]) == {"one study", "pooled"}

@@ -253,10 +253,12 @@ class Biomarkers(AnalysisType):
                         "between-study spread is tau's prior alone")
             else:
                 note = rests_note(new[q.outcome], {"reduction_pooled": "the pooled reduction"})
-                then = _change(q.outcome, (pn["median"], pn["q2.5"], pn["q97.5"]), "95% prediction interval")
+                fall = improvement(q.outcome) == "fall"
+                lo, hi = (pn["q2.5"], pn["q97.5"]) if fall else (-pn["q97.5"], -pn["q2.5"])
+                notes = (["a negative reduction is an increase"] if fall else []) + ([note] if note else [])
                 text = (f"{name}: pooled {said}, from {k} studies ({q.patients_informing} patients); in a new study "
-                        f"{then}{' (a negative reduction is an increase)' if improvement(q.outcome) == 'fall' else ''}"
-                        + (f" ({note})" if note else ""))
+                        f"the {'reduction' if fall else 'change'} could lie between {lo:.1f}% and {hi:.1f}%"
+                        + (f" ({'; '.join(notes)})" if notes else ""))
             sense = meaning(q.outcome, NAMES.get(q.outcome, q.outcome))
             out.append((q, text + "".join(f"; {c}" for c in q.caveats) + f". {sense}."))
         for q in (q for q in quantities if q.key == "tau"):
@@ -288,10 +290,10 @@ class Biomarkers(AnalysisType):
                   "block-diagonal within-study covariance)." if rho else
                   " The estimates of one study's biomarkers are taken as uncorrelated within the study "
                   "([data] within_study_correlation = 0).")
-        single = _one_study(idata)
-        one = (f" A biomarker that one study reports ({', '.join(display(o) for o in single)}) has no between-study "
-               "term: its estimate is that study's true change under mu's prior, not a pooled estimate, and a new "
-               "study's prediction for it would rest on tau's prior alone." if single else "")
+        single = ", ".join(NAMES.get(o, o) for o in _one_study(idata))
+        one = (f" A biomarker that one study reports ({single}) has no between-study term: its estimate is that "
+               "study's true change under mu's prior, not a pooled estimate, and a new study's prediction for it "
+               "would rest on tau's prior alone." if single else "")
         return ("Each study's log ratio of means (follow-up / baseline) follows a normal distribution around its true "
                 "value with the derived standard error; true values vary around a pooled mean (mu) per biomarker with "
                 f"between-study SD tau{corr}.{within}{one} Percent reduction = 100 (1 − exp(log ratio)); a fall of "
