@@ -235,7 +235,10 @@ def prepare_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str | None =
         row_info["row_n"] = numeric_column(df, size, integer=True, minimum=0)
     k = len(coords.get("outcome", [None]))
     correlated, why = between_outcomes(multivariate, study_idx, outcome_idx, w)
-    correlated = correlated and k > 1 and resolved["tau"]["dist"] != "Fixed"
+    if k == 1:
+        correlated, why = False, "one outcome"
+    elif resolved["tau"]["dist"] == "Fixed":
+        correlated, why = False, "tau is fixed by its prior: no study effects to correlate"
     informing = [len(set(study_idx[(w > 0) & (outcome_idx == j)])) for j in range(k)]
     data = {"estimate": y, "std_err": se, "weight": w, "within": within_factor(study_idx, w, within_correlation),
             "pooled": np.array([float(n >= 2) for n in informing]),
@@ -264,7 +267,7 @@ def prepare_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str | None =
                        observation=observation, coords=coords, row_info=row_info,
                        profile_values=profile_values(profiles, profile_labels),
                        attrs={"between_outcomes": "correlated (LKJ)" if correlated else "independent",
-                              "between_outcomes_reason": why if k > 1 else "one outcome",
+                              "between_outcomes_reason": why,
                               "within_correlation": f"{float(within_correlation):g}"})
 
 
@@ -293,9 +296,9 @@ def fit_normal(df: pd.DataFrame, estimate: str = "yi", std_err: str | None = Non
     ``within_correlation``: the correlation of the estimates of two outcomes within one
     study (default 0), in the likelihood. An outcome with one study is that study's true
     effect under mu's prior (no between-study term; tau is then its prior and only spreads
-    a new study's prediction). The posterior also holds ``theta``, each row's true effect, and for each
-    prediction profile (without covariates: one, ``pooled``) ``theta_typical`` (the mean
-    effect) and ``theta_new`` (a new study's). Defaults: mu ~ Normal(0, 1),
+    a new study's prediction). The posterior also holds ``theta``, each row's true effect,
+    and for each prediction profile (without covariates: one, ``pooled``) ``theta_typical``
+    (the mean effect) and ``theta_new`` (a new study's). Defaults: mu ~ Normal(0, 1),
     beta ~ Normal(0, 1), tau ~ HalfNormal(0.5).
     """
     inputs = prepare_normal(df, estimate, std_err, study, variance=variance, covariates=covariates, priors=priors,
