@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from hlh_meta.analyses import analysis_for, load_spec
@@ -142,14 +144,21 @@ def test_bad_report_population_named_before_sampling(ds, tmp_path, monkeypatch, 
         and str(path) in str(info.value)
 
 
-def test_an_imputed_standard_error_is_a_caveat_of_its_biomarker(ds):
+@pytest.fixture(scope="module")
+def biomarkers_run(ds):
+    """The small biomarker analysis of the bundled data, run once for the tests that read it."""
+    import hlh_meta as hm
+
+    return hm.run_analysis(SPECS / "biomarkers_small.toml", ds)
+
+
+def test_an_imputed_standard_error_is_a_caveat_of_its_biomarker(biomarkers_run):
     """A pooled reduction that rests on an SD imputed from other studies' CV says so, with
     the studies and patients concerned, in its statement and in the summary of findings;
     a study given weight 0 (left out) no longer counts."""
-    import hlh_meta as hm
     from hlh_meta.analyses.biomarkers import _imputed
 
-    result = hm.run_analysis(SPECS / "biomarkers_small.toml", ds)
+    result = biomarkers_run
     used = result.table("data_used")
     imputed = used[used["dispersion"] == "imputed"]
     assert len(imputed) == 1                                        # eloseily2020's ferritin in the bundled data
@@ -168,6 +177,100 @@ def test_an_imputed_standard_error_is_a_caveat_of_its_biomarker(ds):
     cd = result.idata.constant_data.copy()
     cd["weight"] = cd["weight"].where(cd["row_dispersion"] != "imputed", 0.0)
     assert outcome not in _imputed(type(result.idata)(constant_data=cd))
+
+
+def test_a_biomarker_one_study_reports_is_that_studys_estimate(biomarkers_run):
+    """In the bundled data CRP and fibrinogen come from one study: each is reported as that
+    study's true change (the conjugate normal posterior under mu's prior: y ~ N(theta, se),
+    theta ~ N(0, 1)), labelled 'one study' in derived.csv, the statements and the summary of
+    findings, with no new-study range; ferritin (two studies) stays pooled."""
+    import arviz as az
+    import numpy as np
+
+    result = biomarkers_run
+    used = result.table("data_used")
+    counts = used.groupby("biomarker")["study_id"].nunique()
+    single = sorted(counts.index[counts == 1])
+    assert single == ["crp", "fibrinogen"] and counts["ferritin"] == 2
+    assert result.idata.posterior.attrs["between_outcomes"] == "independent"    # the auto rule, bundled data
+    assert "Omega" not in result.idata.posterior
+    pooled = {q.outcome: q for q in result.quantities if q.key == "reduction_pooled"}
+    texts = {q.outcome: t for q, t in result.analysis.statements(result.quantities) if q.key == "reduction_pooled"}
+    sof = result.table("summary_of_findings").set_index("outcome")
+    derived = result.table("derived").set_index(["key", "outcome"])
+    mu = result.idata.posterior["mu"]
+    for name in single:
+        row = used[used["biomarker"] == name].iloc[0]
+        precision = 1 / row["sei"] ** 2 + 1.0                       # mu ~ Normal(0, 1), the spec's default
+        mean, sd = row["yi"] / row["sei"] ** 2 / precision, precision ** -0.5
+        log_ratio = np.log(1 - pooled[name].draws / 100)
+        ess = float(az.ess(result.idata, var_names=["mu"])["mu"].sel(outcome=name))
+        assert abs(log_ratio.mean() - mean) < 4 * sd / np.sqrt(ess), name
+        assert abs(log_ratio.std() - sd) < 4 * sd / np.sqrt(2 * ess) + 0.01 * sd, name
+        np.testing.assert_allclose(log_ratio, mu.sel(outcome=name).values.ravel())
+        q = pooled[name]
+        assert q.basis.startswith(f"one study ({row['study_id']}, {int(row['n'])} patients), not a pooled estimate")
+        assert "one study" in q.description and "pooled" not in q.description.replace("not a pooled", "")
+        assert derived.loc[("reduction_pooled", name), "basis"] == q.basis
+        assert "tau's prior" in derived.loc[("reduction_new", name), "caveats"]
+        assert q.basis in texts[name] and "No range for a new study" in texts[name] and "interval" not in \
+            texts[name].replace("95% CrI", "").replace("95% CI", "")
+        label = f"{name.upper() if name == 'crp' else name.capitalize()} (one study)"
+        assert sof.loc[label, "studies"] == 1 and sof.loc[label, "prediction_interval"] in ("", None) or \
+            pd.isna(sof.loc[label, "prediction_interval"])
+    assert pooled["ferritin"].basis == "pooled (2 studies)" and "in a new study the reduction could lie" in texts["ferritin"]
+    assert "Ferritin" in sof.index
+    forest = result.analysis.forest(result.tables, result.quantities)
+    assert set(forest["groups"]["label"]) == {"one study", "pooled"}
+    assert list(forest["summaries"]["label"]) == ["new study: Ferritin"]
+
+
+def test_a_fall_of_fibrinogen_is_not_called_a_benefit(biomarkers_run):
+    """CRP and ferritin declare a fall as improvement; fibrinogen declares none, and its
+    statement reports a change (not a reduction) and says why a fall is not a benefit."""
+    from hlh_meta.effects.biomarkers import improvement
+
+    assert (improvement("crp"), improvement("ferritin"), improvement("fibrinogen"), improvement("il6")) == \
+        ("fall", "fall", None, None)
+    texts = {q.outcome: t for q, t in biomarkers_run.analysis.statements(biomarkers_run.quantities)
+             if q.key == "reduction_pooled"}
+    fib = texts["fibrinogen"]
+    assert fib.startswith("Fibrinogen: change ") and "reduction" not in fib
+    assert "A fall of fibrinogen is not counted as benefit" in fib and "HLH diagnostic criterion" in fib
+    assert "improvement" not in fib and "benefit" not in fib.replace("not counted as benefit", "")
+    for name, shown in (("crp", "CRP"), ("ferritin", "ferritin")):
+        assert f"A fall of {shown} is the direction of improvement" in texts[name]
+    assert "a fall of fibrinogen is not counted as benefit" in biomarkers_run.analysis.methods(biomarkers_run.idata)
+
+
+def test_within_study_correlation_is_a_declared_input_and_a_variant(ds, tmp_path):
+    """[data] within_study_correlation reaches the likelihood; the within_correlation family
+    varies it (a data swap on the primary's compiled model); bad values name the key."""
+    from hlh_meta.analyses.base import PRIMARY
+    from hlh_meta.sensitivity import expand_variants
+    from hlh_meta.sensitivity.executors import group_variants
+    from hlh_meta.sensitivity.runner import plan
+
+    spec = load_spec(SPECS / "biomarkers_small.toml").patched({"sensitivity": {"families": ["within_correlation"]}})
+    variants = expand_variants(ds, spec)
+    assert [(v.name, v.patch) for v in variants] == [("within-study correlation = 0.5",
+                                                      {"data": {"within_study_correlation": 0.5}})]
+    assert len(group_variants(plan(spec, ds, [PRIMARY] + variants))) == 1
+    analysis = analysis_for("biomarkers")
+    used, _ = analysis.frame(ds, spec)
+    inputs = analysis.variant_inputs(ds, spec, variants[0])
+    within = inputs.data["within"]
+    assert inputs.attrs["within_correlation"] == "0.5"
+    ids = used["study_id"].to_numpy()
+    assert (within[ids[:, None] != ids[None, :]] == 0).all() and not (within[ids[:, None] == ids[None, :]] == 0).all()
+    assert (analysis.inputs(ds, spec, used).data["within"] == np.eye(len(used))).all()
+    for text, key in (("[model]\nmultivariate = 'sometimes'\n", "model.multivariate"),
+                      ("[data]\nwithin_study_correlation = 1.0\n", "data.within_study_correlation")):
+        path = tmp_path / "b.toml"
+        path.write_text("[analysis]\nname='b'\nkind='biomarkers'\n" + text)
+        with pytest.raises(SpecError) as info:
+            analysis.check_spec(load_spec(path))
+        assert info.value.key == key
 
 
 @pytest.mark.parametrize("difference, se, folds, start, fragment", [

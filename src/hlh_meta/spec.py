@@ -44,6 +44,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
                                                    "'correlation' sensitivity variants"),
         "judgements": Key(dict, {}, "judgement id -> alternative reading used instead of the value entered "
                                     "(judgements.csv)"),
+        "within_study_correlation": Key(float, 0.0, "biomarkers: correlation of the estimates of two biomarkers "
+                                                    "of one study, in the likelihood (block-diagonal covariance)"),
         "missing_dispersion": Key(str, "impute_cv", "impute_cv or exclude"),
         "primary_only": Key(bool, True, "use only studies with include_primary = true"),
         "overlap": Key(str, "exclude_secondary", "studies that may share patients: exclude_secondary or include"),
@@ -57,6 +59,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
                                            "triggers, known counts) or flat (a flat Dirichlet over every trigger)"),
         "coding": Key(str, "exchangeable", "prior coding of categorical covariates: exchangeable (no level's estimate "
                                            "depends on the reference) or treatment"),
+        "multivariate": Key(str, "auto", "biomarkers: correlate the study effects across biomarkers (LKJ): auto (only "
+                                         "when two or more studies report one same pair), always or never"),
     },
     "priors": {"mu": Key(dict), "tau": Key(dict), "beta": Key(dict)},
     "sampling": {

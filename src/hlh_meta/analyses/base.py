@@ -61,6 +61,9 @@ class Quantity:
     support: Mapping[str, Any] = field(default_factory=dict)
     #: what a reader must know about the data behind it (e.g. imputed standard errors), in words
     caveats: tuple[str, ...] = ()
+    #: what the estimate is, in words, where that matters (e.g. ``one study (...)``: one study's
+    #: estimate, not a pooled one); written in the ``basis`` column when given
+    basis: str = ""
 
     @property
     def label_support(self) -> str:
@@ -85,6 +88,8 @@ class Quantity:
         row["profile"] = json.dumps(dict(self.profile), sort_keys=True) if self.profile else ""
         row.update(self.support)
         row["caveats"] = "; ".join(self.caveats)
+        if self.basis:
+            row["basis"] = self.basis
         return row
 
 

@@ -1,7 +1,17 @@
-"""The anakinra biomarker analysis: log ratios of CRP, ferritin, fibrinogen -> (multivariate) normal model."""
+"""The anakinra biomarker analysis: log ratios of CRP, ferritin, fibrinogen -> (multivariate) normal model.
+
+A biomarker that one study reports is that study's estimate (its true change under mu's
+prior), labelled ``one study``, not a pool widened by tau's prior; its new-study prediction
+rests on tau's prior and is not given as a finding. The study effects of the biomarkers are
+correlated (LKJ) only where two or more studies report one same pair (``[model]
+multivariate``), and the estimates of one study's biomarkers are correlated in the
+likelihood by ``[data] within_study_correlation``. Each biomarker's direction of improvement
+is :data:`hlh_meta.effects.biomarkers.IMPROVEMENT`: a fall of fibrinogen is not called a benefit.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import arviz as az
@@ -9,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from ..data import Dataset
-from ..effects.biomarkers import resolve_biomarkers
+from ..effects.biomarkers import improvement, meaning, resolve_biomarkers
 from ..models.engine import ModelInputs
-from ..models.normal import prepare_normal
-from ..models.priors import NORMAL_DEFAULTS
+from ..models.normal import MULTIVARIATE, prepare_normal
+from ..models.priors import NORMAL_DEFAULTS, describe
 from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .support import rests_note
@@ -24,6 +34,8 @@ from .selection import excluded_studies
 PRIOR_SETS = [("tau", {"dist": "HalfNormal", "sigma": 0.25}), ("tau", {"dist": "HalfNormal", "sigma": 1.0}),
               ("tau", {"dist": "HalfCauchy", "beta": 0.5}), ("mu", {"dist": "Normal", "mu": 0.0, "sigma": 2.0}),
               ("mu", {"dist": "Normal", "mu": 0.0, "sigma": 0.5})]
+#: within-study correlations of one study's biomarkers compared by the ``within_correlation`` family
+WITHIN_CORRELATIONS = (0.0, 0.5)
 NAMES = {"crp": "CRP"}
 
 
@@ -33,6 +45,34 @@ def display(biomarker: str) -> str:
 
 def _reduction(log_ratio: np.ndarray) -> np.ndarray:
     return 100 * (1 - np.exp(log_ratio))
+
+
+def _change(outcome: str, reduction: tuple[float, float, float], interval: str = "95% CrI") -> str:
+    """A reduction (median, lower, upper in %) in words: a reduction where a fall is improvement,
+    otherwise the percent change (a fall of fibrinogen is not worded as a benefit)."""
+    mid, lo, hi = reduction
+    if improvement(outcome) == "fall":
+        return f"reduction {mid:.1f}% ({interval} {lo:.1f} to {hi:.1f}%)"
+    return f"change {-mid:+.1f}% ({interval} {-hi:+.1f} to {-lo:+.1f}%)"
+
+
+def _one_study(idata: az.InferenceData) -> dict[str, str]:
+    """Per outcome that one study (with weight 1) informs: what its estimate is, in words,
+    with the study's own estimate and 95% CI from its log ratio and standard error."""
+    keep, outcomes, sizes = _rows(idata)
+    cd = idata.constant_data
+    studies, y, se = cd["row_study"].values, idata.observed_data["estimate"].values, cd["std_err"].values
+    mu = describe(json.loads(idata.posterior.attrs.get("priors", "{}")).get("mu", NORMAL_DEFAULTS["mu"]))
+    out = {}
+    for o in pd.unique(outcomes):
+        mine = np.flatnonzero(keep & (outcomes == o))
+        if len(set(studies[mine])) != 1:
+            continue
+        i = mine[0]
+        own = _reduction(np.array([y[i], y[i] + 1.96 * se[i], y[i] - 1.96 * se[i]]))
+        out[str(o)] = (f"one study ({studies[i]}, {int(sizes[i])} patients), not a pooled estimate: that study's true "
+                       f"change under mu's prior {mu}, against the study's own {_change(str(o), tuple(own), '95% CI')}")
+    return out
 
 
 def _rows(idata: az.InferenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,10 +120,13 @@ class Biomarkers(AnalysisType):
         FigureSpec("biomarker_forest", "forest", "Each study's change from baseline (95% CI, from its log ratio of "
                    "means) and the model's estimate, as marks and as numbers, with the patients behind each; rows grouped "
                    "by biomarker with the pooled change (grey diamond), and the 95% prediction interval for a new study "
-                   "of each biomarker. † marks a study whose dispersion was imputed."),
-        FigureSpec("reductions", "densities", "Posterior distribution of the pooled percent reduction of each biomarker.",
-                   select=("reduction_pooled",), title="Pooled percent reduction per biomarker",
-                   xlabel="pooled percent reduction (%)"),
+                   "of each biomarker; a biomarker that one study reports has that study's estimate ('one study') "
+                   "and no prediction interval. † marks a study whose dispersion was imputed."),
+        FigureSpec("reductions", "densities", "Posterior distribution of the percent reduction of each biomarker: "
+                   "pooled where two or more studies report it, that study's own where one does (a negative reduction "
+                   "is an increase; a fall of fibrinogen is not a benefit).",
+                   select=("reduction_pooled",), title="Percent reduction per biomarker",
+                   xlabel="percent reduction (%)"),
         FigureSpec("shrinkage", "shrinkage", "Each row's estimate as the between-study SD (tau) varies, and tau's "
                    "prior and posterior beneath: where the lines fan out the estimates depend on tau, and where the "
                    "posterior sits on its prior the data do not decide it.", select=("theta",)),
@@ -93,6 +136,15 @@ class Biomarkers(AnalysisType):
         FigureSpec("ppc", "ppc", "Posterior predictive check: each observed value against the distribution of "
                    "replicated values."),
     )
+
+    def check_spec(self, spec: Spec) -> None:
+        super().check_spec(spec)
+        if spec.get("model", "multivariate") not in MULTIVARIATE:
+            raise spec.error("model.multivariate", f"choose from {', '.join(MULTIVARIATE)}, "
+                                                   f"got {spec.get('model', 'multivariate')!r}")
+        rho = spec.get("data", "within_study_correlation")
+        if not -1 < rho < 1:
+            raise spec.error("data.within_study_correlation", f"must lie strictly between -1 and 1, got {rho:g}")
 
     def frame(self, ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
         ds = judged(ds, spec)
@@ -117,33 +169,41 @@ class Biomarkers(AnalysisType):
                                 reference=spec.get("model", "reference") or None,
                                 profiles=None if spec.get("model", "covariates") else pd.DataFrame(index=["pooled"]),
                                 weights=(~frame["study_id"].isin(variant.soft_exclude)).astype(float).to_numpy(),
-                                size="n")
+                                size="n", multivariate=spec.get("model", "multivariate"),
+                                within_correlation=spec.get("data", "within_study_correlation"))
         inputs.row_info["row_dispersion"] = frame["dispersion"].astype(str).to_numpy()    # reported, derived, imputed
         return inputs
 
     def quantities(self, idata: az.InferenceData) -> list[Quantity]:
         post, prior = idata.posterior, getattr(idata, "prior", None)
-        counts, imputed = _informing(idata), _imputed(idata)
+        counts, imputed, single = _informing(idata), _imputed(idata), _one_study(idata)
         multi = "outcome" in post.dims
         names = [str(o) for o in post["outcome"].values] if multi else list(counts)
         out = []
 
-        def add(key, name, words, scale, var, fn, label=None, informing=None, values=None, rests_on=(), **sel):
+        def add(key, name, words, scale, var, fn, label=None, informing=None, values=None, rests_on=(), caveats=(),
+                basis="", **sel):
             pr = prior[var].sel(**sel).values.reshape(-1) if prior is not None and var in prior else None
             k, n = informing or counts.get(name, (0, 0))
-            caveats = (imputed[name],) if name in imputed and key.startswith("reduction") else ()
+            caveats = ((imputed[name],) if name in imputed and key.startswith("reduction") else ()) + caveats
             out.append(Quantity(key, name, label or name, words, scale, fn(post[var].sel(**sel).values.reshape(-1)),
                                 None if pr is None else fn(pr), values or {}, (), k, (var, sel), k, n,
-                                key == "tau" and k < 2, rests_on=rests_on, caveats=caveats))
+                                key == "tau" and k < 2, rests_on=rests_on, caveats=caveats, basis=basis))
 
         if "theta_typical" in post:
             for name in names:
                 sel = {"outcome": name} if multi else {}
                 sel["profile"] = str(post["profile"].values[0])
-                add("reduction_pooled", name, "pooled percent reduction", "percent reduction", "theta_typical",
-                    _reduction, **sel)
+                one = name in single
+                k = counts.get(name, (0, 0))[0]
+                add("reduction_pooled", name, "percent reduction in one study (not a pooled estimate)" if one
+                    else "pooled percent reduction", "percent reduction", "theta_typical", _reduction,
+                    basis=single[name] if one else f"pooled ({k} stud{'y' if k == 1 else 'ies'})", **sel)
                 add("reduction_new", name, "predictive percent reduction", "percent reduction", "theta_new",
-                    _reduction, rests_on=(("reduction_pooled", name), ("tau", name)), **sel)
+                    _reduction, rests_on=(("reduction_pooled", name), ("tau", name)),
+                    caveats=("one study: a new study's spread is tau's prior alone, not an estimate",) if one else (),
+                    basis="tau's prior (one study)" if one else f"pooled ({k} stud{'y' if k == 1 else 'ies'}) and tau",
+                    **sel)
         for name in names:
             add("tau", name, "tau (between-study SD, log ratio)", "SD (log ratio)", "tau", lambda a: a,
                 **({"outcome": name} if multi else {}))
@@ -188,17 +248,26 @@ class Biomarkers(AnalysisType):
         out = []
         for q in (q for q in quantities if q.key == "reduction_pooled"):
             s, pn, k = q.summary(), new[q.outcome].summary(), q.studies_informing or 0
-            note = rests_note(new[q.outcome], {"reduction_pooled": "the pooled reduction"})
-            out.append((q, f"{display(q.outcome)}: pooled reduction {s['median']:.1f}% (95% CrI {s['q2.5']:.1f} to "
-                           f"{s['q97.5']:.1f}%), from {k} stud{'y' if k == 1 else 'ies'} ({q.patients_informing} "
-                           f"patients); in a new study the reduction could lie between {pn['q2.5']:.1f}% and "
-                           f"{pn['q97.5']:.1f}% (a negative reduction is an increase{'; ' + note if note else ''})"
-                           + "".join(f"; {c}" for c in q.caveats) + "."))
+            name, said = display(q.outcome), _change(q.outcome, (s["median"], s["q2.5"], s["q97.5"]))
+            if k == 1:
+                text = (f"{name}: {said} from {q.basis}. No range for a new study is given: with one study the "
+                        "between-study spread is tau's prior alone")
+            else:
+                note = rests_note(new[q.outcome], {"reduction_pooled": "the pooled reduction"})
+                fall = improvement(q.outcome) == "fall"
+                lo, hi = (pn["q2.5"], pn["q97.5"]) if fall else (-pn["q97.5"], -pn["q2.5"])
+                notes = (["a negative reduction is an increase"] if fall else []) + ([note] if note else [])
+                text = (f"{name}: pooled {said}, from {k} studies ({q.patients_informing} patients); in a new study "
+                        f"the {'reduction' if fall else 'change'} could lie between {lo:.1f}% and {hi:.1f}%"
+                        + (f" ({'; '.join(notes)})" if notes else ""))
+            sense = meaning(q.outcome, NAMES.get(q.outcome, q.outcome))
+            out.append((q, text + "".join(f"; {c}" for c in q.caveats) + f". {sense}."))
         for q in (q for q in quantities if q.key == "tau"):
             s = q.summary()
             out.append((q, f"{display(q.outcome)}: between-study SD (log ratio) {s['median']:.2f} (95% CrI "
                            f"{s['q2.5']:.2f}–{s['q97.5']:.2f})"
-                           + ("; one study cannot inform it." if q.extrapolation else ".")))
+                           + ("; one study cannot inform it (it only spreads a new study's prediction)."
+                              if q.extrapolation else ".")))
         for q in (q for q in quantities if q.key == "correlation"):
             s = q.summary()
             out.append((q, f"Correlation of the study effects on {q.label.replace('~', ' and ')}: {s['median']:.2f} "
@@ -207,10 +276,30 @@ class Biomarkers(AnalysisType):
         return out
 
     def methods(self, idata: az.InferenceData) -> str:
-        corr = " and are correlated across biomarkers through an LKJ(2) prior" if "Omega" in idata.posterior else ""
+        attrs = idata.posterior.attrs
+        if "Omega" in idata.posterior and attrs.get("between_outcomes", "").startswith("correlated"):
+            corr = (" and are correlated across biomarkers through an LKJ(2) prior "
+                    f"({attrs.get('between_outcomes_reason', '')})")
+        elif "outcome" in idata.posterior.dims:
+            why = attrs.get("between_outcomes_reason", "")
+            corr = ("; each biomarker has its own model (study effects independent across biomarkers"
+                    f"{': ' + why if why else ''})")
+        else:
+            corr = ""
+        rho = float(attrs.get("within_correlation", 0) or 0)
+        within = (f" The estimates of two biomarkers of one study are correlated {rho:g} in the likelihood (a "
+                  "block-diagonal within-study covariance)." if rho else
+                  " The estimates of one study's biomarkers are taken as uncorrelated within the study "
+                  "([data] within_study_correlation = 0).")
+        single = ", ".join(NAMES.get(o, o) for o in _one_study(idata))
+        one = (f" A biomarker that one study reports ({single}) has no between-study term: its estimate is that "
+               "study's true change under mu's prior, not a pooled estimate, and a new study's prediction for it "
+               "would rest on tau's prior alone." if single else "")
         return ("Each study's log ratio of means (follow-up / baseline) follows a normal distribution around its true "
                 "value with the derived standard error; true values vary around a pooled mean (mu) per biomarker with "
-                f"between-study SD tau{corr}. Percent reduction = 100 (1 − exp(log ratio)).")
+                f"between-study SD tau{corr}.{within}{one} Percent reduction = 100 (1 − exp(log ratio)); a fall of "
+                "CRP or ferritin is improvement, while a fall of fibrinogen is not counted as benefit (it is also "
+                "consumed in HLH).")
 
     def findings_rows(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> list[dict]:
         used = tables["data_used"]
@@ -219,7 +308,9 @@ class Biomarkers(AnalysisType):
         rows = []
         for q in (q for q in quantities if q.key == "reduction_pooled"):
             mine = used[used["biomarker"] == q.outcome]
-            rows.append({"outcome": display(q.outcome), "pooled": q, "new": new.get(q.outcome), "tau": tau.get(q.outcome),
+            one = q.studies_informing == 1              # one study's estimate: no new-study range, labelled
+            rows.append({"outcome": display(q.outcome) + (" (one study)" if one else ""), "pooled": q,
+                         "new": None if one else new.get(q.outcome), "tau": tau.get(q.outcome),
                          "patients": mine.groupby("study_id", sort=False)["n"].sum().astype(float).to_dict(),
                          "effects": (mine["yi"].to_numpy(float), mine["sei"].to_numpy(float))})
         return rows
@@ -244,10 +335,12 @@ class Biomarkers(AnalysisType):
         new = {q.outcome: q for q in quantities if q.key == "reduction_new"}
         for q in (q for q in quantities if q.key == "reduction_pooled"):
             s, pn = q.summary(), new[q.outcome].summary()      # a reduction of r% is a change of -r%
-            groups.append({"group": f"biomarker: {display(q.outcome)}", "label": "pooled", "estimate": -s["median"],
-                           "lo": -s["q97.5"], "hi": -s["q2.5"]})
-            summaries.append({"label": f"new study: {display(q.outcome)}", "estimate": -pn["median"],
-                              "lo": -pn["q97.5"], "hi": -pn["q2.5"], "kind": "prediction", "note": ""})
+            one = q.studies_informing == 1
+            groups.append({"group": f"biomarker: {display(q.outcome)}", "label": "one study" if one else "pooled",
+                           "estimate": -s["median"], "lo": -s["q97.5"], "hi": -s["q2.5"]})
+            if not one:                                       # with one study the spread would be tau's prior
+                summaries.append({"label": f"new study: {display(q.outcome)}", "estimate": -pn["median"],
+                                  "lo": -pn["q97.5"], "hi": -pn["q2.5"], "kind": "prediction", "note": ""})
         return {"rows": rows, "groups": pd.DataFrame(groups), "summaries": pd.DataFrame(summaries),
                 "xlabel": "change from baseline to follow-up (%)", "observed_name": "observed (95% CI)",
                 "fitted_name": "model estimate (95% CrI)", "title": "", "zero_line": 0.0, "scale": "percent",
@@ -264,4 +357,15 @@ def _missing_dispersion(analysis, ds, spec, used) -> list[Variant]:
     return [Variant(f"missing dispersion: {other}", "missing_dispersion", patch={"data": {"missing_dispersion": other}})]
 
 
-Biomarkers.families = {**Biomarkers.families, "correlation": _correlation, "missing_dispersion": _missing_dispersion}
+def _within_correlation(analysis, ds, spec, used) -> list[Variant]:
+    """The within-study correlation of one study's biomarkers at the values of
+    :data:`WITHIN_CORRELATIONS` other than the primary's (only where a study reports several)."""
+    if not used.groupby("study_id")["biomarker"].nunique().gt(1).any():
+        return []
+    primary = spec.get("data", "within_study_correlation")
+    return [Variant(f"within-study correlation = {r:g}", "within_correlation",
+                    patch={"data": {"within_study_correlation": r}}) for r in WITHIN_CORRELATIONS if r != primary]
+
+
+Biomarkers.families = {**Biomarkers.families, "correlation": _correlation, "missing_dispersion": _missing_dispersion,
+                       "within_correlation": _within_correlation}

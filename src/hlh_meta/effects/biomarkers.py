@@ -23,6 +23,36 @@ from . import (baseline_from_percent_change, log_ratio_paired, sd_baseline_from_
                sd_from_sem)
 
 MISSING_DISPERSION = ("impute_cv", "exclude")
+
+#: Which direction of change is improvement, per biomarker (as named in ``biomarkers.csv``):
+#: ``"fall"`` for CRP and ferritin, which fall as the inflammation is controlled; ``None``
+#: where no direction is assumed. Fibrinogen is an acute-phase reactant, so it falls as
+#: inflammation settles, but it is also consumed in HLH, where a low fibrinogen
+#: (<= 1.5 g/L, HLH-2004) is a diagnostic criterion: a fall may mean either, so a fall of
+#: fibrinogen is never reported as a benefit. A biomarker not listed has no declared direction.
+IMPROVEMENT: dict[str, str | None] = {"crp": "fall", "ferritin": "fall", "fibrinogen": None}
+#: what a change means, in words, where a sentence is needed beyond :data:`IMPROVEMENT`
+MEANING = {
+    "fibrinogen": ("A fall of fibrinogen is not counted as benefit: fibrinogen falls as inflammation settles (it is "
+                   "an acute-phase reactant) but also when it is consumed, and a low fibrinogen (at most 1.5 g/L) is "
+                   "an HLH diagnostic criterion (HLH-2004); a change of the mean cannot tell the two apart"),
+}
+
+
+def improvement(biomarker: str) -> str | None:
+    """``"fall"`` where a fall of the biomarker is improvement, else None (no direction assumed)."""
+    return IMPROVEMENT.get(str(biomarker).lower())
+
+
+def meaning(biomarker: str, name: str | None = None) -> str:
+    """What a change of the biomarker means, as a sentence (the direction of improvement, or why
+    none is assumed); ``name``: the biomarker as shown (default: as given)."""
+    key, name = str(biomarker).lower(), name or str(biomarker)
+    if key in MEANING:
+        return MEANING[key]
+    if improvement(key) == "fall":
+        return f"A fall of {name} is the direction of improvement (it falls as the inflammation is controlled)"
+    return f"No direction of improvement is declared for {name}: its change is reported as a change, not a benefit"
 COLUMNS = ["study_id", "biomarker", "unit", "n", "baseline_mean", "followup_mean", "baseline_sd", "followup_sd",
            "yi", "sei", "percent_change", "correlation", "correlation_source", "usable", "reason", "dispersion",
            "derivation", "judgements", "row"]

@@ -329,7 +329,12 @@ def sensitivity(result, spec: FigureSpec | None = None):
         return None
     sens = result.table("sensitivity")
     sens = sens[sens["median"].notna()]
-    keys = list(dict.fromkeys(zip(sens["key"], sens["quantity"], sens["label"].fillna(""))))
+    # one panel per (key, label), worded as the primary words it (a variant may word it otherwise)
+    labels = sens["label"].fillna("")
+    primary = sens["variant"] == "primary"
+    words = dict(zip(zip(sens.loc[primary, "key"], labels[primary]), sens.loc[primary, "quantity"]))
+    first = dict(zip(zip(sens["key"], labels), sens["quantity"]))
+    keys = [(k, words.get((k, lab), q), lab) for (k, lab), q in first.items()]
     variants = list(dict.fromkeys(sens["variant"]))
     ncol = min(3, len(keys))
     nrow = -(-len(keys) // ncol)
