@@ -130,7 +130,9 @@ def test_sensitivity_command(tmp_path):
     assert note.startswith("not estimable")
     # the alternative attribution changes the data: the Rajasekaran stratum has 0 deaths there
     rob = pd.read_csv(tmp_path / "mortality" / "robustness.csv")
-    assert rob["sentence"].str.contains("robust").all()
+    verdicts = ("robust", "NOT robust", "undetermined", "not assessable")
+    assert rob["verdict"].isin(verdicts).all()
+    assert all(s.split(": ", 1)[1].startswith(v) for s, v in zip(rob["sentence"], rob["verdict"]))
     html = (tmp_path / "mortality" / "report.html").read_text()
     assert 'id="sensitivity"' in html and "fig-sensitivity" in html
 

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 import arviz as az
 import numpy as np
 import pandas as pd
-from scipy.special import logsumexp
 
 from ..data import Dataset
 from ..data.schema import AGE_GROUPS, TRIGGERS
@@ -28,6 +27,7 @@ from ..models.coding import CODINGS
 from ..models.engine import ModelInputs, fit_model
 from ..spec import Spec
 from .compositions import Compositions
+from .crossval import PARETO_K_REFIT, exact_lpd, psis_lpd, study_loglik
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .support import rests_note
 from .families import SHARED, prior_family
@@ -413,45 +413,64 @@ class Mortality(AnalysisType):
         column = spec.get("report", "group_by") or self.group_by
         if column != "none":
             tables["subgroups"] = subgroup_table(p, data_used, column)
-        comparison = self.compare(ds, spec, used, progress=progress)
+        comparison = self.compare(ds, spec, used, progress=progress, primary=idata)
         if not comparison.empty:
             tables["comparison"] = comparison
         return tables
 
-    def compare(self, ds: Dataset, spec: Spec, used: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
+    def compare(self, ds: Dataset, spec: Spec, used: pd.DataFrame, progress: bool = False,
+                primary: az.InferenceData | None = None, refit_k: float = PARETO_K_REFIT) -> pd.DataFrame:
         """Leave-one-study-out cross-validation of the covariate sets under [comparison].
 
-        Each set is refitted without each study in turn (the study's rows get weight 0 on
-        the compiled model holding the union of the sets' covariates) and the left-out
-        study's strata are scored by their log predictive density, the study effect drawn
-        from its prior. Differences from the best set carry their standard error over
-        studies; :func:`loso_verdict` words each.
+        Each set is fitted to every study (``primary``, the analysis's own fit, serves the
+        set that is the model's covariates) and each study's log predictive density given the
+        others is estimated by Pareto-smoothed importance sampling; a study whose Pareto k is
+        above ``refit_k`` is refitted without its rows instead (weight 0 on the compiled model
+        holding the union of the sets' covariates) and its strata are scored by their log
+        predictive density, the study effect drawn from its prior (:mod:`.crossval`).
+        Differences from the best set carry their standard error over studies and each
+        set's elpd its Monte Carlo SE; :func:`loso_verdict` words each.
         """
         sets = [list(s) for s in spec.get("comparison", "covariate_sets")]
         if len(sets) < 2:
             return pd.DataFrame()
         for s in sets:
             _covariates(spec, s, key="comparison.covariate_sets")
-        union = list(dict.fromkeys(spec.get("model", "covariates") + [c for s in sets for c in s]))
+        model = list(spec.get("model", "covariates"))
+        union = list(dict.fromkeys(model + [c for s in sets for c in s]))
         studies = list(pd.unique(used["study_id"]))
         if len(studies) < 2:
             return pd.DataFrame([{"covariate_set": " + ".join(s) or "intercept only", "elpd_loso": np.nan,
                                   "verdict": "not compared: leave-one-study-out needs at least two studies"}
                                  for s in sets])
         settings = self.settings(spec, progress=progress)
-        lpd = {}
+        lpd, info = {}, {}
         for covs in sets:
             name = " + ".join(covs) if covs else "intercept only"
-            per_study = []
-            for sid in studies:
-                held = Variant(f"without {sid}", "cross-validation", soft_exclude=frozenset({sid}))
-                with warnings.catch_warnings():      # a fold of one study is expected to leave tau at its prior
+            if primary is not None and set(covs) == set(model) and union == model:
+                full = primary
+            else:
+                with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ThinDataWarning)
-                    idata = fit_model(self.inputs(ds, spec, used, held, covariates=covs, structure=union), settings,
-                                      extras=False)
-                ll = idata.heldout_log_likelihood["events"].sum("row").values.reshape(-1)
-                per_study.append(float(logsumexp(ll) - np.log(ll.size)))
-            lpd[name] = np.array(per_study)
+                    full = fit_model(self.inputs(ds, spec, used, PRIMARY, covariates=covs, structure=union), settings,
+                                     extras=False)
+            approx = psis_lpd(study_loglik(full, "events"))
+            values, errors, refits = [], [], 0
+            for sid in studies:
+                est, se, k = approx[sid]
+                if not k <= refit_k:
+                    held = Variant(f"without {sid}", "cross-validation", soft_exclude=frozenset({sid}))
+                    with warnings.catch_warnings():      # a fold of one study is expected to leave tau at its prior
+                        warnings.simplefilter("ignore", ThinDataWarning)
+                        idata = fit_model(self.inputs(ds, spec, used, held, covariates=covs, structure=union), settings,
+                                          extras=False)
+                    est, se = exact_lpd(idata.heldout_log_likelihood["events"].sum("row").values)
+                    refits += 1
+                values.append(est)
+                errors.append(se)
+            lpd[name] = np.array(values)
+            info[name] = {"elpd_mcse": float(np.sqrt(np.sum(np.square(errors)))), "refits": refits,
+                          "max_pareto_k": max(k for _, _, k in approx.values())}
         best = max(lpd, key=lambda k: lpd[k].sum())
         rows = []
         for name, v in lpd.items():
@@ -460,7 +479,9 @@ class Mortality(AnalysisType):
             d = float(diff.sum())
             verdict = "best" if name == best else loso_verdict(d, se, len(studies))
             rows.append({"covariate_set": name, "elpd_loso": float(v.sum()), "elpd_difference": -d,
-                         "difference_se": se, "studies": len(studies), "verdict": verdict})
+                         "difference_se": se, "studies": len(studies), **info[name],
+                         "method": f"importance sampling; {info[name]['refits']} of {len(studies)} studies refitted "
+                                   f"(Pareto k > {refit_k:g})", "verdict": verdict})
         return pd.DataFrame(rows)
 
     # ---- report
