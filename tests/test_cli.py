@@ -79,6 +79,29 @@ def test_existing_results_are_not_overwritten(results):
     assert (results / "mortality" / "summary.csv").read_bytes() == before
 
 
+def test_a_second_run_with_nothing_changed_skips_and_a_change_is_refused(results, tmp_path, monkeypatch):
+    """`run` skips an analysis whose folder is up to date (same spec, tables, code, libraries)
+    without sampling; a changed spec file is not up to date (without --force: exit 2)."""
+    import shutil
+
+    import hlh_meta.pipeline as pipeline
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("an up-to-date analysis was run again")
+
+    monkeypatch.setattr(pipeline, "run_analysis", no_sampling)
+    before = (results / "mortality" / "summary.csv").read_bytes()
+    res = invoke("run", str(SPECS / "mortality_small.toml"), str(SPECS / "biomarkers_small.toml"), "--out", str(results))
+    assert res.exit_code == 0, res.output
+    assert res.output.count("is up to date") == 2 and "--force refits" in res.output
+    assert (results / "mortality" / "summary.csv").read_bytes() == before
+    changed = tmp_path / "mortality_small.toml"
+    shutil.copy(SPECS / "mortality_small.toml", changed)
+    changed.write_text(changed.read_text() + "\n# an edit\n")
+    res = invoke("run", str(changed), "--out", str(results), "--quiet")
+    assert res.exit_code == 2 and "--force" in res.output
+
+
 def test_same_seed_gives_byte_identical_tables(results, tmp_path):
     res = invoke("fit", str(SPECS / "mortality_small.toml"), "--out", str(tmp_path), "--quiet")
     assert res.exit_code == 0, res.output

@@ -147,13 +147,18 @@ def _compile_notice(line: _StatusLine, name: str):
 
 
 def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Optional[Path],
-               sensitivity: bool = False, executor: dict | None = None, skip_empty: bool = False) -> None:
+               sensitivity: bool = False, executor: dict | None = None, skip_empty: bool = False,
+               skip_fresh: bool = False) -> None:
     from .analyses import analysis_for, load_spec
     from .data import load_dataset, read_dataset
     from .errors import SpecError
     from .pipeline import CompileAhead
     from .report.writer import check_output_location, leftover_note, leftovers, safe_child
 
+    if skip_fresh and not force:
+        specs = _stale(specs, out, data, quiet)
+        if not specs:
+            return
     ds = load_dataset() if data is None else read_dataset(data)
     loaded = [load_spec(p) for p in specs]          # every spec checked before any sampling
     names = [s.name for s in loaded]
@@ -184,6 +189,35 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
     with CompileAhead(loaded, ds) as ahead:           # later analyses' models compile while earlier ones run
         for spec, target in zip(loaded, targets):
             _run_one(spec, target, ds, force, quiet, show, shown, sensitivity, executor, ahead)
+
+
+def _stale(specs: list[Path], out: Path, data: Optional[Path], quiet: bool) -> list[Path]:
+    """The specs whose results folder is not up to date (same spec file, tables, code and
+    libraries: :mod:`hlh_meta.freshness`); each one skipped is said in one line."""
+    import tomllib
+
+    from .data.dataset import bundled_data_dir, table_digests
+    from .freshness import up_to_date
+
+    folder = bundled_data_dir() if data is None else data
+    if not Path(folder).exists():
+        return specs                                 # the run reports the missing tables
+    digests = table_digests(Path(folder))
+    left = []
+    for path in specs:
+        try:
+            name = tomllib.loads(Path(path).read_text(encoding="utf-8"))["analysis"]["name"]
+        except (OSError, ValueError, KeyError, TypeError):
+            left.append(path)                        # the run reports what is wrong with it
+            continue
+        target = out / str(name)
+        if isinstance(name, str) and up_to_date(target, Path(path), digests):
+            if not quiet:
+                console.print(f"{name}: {target} is up to date (same spec, tables, code and libraries); "
+                              "--force refits", markup=False)
+            continue
+        left.append(path)
+    return left
 
 
 def _run_one(spec, target: Path, ds, force: bool, quiet: bool, show: bool, shown: set[str],
@@ -227,7 +261,7 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(help="Spec files (
         paths = list(specs) if specs else sorted(bundled_specs_dir().glob("*.toml"))
         if not paths:
             raise FileNotFoundError("no analysis specs found")
-        _run_specs(paths, out_dir or Path("results"), force, quiet, data, skip_empty=not specs)
+        _run_specs(paths, out_dir or Path("results"), force, quiet, data, skip_empty=not specs, skip_fresh=True)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
 

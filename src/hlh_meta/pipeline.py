@@ -17,6 +17,7 @@ from pathlib import Path
 from .analyses import analysis_for, load_spec
 from .analyses.base import PRIMARY
 from .data import Dataset, load_dataset
+from .freshness import fingerprint
 from .errors import DataError
 from .models.engine import compile_model
 from .models.posterior import diagnostics_of
@@ -99,6 +100,8 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | None = None, *, sensitiv
         "diagnostics": json.loads(diagnostics_of(analysed.idata).to_json()),
         "tables": list(tables),
     }
+    if spec.path is not None and Path(spec.path).is_file():     # what `hlh-meta run` compares to skip a fresh folder
+        manifest.update(fingerprint(Path(spec.path), ds.sha256))
     return AnalysisResult(spec.name, spec.kind, spec.title, analysed.idata, tables, analysed.quantities, manifest)
 
 

@@ -63,6 +63,15 @@ class Dataset:
         return "\n".join(lines + describe(self))
 
 
+def table_digests(path: Path) -> dict[str, str]:
+    """SHA-256 of each table file of a folder (optional tables where present), or of a workbook."""
+    path = Path(path)
+    if path.is_dir():
+        return {name: hashlib.sha256((path / name).read_bytes()).hexdigest() for name in TABLES
+                if name not in OPTIONAL_TABLES or (path / name).is_file()}
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 def bundled_data_dir() -> Path:
     """Folder of the curated tables shipped with the package (or the repository's data/)."""
     here = Path(__file__).resolve()
@@ -112,12 +121,7 @@ def read_dataset(path: str | Path) -> Dataset:
                      if (p.file, p.row, p.column) not in unparsed]
     if problems:
         raise DataError(problems)
-    if path.is_dir():
-        digests = {name: hashlib.sha256((path / name).read_bytes()).hexdigest() for name in TABLES
-                   if name not in OPTIONAL_TABLES or (path / name).is_file()}
-    else:
-        digests = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
-    return Dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"], path, digests,
+    return Dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"], path, table_digests(path),
                    frames["arms.csv"], labels, frames["judgements.csv"])
 
 

@@ -1,0 +1,60 @@
+"""Whether a results folder is up to date: written from the same spec file, the same tables,
+the same hlh-meta code and the same libraries.
+
+A results folder's ``manifest.json`` records the SHA-256 of its spec file, of each table
+file, of the package's own source (:func:`code_digest`) and the library versions. ``hlh-meta
+run`` skips an analysis whose folder matches on all four (``--force`` refits). Nothing here
+imports the modelling stack, so the check costs a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+#: the libraries whose versions a results folder records (and that decide its numbers)
+PACKAGES = ("hlh-meta", "pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "scipy", "xarray")
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def code_digest() -> str:
+    """SHA-256 over the package's source files (Python and report templates), by relative path."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in PACKAGE.rglob("*") if p.suffix in (".py", ".j2") and "__pycache__" not in p.parts):
+        h.update(str(f.relative_to(PACKAGE)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def fingerprint(spec_file: Path, data_digests: dict[str, str]) -> dict:
+    """What a results folder records to be recognised as up to date."""
+    return {"spec_sha256": file_digest(spec_file), "data_sha256": dict(data_digests), "code_sha256": code_digest(),
+            "libraries": library_versions()}
+
+
+def up_to_date(folder: Path, spec_file: Path, data_digests: dict[str, str]) -> bool:
+    """Whether ``folder`` holds complete results of this spec file on these tables with this
+    code and these libraries (a folder without a readable manifest is not)."""
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict) or not (Path(folder) / "posterior.nc").is_file():
+        return False
+    mine = fingerprint(spec_file, data_digests)
+    return all(manifest.get(k) == v for k, v in mine.items())
