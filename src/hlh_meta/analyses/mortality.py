@@ -31,6 +31,7 @@ from .support import rests_note
 from .families import SHARED, prior_family
 from .findings import binomial_findings
 from .forest_rows import count_rows, group_name, subgroup_table
+from .heterogeneity import mortality_heterogeneity
 from .registry import register
 from .selection import excluded_studies
 
@@ -388,6 +389,7 @@ class Mortality(AnalysisType):
             "derived": quantity_table(quantities),
             "data_used": data_used,
             "excluded": excluded.drop(columns=["usable"]),
+            "heterogeneity": mortality_heterogeneity(data_used),
         }
         column = spec.get("report", "group_by") or self.group_by
         if column != "none":
