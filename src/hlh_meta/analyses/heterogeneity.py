@@ -113,7 +113,8 @@ def random_effects(yi, vi, level: float = LEVEL) -> dict:
     k = len(yi)
     if k < 2:
         raise ValueError("a random-effects meta-analysis needs at least two studies")
-    combined = combine_effects(yi, vi, method_re="dl")
+    with np.errstate(invalid="ignore"):   # only Q is read; its DL tau² is not truncated at 0 (sqrt of < 0 then)
+        combined = combine_effects(yi, vi, method_re="dl")
     homogeneity = combined.test_homogeneity()
     q = float(homogeneity.statistic)
     tau2 = reml_tau2(yi, vi)
