@@ -8,6 +8,7 @@ Reference values are metafor's printed output (metafor 3.8-1, R 4.2.2), from thi
     confint(res, digits=4)
     res2 <- rma(yi, vi, data=dat, subset=1:2, method="REML", test="knha"); print(res2, digits=4)
     confint(res2, digits=4)
+    print(rma(yi, vi, data=dat, subset=1:2, method="REML", test="adhoc"), digits=4)
     res3 <- rma(measure="PLO", xi=ai, ni=n1i, data=dat.nielweise2007, method="REML", test="knha")
     print(res3, digits=4); confint(res3, digits=4); predict(res3, transf=transf.ilogit, digits=4)
 
@@ -30,6 +31,10 @@ test_misc_metan_vs_rma.uni_with_dat.bcg.r). For the first two trials of dat.bcg:
     estimate -1.3250  se 0.3368  tval -3.9339  df 1  pval 0.1585  ci.lb -5.6047  ci.ub 2.9547
     tau^2  0.0000 0.0000 >100.0000     (metafor searches tau^2 up to 100)
 
+and with test="adhoc" (the Knapp-Hartung factor, here 0.9315, floored at 1):
+
+    estimate -1.3250  se 0.3490  tval -3.7967  df 1  pval 0.1640  ci.lb -5.7593  ci.ub 3.1093
+
 For dat.nielweise2007, catheter-related infections in the treated arms (ai/n1i, 18 trials,
 7 with no event; escalc's default adds 1/2 to both cells of those):
 
@@ -49,6 +54,7 @@ JAMA 271:698-702; dat.nielweise2007: Niel-Weise et al. 2007, J Antimicrob Chemot
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -100,8 +106,20 @@ def test_two_studies_are_computed_and_flagged():
     assert r["se_link"] == pytest.approx(0.3368, abs=1e-4)
     assert (r["ci_low_link"], r["ci_high_link"]) == pytest.approx((-5.6047, 2.9547), abs=1e-4)
     assert r["tau2_ci_low"] == 0 and r["tau2_ci_high"] > 100          # metafor prints ">100.0000"
+    assert r["knha_factor"] == pytest.approx(0.9315, abs=1e-4)
+    assert r["ci_floored_link"] == pytest.approx((-5.7593, 3.1093), abs=1e-4)
     rows = pd.DataFrame({"study_id": ["a", "b"], "biomarker": "crp", "yi": yi[:2], "sei": np.sqrt(vi[:2])})
-    assert TWO_STUDIES in biomarker_heterogeneity(rows).loc[0, "note"]
+    note = biomarker_heterogeneity(rows).loc[0, "note"]
+    assert TWO_STUDIES in note
+    shown = re.search(r"with its factor floored at 1 \(Röver et al. 2015\) it is (\S+) to (\S+)$", note)
+    assert [float(v) for v in shown.groups()] == pytest.approx(sorted(100 * (1 - np.exp([-5.7593, 3.1093]))), rel=1e-3)
+
+
+def test_no_floored_interval_note_when_the_knapp_hartung_factor_is_above_one():
+    yi, vi = bcg_log_rr()
+    rows = pd.DataFrame({"study_id": range(13), "biomarker": "crp", "yi": yi, "sei": np.sqrt(vi)})
+    assert random_effects(yi, vi)["knha_factor"] > 1
+    assert biomarker_heterogeneity(rows).loc[0, "note"] == ""
 
 
 def test_proportions_with_zero_cells_agree_with_metafor_plo():
@@ -120,7 +138,7 @@ def test_proportions_with_zero_cells_agree_with_metafor_plo():
     assert (r["H2_ci_low"], r["H2_ci_high"]) == pytest.approx((1.0, 2.7353), abs=0.01)
     assert (r["estimate"], r["ci_low"], r["ci_high"]) == pytest.approx((1.39, 0.87, 2.23), abs=0.005)  # percent
     zero = [i for i, a in enumerate(AI) if a == 0]
-    assert r["note"] == f"0.5 added to the cells of {', '.join(map(str, zero))} (no or only deaths)"
+    assert r["note"].startswith(f"0.5 added to the cells of {', '.join(map(str, zero))} (no or only deaths)")
     assert "logit" in r["method"] and "Knapp-Hartung" in r["method"] and "strata summed" in r["method"]
 
 

@@ -38,6 +38,10 @@ Biomarkers. Each study's log ratio of means (``yi``) with its standard error (``
 row per biomarker; the pooled log ratio is also given as a percent reduction,
 100 (1 - exp(log ratio)), as the Bayesian tables give it.
 
+When Q falls below its df the Knapp-Hartung factor is below 1 and its interval narrower than
+the unadjusted one; the row's note then gives the interval with the factor floored at 1
+(Röver, Knapp and Friede 2015; metafor's ``test="adhoc"``).
+
 With one study nothing is estimable and the row says so; with two the figures are
 computed, with a note that Q and I² on two studies say very little.
 """
@@ -125,13 +129,16 @@ def random_effects(yi, vi, level: float = LEVEL) -> dict:
     h2 = lambda t: (t + typical) / typical  # noqa: E731
     fit = sm.WLS(yi, np.ones(k), weights=1.0 / (vi + tau2)).fit()   # scale estimated: Knapp-Hartung
     lo, hi = fit.conf_int(alpha=1 - level)[0]
+    floored = sm.WLS(yi, np.ones(k), weights=1.0 / (vi + tau2)).fit(cov_type="fixed scale", use_t=True,
+                                                                   cov_kwds={"scale": max(1.0, fit.scale)})
     return {"studies": k, "Q": q, "df": k - 1, "p_Q": float(homogeneity.pvalue),
             "I2_percent": i2(tau2), "I2_ci_low": i2(tau2_lo), "I2_ci_high": i2(tau2_hi),
             "I2_from_Q_percent": 100 * max(0.0, 1 - (k - 1) / q) if q > 0 else 0.0,
             "H2": h2(tau2), "H2_ci_low": h2(tau2_lo), "H2_ci_high": h2(tau2_hi),
             "tau2": tau2, "tau2_ci_low": tau2_lo, "tau2_ci_high": tau2_hi, "tau": np.sqrt(tau2),
             "estimate_link": float(fit.params[0]), "se_link": float(fit.bse[0]),
-            "ci_low_link": float(lo), "ci_high_link": float(hi)}
+            "ci_low_link": float(lo), "ci_high_link": float(hi), "knha_factor": float(fit.scale),
+            "ci_floored_link": tuple(float(v) for v in floored.conf_int(alpha=1 - level)[0])}
 
 
 def _row(outcome: str, yi, vi, link: str, scale: str, to_scale, method: str, notes: list[str]) -> dict:
@@ -143,6 +150,10 @@ def _row(outcome: str, yi, vi, link: str, scale: str, to_scale, method: str, not
         return row
     row |= random_effects(yi, vi)
     ends = sorted(to_scale(np.array([row["ci_low_link"], row["ci_high_link"]])))
+    if row["knha_factor"] < 1:
+        wide = sorted(to_scale(np.array(row["ci_floored_link"])))
+        notes = notes + [f"Q below its df makes the Knapp-Hartung interval narrower than the unadjusted one; with its "
+                         f"factor floored at 1 (Röver et al. 2015) it is {wide[0]:.1f} to {wide[1]:.1f}"]
     row |= {"estimate": float(to_scale(row["estimate_link"])), "ci_low": ends[0], "ci_high": ends[1],
             "note": "; ".join(([TWO_STUDIES] if k == 2 else []) + notes)}
     return row
