@@ -38,9 +38,9 @@ Biomarkers. Each study's log ratio of means (``yi``) with its standard error (``
 row per biomarker; the pooled log ratio is also given as a percent reduction,
 100 (1 - exp(log ratio)), as the Bayesian tables give it.
 
-When Q falls below its df the Knapp-Hartung factor is below 1 and its interval narrower than
-the unadjusted one; the row's note then gives the interval with the factor floored at 1
-(Röver, Knapp and Friede 2015; metafor's ``test="adhoc"``).
+When the Knapp-Hartung factor (the generalised Q at the REML tau², over k - 1) is below 1,
+its interval is narrower than the unadjusted one; the row's note then gives the interval with
+the factor floored at 1 (Röver, Knapp and Friede 2015; metafor's ``test="adhoc"``).
 
 With one study nothing is estimable and the row says so; with two the figures are
 computed, with a note that Q and I² on two studies say very little.
@@ -152,8 +152,9 @@ def _row(outcome: str, yi, vi, link: str, scale: str, to_scale, method: str, not
     ends = sorted(to_scale(np.array([row["ci_low_link"], row["ci_high_link"]])))
     if row["knha_factor"] < 1:
         wide = sorted(to_scale(np.array(row["ci_floored_link"])))
-        notes = notes + [f"Q below its df makes the Knapp-Hartung interval narrower than the unadjusted one; with its "
-                         f"factor floored at 1 (Röver et al. 2015) it is {wide[0]:.1f} to {wide[1]:.1f}"]
+        notes = notes + [f"Knapp-Hartung factor {row['knha_factor']:.2f} (below 1: this interval is narrower than the "
+                         f"unadjusted one); with the factor floored at 1 (Röver et al. 2015) it is {wide[0]:.1f} to "
+                         f"{wide[1]:.1f}"]
     row |= {"estimate": float(to_scale(row["estimate_link"])), "ci_low": ends[0], "ci_high": ends[1],
             "note": "; ".join(([TWO_STUDIES] if k == 2 else []) + notes)}
     return row

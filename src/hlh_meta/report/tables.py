@@ -61,12 +61,12 @@ def heterogeneity_table(het: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "outcome": het["outcome"], "studies": het["studies"].astype(str),
         "Q (df)": ["" if pd.isna(q) else f"{q:.2f} ({d:.0f})" for q, d in zip(het["Q"], het["df"])],
-        "p (Q)": [_num(p, 3) for p in het["p_Q"]],
+        "p (Q)": ["<0.001" if p < 0.001 else _num(p, 3) for p in het["p_Q"]],
         "I² % (95% CI)": [cell(*v, 1) for v in zip(het["I2_percent"], het["I2_ci_low"], het["I2_ci_high"])],
         "H² (95% CI)": [cell(*v, 2) for v in zip(het["H2"], het["H2_ci_low"], het["H2_ci_high"])],
         "tau² (95% CI, Q-profile)": [cell(*v, 3) for v in zip(het["tau2"], het["tau2_ci_low"], het["tau2_ci_high"])],
         "pooled (95% CI, REML + Knapp-Hartung)": [
-            "" if pd.isna(m) else f"{cell(m, lo, hi, 1)} {scale}"
+            "" if pd.isna(m) else f"{scale}: {cell(m, lo, hi, 1)}"
             for m, lo, hi, scale in zip(het["estimate"], het["ci_low"], het["ci_high"], het["scale"])],
         "note": het["note"].fillna("")})
 
