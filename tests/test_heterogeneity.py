@@ -208,3 +208,21 @@ def test_results_folder_and_report_carry_the_heterogeneity_table(tmp_path):
     html = (folder / "report.html").read_text(encoding="utf-8")
     assert 'id="heterogeneity"' in html and "frequentist reference figures" in html and "not a replacement" in html
     assert "heterogeneity" in pd.ExcelFile(folder / "tables.xlsx").sheet_names
+
+
+def test_manuscript_table_reads_a_saved_table(tmp_path):
+    from hlh_meta.report.tables import heterogeneity_table
+
+    yi, vi = bcg_log_rr()
+    rows = pd.DataFrame({"study_id": list(range(13)) + [0], "biomarker": ["ferritin"] * 13 + ["crp"],
+                         "yi": list(yi) + [-0.5], "sei": list(np.sqrt(vi)) + [0.3]})
+    path = tmp_path / "heterogeneity.csv"
+    biomarker_heterogeneity(rows).to_csv(path, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shown = heterogeneity_table(pd.read_csv(path)).set_index("outcome")
+    assert shown.loc["ferritin", "p (Q)"] == "<0.001" and shown.loc["ferritin", "Q (df)"] == "152.23 (12)"
+    assert shown.loc["ferritin", "tau² (95% CI, Q-profile)"] == "0.313 (0.120 to 1.111)"
+    assert shown.loc["ferritin", "pooled (95% CI, REML + Knapp-Hartung)"] == "reduction (%): 51.1 (27.4 to 67.0)"
+    assert shown.loc["ferritin", "note"] == "" and shown.loc["crp", "note"] == ONE_STUDY
+    assert shown.loc["crp", "I² % (95% CI)"] == ""

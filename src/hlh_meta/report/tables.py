@@ -68,7 +68,7 @@ def heterogeneity_table(het: pd.DataFrame) -> pd.DataFrame:
         "pooled (95% CI, REML + Knapp-Hartung)": [
             "" if pd.isna(m) else f"{scale}: {cell(m, lo, hi, 1)}"
             for m, lo, hi, scale in zip(het["estimate"], het["ci_low"], het["ci_high"], het["scale"])],
-        "note": het["note"].fillna("")})
+        "note": ["" if pd.isna(v) else str(v) for v in het["note"]]})
 
 
 def _blank(frame: pd.DataFrame) -> pd.DataFrame:
