@@ -186,8 +186,9 @@ def mortality_heterogeneity(rows: pd.DataFrame, study: str = "study_id", events:
                         MORTALITY_METHOD, notes)])
 
 
-BIOMARKER_METHOD = ("log ratio of means (follow-up / baseline) per study; REML tau² with Q-profile 95% CI; pooled log "
-                    "ratio with REML weights and Knapp-Hartung 95% CI (t, k-1 df); reduction = 100 (1 - exp(log ratio))")
+BIOMARKER_METHOD = ("log ratio of means (follow-up / baseline) per study; REML tau² with Q-profile 95% CI; pooled "
+                    "log ratio with REML weights and Knapp-Hartung 95% CI (t, k-1 df); "
+                    "reduction = 100 (1 - exp(log ratio))")
 
 
 def biomarker_heterogeneity(rows: pd.DataFrame, outcome: str = "biomarker", estimate: str = "yi",
