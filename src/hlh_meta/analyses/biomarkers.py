@@ -27,6 +27,7 @@ from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .support import rests_note
 from .families import SHARED, prior_family
+from .heterogeneity import biomarker_heterogeneity
 from .judgements import correlation_ends, judged
 from .registry import register
 from .selection import excluded_studies
@@ -241,6 +242,7 @@ class Biomarkers(AnalysisType):
                                             "risk_of_bias", "overlaps_with", "covid19") if c in studies.columns]],
             "data_used": data_used,
             "excluded": excluded.drop(columns=["usable"]),
+            "heterogeneity": biomarker_heterogeneity(data_used),
         }
 
     def statements(self, quantities: list[Quantity]) -> list[tuple[Quantity, str]]:

@@ -34,6 +34,7 @@ from .families import SHARED, prior_family
 from .judgements import judged
 from .findings import binomial_findings
 from .forest_rows import count_rows, group_name, subgroup_table
+from .heterogeneity import mortality_heterogeneity
 from .registry import register
 from .selection import excluded_studies
 
@@ -409,6 +410,7 @@ class Mortality(AnalysisType):
             "derived": quantity_table(quantities),
             "data_used": data_used,
             "excluded": excluded.drop(columns=["usable"]),
+            "heterogeneity": mortality_heterogeneity(data_used),
         }
         column = spec.get("report", "group_by") or self.group_by
         if column != "none":

@@ -21,7 +21,7 @@ from ..inference import GATE
 from ..models.priors import describe
 from .figures import figure_specs, figures_for, forest
 from ..analyses.findings import VERDICTS
-from .tables import quantities_table
+from .tables import heterogeneity_table, quantities_table
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("hlh_meta.report", "templates"),
                           autoescape=jinja2.select_autoescape(["html", "html.j2"]), trim_blocks=True, lstrip_blocks=True)
@@ -89,7 +89,9 @@ def render(result, figure_dir: Path | None = None) -> str:
     priors = json.loads(post.attrs.get("priors", "{}"))
     indexed = analysis.indexed_tables
     tables = {name: _table(frame, index=name in indexed) for name, frame in result.tables.items()
-              if name not in ("derived", "robustness", "summary_of_findings")}
+              if name not in ("derived", "robustness", "summary_of_findings", "heterogeneity")}
+    if "heterogeneity" in result.tables:
+        tables["heterogeneity"] = _table(heterogeneity_table(result.tables["heterogeneity"]))
     return _ENV.get_template("report.html.j2").render(
         result=result, manifest=result.manifest, spec=result.manifest.get("spec", {}), diag=result.diagnostics,
         gate=GATE, priors={k: describe(v) for k, v in priors.items()},

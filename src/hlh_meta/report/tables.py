@@ -48,6 +48,29 @@ def quantities_table(derived: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _num(v: float, digits: int) -> str:
+    return "" if pd.isna(v) else ("∞" if v == float("inf") else f"{v:.{digits}f}")
+
+
+def heterogeneity_table(het: pd.DataFrame) -> pd.DataFrame:
+    """The frequentist reference per outcome: Q, I², H², tau² and the pooled estimate, each
+    with its 95% interval in one cell; an outcome with one study shows only its note."""
+    def cell(mid, lo, hi, digits):
+        return "" if pd.isna(mid) else f"{_num(mid, digits)} ({_num(lo, digits)} to {_num(hi, digits)})"
+
+    return pd.DataFrame({
+        "outcome": het["outcome"], "studies": het["studies"].astype(str),
+        "Q (df)": ["" if pd.isna(q) else f"{q:.2f} ({d:.0f})" for q, d in zip(het["Q"], het["df"])],
+        "p (Q)": ["<0.001" if p < 0.001 else _num(p, 3) for p in het["p_Q"]],
+        "I² % (95% CI)": [cell(*v, 1) for v in zip(het["I2_percent"], het["I2_ci_low"], het["I2_ci_high"])],
+        "H² (95% CI)": [cell(*v, 2) for v in zip(het["H2"], het["H2_ci_low"], het["H2_ci_high"])],
+        "tau² (95% CI, Q-profile)": [cell(*v, 3) for v in zip(het["tau2"], het["tau2_ci_low"], het["tau2_ci_high"])],
+        "pooled (95% CI, REML + Knapp-Hartung)": [
+            "" if pd.isna(m) else f"{scale}: {cell(m, lo, hi, 1)}"
+            for m, lo, hi, scale in zip(het["estimate"], het["ci_low"], het["ci_high"], het["scale"])],
+        "note": ["" if pd.isna(v) else str(v) for v in het["note"]]})
+
+
 def _blank(frame: pd.DataFrame) -> pd.DataFrame:
     """Missing values shown as empty cells, whatever the column's type."""
     return frame.astype(object).where(frame.notna(), "")
@@ -93,6 +116,8 @@ def manuscript_tables(result) -> dict[str, pd.DataFrame]:
     out["rows used"] = _blank(_rounded(t["data_used"]))
     if "excluded" in t:
         out["rows not used"] = _blank(t["excluded"])
+    if "heterogeneity" in t:
+        out["heterogeneity"] = heterogeneity_table(t["heterogeneity"])
     if "comparison" in t:
         out["covariate sets"] = _blank(_rounded(t["comparison"]))
     if "sensitivity" in t:
