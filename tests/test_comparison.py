@@ -32,7 +32,7 @@ def add_studies(folder, *ids, covid=False):
     with open(folder / "studies.csv", "a", encoding="utf-8") as f:
         for sid in ids:
             f.write(f'{sid},"Synthetic {sid}",2020,,,trial,,,500,adult,,iv,500,infection,,high,synthetic,true,'
-                    f'synthetic,peer_reviewed_full,{str(covid).lower()},full_text\n')
+                    f'synthetic,peer_reviewed_full,{str(covid).lower()},full_text,unknown\n')
 
 
 def write_arms(folder, rows):
