@@ -430,8 +430,9 @@ class Mortality(AnalysisType):
         above ``refit_k`` is refitted without its rows instead (weight 0 on the compiled model
         holding the union of the sets' covariates) and its strata are scored by their log
         predictive density, the study effect drawn from its prior (:mod:`.crossval`).
-        Differences from the best set carry their standard error over studies and each
-        set's elpd its Monte Carlo SE; :func:`loso_verdict` words each.
+        The sets' fits and refits use ``[sensitivity] draws`` and ``tune``. Differences from
+        the best set carry their standard error over studies and each set's elpd its Monte
+        Carlo SE; :func:`loso_verdict` words each.
         """
         sets = [list(s) for s in spec.get("comparison", "covariate_sets")]
         if len(sets) < 2:
@@ -445,7 +446,10 @@ class Mortality(AnalysisType):
             return pd.DataFrame([{"covariate_set": " + ".join(s) or "intercept only", "elpd_loso": np.nan,
                                   "verdict": "not compared: leave-one-study-out needs at least two studies"}
                                  for s in sets])
-        settings = self.settings(spec, progress=progress)
+        # the sets' fits and refits use the sensitivity variants' draws: each study's density is
+        # a mean over draws whose Monte Carlo SE is reported (elpd_mcse)
+        settings = self.settings(spec, progress=progress, draws=spec.get("sensitivity", "draws"),
+                                 tune=spec.get("sensitivity", "tune"))
         lpd, info = {}, {}
         for covs in sets:
             name = " + ".join(covs) if covs else "intercept only"
