@@ -287,3 +287,16 @@ def test_a_covariate_set_is_worse_only_on_a_difference_over_4_and_2_se(differenc
 
     verdict = loso_verdict(difference, se, folds)
     assert verdict.startswith(start) and fragment in verdict and f"{difference:.1f}" in verdict
+
+
+def test_fibrinogen_is_a_change_without_a_reduction_threshold_in_the_summary_of_findings(biomarkers_run):
+    """A marker with no declared direction of benefit is shown as a change of the mean (its
+    reduction negated) and its imprecision is not judged against the reduction threshold."""
+    sof = biomarkers_run.table("summary_of_findings").set_index("quantity", drop=False)
+    row = sof[sof["outcome"].str.startswith("Fibrinogen")].iloc[0]
+    pooled = next(q for q in biomarkers_run.quantities if q.key == "reduction_pooled" and q.outcome == "fibrinogen")
+    assert row["quantity"] == "change of the mean (%)"
+    assert row["median"] == pytest.approx(-pooled.summary()["median"])
+    assert row["imprecision"] == "not assessed" and "no direction of benefit" in row["imprecision_reason"]
+    crp = sof[sof["outcome"].str.startswith("CRP")].iloc[0]
+    assert crp["quantity"] != "change of the mean (%)" and "no direction of benefit" not in crp["imprecision_reason"]

@@ -11,6 +11,8 @@ is :data:`hlh_meta.effects.biomarkers.IMPROVEMENT`: a fall of fibrinogen is not 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 from collections.abc import Mapping
 
@@ -311,7 +313,13 @@ class Biomarkers(AnalysisType):
         for q in (q for q in quantities if q.key == "reduction_pooled"):
             mine = used[used["biomarker"] == q.outcome]
             one = q.studies_informing == 1              # one study's estimate: no new-study range, labelled
-            rows.append({"outcome": display(q.outcome) + (" (one study)" if one else ""), "pooled": q,
+            extra = {}
+            if improvement(q.outcome) is None:          # no direction of benefit: a change, judged without a threshold
+                q = replace(q, draws=-np.asarray(q.draws), prior=None if q.prior is None else -np.asarray(q.prior),
+                            description="change of the mean (%)", scale="percent change")
+                extra["threshold"] = ("no direction of benefit is declared for this marker, so no reduction "
+                                      "threshold applies")
+            rows.append({"outcome": display(q.outcome) + (" (one study)" if one else ""), "pooled": q, **extra,
                          "new": None if one else new.get(q.outcome), "tau": tau.get(q.outcome),
                          "patients": mine.groupby("study_id", sort=False)["n"].sum().astype(float).to_dict(),
                          "effects": (mine["yi"].to_numpy(float), mine["sei"].to_numpy(float))})

@@ -232,8 +232,11 @@ def summary_of_findings(rows: list[dict], studies: pd.DataFrame, threshold: floa
         lowered = designs.str.lower()
         randomised = bool(len(designs)) and (lowered.str.contains("randomi")
                                              & ~lowered.str.contains(r"non[-_ ]?randomi")).all()
+        own = r.get("threshold")             # a row's reason why the analysis's threshold does not apply to it
+        imprecision = (("not assessed", f"{_imprecision(q, None)[1].split(';')[0]}; {own}") if isinstance(own, str)
+                       else _imprecision(q, threshold))
         judged = dict(zip(VERDICTS, (_risk_of_bias(studies, r["patients"]), _inconsistency(r.get("tau")),
-                                     _imprecision(q, threshold), _indirectness(q, studies, ids, population),
+                                     imprecision, _indirectness(q, studies, ids, population),
                                      _publication_bias(len(ids), r.get("effects"), r.get("unreported"),
                                                        int(round(sum(r["patients"].values())))))))
         if q.caveats:                   # an interval whose width rests on imputed dispersion says so
@@ -256,6 +259,6 @@ def summary_of_findings(rows: list[dict], studies: pd.DataFrame, threshold: floa
             row[f"{name}_reason"] = why
         row.update({"certainty": level, "median": s["median"], "q2.5": s["q2.5"], "q97.5": s["q97.5"],
                     "pi_2.5": np.nan if pn is None else pn["q2.5"], "pi_97.5": np.nan if pn is None else pn["q97.5"],
-                    "threshold": np.nan if threshold is None else threshold, "scale": q.scale})
+                    "threshold": np.nan if threshold is None or isinstance(own, str) else threshold, "scale": q.scale})
         out.append(row)
     return pd.DataFrame(out)
