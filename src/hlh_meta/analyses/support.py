@@ -13,7 +13,7 @@ For every quantity (and model parameter) three measures, each from the fit itsel
 - **the studies and patients that inform it**: rows of known composition in the quantity's
   categories (a profile of categories no row holds is an extrapolation).
 
-The label (thresholds documented in the README):
+The label (thresholds documented in docs/methods.md):
 
 - ``prior``: no study informs it, it is an extrapolation, or contraction < 0.1 (the
   posterior SD is above 95% of the prior SD);
