@@ -192,3 +192,17 @@ def replace_label(q):
     from dataclasses import replace
 
     return replace(q, key="mortality_new")
+
+
+def test_a_variant_without_draws_on_the_unbounded_scale_is_judged_as_reported():
+    """tau fixed at 0 (the common-effect variant) has no log-scale draws: its shift is
+    measured on the reported scale instead of breaking the rule."""
+    base = {"quantity": "tau", "key": "tau", "label": "between studies", "P(<20%)": np.nan, "P(<1)": np.nan,
+            "diagnostics_passed": True, "scale": "SD (logit scale)"}
+    primary = {**base, "variant": "primary", "family": "primary", "median": 0.5, "sd": 0.4, "mean": 0.55,
+               "q2.5": 0.03, "q97.5": 1.6, "unbounded_median": np.log(0.5), "unbounded_sd": 1.0,
+               "unbounded_width": np.log(1.6 / 0.03)}
+    fixed = {**base, "variant": "common effect (tau = 0)", "family": "fixed_effect", "median": 0.0, "sd": 0.0,
+             "q2.5": 0.0, "q97.5": 0.0, "unbounded_median": np.nan, "unbounded_sd": np.nan, "unbounded_width": np.nan}
+    rob = robustness(pd.DataFrame([primary, fixed])).iloc[0]
+    assert rob["verdict"] == "NOT robust" and rob["largest_shift_sd"] == pytest.approx(0.5 / 0.4)

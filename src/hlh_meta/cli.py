@@ -174,6 +174,10 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
             if not skip_empty:
                 raise spec.error("data", f"no row of the tables is usable for this {spec.kind} analysis")
             _warn_line(f"{spec.name}: no row of the tables is usable for this {spec.kind} analysis; skipped", shown)
+            if skip_fresh and spec.path is not None and Path(spec.path).is_file():
+                from .freshness import record_skip
+
+                record_skip(out, spec.name, Path(spec.path), ds.sha256)
             continue
         if sensitivity:
             analysis.expand_variants(ds, spec)
@@ -197,7 +201,7 @@ def _stale(specs: list[Path], out: Path, data: Optional[Path], quiet: bool) -> l
     import tomllib
 
     from .data.dataset import bundled_data_dir, table_digests
-    from .freshness import up_to_date
+    from .freshness import skipped_before, up_to_date
 
     folder = bundled_data_dir() if data is None else data
     if not Path(folder).exists():
@@ -215,6 +219,11 @@ def _stale(specs: list[Path], out: Path, data: Optional[Path], quiet: bool) -> l
             if not quiet:
                 console.print(f"{name}: {target} is up to date (same spec, tables, code and libraries); "
                               "--force refits", markup=False)
+            continue
+        if isinstance(name, str) and not target.exists() and skipped_before(out, name, Path(path), digests):
+            if not quiet:
+                console.print(f"{name}: no usable rows in these tables (unchanged since the last run); skipped",
+                              markup=False)
             continue
         left.append(path)
     return left

@@ -47,6 +47,36 @@ def fingerprint(spec_file: Path, data_digests: dict[str, str]) -> dict:
             "libraries": library_versions()}
 
 
+#: beside the results folders: the analyses a run skipped for having no usable rows, with their fingerprints
+SKIPPED = ".hlh-meta-skipped.json"
+
+
+def _skipped(out: Path) -> dict:
+    try:
+        data = json.loads((Path(out) / SKIPPED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def record_skip(out: Path, name: str, spec_file: Path, data_digests: dict[str, str]) -> None:
+    """Remember that analysis ``name`` had no usable rows in these tables (so a later run with
+    nothing changed skips it without reading the tables again). Best effort: a folder that
+    cannot be written only loses the shortcut."""
+    entries = _skipped(out)
+    entries[name] = fingerprint(spec_file, data_digests)
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / SKIPPED).write_text(json.dumps(entries, indent=1, sort_keys=True), encoding="utf-8")
+    except OSError:
+        pass
+
+
+def skipped_before(out: Path, name: str, spec_file: Path, data_digests: dict[str, str]) -> bool:
+    """Whether a run with the same spec, tables, code and libraries skipped ``name`` for having no usable rows."""
+    return _skipped(out).get(name) == fingerprint(spec_file, data_digests)
+
+
 def up_to_date(folder: Path, spec_file: Path, data_digests: dict[str, str]) -> bool:
     """Whether ``folder`` holds complete results of this spec file on these tables with this
     code and these libraries (a folder without a readable manifest is not)."""

@@ -65,15 +65,17 @@ def _flip(p0: float, p1: float) -> bool:
 def _measures(p: pd.Series, same: pd.DataFrame) -> tuple[pd.Series, pd.Series, str]:
     """Each variant's shift of the median in primary SDs and its interval width ratio, on the
     unbounded scale where the table has it (else as the quantity is reported)."""
-    cols = ("unbounded_median", "unbounded_sd", "unbounded_width")
-    if all(c in same for c in cols) and all(pd.notna(p.get(c)) for c in cols) and p["unbounded_sd"] > 0:
-        shift = (same["unbounded_median"] - p["unbounded_median"]).abs() / p["unbounded_sd"]
-        ratio = same["unbounded_width"] / p["unbounded_width"] if p["unbounded_width"] > 0 else same["median"] * np.nan
-        return shift, ratio, SCALE_WORDS.get(str(p.get("scale", "")), "log" if str(p.get("scale", "")).startswith("SD")
-                                             else "reported")
     shift = (same["median"] - p["median"]).abs() / p["sd"] if p["sd"] > 0 else same["median"] * 0.0
     width = p["q97.5"] - p["q2.5"]
     ratio = (same["q97.5"] - same["q2.5"]) / width if width > 0 else same["median"] * np.nan
+    cols = ("unbounded_median", "unbounded_sd", "unbounded_width")
+    if all(c in same for c in cols) and all(pd.notna(p.get(c)) for c in cols) and p["unbounded_sd"] > 0:
+        # a variant with no draws on the unbounded scale (tau fixed at 0) keeps the reported-scale measures
+        shift = ((same["unbounded_median"] - p["unbounded_median"]).abs() / p["unbounded_sd"]).fillna(shift)
+        if p["unbounded_width"] > 0:
+            ratio = (same["unbounded_width"] / p["unbounded_width"]).fillna(ratio)
+        return shift, ratio, SCALE_WORDS.get(str(p.get("scale", "")), "log" if str(p.get("scale", "")).startswith("SD")
+                                             else "reported")
     return shift, ratio, "reported"
 
 
@@ -105,8 +107,8 @@ def robustness(sens: pd.DataFrame, support: Mapping[tuple[str, str], str] | None
         flipped = same[flips & passed & choice]
         failed = same[~passed & choice]
         influential = same[_moves(shift, ratio) & passed & loo] if (~loo).any() else same.iloc[0:0]
-        judged = shift[choice]
-        worst = same.loc[judged.idxmax()] if len(judged) else same.loc[shift.idxmax()]
+        judged = shift[choice].dropna()
+        worst = same.loc[judged.idxmax()] if len(judged) else same.loc[shift.fillna(-np.inf).idxmax()]
         sup = (support or {}).get((p["key"], label), "")
         if sup == "prior":
             verdict = "not assessable"
