@@ -168,6 +168,7 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
     runnable = []
     for spec in loaded:
         analysis = analysis_for(spec)
+        analysis.check_spec(spec)                    # keys checked against the analysis type (priors, threshold, ...)
         analysis.settings(spec)                      # [sampling] values (a seed of -1) before any sampling
         used, _ = analysis.frame(ds, spec)           # data and spec problems surface before any sampling
         if used.empty:
