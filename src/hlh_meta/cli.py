@@ -178,6 +178,7 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
             continue
         if sensitivity:
             analysis.expand_variants(ds, spec)
+        analysis.check_request(ds, analysis.resolve(ds, spec), sensitivity)   # within the machine's memory
         runnable.append(spec)
     loaded = runnable
     targets = [safe_child(out, s.name) for s in loaded]
@@ -277,6 +278,19 @@ def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out
         _fail(exc)
 
 
+def _check_executor_options(workers: Optional[int], serial: bool, scheduler: Optional[str]) -> None:
+    """--workers, --serial and --scheduler: one way of running the variants, a worker count of at least 1."""
+    from .errors import InputError
+
+    given = [name for name, on in (("--workers", workers is not None), ("--serial", serial),
+                                   ("--scheduler", scheduler is not None)) if on]
+    if len(given) > 1:
+        raise InputError(f"{' and '.join(given)} choose different ways of running the variants (worker processes, "
+                         "this process alone, a Dask cluster): give one")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be a whole number of at least 1, got {workers} (--serial: no worker processes)")
+
+
 @app.command("sensitivity")
 def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML) declaring sensitivity variant families.")],
                     out_dir: OutOpt = None, force: ForceOpt = False, quiet: QuietOpt = False,
@@ -288,6 +302,7 @@ def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TO
     executor = ({"executor": "dask", "scheduler": scheduler} if scheduler else
                 {"executor": "serial"} if serial else {"executor": "processes", "workers": workers})
     try:
+        _check_executor_options(workers, serial, scheduler)
         _run_specs([spec], out_dir or Path("results"), force, quiet, data, sensitivity=True, executor=executor)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)

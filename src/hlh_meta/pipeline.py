@@ -64,6 +64,7 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | None = None, *, sensitiv
     analysis.check_spec(spec)                # bad priors or report keys name the spec file and key, before any work
     with _named_as_given(ds):                # rows that cannot become counts or effects: a workbook's sheets named
         spec = analysis.resolve(ds, spec)    # what the data decide (reference levels), the same for every variant
+        analysis.check_request(ds, spec, sensitivity)   # chains, draws and tune within the machine's memory
         started = time.perf_counter()
         done = {}
 

@@ -27,7 +27,7 @@ from ..effects.biomarkers import MISSING_DISPERSION
 from ..effects.mortality import ATTRIBUTIONS
 from ..errors import PriorError, SettingError, plain
 from ..inference import SamplerSettings
-from ..models.engine import ModelInputs, fit_model
+from ..models.engine import ModelInputs, check_request, fit_model
 from ..models.priors import BINOMIAL_DEFAULTS, resolve_priors
 from ..spec import Spec
 
@@ -327,12 +327,35 @@ class AnalysisType:
             raise spec.error("report.threshold", f"is compared with {unit}, so it must be {bounds}; got {plain(threshold)}")
 
     @staticmethod
-    def settings(spec: Spec, **overrides) -> SamplerSettings:
-        """The spec's ``[sampling]`` settings; a bad value names the spec file and key."""
+    def settings(spec: Spec, overrides_from: str = "sampling", **overrides) -> SamplerSettings:
+        """The spec's ``[sampling]`` settings; a bad value names the spec file and key (a value
+        given in ``overrides`` is named as a key of the section ``overrides_from``)."""
         try:
             return SamplerSettings.of(spec.section("sampling"), **overrides)
         except SettingError as exc:
-            raise spec.error(f"sampling.{exc.key}", exc.message) from None
+            section = overrides_from if exc.key in overrides else "sampling"
+            raise spec.error(f"{section}.{exc.key}", exc.message) from None
+
+    def check_request(self, ds: Dataset, spec: Spec, sensitivity: bool = False) -> int:
+        """Refuse, before any sampling, ``[sampling]`` (and with ``sensitivity`` the variants'
+        ``[sensitivity] draws`` and ``tune``) that ask for more memory than half of this
+        machine's, estimated from the size of the primary model (:func:`~hlh_meta.models.engine.
+        values_per_draw`); names the spec file and key with the estimate. Returns the bytes a
+        variant's fit needs (the primary's without ``sensitivity``)."""
+        inputs = self.variant_inputs(ds, spec, PRIMARY)
+        asks = [("sampling", self.settings(spec))]
+        if sensitivity:
+            asks.append(("sensitivity", self.settings(spec, overrides_from="sensitivity",
+                                                      draws=spec.get("sensitivity", "draws"),
+                                                      tune=spec.get("sensitivity", "tune"))))
+        need = 0
+        for section, settings in asks:
+            try:
+                need = check_request(inputs, settings)
+            except SettingError as exc:
+                where = section if exc.key in ("draws", "tune") else "sampling"     # the variants set only these
+                raise spec.error(f"{where}.{exc.key}", exc.message) from None
+        return need
 
     def fit(self, ds: Dataset, spec: Spec, used: pd.DataFrame, variant: Variant = PRIMARY,
             covariates: list[str] | None = None, progress: bool = False, extras: bool = True) -> az.InferenceData:

@@ -12,8 +12,10 @@ import pandas as pd
 
 from ..errors import InputError
 from ..inference import SamplerSettings
+from ..inference.sampling import gib, machine_memory, memory_budget, memory_needed
+from ..models.engine import values_per_draw
 from ..spec import Spec
-from .runner import Planned, run_group
+from .runner import Planned, run_group, variant_settings
 
 EXECUTORS = ("serial", "processes", "dask")
 
@@ -53,6 +55,40 @@ def default_workers(spec: Spec, groups: int) -> int:
     return min(groups, wanted)
 
 
+#: memory of a worker process beside its fit: Python with PyMC, PyTensor, numba and nutpie loaded
+WORKER_PROCESS_BYTES = 600 << 20
+
+
+def check_executor(executor: str, workers: int | None = None, scheduler=None) -> None:
+    """Refuse (:class:`~hlh_meta.errors.InputError`) an executor that is not one of
+    :data:`EXECUTORS`, a ``workers`` that is not a whole number of at least 1, and ``workers``
+    or ``scheduler`` given to an executor that does not use them."""
+    if executor not in EXECUTORS:
+        raise InputError(f"executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InputError(f"workers must be a whole number of at least 1 (or None: the default), got {workers!r}")
+        if executor != "processes":
+            raise InputError(f"workers = {workers} is for the 'processes' executor; the {executor} executor "
+                             + ("runs every variant in this process" if executor == "serial" else
+                                "runs variants on the cluster's workers") + ": give one or the other")
+    if scheduler is not None and executor != "dask":
+        raise InputError(f"a scheduler is for the 'dask' executor, not the {executor} executor")
+
+
+def check_workers(n: int, per_fit: int) -> None:
+    """Refuse ``n`` worker processes (each fitting beside this process, which fits too) whose
+    memory together is over half of this machine's: each needs :data:`WORKER_PROCESS_BYTES`
+    and its fit ``per_fit`` bytes."""
+    need = (n + 1) * (WORKER_PROCESS_BYTES + per_fit)
+    if need > memory_budget():
+        fits = max(memory_budget() // (WORKER_PROCESS_BYTES + per_fit) - 1, 0)
+        raise InputError(f"workers = {n} asks for more memory than this machine can give: {n} worker processes and "
+                         f"this one, each about {gib(WORKER_PROCESS_BYTES + per_fit)} (a process with its fit), need "
+                         f"about {gib(need)}, over half of this machine's {gib(machine_memory())}; "
+                         f"at most {fits} fit")
+
+
 def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
                workers: int | None = None, scheduler=None,
                progress: Callable[[int, int, str], None] | None = None,
@@ -63,8 +99,7 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
     with the serial executor): e.g. the primary analysis, while workers compile other models.
     An InferenceData it returns is the primary variant's fit wherever that runs here.
     """
-    if executor not in EXECUTORS:
-        raise InputError(f"executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
+    check_executor(executor, workers, scheduler)
     groups = group_variants(planned)
     done: dict[str, pd.DataFrame] = {}
     fitted: dict = {}
@@ -88,7 +123,11 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
         # worker (or no other group) every group runs here in turn, as with the serial executor.
         primary_group = [g for g in groups if any(it.variant.family == "primary" for it in g)]
         others = sorted((g for g in groups if g not in primary_group), key=len, reverse=True)
-        n = (workers or default_workers(spec, len(others))) if others else 0
+        # no more workers than groups to give them (a pool starts its processes as work arrives)
+        n = min(workers or default_workers(spec, len(others)), len(others)) if others else 0
+        if n:
+            check_workers(n, max((memory_needed(variant_settings(spec), values_per_draw(it.inputs))
+                                  for g in others for it in g if it.inputs is not None), default=0))
         if n:
             local, remote = primary_group, others
     if executor != "dask" and not remote:
