@@ -74,3 +74,106 @@ def test_bad_spec_refused_before_writing(tmp_path, spec, fragment):
     assert res.exit_code == 2 and fragment in res.output and "Traceback" not in res.output
     assert not out.exists() or not any(out.iterdir())
     assert not (tmp_path / "outside").exists()
+
+
+# --- tables that parse but cannot be used: refused in `data check` and `fit` alike ----------------
+
+NUMBERS = [c for c in CASES if c["name"].startswith(("integer_", "negative_integer", "number_", "dispersion_",
+                                                     "mean_so", "follow_up_mean_so"))]
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+    """Any attempt to sample fails the test: these inputs must be refused before."""
+    import hlh_meta.inference.sampling as sampling
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("sampled although the input is bad")
+
+    monkeypatch.setattr(sampling, "_sample_once", refuse)
+
+
+def _one_problem(output: str, where: str, fragment: str) -> None:
+    assert "Traceback" not in output and "Warning" not in output, output      # no numpy warning on the terminal
+    problems = [line for line in output.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 1 and where in problems[0] and fragment in problems[0], output
+
+
+@pytest.mark.parametrize("case", NUMBERS, ids=[c["name"] for c in NUMBERS])
+def test_fit_refuses_numbers_it_cannot_compute_with(case, data_copy, tmp_path, no_sampling):
+    exp = case["expect"]
+    spec = "biomarkers_small.toml" if exp["file"] == "biomarkers.csv" else "mortality_small.toml"
+    out = tmp_path / "results"
+    res = CliRunner().invoke(app, ["fit", str(HERE / "specs" / spec), "--data", str(materialise(case, data_copy)),
+                                   "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    _one_problem(res.output, f"{exp['file']}, row {exp['row']}, column '{exp['column']}'", exp["fragment"])
+    assert not out.exists()
+
+
+def test_integer_of_thousands_of_digits_is_one_short_problem(data_copy):
+    edit = {"table": "studies.csv", "old": "24583503", "new": "9" * 5000}     # beyond int()'s 4300-digit limit
+    res = CliRunner().invoke(app, ["data", "check", str(materialise({"name": "long", "edits": [edit]}, data_copy))])
+    assert res.exit_code == 2
+    _one_problem(res.output, "studies.csv, row 2, column 'pmid'", "(5000 characters)")
+    assert len(res.output) < 1000
+
+
+def _rewrite(path: Path, change) -> None:
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(change(rows))
+    path.write_text(out.getvalue(), encoding="utf-8")
+
+
+def _without(column: str):
+    def change(rows):
+        i = rows[0].index(column)
+        return [r[:i] + r[i + 1:] for r in rows]
+    return change
+
+
+@pytest.mark.parametrize("table, column, fragment", [
+    ("mortality.csv", "deaths", "rows 2, 4,"),                 # rows whose count_method needs it
+    ("mortality.csv", "percent", "count_method 'from_percentage' needs it"),
+    ("mortality.csv", "n", "needs it"),
+    ("biomarkers.csv", "baseline_sem", "add it"),               # no row says it needs it: still not silently "none"
+    ("studies.csv", "n_iv", "add it"),
+])
+@pytest.mark.parametrize("command", ["data", "fit"])
+def test_missing_optional_column_is_one_problem(data_copy, tmp_path, no_sampling, table, column, fragment, command):
+    _rewrite(data_copy / table, _without(column))
+    args = (["data", "check", str(data_copy)] if command == "data" else
+            ["fit", str(HERE / "specs" / "mortality_small.toml"), "--data", str(data_copy), "--out", str(tmp_path / "r")])
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    _one_problem(res.output, f"{table}, row 1, column '{column}'", f"column '{column}' missing")
+    assert fragment in res.output
+
+
+def test_descriptive_column_may_be_left_out(data_copy):
+    _rewrite(data_copy / "mortality.csv", _without("notes"))
+    res = CliRunner().invoke(app, ["data", "check", str(data_copy)])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("table", ["studies.csv", "mortality.csv", "biomarkers.csv"])
+def test_trailing_empty_columns_are_named(data_copy, table):
+    """A spreadsheet may save empty columns after the last one: the message names them by
+    position and letter, and says what they are."""
+    _rewrite(data_copy / table, lambda rows: [r + ["", ""] for r in rows])
+    res = CliRunner().invoke(app, ["data", "check", str(data_copy)])
+    assert res.exit_code == 2
+    width = len((data_copy / table).read_text(encoding="utf-8").splitlines()[0].split(","))
+    _one_problem(res.output, f"{table}, row 1", f"positions {width - 1} (")
+    assert "without a name" in res.output and "delete them" in res.output and "more than once" not in res.output
+
+
+def test_unnamed_column_with_values_is_not_called_empty(data_copy):
+    _rewrite(data_copy / "studies.csv", lambda rows: [r + (["x"] if i else [""]) for i, r in enumerate(rows)])
+    res = CliRunner().invoke(app, ["data", "check", str(data_copy)])
+    assert res.exit_code == 2
+    assert "an empty column name at position" in res.output and "delete them" not in res.output
