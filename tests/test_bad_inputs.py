@@ -3,6 +3,7 @@ message naming file, row and column, exit status 2, no traceback and nothing wri
 
 from __future__ import annotations
 
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -177,3 +178,111 @@ def test_unnamed_column_with_values_is_not_called_empty(data_copy):
     res = CliRunner().invoke(app, ["data", "check", str(data_copy)])
     assert res.exit_code == 2
     assert "an empty column name at position" in res.output and "delete them" not in res.output
+
+
+# --- damaged results folders: `hlh-meta report` names what is damaged, exit 2 -------------------
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A results folder of the small biomarker analysis (a few seconds of sampling)."""
+    out = tmp_path_factory.mktemp("saved")
+    res = CliRunner().invoke(app, ["fit", str(HERE / "specs" / "biomarkers_small.toml"), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    return out / "biomarkers"
+
+
+def _manifest_edit(change):
+    def damage(folder: Path) -> None:
+        import json
+
+        path = folder / "manifest.json"
+        manifest = json.loads(path.read_text())
+        path.write_text(json.dumps(change(manifest)))
+    return damage
+
+
+def _truncate(name: str, size: int):
+    def damage(folder: Path) -> None:
+        (folder / name).write_bytes((folder / name).read_bytes()[:size])
+    return damage
+
+
+DAMAGES = {
+    "posterior_truncated": (_truncate("posterior.nc", 3000), "posterior.nc was changed"),
+    "posterior_empty": (_truncate("posterior.nc", 0), "posterior.nc was changed"),
+    "posterior_garbage": (lambda f: (f / "posterior.nc").write_bytes(bytes(range(256)) * 20), "posterior.nc was changed"),
+    "posterior_deleted": (lambda f: (f / "posterior.nc").unlink(), "posterior.nc missing"),
+    "table_deleted": (lambda f: (f / "derived.csv").unlink(), "derived.csv missing"),
+    "table_edited": (lambda f: (f / "summary.csv").write_text((f / "summary.csv").read_text().replace("mu[", "banana[", 1)),
+                     "summary.csv was changed"),
+    "manifest_not_json": (lambda f: (f / "manifest.json").write_text("{not json"), "manifest.json cannot be read"),
+    "manifest_not_utf8": (lambda f: (f / "manifest.json").write_bytes(b"\xff\xfe{}"), "manifest.json cannot be read"),
+    "manifest_a_list": (lambda f: (f / "manifest.json").write_text("[1, 2]"), "does not hold an object"),
+    "manifest_without_kind": (_manifest_edit(lambda m: {k: v for k, v in m.items() if k != "kind"}), "no 'kind'"),
+    "manifest_tables_outside": (_manifest_edit(lambda m: {**m, "tables": ["../../etc/passwd"]}), "not table names"),
+    "manifest_hashes_not_object": (_manifest_edit(lambda m: {**m, "files_sha256": [1]}), "'files_sha256' is not"),
+    # a folder written before hashes were recorded: what cannot be read is still named
+    "unhashed_posterior_truncated": (lambda f: (_manifest_edit(lambda m: {k: v for k, v in m.items()
+                                                                          if k != "files_sha256"})(f),
+                                                _truncate("posterior.nc", 3000)(f)), "posterior.nc cannot be read"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGES))
+def test_report_names_what_is_damaged(saved, tmp_path, name):
+    damage, fragment = DAMAGES[name]
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    (folder / "report.html").unlink()
+    damage(folder)
+    res = CliRunner().invoke(app, ["report", str(folder)])
+    assert res.exit_code == 2, res.output
+    assert "results folder damaged" in res.output and fragment in res.output, res.output
+    assert "Traceback" not in res.output and "internal error" not in res.output
+    assert not (folder / "report.html").exists()
+
+
+def test_report_of_an_intact_folder_is_rebuilt(saved, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    (folder / "report.html").unlink()
+    res = CliRunner().invoke(app, ["report", str(folder)])
+    assert res.exit_code == 0, res.output
+    assert (folder / "report.html").is_file()
+
+
+def test_report_in_a_folder_that_cannot_be_written_is_exit_2(saved, tmp_path, monkeypatch):
+    import errno
+
+    import hlh_meta.result as result_module
+
+    def read_only(result, path, figure_dir=None):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(result_module, "write_report", read_only)
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    res = CliRunner().invoke(app, ["report", str(folder)])
+    assert res.exit_code == 2, res.output
+    assert "cannot write the report" in res.output and "Read-only file system" in res.output
+    assert not list(folder.glob(".report*"))
+
+
+@pytest.mark.parametrize("target", ["missing", "a_file"])
+def test_report_of_what_is_not_a_results_folder(tmp_path, target):
+    path = tmp_path / target
+    if target == "a_file":
+        path.write_text("x")
+    res = CliRunner().invoke(app, ["report", str(path)])
+    assert res.exit_code == 2 and "not a results folder" in res.output
+
+
+def test_save_speaks_python(saved, tmp_path):
+    """AnalysisResult.save tells a Python user about force=True, not the command line's --force."""
+    import hlh_meta as hm
+
+    result = hm.AnalysisResult.load(saved)
+    shutil.copytree(saved, tmp_path / "there")
+    with pytest.raises(hm.InputError) as exc:
+        result.save(tmp_path / "there", figures=False, report=False)
+    assert "force=True" in str(exc.value) and "--force" not in str(exc.value) and "--out" not in str(exc.value)

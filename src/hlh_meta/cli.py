@@ -238,7 +238,7 @@ def _run_one(spec, target: Path, ds, force: bool, quiet: bool, show: bool, shown
         with _one_line_warnings(shown), _compile_notice(line, spec.name):
             result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, **(executor or {}))
     with _one_line_warnings(shown):
-        result.save(target, force=force)
+        result.save(target, force=force, terms="cli")
     diag = result.diagnostics
     flag = "diagnostics OK" if diag.passed else "DIAGNOSTICS FLAGGED: " + "; ".join(diag.problems)
     if not quiet:

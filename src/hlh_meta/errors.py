@@ -98,6 +98,15 @@ class OutputLocationError(InputError):
     """The results folder cannot be written where asked (a file in the way, no permission)."""
 
 
+class ResultsDamagedError(InputError):
+    """A results folder that cannot be read back as written: a file missing, unreadable or
+    changed since it was written (its SHA-256 differs from the manifest's)."""
+
+    def __init__(self, folder: object, what: str):
+        self.folder, self.what = folder, what
+        super().__init__(f"results folder damaged: {folder}: {what}")
+
+
 class ResultsExistError(InputError, FileExistsError):
     """The results folder exists (or appeared while the analysis ran) and ``force`` is off."""
 
