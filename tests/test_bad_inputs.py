@@ -286,3 +286,298 @@ def test_save_speaks_python(saved, tmp_path):
     with pytest.raises(hm.InputError) as exc:
         result.save(tmp_path / "there", figures=False, report=False)
     assert "force=True" in str(exc.value) and "--force" not in str(exc.value) and "--out" not in str(exc.value)
+
+
+# --- spec values checked before any sampling, naming the spec file and key ----------------------
+
+def _spec_with(tmp_path: Path, base: str, section: str, line: str) -> Path:
+    """A copy of a test spec with ``line`` set in ``[section]`` (replacing the key if there)."""
+    key = line.split("=")[0].strip()
+    lines, out, current, done = (HERE / "specs" / base).read_text().splitlines(), [], None, False
+    for text in lines:
+        stripped = text.strip()
+        if stripped.startswith("[") and not stripped.startswith("[["):
+            if current == section and not done:
+                out.append(line)
+                done = True
+            current = stripped.strip("[]")
+        elif current == section and stripped.split("=")[0].strip() == key:
+            out.append(line)
+            done = True
+            continue
+        out.append(text)
+    if not done:
+        out += [line] if current == section else [f"[{section}]", line]
+    path = tmp_path / f"{Path(base).stem}_{section}.toml"
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+M, B = "mortality_small.toml", "biomarkers_small.toml"
+SPEC_CASES = {
+    "attribution_unknown": (M, "data", 'attribution = "other"', "data.attribution", "primary, alternative"),
+    "attribution_on_biomarkers": (B, "data", 'attribution = "late"', "data.attribution", "got 'late'"),
+    "correlation_above_one": (B, "data", "correlation = 1.5", "data.correlation", "[-1, 1], got 1.5"),
+    "correlation_nan": (B, "data", "correlation = nan", "data.correlation", "got nan"),
+    "correlation_on_mortality": (M, "data", "correlation = -2", "data.correlation", "got -2"),
+    "correlation_range_reversed": (B, "data", "correlation_range = [0.9, 0.1]", "data.correlation_range", "low then high"),
+    "correlation_range_one_end": (M, "data", "correlation_range = [0.3]", "data.correlation_range", "two numbers"),
+    "missing_dispersion_unknown": (B, "data", 'missing_dispersion = "guess"', "data.missing_dispersion", "impute_cv"),
+    "covariate_set_unknown": (M, "comparison", 'covariate_sets = [["sex"]]', "comparison.covariate_sets", "sex"),
+    "covariate_set_unknown_among_valid": (M, "comparison", 'covariate_sets = [[], ["sex"]]', "comparison.covariate_sets",
+                                          "unknown covariate(s) sex"),
+    "covariate_set_not_a_list": (M, "comparison", 'covariate_sets = ["trigger"]', "comparison.covariate_sets",
+                                 "must be a list"),
+    "covariate_set_alone": (M, "comparison", 'covariate_sets = [["trigger"]]', "comparison.covariate_sets", "two or more"),
+    "covariate_set_twice": (M, "comparison", 'covariate_sets = [["trigger"], ["trigger"]]', "comparison.covariate_sets",
+                            "listed twice"),
+    "covariate_named_twice_in_a_set": (M, "comparison", 'covariate_sets = [[], ["trigger", "trigger"]]',
+                                       "comparison.covariate_sets", "twice"),
+    "model_covariate_unknown": (M, "model", 'covariates = ["sex"]', "model.covariates", "sex"),
+    "threshold_negative_percent": (M, "report", "threshold = -5", "report.threshold", "above 0 and below 100"),
+    "threshold_over_100_percent": (M, "report", "threshold = 200", "report.threshold", "got 200"),
+    "threshold_zero_percent": (M, "report", "threshold = 0", "report.threshold", "got 0"),
+    "threshold_infinite": (M, "report", "threshold = inf", "report.threshold", "got inf"),
+    "threshold_full_reduction": (B, "report", "threshold = 100", "report.threshold", "below 100"),
+    "seed_written_as_float": (M, "sampling", "seed = 1.0", "sampling.seed", "got 1.0 ("),
+    "draws_written_as_float": (M, "sampling", "draws = 50.0", "sampling.draws", "got 50.0 ("),
+    "chains_unbounded": (M, "sampling", "chains = 100000", "sampling.chains", "GiB"),
+    "draws_past_any_memory": (M, "sampling", "draws = 10000000000", "sampling.draws", "even at one value per draw"),
+    "tune_past_any_memory": (B, "sampling", "tune = 10000000000", "sampling.tune", "GiB"),
+}
+
+
+@pytest.mark.parametrize("name", list(SPEC_CASES))
+def test_spec_value_refused_before_sampling(name, tmp_path, no_sampling):
+    base, section, line, key, fragment = SPEC_CASES[name]
+    spec = _spec_with(tmp_path, base, section, line)
+    out = tmp_path / "results"
+    res = CliRunner().invoke(app, ["fit", str(spec), "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert f"{spec}: [{key}]" in res.output and fragment in res.output, res.output
+    assert "Traceback" not in res.output and not out.exists()
+
+
+def test_run_checks_every_spec_before_the_first_samples(tmp_path, no_sampling):
+    bad = _spec_with(tmp_path, B, "report", "threshold = 150")
+    res = CliRunner().invoke(app, ["run", str(HERE / "specs" / M), str(bad), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "report.threshold" in res.output, res.output
+
+
+def test_sensitivity_draws_named_in_their_section(tmp_path, no_sampling):
+    spec = _spec_with(tmp_path, M, "sensitivity", "draws = 10000000000")
+    res = CliRunner().invoke(app, ["sensitivity", str(spec), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and f"{spec}: [sensitivity.draws]" in res.output, res.output
+
+
+def test_memory_bound_uses_the_model_size(tmp_path, no_sampling, monkeypatch):
+    """A request within reach at one value per draw is refused once the model's values per draw
+    are counted (the machine's memory set to 4 GiB, so the test does not depend on the machine)."""
+    import hlh_meta.inference.sampling as sampling
+
+    monkeypatch.setattr(sampling, "machine_memory", lambda: 4 << 30)
+    spec = _spec_with(tmp_path, M, "sampling", "draws = 200000")
+    res = CliRunner().invoke(app, ["fit", str(spec), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2, res.output
+    assert "[sampling.draws]" in res.output and "values per draw" in res.output and "even at one" not in res.output
+
+
+def test_memory_estimate_grows_with_every_request():
+    from hlh_meta.inference import SamplerSettings
+    from hlh_meta.inference.sampling import memory_needed
+
+    base = SamplerSettings()
+    need = memory_needed(base, 100)
+    for change in ({"chains": 8}, {"draws": 2000}, {"tune": 5000}):
+        assert memory_needed(SamplerSettings.of(base, **change), 100) > need
+    assert memory_needed(base, 200) > need
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--serial", "--workers", "3"], "--workers and --serial"),
+    (["--workers", "-1"], "at least 1, got -1"),
+    (["--workers", "0"], "at least 1, got 0"),
+    (["--serial", "--scheduler", "tcp://127.0.0.1:1"], "--serial and --scheduler"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers and --scheduler"),
+])
+def test_sensitivity_executor_options_refused(tmp_path, no_sampling, args, fragment):
+    res = CliRunner().invoke(app, ["sensitivity", str(HERE / "specs" / M), "--out", str(tmp_path / "r"), *args])
+    assert res.exit_code == 2 and fragment in res.output and "Traceback" not in res.output, res.output
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"executor": "serial", "workers": 3}, "workers = 3 is for the 'processes' executor"),
+    ({"executor": "processes", "workers": -1}, "at least 1"),
+    ({"executor": "processes", "workers": 2.5}, "whole number"),
+    ({"executor": "processes", "scheduler": "tcp://x:1"}, "for the 'dask' executor"),
+    ({"executor": "threads"}, "must be one of"),
+])
+def test_executor_arguments_checked(kwargs, fragment):
+    from hlh_meta.errors import InputError
+    from hlh_meta.sensitivity.executors import check_executor
+
+    with pytest.raises(InputError, match=None) as exc:
+        check_executor(**kwargs)
+    assert fragment in str(exc.value)
+
+
+def test_workers_bounded_by_memory(monkeypatch):
+    import hlh_meta.sensitivity.executors as executors
+    from hlh_meta.errors import InputError
+
+    monkeypatch.setattr(executors, "memory_budget", lambda: 4 << 30)
+    executors.check_workers(2, 100 << 20)
+    with pytest.raises(InputError) as exc:
+        executors.check_workers(64, 100 << 20)
+    assert "workers = 64" in str(exc.value) and "at most" in str(exc.value)
+
+
+# --- the Python API: argument types at the boundary, Python terms, any main module -------------
+
+@pytest.mark.parametrize("ds, error, fragment", [
+    ("__frame__", TypeError, "a DataFrame is one table"),
+    (3, TypeError, "ds must be a Dataset"),
+    ({"studies": None}, TypeError, "got dict"),
+    ("no/such/folder", "DataError", "no such file or folder"),
+])
+def test_run_analysis_checks_ds(ds, error, fragment, no_sampling):
+    import pandas as pd
+
+    import hlh_meta as hm
+
+    ds = pd.DataFrame({"deaths": [1]}) if ds == "__frame__" else ds
+    error = hm.DataError if error == "DataError" else error
+    with pytest.raises(error) as exc:
+        hm.run_analysis(HERE / "specs" / M, ds=ds)
+    assert fragment in str(exc.value)
+
+
+@pytest.mark.parametrize("as_text", [True, False])
+def test_run_analysis_reads_a_path_of_tables(data_copy, no_sampling, as_text):
+    """A folder given as ``ds`` (str or Path) is read and checked like read_dataset: a broken
+    table is a DataError naming it, a sound one reaches sampling."""
+    import hlh_meta as hm
+
+    path = str(data_copy) if as_text else data_copy
+    with pytest.raises(AssertionError, match="sampled"):
+        hm.run_analysis(HERE / "specs" / M, ds=path)
+    (data_copy / "studies.csv").write_text((data_copy / "studies.csv").read_text().replace(",2014,", ",twenty,", 1))
+    with pytest.raises(hm.DataError, match="studies.csv, row 2, column 'year'"):
+        hm.run_analysis(HERE / "specs" / M, ds=path)
+
+
+@pytest.mark.parametrize("spec, fragment", [(3, "got int"), (["models/mortality.toml"], "got list")])
+def test_run_analysis_checks_spec(spec, fragment):
+    import hlh_meta as hm
+
+    with pytest.raises(TypeError, match="spec must be the path of an analysis spec") as exc:
+        hm.run_analysis(spec)
+    assert fragment in str(exc.value)
+
+
+def test_folder_given_as_spec(tmp_path):
+    res = CliRunner().invoke(app, ["fit", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "is a folder, not a spec file" in res.output
+
+
+@pytest.mark.parametrize("engine", ["binomial", "normal"])
+def test_bool_column_is_not_a_count(engine, no_sampling):
+    import pandas as pd
+
+    import hlh_meta as hm
+
+    if engine == "binomial":
+        df = pd.DataFrame({"deaths": [True, False, True], "n": [3, 4, 5], "study": ["a", "b", "c"]})
+        call = lambda: hm.fit_binomial(df, events="deaths", total="n", study="study")     # noqa: E731
+        column = "deaths"
+    else:
+        df = pd.DataFrame({"yi": [0.1, -0.2, 0.3], "sei": [True, True, True], "study": ["a", "b", "c"]})
+        call = lambda: hm.fit_normal(df, estimate="yi", std_err="sei", study="study")     # noqa: E731
+        column = "sei"
+    with pytest.raises(hm.DataError) as exc:
+        call()
+    assert f"column '{column}': holds true/false values" in str(exc.value)
+
+
+def test_gate_warnings_of_many_fits_summarised_once():
+    import warnings
+
+    from hlh_meta.inference import GateWarning, gate_summary
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with gate_summary("the cross-validation"):
+            for problems in ("R-hat 1.013 > 1.01; tail ESS 190 < 400", "bulk ESS 300 < 400", "3 divergent transitions"):
+                warnings.warn(f"the diagnostics gate failed after 2 attempt(s): {problems}; the draws may not "
+                              "represent the posterior", GateWarning)
+            warnings.warn("something else", UserWarning)
+    messages = [str(w.message) for w in caught]
+    gate = [m for m in messages if "diagnostics gate" in m]
+    assert len(gate) == 1 and "failed in 3 of the fits for the cross-validation" in gate[0]
+    assert "(R-hat, tail ESS, bulk ESS, divergences)" in gate[0]
+    assert "something else" in messages
+
+
+POOL_SCRIPT = """
+from hlh_meta.sensitivity.executors import worker_pool
+with worker_pool(2) as pool:
+    print("results", sorted(pool.submit(abs, -k).result() for k in (3, 4)))
+"""
+
+
+@pytest.mark.parametrize("how", ["stdin", "-c", "file"])
+def test_worker_processes_start_from_any_main_module(tmp_path, how):
+    """A script fed on standard input cannot be imported again by a spawned worker; the workers
+    start without the caller's main module, so they run whatever it is."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+    script = tmp_path / "script.py"
+    script.write_text(POOL_SCRIPT)
+    args = {"stdin": ([sys.executable, "-"], POOL_SCRIPT), "-c": ([sys.executable, "-c", POOL_SCRIPT], None),
+            "file": ([sys.executable, str(script)], None)}[how]
+    res = subprocess.run(args[0], input=args[1], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "results [3, 4]" in res.stdout and "Traceback" not in res.stderr
+
+
+def test_groups_of_lost_workers_run_here(monkeypatch):
+    """Worker processes that die (killed, out of memory) leave no broken pool: their groups run
+    in this process, with one warning."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    import pandas as pd
+
+    import hlh_meta.sensitivity.executors as executors
+    from hlh_meta.analyses.base import PRIMARY, Variant
+    from hlh_meta.sensitivity.runner import Planned
+
+    class DeadPool:
+        def __init__(self, n):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, *args):
+            fut = Future()
+            fut.set_running_or_notify_cancel()
+            fut.set_exception(BrokenProcessPool("a worker was killed"))
+            return fut
+
+        def shutdown(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(executors, "worker_pool", DeadPool)
+    monkeypatch.setattr(executors, "run_group",
+                        lambda spec, items, fitted=None: [pd.DataFrame({"variant": [it.variant.name]}) for it in items])
+    planned = [Planned(PRIMARY, note="x"), Planned(Variant("a", "f"), note="y"), Planned(Variant("b", "f"), note="z")]
+    with pytest.warns(executors.WorkersLostWarning, match="a worker was killed"):
+        frames = executors.run_groups(None, planned, executor="processes", workers=1)
+    assert [f["variant"].iloc[0] for f in frames] == ["primary", "a", "b"]

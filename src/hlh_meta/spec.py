@@ -145,6 +145,8 @@ def read_spec(path: str | Path, kinds: tuple[str, ...]) -> Spec:
     registered analysis kinds.)"""
     path = Path(path)
     name = str(path)
+    if path.is_dir():
+        raise SpecError(name, "-", "is a folder, not a spec file: give a TOML file such as models/mortality.toml")
     if not path.is_file():
         raise SpecError(name, "-", "spec file not found")
     try:

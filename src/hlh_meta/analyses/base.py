@@ -26,7 +26,7 @@ from ..data.schema import AGE_GROUPS
 from ..effects.biomarkers import MISSING_DISPERSION
 from ..effects.mortality import ATTRIBUTIONS
 from ..errors import PriorError, SettingError, plain
-from ..inference import SamplerSettings
+from ..inference import SamplerSettings, gate_summary
 from ..models.engine import ModelInputs, check_request, fit_model
 from ..models.priors import BINOMIAL_DEFAULTS, resolve_priors
 from ..spec import Spec
@@ -382,7 +382,8 @@ class AnalysisType:
         used, excluded = self.frame(ds, spec)
         idata = self.fit(ds, spec, used, progress=progress)
         quantities = self.supported_quantities(idata)
-        tables = self.tables(ds, spec, used, excluded, idata, quantities, progress=progress)
+        with gate_summary("the results tables (e.g. the cross-validation of covariate sets)"):   # one line, not one per fit
+            tables = self.tables(ds, spec, used, excluded, idata, quantities, progress=progress)
         findings = self.summary_of_findings(spec, tables, quantities)
         if not findings.empty:
             tables = {"summary_of_findings": findings, **tables}

@@ -168,6 +168,22 @@ def _labelled(problem: Problem, labels: dict[str, str]) -> Problem:
     return replace(problem, file=labels.get(problem.file, problem.file), message=message)
 
 
+def as_dataset(ds: object, name: str = "ds") -> Dataset:
+    """``ds`` as a Dataset: a Dataset as it is, None the bundled data, a path (``str`` or
+    ``Path``: a folder of tables or a workbook) read with :func:`read_dataset`; anything else
+    (a DataFrame, a dict) raises TypeError saying what ``ds`` must be."""
+    if ds is None:
+        return load_dataset()
+    if isinstance(ds, Dataset):
+        return ds
+    if isinstance(ds, (str, Path)):
+        return read_dataset(ds)
+    hint = (" (a DataFrame is one table: give the folder or workbook of the tables, or fit a DataFrame with "
+            "hm.fit_binomial / hm.fit_normal)" if isinstance(ds, pd.DataFrame) else "")
+    raise TypeError(f"{name} must be a Dataset (hm.load_dataset(), hm.read_dataset(path)), the path of a folder of "
+                    f"tables or of a workbook, or None for the bundled data; got {type(ds).__name__}{hint}")
+
+
 def load_dataset() -> Dataset:
     """The curated anakinra sHLH/MAS dataset bundled with the package."""
     return read_dataset(bundled_data_dir())

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from functools import partial
 
 import pandas as pd
@@ -39,6 +43,46 @@ def _quiet_worker() -> None:
 
     warnings.filterwarnings("ignore")
     logging.getLogger("pytensor").setLevel(logging.ERROR)
+
+
+@contextmanager
+def main_hidden():
+    """While worker processes start: a worker needs hlh_meta, never the caller's main module,
+    which the spawn start method would otherwise import in each worker. That import fails for a
+    main module that is no file (a script fed on standard input) and runs an unguarded script
+    again in each worker; hidden, every main module works (a script, ``python -c``, standard
+    input, a notebook)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+class _Pool(ProcessPoolExecutor):
+    """Worker processes (spawned, not forked: this process may hold sampler threads) that start
+    without the caller's main module (:func:`main_hidden`; a pool starts its processes as work
+    is submitted)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        with main_hidden():
+            return super().submit(fn, *args, **kwargs)
+
+
+def worker_pool(n: int) -> ProcessPoolExecutor:
+    """A pool of ``n`` quiet worker processes that works from any main module."""
+    return _Pool(max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
+
+
+class WorkersLostWarning(UserWarning):
+    """The worker processes stopped before finishing their groups; those groups ran in this process."""
 
 
 def default_workers(spec: Spec, groups: int) -> int:
@@ -128,16 +172,13 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
         if n:
             check_workers(n, max((memory_needed(variant_settings(spec), values_per_draw(it.inputs))
                                   for g in others for it in g if it.inputs is not None), default=0))
-        if n:
             local, remote = primary_group, others
     if executor != "dask" and not remote:
         run_alongside()
         run_here(local)
         return _order(planned, done)
     if executor == "processes":
-        # spawn, not fork: this process may hold sampler threads
-        with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_quiet_worker) as pool:
+        with worker_pool(n) as pool:
             futures = [(g, pool.submit(run_group, spec, g)) for g in remote]
             try:
                 run_alongside()
@@ -150,13 +191,23 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)   # groups not started are dropped
                 raise
+            lost = []
             for group, fut in futures:
                 if fut.cancelled():                              # run here instead
                     continue
-                for it, frame in zip(group, fut.result()):
+                try:
+                    frames = fut.result()
+                except BrokenProcessPool as exc:                 # a worker died (killed, out of memory): not a pool left broken
+                    lost.append((group, exc))
+                    continue
+                for it, frame in zip(group, frames):
                     done[it.variant.name] = frame
                 if progress:
                     progress(len(done), len(planned), group[-1].variant.name)
+        if lost:
+            warnings.warn(f"the worker processes stopped before finishing {len(lost)} group(s) of variants "
+                          f"({lost[0][1]}); they ran in this process instead", WorkersLostWarning, stacklevel=2)
+            run_here([group for group, _ in lost])
         return _order(planned, done)
     try:
         from distributed import Client
