@@ -519,9 +519,9 @@ def test_gate_warnings_of_many_fits_summarised_once():
 
 
 POOL_SCRIPT = """
-from hlh_meta.sensitivity.executors import worker_pool
+from hlh_meta.sensitivity.executors import submit, worker_pool
 with worker_pool(2) as pool:
-    print("results", sorted(pool.submit(abs, -k).result() for k in (3, 4)))
+    print("results", sorted(submit(pool, abs, -k).result() for k in (3, 4)))
 """
 
 
@@ -546,7 +546,7 @@ def test_worker_processes_start_from_any_main_module(tmp_path, how):
 def test_groups_of_lost_workers_run_here(monkeypatch):
     """Worker processes that die (killed, out of memory) leave no broken pool: their groups run
     in this process, with one warning."""
-    from concurrent.futures import Future
+    from concurrent.futures import Future, ThreadPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     import pandas as pd
@@ -555,26 +555,19 @@ def test_groups_of_lost_workers_run_here(monkeypatch):
     from hlh_meta.analyses.base import PRIMARY, Variant
     from hlh_meta.sensitivity.runner import Planned
 
-    class DeadPool:
-        def __init__(self, n):
-            pass
+    class DeadPool(ThreadPoolExecutor):
+        """Every group submitted fails as when its worker process is killed."""
 
-        def __enter__(self):
-            return self
+        def __init__(self, max_workers=None, **kwargs):
+            super().__init__(max_workers)
 
-        def __exit__(self, *exc):
-            return False
-
-        def submit(self, fn, *args):
+        def submit(self, fn, *args, **kwargs):
             fut = Future()
             fut.set_running_or_notify_cancel()
             fut.set_exception(BrokenProcessPool("a worker was killed"))
             return fut
 
-        def shutdown(self, **kwargs):
-            pass
-
-    monkeypatch.setattr(executors, "worker_pool", DeadPool)
+    monkeypatch.setattr(executors, "ProcessPoolExecutor", DeadPool)
     monkeypatch.setattr(executors, "run_group",
                         lambda spec, items, fitted=None: [pd.DataFrame({"variant": [it.variant.name]}) for it in items])
     planned = [Planned(PRIMARY, note="x"), Planned(Variant("a", "f"), note="y"), Planned(Variant("b", "f"), note="z")]

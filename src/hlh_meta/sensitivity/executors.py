@@ -66,19 +66,18 @@ def main_hidden():
         main.__dict__.update(saved)
 
 
-class _Pool(ProcessPoolExecutor):
-    """Worker processes (spawned, not forked: this process may hold sampler threads) that start
-    without the caller's main module (:func:`main_hidden`; a pool starts its processes as work
-    is submitted)."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        with main_hidden():
-            return super().submit(fn, *args, **kwargs)
-
-
 def worker_pool(n: int) -> ProcessPoolExecutor:
-    """A pool of ``n`` quiet worker processes that works from any main module."""
-    return _Pool(max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
+    """A pool of ``n`` quiet worker processes, spawned (not forked: this process may hold
+    sampler threads); give it work with :func:`submit`, which works from any main module."""
+    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_quiet_worker)
+
+
+def submit(pool: ProcessPoolExecutor, fn, *args):
+    """``pool.submit(fn, *args)`` with the caller's main module hidden (:func:`main_hidden`):
+    a pool starts its worker processes as work is submitted."""
+    with main_hidden():
+        return pool.submit(fn, *args)
 
 
 class WorkersLostWarning(UserWarning):
@@ -179,7 +178,7 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
         return _order(planned, done)
     if executor == "processes":
         with worker_pool(n) as pool:
-            futures = [(g, pool.submit(run_group, spec, g)) for g in remote]
+            futures = [(g, submit(pool, run_group, spec, g)) for g in remote]
             try:
                 run_alongside()
                 run_here(local)
