@@ -514,7 +514,7 @@ def test_gate_warnings_of_many_fits_summarised_once():
     messages = [str(w.message) for w in caught]
     gate = [m for m in messages if "diagnostics gate" in m]
     assert len(gate) == 1 and "failed in 3 of the fits for the cross-validation" in gate[0]
-    assert "(R-hat, tail ESS, bulk ESS, divergences)" in gate[0]
+    assert "the cross-validation: R-hat, tail ESS, bulk ESS, divergences;" in gate[0]
     assert "something else" in messages
 
 
@@ -574,3 +574,19 @@ def test_groups_of_lost_workers_run_here(monkeypatch):
     with pytest.warns(executors.WorkersLostWarning, match="a worker was killed"):
         frames = executors.run_groups(None, planned, executor="processes", workers=1)
     assert [f["variant"].iloc[0] for f in frames] == ["primary", "a", "b"]
+
+
+def test_interrupted_write_creates_no_folder(tmp_path):
+    """A results folder interrupted before it is in place leaves nothing: not even the folders
+    made to hold it (`fit --out NEW` interrupted leaves no empty NEW/); folders that were there stay."""
+    from hlh_meta.report.writer import atomic_dir
+
+    (tmp_path / "there").mkdir()
+    for target, first_new in ((tmp_path / "new" / "deeper" / "mortality", tmp_path / "new"),
+                              (tmp_path / "there" / "mortality", tmp_path / "there" / "mortality")):
+        with pytest.raises(KeyboardInterrupt):
+            with atomic_dir(target) as tmp:
+                (tmp / "summary.csv").write_text("x")
+                raise KeyboardInterrupt
+        assert not first_new.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["there"] and not any((tmp_path / "there").iterdir())

@@ -24,7 +24,7 @@ app.add_typer(data_app, name="data")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 console = Console(highlight=False, soft_wrap=True)
-_state = {"debug": False, "debug_anywhere": False}
+_state = {"debug": False, "debug_anywhere": False, "written": []}
 
 
 @app.callback()
@@ -39,7 +39,9 @@ def _fail(exc: BaseException) -> None:
     if _state["debug"]:
         raise exc
     if isinstance(exc, (KeyboardInterrupt, SamplingInterrupted)):
-        err.print("interrupted: nothing was written", markup=False)
+        written = _state["written"]
+        err.print(f"interrupted: {', '.join(map(str, written))} written in full, nothing else was written" if written
+                  else "interrupted: nothing was written", markup=False)
         raise typer.Exit(130)
     if isinstance(exc, (InputError, FileNotFoundError)):
         err.print(f"error: {exc}", markup=False)
@@ -81,6 +83,7 @@ def data_check(directory: Annotated[Optional[Path], typer.Argument(help="Folder 
         _fail(exc)
     console.print("\n".join([ds.summary(), *correlation_lines(ds)]), markup=False)
     console.print("OK: the tables are valid.")
+    _done()
 
 
 def _warn_line(text: str, shown: set[str]) -> None:
@@ -239,6 +242,7 @@ def _run_one(spec, target: Path, ds, force: bool, quiet: bool, show: bool, shown
             result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, **(executor or {}))
     with _one_line_warnings(shown):
         result.save(target, force=force, terms="cli")
+    _state["written"].append(target)
     diag = result.diagnostics
     flag = "diagnostics OK" if diag.passed else "DIAGNOSTICS FLAGGED: " + "; ".join(diag.problems)
     if not quiet:
@@ -266,6 +270,7 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(help="Spec files (
         _run_specs(paths, out_dir or Path("results"), force, quiet, data, skip_empty=not specs, skip_fresh=True)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
+    _done()
 
 
 @app.command()
@@ -276,6 +281,7 @@ def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out
         _run_specs([spec], out_dir or Path("results"), force, quiet, data)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
+    _done()
 
 
 def _check_executor_options(workers: Optional[int], serial: bool, scheduler: Optional[str]) -> None:
@@ -306,6 +312,7 @@ def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TO
         _run_specs([spec], out_dir or Path("results"), force, quiet, data, sensitivity=True, executor=executor)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
+    _done()
 
 
 @app.command()
@@ -318,9 +325,25 @@ def report(results_dir: Annotated[Path, typer.Argument(help="A results folder wr
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     console.print(f"wrote {path}", markup=False)
+    _done()
+
+
+def _done() -> None:
+    """The command's work is complete: a Ctrl-C from here on (while the interpreter shuts down
+    its threads and worker processes) no longer changes the outcome, so it is ignored and the
+    command exits 0 after its last line."""
+    import signal
+
+    if not _state.get("program"):            # called in-process (tests, an embedding program): leave signals alone
+        return
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:                       # not the main thread (an embedding program): leave it
+        pass
 
 
 def main() -> None:
+    _state["program"] = True
     _state["debug_anywhere"] = "--debug" in sys.argv[1:]   # accepted anywhere on the line, not only before the command
     if _state["debug_anywhere"]:
         sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != "--debug"]

@@ -382,7 +382,7 @@ class AnalysisType:
         used, excluded = self.frame(ds, spec)
         idata = self.fit(ds, spec, used, progress=progress)
         quantities = self.supported_quantities(idata)
-        with gate_summary("the results tables (e.g. the cross-validation of covariate sets)"):   # one line, not one per fit
+        with gate_summary("the results tables (the cross-validation of covariate sets)"):   # one line, not one per fit
             tables = self.tables(ds, spec, used, excluded, idata, quantities, progress=progress)
         findings = self.summary_of_findings(spec, tables, quantities)
         if not findings.empty:

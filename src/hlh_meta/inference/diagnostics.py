@@ -52,7 +52,7 @@ def gate_summary(what: str):
             name = "divergences" if "divergen" in problem else re.match(r"\D*", problem).group().strip()
             if name not in checks:
                 checks.append(name)
-    warnings.warn(f"the diagnostics gate failed in {len(failed)} of the fits for {what} ({', '.join(checks)}); their "
+    warnings.warn(f"the diagnostics gate failed in {len(failed)} of the fits for {what}: {', '.join(checks)}; their "
                   "draws may not represent their posteriors", GateWarning, stacklevel=3)
 
 

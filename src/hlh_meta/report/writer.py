@@ -295,13 +295,24 @@ def atomic_dir(target: Path, force: bool = False):
     """
     target = Path(os.path.abspath(target))
     check_output_location(target, force)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for path in leftovers(target, remove=True):
-        warnings.warn(leftover_note(path), LeftoverWarning, stacklevel=3)
-    tmp = _make_partial(target)
+    created = [d for d in target.parents if not d.exists()]      # folders this call creates, deepest first
+    committed = False
     try:
-        yield tmp
-        _commit(tmp, target, force)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for path in leftovers(target, remove=True):
+            warnings.warn(leftover_note(path), LeftoverWarning, stacklevel=3)
+        tmp = _make_partial(target)
+        try:
+            yield tmp
+            _commit(tmp, target, force)
+            committed = True
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if not committed:                  # nothing written: the folders made for it go too (when still empty)
+            for folder in created:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
