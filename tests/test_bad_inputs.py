@@ -590,3 +590,87 @@ def test_interrupted_write_creates_no_folder(tmp_path):
                 raise KeyboardInterrupt
         assert not first_new.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["there"] and not any((tmp_path / "there").iterdir())
+
+
+def test_interrupt_swallowed_by_a_callback_still_stops_the_write(tmp_path, monkeypatch):
+    """A Ctrl-C that a compiler callback swallowed ("Exception ignored ...") is recorded, and the
+    results folder is not put in place."""
+    from hlh_meta.errors import Interrupts
+    from hlh_meta.report.writer import atomic_dir
+
+    monkeypatch.setattr(Interrupts, "pending", None)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(tmp_path / "out" / "mortality") as tmp:
+            (tmp / "summary.csv").write_text("x")
+            Interrupts.note()                     # what the program's handlers do on SIGINT
+    assert not (tmp_path / "out").exists()
+
+
+def test_interrupts_reach_sampling_no_later(monkeypatch):
+    import hlh_meta.inference.sampling as sampling
+    from hlh_meta.errors import Interrupts
+
+    monkeypatch.setattr(Interrupts, "pending", "SIGTERM")
+    monkeypatch.setattr(sampling, "_nutpie_compiled", lambda *a: pytest.fail("compiled after an interrupt"))
+    with pytest.raises(KeyboardInterrupt):
+        sampling._sample_once(None, None, {}, sampling.SamplerSettings())
+
+
+WORKER_SCRIPT = """
+import os, signal
+from hlh_meta.sensitivity.executors import submit, worker_pool
+with worker_pool(1) as pool:
+    print("worker ignores Ctrl-C:", submit(pool, signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN)
+"""
+
+
+def test_worker_processes_leave_ctrl_c_to_the_caller(tmp_path):
+    """A terminal sends Ctrl-C to every process of the group: workers ignore it (no traceback
+    from them); the calling process stops them."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-c", WORKER_SCRIPT], capture_output=True, text=True, timeout=300, env=env,
+                         cwd=tmp_path)
+    assert res.returncode == 0 and "worker ignores Ctrl-C: True" in res.stdout, res.stderr
+
+
+SWEEP_DELAYS = (1, 3, 5, 7, 9, 11, 13, 15, 18, 21, 25, 30)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.parametrize("delay", SWEEP_DELAYS)
+def test_signal_sweep_with_an_empty_compile_cache(tmp_path, delay, signame, code):
+    """`hlh-meta fit` on an empty compile cache, signalled as a terminal does (the whole process
+    group) at one of many moments, from the first import through compiling and sampling to the
+    writing: the exit status is the signal's, one line says so, no process prints a traceback and
+    nothing is created; or, when the signal comes after the work, the results are complete."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache, out = tmp_path / "cache", tmp_path / "new" / "results"
+    env = {**os.environ, "PYTENSOR_FLAGS": f"compiledir={cache / 'pytensor'}", "NUMBA_CACHE_DIR": str(cache / "numba"),
+           "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-c", "import sys; from hlh_meta.cli import main; sys.argv[0] = 'hlh-meta'; sys.exit(main())",
+           "fit", str(HERE / "specs" / M), "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(delay)
+    try:
+        os.killpg(proc.pid, getattr(signal, signame))
+    except ProcessLookupError:
+        pass
+    output, _ = proc.communicate(timeout=300)
+    assert "Traceback" not in output and "Exception ignored" not in output, output
+    if proc.returncode == 0:                              # the signal came after the work
+        assert (out / "mortality" / "manifest.json").is_file(), output
+    else:
+        assert proc.returncode == code, output
+        assert output.strip().splitlines()[-1].endswith("nothing was written"), output
+        assert not (tmp_path / "new").exists(), output

@@ -34,15 +34,16 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (
 
 def _fail(exc: BaseException) -> None:
     """Report an error the way the exit-status contract says and exit."""
-    from .errors import InputError, SamplingInterrupted
+    from .errors import InputError, Interrupts, SamplingInterrupted
 
     if _state["debug"]:
         raise exc
     if isinstance(exc, (KeyboardInterrupt, SamplingInterrupted)):
         written = _state["written"]
-        err.print(f"interrupted: {', '.join(map(str, written))} written in full, nothing else was written" if written
-                  else "interrupted: nothing was written", markup=False)
-        raise typer.Exit(130)
+        word, code = ("terminated", 143) if Interrupts.pending == "SIGTERM" else ("interrupted", 130)
+        err.print(f"{word}: {', '.join(map(str, written))} written in full, nothing else was written" if written
+                  else f"{word}: nothing was written", markup=False)
+        raise typer.Exit(code)
     if isinstance(exc, (InputError, FileNotFoundError)):
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2)
@@ -329,21 +330,50 @@ def report(results_dir: Annotated[Path, typer.Argument(help="A results folder wr
 
 
 def _done() -> None:
-    """The command's work is complete: a Ctrl-C from here on (while the interpreter shuts down
-    its threads and worker processes) no longer changes the outcome, so it is ignored and the
-    command exits 0 after its last line."""
+    """The command's work is complete: a Ctrl-C or SIGTERM from here on (while the interpreter
+    shuts down its threads and worker processes) no longer changes the outcome, so it is ignored
+    and the command exits 0 after its last line."""
     import signal
 
     if not _state.get("program"):            # called in-process (tests, an embedding program): leave signals alone
         return
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     except ValueError:                       # not the main thread (an embedding program): leave it
         pass
 
 
+def _catch_interrupts() -> None:
+    """As a program: Ctrl-C (SIGINT) and SIGTERM raise KeyboardInterrupt and are recorded
+    (:class:`hlh_meta.errors.Interrupts`), so one that a compiler callback swallows ("Exception
+    ignored ...") still stops the run before it samples or writes; such a swallowed interrupt
+    prints nothing of its own."""
+    import signal
+
+    from .errors import Interrupts
+
+    def interrupt(signum, frame):
+        Interrupts.note("SIGTERM" if signum == signal.SIGTERM else "SIGINT")
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) not in (signal.SIG_IGN, None):      # an ignored Ctrl-C (nohup, &) stays ignored
+            signal.signal(sig, interrupt)
+    default_hook = sys.unraisablehook
+
+    def unraisable(info) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt) or (info.exc_type and issubclass(info.exc_type, KeyboardInterrupt)):
+            Interrupts.note()
+            return
+        default_hook(info)
+
+    sys.unraisablehook = unraisable
+
+
 def main() -> None:
     _state["program"] = True
+    _catch_interrupts()
     _state["debug_anywhere"] = "--debug" in sys.argv[1:]   # accepted anywhere on the line, not only before the command
     if _state["debug_anywhere"]:
         sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != "--debug"]

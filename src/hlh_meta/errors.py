@@ -123,3 +123,24 @@ class SamplingInterrupted(Exception):
         done = ", ".join(str(n) for n in self.completed) or "none"
         super().__init__(f"sampling was interrupted before it finished (posterior draws per chain: {done}{of}); "
                          "no results were written")
+
+
+class Interrupts:
+    """An interrupt (Ctrl-C, SIGTERM) seen by the program, kept until it is acted on.
+
+    A KeyboardInterrupt raised where Python cannot pass it on (a ctypes callback of the compiler,
+    a weakref callback, a destructor) is printed as "Exception ignored" and lost, and the run would
+    go on to write its results. The command line records every interrupt here
+    (:meth:`note`); work that must not go on after one (sampling, putting a results folder in
+    place) calls :meth:`check` first, which raises KeyboardInterrupt again."""
+
+    pending: str | None = None          # "SIGINT" or "SIGTERM" once one arrived
+
+    @classmethod
+    def note(cls, name: str = "SIGINT") -> None:
+        cls.pending = cls.pending or name
+
+    @classmethod
+    def check(cls) -> None:
+        if cls.pending:
+            raise KeyboardInterrupt(cls.pending)

@@ -23,7 +23,7 @@ from .models.engine import compile_model
 from .models.posterior import diagnostics_of
 from .result import AnalysisResult
 from .sensitivity import robustness, run_sensitivity
-from .sensitivity.executors import main_hidden
+from .sensitivity.executors import ignore_interrupts, main_hidden
 from .spec import Spec
 
 PACKAGES = ("hlh-meta", "pymc", "pytensor", "nutpie", "arviz", "numpy", "scipy", "pandas", "xarray", "pandera")
@@ -117,6 +117,7 @@ def _compile_in_turn(specs: list[Spec], ds: Dataset, done: list) -> None:
 
     warnings.filterwarnings("ignore")
     logging.getLogger("pytensor").setLevel(logging.ERROR)
+    ignore_interrupts()                      # Ctrl-C is for the calling process, which stops this one
     for spec, event in zip(specs, done):
         try:
             analysis = analysis_for(spec)

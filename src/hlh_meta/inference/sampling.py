@@ -18,7 +18,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-from ..errors import SamplingInterrupted, SettingError, plain
+from ..errors import Interrupts, SamplingInterrupted, SettingError, plain
 from .callbacks import compile_pymc_model
 from .diagnostics import Diagnostics, check
 from .trace import sample_to_inference_data
@@ -256,9 +256,11 @@ def _pymc(build, data, s: SamplerSettings) -> az.InferenceData:
 
 
 def _sample_once(build, key, data, s: SamplerSettings) -> az.InferenceData:
+    Interrupts.check()                                # an interrupt lost in a compiler callback stops here
     if s.sampler == "nutpie":
         compiled = _nutpie_compiled(build, key, data)
         check_memory(s, int(compiled.n_expanded))     # the exact size per draw, before nutpie allocates
+        Interrupts.check()
         return sample_to_inference_data(compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
                                         target_accept=s.target_accept, progress_bar=s.progress)
     return _pymc(build, data, s)

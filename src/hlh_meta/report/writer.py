@@ -33,7 +33,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import OutputLocationError, ResultsExistError
+from ..errors import Interrupts, OutputLocationError, ResultsExistError
 
 __all__ = ["INDEXED_TABLES", "LeftoverWarning", "OutputLocationError", "ResultsExistError", "atomic_dir",
            "check_output_location", "leftover_note", "leftovers", "safe_child"]
@@ -304,6 +304,7 @@ def atomic_dir(target: Path, force: bool = False):
         tmp = _make_partial(target)
         try:
             yield tmp
+            Interrupts.check()             # an interrupt a callback swallowed still stops the folder going in place
             _commit(tmp, target, force)
             committed = True
         finally:

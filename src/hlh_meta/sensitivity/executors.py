@@ -43,6 +43,26 @@ def _quiet_worker() -> None:
 
     warnings.filterwarnings("ignore")
     logging.getLogger("pytensor").setLevel(logging.ERROR)
+    ignore_interrupts()
+
+
+def ignore_interrupts() -> None:
+    """In a worker process: Ctrl-C, which a terminal sends to every process of the group, is
+    for the calling process, which stops the workers itself (no traceback from a worker)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's worker processes now (after an interrupt): their groups are dropped, and
+    the pool is not left waiting for them to finish."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.terminate()
+        except (OSError, AttributeError):
+            pass
 
 
 @contextmanager
@@ -177,9 +197,10 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
         run_here(local)
         return _order(planned, done)
     if executor == "processes":
+        lost = []
         with worker_pool(n) as pool:
-            futures = [(g, submit(pool, run_group, spec, g)) for g in remote]
             try:
+                futures = [(g, submit(pool, run_group, spec, g)) for g in remote]
                 run_alongside()
                 run_here(local)
                 # Groups no worker has taken yet run here too (the last submitted first), so this
@@ -187,22 +208,21 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
                 for group, fut in reversed(futures):
                     if fut.cancel():
                         run_here([group])
+                for group, fut in futures:
+                    if fut.cancelled():                          # run here instead
+                        continue
+                    try:
+                        frames = fut.result()
+                    except BrokenProcessPool as exc:             # a worker died (killed, out of memory): not a pool left broken
+                        lost.append((group, exc))
+                        continue
+                    for it, frame in zip(group, frames):
+                        done[it.variant.name] = frame
+                    if progress:
+                        progress(len(done), len(planned), group[-1].variant.name)
             except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)   # groups not started are dropped
+                stop_workers(pool)                               # groups not finished are dropped, workers stopped
                 raise
-            lost = []
-            for group, fut in futures:
-                if fut.cancelled():                              # run here instead
-                    continue
-                try:
-                    frames = fut.result()
-                except BrokenProcessPool as exc:                 # a worker died (killed, out of memory): not a pool left broken
-                    lost.append((group, exc))
-                    continue
-                for it, frame in zip(group, frames):
-                    done[it.variant.name] = frame
-                if progress:
-                    progress(len(done), len(planned), group[-1].variant.name)
         if lost:
             warnings.warn(f"the worker processes stopped before finishing {len(lost)} group(s) of variants "
                           f"({lost[0][1]}); they ran in this process instead", WorkersLostWarning, stacklevel=2)
