@@ -674,3 +674,18 @@ def test_signal_sweep_with_an_empty_compile_cache(tmp_path, delay, signame, code
         assert proc.returncode == code, output
         assert output.strip().splitlines()[-1].endswith("nothing was written"), output
         assert not (tmp_path / "new").exists(), output
+
+
+def test_stopped_workers_do_not_keep_the_caller_waiting():
+    """After an interrupt the calling process stops its workers instead of waiting for their groups."""
+    import time
+
+    from hlh_meta.sensitivity.executors import stop_workers, submit, worker_pool
+
+    started = time.perf_counter()
+    with worker_pool(1) as pool:
+        fut = submit(pool, time.sleep, 120)
+        while not fut.running() and time.perf_counter() - started < 60:
+            time.sleep(0.1)
+        stop_workers(pool)
+    assert time.perf_counter() - started < 60

@@ -23,7 +23,7 @@ from .models.engine import compile_model
 from .models.posterior import diagnostics_of
 from .result import AnalysisResult
 from .sensitivity import robustness, run_sensitivity
-from .sensitivity.executors import ignore_interrupts, main_hidden
+from .sensitivity.executors import ignore_interrupts, worker_start
 from .spec import Spec
 
 PACKAGES = ("hlh-meta", "pymc", "pytensor", "nutpie", "arviz", "numpy", "scipy", "pandas", "xarray", "pandera")
@@ -149,7 +149,7 @@ class CompileAhead:
         events = [ctx.Event() for _ in later]
         process = ctx.Process(target=_compile_in_turn, args=(later, ds, events), daemon=True)
         try:
-            with main_hidden():                         # it needs hlh_meta, not the caller's main module
+            with worker_start():                        # hlh_meta, not the caller's main module; no Ctrl-C while it imports
                 process.start()
         except Exception:  # noqa: BLE001 - only a head start: without it each analysis compiles its own
             return

@@ -52,13 +52,16 @@ def ignore_interrupts() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})     # started blocked (worker_start)
 
 
 def stop_workers(pool: ProcessPoolExecutor) -> None:
     """Stop a pool's worker processes now (after an interrupt): their groups are dropped, and
     the pool is not left waiting for them to finish."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())    # shutdown forgets them
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    for process in processes:
         try:
             process.terminate()
         except (OSError, AttributeError):
@@ -86,6 +89,26 @@ def main_hidden():
         main.__dict__.update(saved)
 
 
+@contextmanager
+def worker_start():
+    """While worker processes start: the caller's main module hidden (:func:`main_hidden`) and
+    Ctrl-C blocked, so a new process starts with it blocked (a signal mask is inherited) and no
+    Ctrl-C can raise in it while it imports hlh_meta, before it can set it aside
+    (:func:`ignore_interrupts`); a Ctrl-C meanwhile waits in this process and arrives at the end."""
+    import signal
+    import threading
+
+    with main_hidden():
+        if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def worker_pool(n: int) -> ProcessPoolExecutor:
     """A pool of ``n`` quiet worker processes, spawned (not forked: this process may hold
     sampler threads); give it work with :func:`submit`, which works from any main module."""
@@ -94,9 +117,9 @@ def worker_pool(n: int) -> ProcessPoolExecutor:
 
 
 def submit(pool: ProcessPoolExecutor, fn, *args):
-    """``pool.submit(fn, *args)`` with the caller's main module hidden (:func:`main_hidden`):
-    a pool starts its worker processes as work is submitted."""
-    with main_hidden():
+    """``pool.submit(fn, *args)`` as a worker process starts (:func:`worker_start`): a pool
+    starts its worker processes as work is submitted."""
+    with worker_start():
         return pool.submit(fn, *args)
 
 
