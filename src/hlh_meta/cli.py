@@ -24,7 +24,7 @@ app.add_typer(data_app, name="data")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 console = Console(highlight=False, soft_wrap=True)
-_state = {"debug": False, "debug_anywhere": False}
+_state = {"debug": False, "debug_anywhere": False, "written": []}
 
 
 @app.callback()
@@ -34,13 +34,16 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (
 
 def _fail(exc: BaseException) -> None:
     """Report an error the way the exit-status contract says and exit."""
-    from .errors import InputError, SamplingInterrupted
+    from .errors import InputError, Interrupts, SamplingInterrupted
 
     if _state["debug"]:
         raise exc
     if isinstance(exc, (KeyboardInterrupt, SamplingInterrupted)):
-        err.print("interrupted: nothing was written", markup=False)
-        raise typer.Exit(130)
+        written = _state["written"]
+        word, code = ("terminated", 143) if Interrupts.pending == "SIGTERM" else ("interrupted", 130)
+        err.print(f"{word}: {', '.join(map(str, written))} written in full, nothing else was written" if written
+                  else f"{word}: nothing was written", markup=False)
+        raise typer.Exit(code)
     if isinstance(exc, (InputError, FileNotFoundError)):
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2)
@@ -81,6 +84,7 @@ def data_check(directory: Annotated[Optional[Path], typer.Argument(help="Folder 
         _fail(exc)
     console.print("\n".join([ds.summary(), *correlation_lines(ds)]), markup=False)
     console.print("OK: the tables are valid.")
+    _done()
 
 
 def _warn_line(text: str, shown: set[str]) -> None:
@@ -168,6 +172,7 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
     runnable = []
     for spec in loaded:
         analysis = analysis_for(spec)
+        analysis.check_spec(spec)                    # keys checked against the analysis type (priors, threshold, ...)
         analysis.settings(spec)                      # [sampling] values (a seed of -1) before any sampling
         used, _ = analysis.frame(ds, spec)           # data and spec problems surface before any sampling
         if used.empty:
@@ -181,6 +186,7 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
             continue
         if sensitivity:
             analysis.expand_variants(ds, spec)
+        analysis.check_request(ds, analysis.resolve(ds, spec), sensitivity)   # within the machine's memory
         runnable.append(spec)
     loaded = runnable
     targets = [safe_child(out, s.name) for s in loaded]
@@ -245,7 +251,8 @@ def _run_one(spec, target: Path, ds, force: bool, quiet: bool, show: bool, shown
         with _one_line_warnings(shown), _compile_notice(line, spec.name):
             result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, **(executor or {}))
     with _one_line_warnings(shown):
-        result.save(target, force=force)
+        result.save(target, force=force, terms="cli")
+    _state["written"].append(target)
     diag = result.diagnostics
     flag = "diagnostics OK" if diag.passed else "DIAGNOSTICS FLAGGED: " + "; ".join(diag.problems)
     if not quiet:
@@ -273,6 +280,7 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(help="Spec files (
         _run_specs(paths, out_dir or Path("results"), force, quiet, data, skip_empty=not specs, skip_fresh=True)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
+    _done()
 
 
 @app.command()
@@ -283,6 +291,20 @@ def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out
         _run_specs([spec], out_dir or Path("results"), force, quiet, data)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
+    _done()
+
+
+def _check_executor_options(workers: Optional[int], serial: bool, scheduler: Optional[str]) -> None:
+    """--workers, --serial and --scheduler: one way of running the variants, a worker count of at least 1."""
+    from .errors import InputError
+
+    given = [name for name, on in (("--workers", workers is not None), ("--serial", serial),
+                                   ("--scheduler", scheduler is not None)) if on]
+    if len(given) > 1:
+        raise InputError(f"{' and '.join(given)} choose different ways of running the variants (worker processes, "
+                         "this process alone, a Dask cluster): give one")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be a whole number of at least 1, got {workers} (--serial: no worker processes)")
 
 
 @app.command("sensitivity")
@@ -296,9 +318,11 @@ def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TO
     executor = ({"executor": "dask", "scheduler": scheduler} if scheduler else
                 {"executor": "serial"} if serial else {"executor": "processes", "workers": workers})
     try:
+        _check_executor_options(workers, serial, scheduler)
         _run_specs([spec], out_dir or Path("results"), force, quiet, data, sensitivity=True, executor=executor)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
+    _done()
 
 
 @app.command()
@@ -311,9 +335,54 @@ def report(results_dir: Annotated[Path, typer.Argument(help="A results folder wr
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     console.print(f"wrote {path}", markup=False)
+    _done()
+
+
+def _done() -> None:
+    """The command's work is complete: a Ctrl-C or SIGTERM from here on (while the interpreter
+    shuts down its threads and worker processes) no longer changes the outcome, so it is ignored
+    and the command exits 0 after its last line."""
+    import signal
+
+    if not _state.get("program"):            # called in-process (tests, an embedding program): leave signals alone
+        return
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    except ValueError:                       # not the main thread (an embedding program): leave it
+        pass
+
+
+def _catch_interrupts() -> None:
+    """As a program: Ctrl-C (SIGINT) and SIGTERM raise KeyboardInterrupt and are recorded
+    (:class:`hlh_meta.errors.Interrupts`), so one that a compiler callback swallows ("Exception
+    ignored ...") still stops the run before it samples or writes; such a swallowed interrupt
+    prints nothing of its own."""
+    import signal
+
+    from .errors import Interrupts
+
+    def interrupt(signum, frame):
+        Interrupts.note("SIGTERM" if signum == signal.SIGTERM else "SIGINT")
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) not in (signal.SIG_IGN, None):      # an ignored Ctrl-C (nohup, &) stays ignored
+            signal.signal(sig, interrupt)
+    default_hook = sys.unraisablehook
+
+    def unraisable(info) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt) or (info.exc_type and issubclass(info.exc_type, KeyboardInterrupt)):
+            Interrupts.note()
+            return
+        default_hook(info)
+
+    sys.unraisablehook = unraisable
 
 
 def main() -> None:
+    _state["program"] = True
+    _catch_interrupts()
     _state["debug_anywhere"] = "--debug" in sys.argv[1:]   # accepted anywhere on the line, not only before the command
     if _state["debug_anywhere"]:
         sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != "--debug"]

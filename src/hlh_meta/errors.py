@@ -98,6 +98,15 @@ class OutputLocationError(InputError):
     """The results folder cannot be written where asked (a file in the way, no permission)."""
 
 
+class ResultsDamagedError(InputError):
+    """A results folder that cannot be read back as written: a file missing, unreadable or
+    changed since it was written (its SHA-256 differs from the manifest's)."""
+
+    def __init__(self, folder: object, what: str):
+        self.folder, self.what = folder, what
+        super().__init__(f"results folder damaged: {folder}: {what}")
+
+
 class ResultsExistError(InputError, FileExistsError):
     """The results folder exists (or appeared while the analysis ran) and ``force`` is off."""
 
@@ -114,3 +123,24 @@ class SamplingInterrupted(Exception):
         done = ", ".join(str(n) for n in self.completed) or "none"
         super().__init__(f"sampling was interrupted before it finished (posterior draws per chain: {done}{of}); "
                          "no results were written")
+
+
+class Interrupts:
+    """An interrupt (Ctrl-C, SIGTERM) seen by the program, kept until it is acted on.
+
+    A KeyboardInterrupt raised where Python cannot pass it on (a ctypes callback of the compiler,
+    a weakref callback, a destructor) is printed as "Exception ignored" and lost, and the run would
+    go on to write its results. The command line records every interrupt here
+    (:meth:`note`); work that must not go on after one (sampling, putting a results folder in
+    place) calls :meth:`check` first, which raises KeyboardInterrupt again."""
+
+    pending: str | None = None          # "SIGINT" or "SIGTERM" once one arrived
+
+    @classmethod
+    def note(cls, name: str = "SIGINT") -> None:
+        cls.pending = cls.pending or name
+
+    @classmethod
+    def check(cls) -> None:
+        if cls.pending:
+            raise KeyboardInterrupt(cls.pending)

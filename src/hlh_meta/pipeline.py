@@ -14,15 +14,16 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
-from .analyses import analysis_for, load_spec
+from .analyses import analysis_for, as_spec
 from .analyses.base import PRIMARY
-from .data import Dataset, load_dataset
+from .data import Dataset, as_dataset
 from .freshness import fingerprint
 from .errors import DataError
 from .models.engine import compile_model
 from .models.posterior import diagnostics_of
 from .result import AnalysisResult
 from .sensitivity import robustness, run_sensitivity
+from .sensitivity.executors import ignore_interrupts, worker_start
 from .spec import Spec
 
 PACKAGES = ("hlh-meta", "pymc", "pytensor", "nutpie", "arviz", "numpy", "scipy", "pandas", "xarray", "pandera")
@@ -48,22 +49,24 @@ def _named_as_given(ds: Dataset):
         raise DataError(ds.relabel(exc.problems)) from None
 
 
-def run_analysis(spec: Spec | str | Path, ds: Dataset | None = None, *, sensitivity: bool = False,
+def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None, *, sensitivity: bool = False,
                  progress: Callable[[int, int, str], None] | None = None, executor: str = "processes",
                  workers: int | None = None, scheduler=None) -> AnalysisResult:
-    """Run the analysis a spec describes on ``ds`` (default: the bundled data).
+    """Run the analysis a spec describes on ``ds`` (default: the bundled data; a path is read
+    with :func:`hlh_meta.read_dataset`). ``spec`` is a spec file's path or a Spec.
 
     With ``sensitivity=True`` the result also holds the ``sensitivity`` and ``robustness``
     tables (the variants the spec's ``[sensitivity]`` declares; ``executor``, ``workers``
     and ``scheduler`` as in :func:`hlh_meta.sensitivity.run_sensitivity`): the same result
     ``hlh-meta sensitivity`` writes. ``progress(i, n, variant)`` is called as variants start.
     """
-    spec = spec if isinstance(spec, Spec) else load_spec(spec)
-    ds = load_dataset() if ds is None else ds
+    spec = as_spec(spec)                     # a path or a Spec; anything else is a TypeError saying so
+    ds = as_dataset(ds)                      # a Dataset, a path of tables (read and checked) or None: the bundled data
     analysis = analysis_for(spec)
     analysis.check_spec(spec)                # bad priors or report keys name the spec file and key, before any work
     with _named_as_given(ds):                # rows that cannot become counts or effects: a workbook's sheets named
         spec = analysis.resolve(ds, spec)    # what the data decide (reference levels), the same for every variant
+        analysis.check_request(ds, spec, sensitivity)   # chains, draws and tune within the machine's memory
         started = time.perf_counter()
         done = {}
 
@@ -114,6 +117,7 @@ def _compile_in_turn(specs: list[Spec], ds: Dataset, done: list) -> None:
 
     warnings.filterwarnings("ignore")
     logging.getLogger("pytensor").setLevel(logging.ERROR)
+    ignore_interrupts()                      # Ctrl-C is for the calling process, which stops this one
     for spec, event in zip(specs, done):
         try:
             analysis = analysis_for(spec)
@@ -145,7 +149,8 @@ class CompileAhead:
         events = [ctx.Event() for _ in later]
         process = ctx.Process(target=_compile_in_turn, args=(later, ds, events), daemon=True)
         try:
-            process.start()
+            with worker_start():                        # hlh_meta, not the caller's main module; no Ctrl-C while it imports
+                process.start()
         except Exception:  # noqa: BLE001 - only a head start: without it each analysis compiles its own
             return
         self._events = {spec.name: event for spec, event in zip(later, events)}

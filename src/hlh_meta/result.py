@@ -9,7 +9,9 @@ same numbers.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import arviz as az
 import pandas as pd
 
 from .analyses import AnalysisType, Quantity, analysis_for
+from .errors import OutputLocationError, ResultsDamagedError, ResultsExistError
 from .inference import Diagnostics
 from .models.posterior import diagnostics_of
 from .report.figures import figures_for, save_figures
@@ -67,40 +70,126 @@ class AnalysisResult:
         """Jupyter: the headline findings, the summary of findings and the forest plot."""
         return headline_html(self)
 
-    def save(self, folder: str | Path, force: bool = False, figures: bool = True, report: bool = True) -> Path:
-        """Write the results folder atomically (nothing is left half-written)."""
+    def save(self, folder: str | Path, force: bool = False, figures: bool = True, report: bool = True, *,
+             terms: str = "python") -> Path:
+        """Write the results folder atomically (nothing is left half-written). An existing
+        folder is replaced only with ``force=True``; the SHA-256 of the posterior and of each
+        table is recorded in ``manifest.json`` (``files_sha256``), so :meth:`load` refuses a
+        folder whose files were changed since. ``terms``: how a refusal names the way out,
+        ``"python"`` (``force=True``, another folder) or ``"cli"`` (``--force``, ``--out``)."""
         folder = Path(folder)
         indexed = self.analysis.indexed_tables
-        with atomic_dir(folder, force=force) as tmp:
+        with _python_terms() if terms == "python" else nullcontext(), atomic_dir(folder, force=force) as tmp:
             self.idata.to_netcdf(tmp / "posterior.nc")
             for name, frame in self.tables.items():
                 frame.to_csv(tmp / f"{name}.csv", index=name in indexed)
             write_xlsx(self, tmp / "tables.xlsx")
             if figures:
                 save_figures(self, tmp / "figures")
+            self.manifest[FILE_HASHES] = {f: _sha256(tmp / f) for f in ["posterior.nc"] +
+                                          [f"{name}.csv" for name in self.tables]}
             (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2, default=str) + "\n", encoding="utf-8")
             if report:
                 write_report(self, tmp / "report.html", figure_dir=tmp / "figures" if figures else None)
         return folder
 
     def rebuild_report(self, folder: str | Path) -> Path:
-        """Write ``report.html`` of a saved results folder again (atomically replaced)."""
+        """Write ``report.html`` of a saved results folder again (atomically replaced); a folder
+        that cannot be written raises :class:`~hlh_meta.errors.OutputLocationError`."""
         folder = Path(folder)
         tmp = folder / ".report.html.partial"
-        write_report(self, tmp, figure_dir=folder / "figures")
-        tmp.replace(folder / "report.html")
+        try:
+            write_report(self, tmp, figure_dir=folder / "figures")
+            tmp.replace(folder / "report.html")
+        except OSError as exc:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise OutputLocationError(f"cannot write the report in {folder}: {exc.strerror or exc} (a read-only "
+                                      "folder or file system? copy the results folder somewhere writable)") from None
         return folder / "report.html"
 
     @classmethod
     def load(cls, folder: str | Path) -> "AnalysisResult":
+        """Read a results folder written by :meth:`save`. A folder that is not one raises
+        :class:`FileNotFoundError`; one whose manifest, posterior or tables are missing,
+        unreadable or changed since they were written (SHA-256 against the manifest) raises
+        :class:`~hlh_meta.errors.ResultsDamagedError` naming what is damaged."""
         folder = Path(folder)
         manifest_path = folder / "manifest.json"
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is not a results folder ({'a file' if folder.exists() else 'no such folder'})")
         if not manifest_path.is_file():
             raise FileNotFoundError(f"{folder} is not a results folder (no manifest.json)")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = _manifest(folder, manifest_path)
         analysis = analysis_for(manifest["kind"])
-        tables = {name: pd.read_csv(folder / f"{name}.csv", index_col=0 if name in analysis.indexed_tables else None)
-                  for name in manifest["tables"]}
-        idata = az.from_netcdf(folder / "posterior.nc")
-        return cls(manifest["analysis"], manifest["kind"], manifest["title"], idata, tables,
-                   analysis.supported_quantities(idata), manifest)
+        for name in ["posterior.nc"] + [f"{t}.csv" for t in manifest["tables"]]:
+            if not (folder / name).is_file():
+                raise ResultsDamagedError(folder, f"{name} missing (the manifest lists it)")
+        for name, digest in manifest.get(FILE_HASHES, {}).items():
+            if (folder / name).is_file() and _sha256(folder / name) != digest:
+                raise ResultsDamagedError(folder, f"{name} was changed after it was written (its SHA-256 differs from "
+                                                  "the manifest's); the report is built only from the results as "
+                                                  "written: fit again, or restore the file")
+        tables = {}
+        for name in manifest["tables"]:
+            try:
+                tables[name] = pd.read_csv(folder / f"{name}.csv",
+                                           index_col=0 if name in analysis.indexed_tables else None)
+            except (OSError, ValueError, pd.errors.ParserError) as exc:
+                raise ResultsDamagedError(folder, f"{name}.csv cannot be read ({type(exc).__name__}: {exc})") from None
+        try:
+            idata = az.from_netcdf(folder / "posterior.nc")
+            quantities = analysis.supported_quantities(idata)
+        except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+            raise ResultsDamagedError(folder, f"posterior.nc cannot be read as the posterior of a {manifest['kind']} "
+                                              f"analysis ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        return cls(manifest["analysis"], manifest["kind"], manifest["title"], idata, tables, quantities, manifest)
+
+
+#: the manifest's record of the SHA-256 of each file :meth:`AnalysisResult.save` wrote
+FILE_HASHES = "files_sha256"
+#: keys a manifest must hold to be read back
+_MANIFEST_KEYS = {"analysis": str, "kind": str, "title": str, "tables": list}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manifest(folder: Path, path: Path) -> dict:
+    """The manifest of a results folder, or :class:`ResultsDamagedError` saying what is wrong with it."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsDamagedError(folder, f"manifest.json cannot be read ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ResultsDamagedError(folder, "manifest.json does not hold an object")
+    for key, kind in _MANIFEST_KEYS.items():
+        if not isinstance(manifest.get(key), kind):
+            raise ResultsDamagedError(folder, f"manifest.json has no '{key}' ({kind.__name__})")
+    if not all(isinstance(t, str) and t.replace("_", "").isalnum() for t in manifest["tables"]):
+        raise ResultsDamagedError(folder, "manifest.json lists tables that are not table names")
+    if not isinstance(manifest.get(FILE_HASHES, {}), dict):
+        raise ResultsDamagedError(folder, f"manifest.json's '{FILE_HASHES}' is not an object")
+    return manifest
+
+
+@contextmanager
+def _python_terms():
+    """Errors of writing a results folder from Python (:meth:`AnalysisResult.save`) in Python
+    terms: ``force=True`` or another folder, not the command line's ``--force`` / ``--out``."""
+    try:
+        yield
+    except ResultsExistError as exc:
+        raise ResultsExistError(str(exc).replace("use --force to replace it or --out for another folder",
+                                                 "pass force=True to replace it, or save to another folder")
+                                .replace("Use --force to replace it or --out for another folder",
+                                         "Pass force=True to replace it, or save to another folder")) from None
+    except OutputLocationError as exc:
+        raise OutputLocationError(str(exc).replace("choose another --out", "save to another folder")) from None

@@ -128,7 +128,11 @@ def _check(name: str, raw: dict) -> None:
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 value = body[key] = float(value)
             if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-                raise SpecError(name, f"{section}.{key}", f"must be of type {getattr(want, '__name__', want)}, got {plain(value)}")
+                shown = repr(value) if isinstance(value, float) else plain(value)     # 1.0 as written, not 1
+                hint = (f" (a whole number is written without a decimal point: {int(value)})"
+                        if want is int and isinstance(value, float) and value.is_integer() and abs(value) < 1e15 else "")
+                raise SpecError(name, f"{section}.{key}",
+                                f"must be of type {getattr(want, '__name__', want)}, got {shown}{hint}")
     for section, keys in SECTIONS.items():
         for key, k in keys.items():
             if k.default is REQUIRED and key not in raw.get(section, {}):
@@ -141,6 +145,8 @@ def read_spec(path: str | Path, kinds: tuple[str, ...]) -> Spec:
     registered analysis kinds.)"""
     path = Path(path)
     name = str(path)
+    if path.is_dir():
+        raise SpecError(name, "-", "is a folder, not a spec file: give a TOML file such as models/mortality.toml")
     if not path.is_file():
         raise SpecError(name, "-", "spec file not found")
     try:

@@ -2,7 +2,7 @@
 
 from . import biomarkers, comparison, mortality  # noqa: F401  (registers the analysis types)
 from .base import Analysed, AnalysisType, FigureSpec, Quantity, Variant
-from .registry import analysis_for, kinds, load_spec, register
+from .registry import analysis_for, as_spec, kinds, load_spec, register
 
-__all__ = ["Analysed", "AnalysisType", "FigureSpec", "Quantity", "Variant", "analysis_for", "kinds", "load_spec",
+__all__ = ["Analysed", "AnalysisType", "FigureSpec", "Quantity", "Variant", "analysis_for", "as_spec", "kinds", "load_spec",
            "register"]

@@ -11,6 +11,7 @@ them by ``key``, never by parsing their labels.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ import pandas as pd
 
 from ..data import Dataset
 from ..data.schema import AGE_GROUPS
-from ..errors import PriorError, SettingError
-from ..inference import SamplerSettings
-from ..models.engine import ModelInputs, fit_model
+from ..effects.biomarkers import MISSING_DISPERSION
+from ..effects.mortality import ATTRIBUTIONS
+from ..errors import PriorError, SettingError, plain
+from ..inference import SamplerSettings, gate_summary
+from ..models.engine import ModelInputs, check_request, fit_model
 from ..models.priors import BINOMIAL_DEFAULTS, resolve_priors
 from ..spec import Spec
 
@@ -111,6 +114,35 @@ def with_support(idata: az.InferenceData, quantities: list[Quantity]) -> list[Qu
             for q, s in zip(quantities, support(idata, quantities))]
 
 
+def correlation_ends(spec: Spec) -> list[float]:
+    """The ends of ``[data] correlation_range``: the assumed pre/post correlation is a judgement
+    (a row estimates it only where it prints both SDs and an exact p-value), and these are its
+    alternative readings."""
+    ends = spec.get("data", "correlation_range")
+    if (len(ends) != 2 or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and -1 <= r <= 1
+                                  for r in ends) or ends[0] >= ends[1]):
+        raise spec.error("data.correlation_range", f"must be two numbers in [-1, 1], low then high, got {ends!r}")
+    return [float(r) for r in ends if float(r) != spec.get("data", "correlation")]
+
+
+def check_data_keys(spec: Spec) -> None:
+    """``[data]`` values whose meaning does not depend on the analysis type: the death
+    attribution, the pre/post correlation and its range, the handling of a missing
+    dispersion. Checked with the rest of the spec, before any work, naming the spec file and key
+    (the same values are refused again, without the file, where the tables are resolved)."""
+    attribution = spec.get("data", "attribution")
+    if attribution not in ATTRIBUTIONS:
+        raise spec.error("data.attribution", f"must be one of {', '.join(ATTRIBUTIONS)}, got {plain(attribution)}")
+    r = spec.get("data", "correlation")
+    if not (math.isfinite(r) and -1 <= r <= 1):
+        raise spec.error("data.correlation", f"must be a number in [-1, 1], got {plain(r)}")
+    correlation_ends(spec)
+    dispersion = spec.get("data", "missing_dispersion")
+    if dispersion not in MISSING_DISPERSION:
+        raise spec.error("data.missing_dispersion", f"must be one of {', '.join(MISSING_DISPERSION)}, "
+                                                   f"got {plain(dispersion)}")
+
+
 @dataclass(frozen=True)
 class Variant:
     """One change to the primary analysis: a spec patch, studies given weight 0, or the
@@ -168,6 +200,9 @@ class AnalysisType:
     robustness_keys: ClassVar[tuple[str, ...]] = ()
     #: tables whose row labels are their index
     indexed_tables: ClassVar[tuple[str, ...]] = ("summary",)
+    #: the open interval ``[report] threshold`` must lie in (None: unbounded on that side), and
+    #: the outcome's reported unit in words: the threshold is compared with that scale
+    threshold_range: ClassVar[tuple[float | None, float | None, str]] = (None, None, "the outcome's reported unit")
 
     # ---- hooks
     def frame(self, ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -275,14 +310,52 @@ class AnalysisType:
             resolve_priors(spec.section("priors"), self.prior_defaults)
         except PriorError as exc:
             raise spec.error("priors" if exc.param is None else f"priors.{exc.param}", exc.detail) from None
+        self._check_threshold(spec)
+        check_data_keys(spec)
+
+    def _check_threshold(self, spec: Spec) -> None:
+        """``[report] threshold`` on the scale of the outcome it is compared with (a mortality
+        percentage within (0, 100), a percent reduction below 100, an odds ratio above 0)."""
+        threshold = spec.get("report", "threshold")
+        if threshold is None:
+            return
+        lo, hi, unit = self.threshold_range
+        inside = math.isfinite(threshold) and (lo is None or threshold > lo) and (hi is None or threshold < hi)
+        if not inside:
+            bounds = " and ".join(b for b in (f"above {lo:g}" if lo is not None else "",
+                                               f"below {hi:g}" if hi is not None else "") if b) or "finite"
+            raise spec.error("report.threshold", f"is compared with {unit}, so it must be {bounds}; got {plain(threshold)}")
 
     @staticmethod
-    def settings(spec: Spec, **overrides) -> SamplerSettings:
-        """The spec's ``[sampling]`` settings; a bad value names the spec file and key."""
+    def settings(spec: Spec, overrides_from: str = "sampling", **overrides) -> SamplerSettings:
+        """The spec's ``[sampling]`` settings; a bad value names the spec file and key (a value
+        given in ``overrides`` is named as a key of the section ``overrides_from``)."""
         try:
             return SamplerSettings.of(spec.section("sampling"), **overrides)
         except SettingError as exc:
-            raise spec.error(f"sampling.{exc.key}", exc.message) from None
+            section = overrides_from if exc.key in overrides else "sampling"
+            raise spec.error(f"{section}.{exc.key}", exc.message) from None
+
+    def check_request(self, ds: Dataset, spec: Spec, sensitivity: bool = False) -> int:
+        """Refuse, before any sampling, ``[sampling]`` (and with ``sensitivity`` the variants'
+        ``[sensitivity] draws`` and ``tune``) that ask for more memory than half of this
+        machine's, estimated from the size of the primary model (:func:`~hlh_meta.models.engine.
+        values_per_draw`); names the spec file and key with the estimate. Returns the bytes a
+        variant's fit needs (the primary's without ``sensitivity``)."""
+        inputs = self.variant_inputs(ds, spec, PRIMARY)
+        asks = [("sampling", self.settings(spec))]
+        if sensitivity:
+            asks.append(("sensitivity", self.settings(spec, overrides_from="sensitivity",
+                                                      draws=spec.get("sensitivity", "draws"),
+                                                      tune=spec.get("sensitivity", "tune"))))
+        need = 0
+        for section, settings in asks:
+            try:
+                need = check_request(inputs, settings)
+            except SettingError as exc:
+                where = section if exc.key in ("draws", "tune") else "sampling"     # the variants set only these
+                raise spec.error(f"{where}.{exc.key}", exc.message) from None
+        return need
 
     def fit(self, ds: Dataset, spec: Spec, used: pd.DataFrame, variant: Variant = PRIMARY,
             covariates: list[str] | None = None, progress: bool = False, extras: bool = True) -> az.InferenceData:
@@ -309,7 +382,8 @@ class AnalysisType:
         used, excluded = self.frame(ds, spec)
         idata = self.fit(ds, spec, used, progress=progress)
         quantities = self.supported_quantities(idata)
-        tables = self.tables(ds, spec, used, excluded, idata, quantities, progress=progress)
+        with gate_summary("the results tables (the cross-validation of covariate sets)"):   # one line, not one per fit
+            tables = self.tables(ds, spec, used, excluded, idata, quantities, progress=progress)
         findings = self.summary_of_findings(spec, tables, quantities)
         if not findings.empty:
             tables = {"summary_of_findings": findings, **tables}

@@ -26,11 +26,11 @@ from ..models.engine import ModelInputs
 from ..models.normal import MULTIVARIATE, prepare_normal
 from ..models.priors import NORMAL_DEFAULTS, describe
 from ..spec import Spec
-from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
+from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table, correlation_ends
 from .support import rests_note
 from .families import SHARED, prior_family
 from .heterogeneity import biomarker_heterogeneity
-from .judgements import correlation_ends, judged
+from .judgements import judged
 from .registry import register
 from .selection import excluded_studies
 
@@ -139,6 +139,8 @@ class Biomarkers(AnalysisType):
         FigureSpec("ppc", "ppc", "Posterior predictive check: each observed value against the distribution of "
                    "replicated values."),
     )
+
+    threshold_range = (None, 100.0, "a percent reduction (100 would be a fall to zero; negative: an increase)")
 
     def check_spec(self, spec: Spec) -> None:
         super().check_spec(spec)

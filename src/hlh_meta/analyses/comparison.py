@@ -66,6 +66,7 @@ class Comparison(AnalysisType):
     kind = "comparison"
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
     robustness_keys = ("odds_ratio", "mortality_typical", "tau")
+    threshold_range = (0.0, None, "the odds ratio of death, anakinra vs control")
     figures = (
         FigureSpec("forest", "forest", "Observed mortality of each arm (exact 95% CI) with the model's estimate, and "
                    "the mortality of each arm in a typical study with the prediction interval for a new study."),

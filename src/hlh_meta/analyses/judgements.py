@@ -31,17 +31,6 @@ def judged(ds: Dataset, spec: Spec) -> Dataset:
         raise spec.error("data.judgements", exc.args[0]) from None
 
 
-def correlation_ends(spec: Spec) -> list[float]:
-    """The ends of ``[data] correlation_range``: the assumed pre/post correlation is a judgement
-    (a row estimates it only where it prints both SDs and an exact p-value), and these are its
-    alternative readings."""
-    ends = spec.get("data", "correlation_range")
-    if (len(ends) != 2 or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and -1 <= r <= 1
-                                  for r in ends) or ends[0] >= ends[1]):
-        raise spec.error("data.correlation_range", f"must be two numbers in [-1, 1], low then high, got {ends!r}")
-    return [float(r) for r in ends if float(r) != spec.get("data", "correlation")]
-
-
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return a.shape == b.shape and a.index.equals(b.index) and a.astype(str).equals(b.astype(str))
 

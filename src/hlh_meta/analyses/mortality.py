@@ -63,6 +63,24 @@ def _covariates(spec: Spec, covariates: list[str] | None = None, key: str = "mod
     return list(covs)
 
 
+def check_covariate_sets(spec: Spec) -> None:
+    """``[comparison] covariate_sets``: none, or two or more distinct lists of known covariates."""
+    key = "comparison.covariate_sets"
+    sets = spec.get("comparison", "covariate_sets")
+    for s in sets:
+        if not isinstance(s, list) or not all(isinstance(c, str) for c in s):
+            raise spec.error(key, f"each set must be a list of covariate names, e.g. [[], [\"trigger\"]]; got {s!r}")
+        _covariates(spec, s, key=key)
+        if len(set(s)) != len(s):
+            raise spec.error(key, f"the set {s!r} names a covariate twice")
+    distinct = {frozenset(s) for s in sets}
+    if len(distinct) != len(sets):
+        raise spec.error(key, "a covariate set is listed twice")
+    if len(sets) == 1:
+        raise spec.error(key, "list two or more sets to compare (one set has nothing to be compared with), "
+                              "or none")
+
+
 def references(spec: Spec) -> dict[str, str]:
     """Reference level of each covariate as the (resolved) spec gives it."""
     given = spec.get("model", "reference")
@@ -188,6 +206,7 @@ class Mortality(AnalysisType):
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
     robustness_keys = ("mortality_typical", "odds_ratio", "tau")
     indexed_tables = ("summary",)
+    threshold_range = (0.0, 100.0, "mortality in percent")
     figures = (
         FigureSpec("forest", "forest", "Each stratum's deaths/n, observed mortality (exact 95% CI) and the model's "
                    "estimate (95% CrI), as marks and as numbers; strata grouped by trigger, each group with the model's "
@@ -210,6 +229,13 @@ class Mortality(AnalysisType):
         FigureSpec("ppc", "ppc", "Posterior predictive check: each observed value against the distribution of "
                    "replicated values."),
     )
+
+    def check_spec(self, spec: Spec) -> None:
+        """The base checks, the model's covariates and ``[comparison] covariate_sets``: a list of
+        two or more distinct sets of known covariates (before any sampling)."""
+        super().check_spec(spec)
+        _covariates(spec)
+        check_covariate_sets(spec)
 
     # ---- frame
     def frame(self, ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:

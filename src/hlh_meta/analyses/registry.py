@@ -40,3 +40,14 @@ def analysis_for(kind: str | Spec) -> "AnalysisType":
 def load_spec(path: str | Path) -> Spec:
     """Read and check a spec file (its kind must be a registered analysis type)."""
     return read_spec(path, kinds())
+
+
+def as_spec(spec: object) -> Spec:
+    """``spec`` as a Spec: a Spec as it is, a path (``str`` or ``Path``) read with :func:`load_spec`;
+    anything else raises TypeError saying what it must be."""
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, (str, Path)):
+        return load_spec(spec)
+    raise TypeError(f"spec must be the path of an analysis spec (a TOML file such as models/mortality.toml) or a "
+                    f"Spec (hlh_meta.analyses.load_spec(path)); got {type(spec).__name__}")

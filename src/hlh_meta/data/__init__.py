@@ -1,5 +1,5 @@
 """Extraction tables: schema, validation and the Dataset."""
 
-from .dataset import Dataset, bundled_data_dir, load_dataset, read_dataset
+from .dataset import Dataset, as_dataset, bundled_data_dir, load_dataset, read_dataset
 
-__all__ = ["Dataset", "bundled_data_dir", "load_dataset", "read_dataset"]
+__all__ = ["Dataset", "as_dataset", "bundled_data_dir", "load_dataset", "read_dataset"]

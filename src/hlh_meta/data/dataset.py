@@ -11,7 +11,7 @@ import pandas as pd
 from ..errors import DataError, Problem
 from .consistency import check_dataset
 from .judgements import check_judgements, describe
-from .tables import empty_table, read_table_cells, read_workbook, sheet_label, workbook_problem
+from .tables import ABSENT, empty_table, read_table_cells, read_workbook, sheet_label, workbook_problem
 from .schema import OPTIONAL_TABLES, TABLES
 
 
@@ -112,17 +112,49 @@ def read_dataset(path: str | Path) -> Dataset:
     else:
         raise DataError(Problem(str(path), None, None, "not a directory of extraction tables or an Excel workbook "
                                                        "(.xlsx): no such file or folder"))
+    absent = {(name, col) for name, frame in frames.items() if frame is not None for col in frame.attrs.get(ABSENT, ())}
     # a cell that did not parse is already reported; it is not "empty" a second time
-    problems += [_labelled(p, labels) for p in check_dataset(frames["studies.csv"], frames["mortality.csv"],
-                                                             frames["biomarkers.csv"], frames["arms.csv"])
-                 if (p.file, p.row, p.column) not in unparsed]
+    found = [p for p in check_dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"],
+                                      frames["arms.csv"]) if (p.file, p.row, p.column) not in unparsed]
+    problems += [_labelled(p, labels) for p in _missing_columns(found, absent)]
     if all(frame is not None for frame in frames.values()):
+        # a reading that breaks a rule only through a cell reported above (or a column the table
+        # lacks) says nothing new
+        known = [f"{name}, row {row}, column '{col}'" for name, row, col in unparsed] + \
+                [f"{p.file}, row {p.row}, column '{p.column}'" for p in found if p.row is not None and p.column]
+        known += [f"column '{col}'" for _, col in absent]
         problems += [_labelled(p, labels) for p in check_judgements(frames)
-                     if (p.file, p.row, p.column) not in unparsed]
+                     if (p.file, p.row, p.column) not in unparsed and not any(k in p.message for k in known)]
     if problems:
         raise DataError(problems)
     return Dataset(frames["studies.csv"], frames["mortality.csv"], frames["biomarkers.csv"], path, table_digests(path),
                    frames["arms.csv"], labels, frames["judgements.csv"])
+
+
+def _missing_columns(problems: list[Problem], absent: set[tuple[str, str]]) -> list[Problem]:
+    """The problems of cells in an optional column that a table's header leaves out, as one
+    problem per column (\"column 'deaths' missing\", with the rows that need it), not one per row;
+    a numeric column left out is a problem even where no row needs it (every row would silently
+    read as not reporting it, e.g. no SEM, so an imputed SD). Descriptive columns (notes, setting)
+    may be left out."""
+    out, by_column = [], {}
+    for p in problems:
+        if (p.file, p.column) in absent and p.row is not None:
+            by_column.setdefault((p.file, p.column), []).append(p)
+        else:
+            out.append(p)
+    for file, column in sorted(absent - set(by_column)):
+        if TABLES[file][column].kind in ("int", "float"):     # its absence would read as "not reported" in every row
+            out.append(Problem(file, 1, column, f"column '{column}' missing from the header: add it, with empty cells "
+                                                "where the source gives no value (without it every row would read as "
+                                                "not reporting it)"))
+    for (file, column), found in by_column.items():
+        rows = sorted({p.row for p in found})
+        shown = ", ".join(map(str, rows[:5])) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+        out.append(Problem(file, 1, column, f"column '{column}' missing from the header, and row{'s' if len(rows) > 1 else ''} "
+                                            f"{shown} need{'' if len(rows) > 1 else 's'} it (row {found[0].row}: "
+                                            f"{found[0].message}); add the column"))
+    return out
 
 
 def _labelled(problem: Problem, labels: dict[str, str]) -> Problem:
@@ -134,6 +166,22 @@ def _labelled(problem: Problem, labels: dict[str, str]) -> Problem:
     for name, label in labels.items():
         message = message.replace(name, "sheet " + label.rsplit(", sheet ", 1)[1])
     return replace(problem, file=labels.get(problem.file, problem.file), message=message)
+
+
+def as_dataset(ds: object, name: str = "ds") -> Dataset:
+    """``ds`` as a Dataset: a Dataset as it is, None the bundled data, a path (``str`` or
+    ``Path``: a folder of tables or a workbook) read with :func:`read_dataset`; anything else
+    (a DataFrame, a dict) raises TypeError saying what ``ds`` must be."""
+    if ds is None:
+        return load_dataset()
+    if isinstance(ds, Dataset):
+        return ds
+    if isinstance(ds, (str, Path)):
+        return read_dataset(ds)
+    hint = (" (a DataFrame is one table: give the folder or workbook of the tables, or fit a DataFrame with "
+            "hm.fit_binomial / hm.fit_normal)" if isinstance(ds, pd.DataFrame) else "")
+    raise TypeError(f"{name} must be a Dataset (hm.load_dataset(), hm.read_dataset(path)), the path of a folder of "
+                    f"tables or of a workbook, or None for the bundled data; got {type(ds).__name__}{hint}")
 
 
 def load_dataset() -> Dataset:

@@ -119,11 +119,12 @@ def _parse_records(records: list[tuple[int, int, list[str]]], name: str, what: s
         sep = next(d for d in (";", "\t", "|") if d in header[0])
         return None, [Problem(name, 1, None, f"columns are separated by {sep!r}, expected commas")]
     problems = _line_breaks(name, header, 1, *records[0][:2], records[0][2])
-    if len(set(header)) != len(header):
-        dup = sorted({h for h in header if header.count(h) > 1})
+    named = [h for h in header if h]
+    if len(set(named)) != len(named):
+        dup = sorted({h for h in named if named.count(h) > 1})
         problems.append(Problem(name, 1, ", ".join(dup), "column named more than once"))
     if "" in header:
-        problems.append(Problem(name, 1, None, f"header has an empty column name at position {header.index('') + 1}"))
+        problems.append(_unnamed_columns(name, header, [row for _, _, row in records[1:]]))
     body = []
     for i, (first, last, row) in enumerate(records[1:], start=2):
         if not any(cell.strip() for cell in row):
@@ -143,6 +144,32 @@ def _parse_records(records: list[tuple[int, int, list[str]]], name: str, what: s
     frame = pd.DataFrame([r for _, r in body], columns=header, index=pd.Index([i for i, _ in body], dtype="int64"),
                          dtype=object)
     return frame.map(lambda s: s.strip()), []
+
+
+def _letters(position: int) -> str:
+    """A column's letters as a spreadsheet names it (1 -> A, 27 -> AA)."""
+    out = ""
+    while position:
+        position, rest = divmod(position - 1, 26)
+        out = chr(ord("A") + rest) + out
+    return out
+
+
+def _unnamed_columns(name: str, header: list[str], rows: list[list[str]]) -> Problem:
+    """The header's empty names, each by position and spreadsheet letter; those after the last
+    named column with no value in any row are called what they usually are: empty columns a
+    spreadsheet saved."""
+    positions = [i + 1 for i, h in enumerate(header) if not h]
+    where = ", ".join(f"{i} ({_letters(i)})" for i in positions)
+    several = len(positions) > 1
+    trailing = positions[0] > len(header) - len(positions)
+    empty = all(not (row[i - 1].strip() if i - 1 < len(row) else "") for row in rows for i in positions)
+    if trailing and empty:
+        return Problem(name, 1, None, f"the header ends with {len(positions)} column{'s' if several else ''} without a "
+                                      f"name at position{'s' if several else ''} {where}, empty in every row: empty "
+                                      "columns a spreadsheet saved after the last one; delete them")
+    return Problem(name, 1, None, f"header has {'empty column names' if several else 'an empty column name'} at "
+                                  f"position{'s' if several else ''} {where}")
 
 
 def _check_header(frame: pd.DataFrame, spec: dict[str, Col], name: str) -> list[Problem]:
@@ -185,6 +212,37 @@ def _hint(text: str, kind: str) -> str:
     return ""
 
 
+_INT_MAX = 2**63 - 1
+#: key of a typed table's ``attrs`` listing the optional columns its header leaves out
+ABSENT = "absent_columns"
+#: the smallest positive number stored with full precision (float64); below it a number is
+#: rounded to a few digits or to 0
+_TINY = float(np.finfo(float).tiny)
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A cell's text as a message quotes it: a very long one cut, with its length."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def _out_of_range(text: str, kind: str) -> str:
+    """Why a cell that parses as a number cannot be used as one (empty: it can): a whole number
+    beyond 64 bits, a number that overflows to infinity or one so close to 0 that it loses its
+    digits (it would overflow or divide by zero in what is derived from it)."""
+    if kind == "int":
+        digits = text.lstrip("+-").lstrip("0")
+        if len(digits) > 19 or int(text) > _INT_MAX or int(text) < -_INT_MAX:
+            return f"is too large ({_shown(text)}, {len(digits)} digits): a whole number here is at most {_INT_MAX}"
+    elif kind == "float":
+        value = float(text)
+        if not math.isfinite(value):
+            return f"is too large to compute with ({_shown(text)} overflows to infinity)"
+        if value != 0 and abs(value) < _TINY or value == 0 and re.search(r"[1-9]", text.split("e")[0].split("E")[0]):
+            return (f"is too close to 0 to compute with ({_shown(text)}: numbers below {_TINY:.3g} lose their digits); "
+                    "check the unit, or write 0 if the source prints 0")
+    return ""
+
+
 def _convert(frame: pd.DataFrame, spec: dict[str, Col], name: str
              ) -> tuple[pd.DataFrame, list[Problem], set[tuple[int, str]]]:
     """Turn text cells into typed columns; every cell that does not parse is a problem.
@@ -211,8 +269,14 @@ def _convert(frame: pd.DataFrame, spec: dict[str, Col], name: str
         ok = cells.map(lambda s: bool(pattern.match(s))) | missing
         for row in cells.index[~ok]:
             text = cells[row]
-            problems.append(Problem(name, int(row), col, f"must be {what}, got {text!r}{_hint(text, c.kind)}"))
+            problems.append(Problem(name, int(row), col, f"must be {what}, got {_shown(text)}{_hint(text, c.kind)}"))
             unparsed.add((int(row), col))
+        for row in cells.index[ok & ~missing]:
+            why = _out_of_range(cells[row], c.kind)
+            if why:
+                problems.append(Problem(name, int(row), col, why))
+                unparsed.add((int(row), col))
+                ok[row] = False
         good = [v if keep else None for v, keep in zip(cells, ok & ~missing)]
         if c.kind == "int":
             out[col] = pd.array([None if v is None else int(v) for v in good], dtype="Int64")
@@ -293,6 +357,7 @@ def _check_table(frame: pd.DataFrame, name: str) -> tuple[pd.DataFrame | None, l
     if any(p.message == "required column is missing" for p in problems):
         return None, problems, set()
     typed, more, unparsed = _convert(frame, spec, name)
+    typed.attrs[ABSENT] = [col for col in spec if col not in frame.columns]   # optional columns the header leaves out
     problems += more
     problems += _check_values(typed, spec, name)
     problems += _check_unique(typed, name)

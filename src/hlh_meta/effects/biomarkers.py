@@ -76,8 +76,10 @@ def estimated_correlation(m1: float, m2: float, sd1: float, sd2: float, n: int, 
     p-value gives; None where no r in [-1, 1] fits (or nothing fixes it)."""
     if not (0 < p < 1) or m1 == m2 or sd1 <= 0 or sd2 <= 0:
         return None
-    sd_d = float(sd_diff_from_paired_p(m1, m2, n, p))
-    r = (sd1**2 + sd2**2 - sd_d**2) / (2 * sd1 * sd2)
+    sd1, sd2 = np.float64(sd1), np.float64(sd2)       # numpy floats: an overflow gives inf, not an exception
+    with np.errstate(all="ignore"):
+        sd_d = np.float64(sd_diff_from_paired_p(m1, m2, n, p))
+        r = (sd1**2 + sd2**2 - sd_d**2) / (2 * sd1 * sd2)
     return float(r) if -1 <= r <= 1 else None
 
 
@@ -132,11 +134,25 @@ def _resolve_row(rec: pd.Series, r: float, problems: list[Problem]) -> dict:
         if fitted is not None:
             row_r, source = fitted, "estimated"
             notes.append(f"r = {fitted:.2f} estimated from the two SDs and the paired-t p = {float(p):g}")
+    if not 0 < m2 / m1 < np.inf:
+        problems.append(_too_far(rec, ["baseline_mean", "followup_mean"], "the ratio of the means"))
+        return failed
     return out | {"baseline_mean": m1, "followup_mean": m2, "baseline_sd": sd1, "followup_sd": sd2,
                   "correlation": row_r, "correlation_source": source,
                   "yi": float(np.log(m2 / m1)), "percent_change": 100 * (m2 / m1 - 1),
                   "usable": True, "reason": "", "dispersion": dispersion, "derivation": "; ".join(notes),
                   "_given": given}
+
+
+def _too_far(rec: pd.Series, columns: list[str], what: str) -> Problem:
+    """A row whose numbers lie so far apart in size that ``what`` derived from them overflows:
+    names the cell of ``columns`` farthest from 1 in orders of magnitude (a wrong unit, a typo)."""
+    values = {c: float(rec[c]) for c in columns if pd.notna(rec[c]) and float(rec[c]) > 0}
+    worst = max(values, key=lambda c: abs(np.log10(values[c])), default=columns[0])
+    others = ", ".join(f"{c} {plain(v)}" for c, v in values.items() if c != worst)
+    return Problem(B, int(rec.name), worst, f"{plain(rec[worst])} is too far in size from the row's other numbers "
+                                            f"({others}) for {what} to be computed (it overflows); check the value and "
+                                            "its unit")
 
 
 def _zero_se(rec: pd.Series, given: list[str], r: float) -> Problem:
@@ -170,6 +186,11 @@ def resolve_biomarkers(ds: Dataset, *, r: float = 0.5, missing_dispersion: str =
     r = float(r)
     if missing_dispersion not in MISSING_DISPERSION:
         raise InputError(f"missing_dispersion must be one of {', '.join(MISSING_DISPERSION)}, got {plain(missing_dispersion)}")
+    with np.errstate(all="ignore"):        # a number that overflows is reported as a problem of its cell, not warned
+        return _resolve(ds, r, missing_dispersion)
+
+
+def _resolve(ds: Dataset, r: float, missing_dispersion: str) -> pd.DataFrame:
     problems: list[Problem] = []
     rows = pd.DataFrame([_resolve_row(rec, r, problems) for _, rec in ds.biomarkers.iterrows()],
                         index=ds.biomarkers.index)
@@ -204,7 +225,10 @@ def resolve_biomarkers(ds: Dataset, *, r: float = 0.5, missing_dispersion: str =
         eff = log_ratio_paired(rows.at[i, "baseline_mean"], rows.at[i, "baseline_sd"], rows.at[i, "followup_mean"],
                                rows.at[i, "followup_sd"], int(rows.at[i, "n"]), r=row_r)
         rows.at[i, "sei"] = float(eff.sei)
-        if not np.isfinite(rows.at[i, "sei"]) or rows.at[i, "sei"] <= 0:
+        if not np.isfinite(rows.at[i, "sei"]) and rows.at[i, "dispersion"] != "imputed":
+            problems.append(_too_far(ds.biomarkers.loc[i], ["baseline_mean", "followup_mean", *given[i]],
+                                     "the standard error of the log ratio"))
+        elif not np.isfinite(rows.at[i, "sei"]) or rows.at[i, "sei"] <= 0:
             problems.append(_zero_se(rows.loc[i], given[i], r))
     if problems or failed.any():
         raise DataError(sorted(problems, key=lambda p: p.row or 0))

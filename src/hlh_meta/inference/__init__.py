@@ -1,6 +1,6 @@
 """Sampling backends, the compile-once cache and the diagnostics gate."""
 
-from .diagnostics import GATE, Diagnostics, GateWarning, ThinDataWarning, check
+from .diagnostics import GATE, Diagnostics, GateWarning, ThinDataWarning, check, gate_summary
 from .sampling import SamplerSettings, sample_gated
 
-__all__ = ["GATE", "Diagnostics", "GateWarning", "SamplerSettings", "ThinDataWarning", "check", "sample_gated"]
+__all__ = ["GATE", "Diagnostics", "GateWarning", "SamplerSettings", "ThinDataWarning", "check", "gate_summary", "sample_gated"]

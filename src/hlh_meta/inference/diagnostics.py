@@ -10,7 +10,9 @@ variant, so here they are evaluated for all parameters at once with array operat
 from __future__ import annotations
 
 import json
+import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import arviz as az
@@ -27,6 +29,31 @@ class GateWarning(UserWarning):
 
 class ThinDataWarning(UserWarning):
     """A fit whose data cannot inform a parameter (e.g. tau from one study)."""
+
+
+@contextmanager
+def gate_summary(what: str):
+    """The :class:`GateWarning` of every fit made in the block (one per refit of a
+    cross-validation, say) as one warning at its end: how many fits failed and which checks;
+    other warnings pass as they are."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GateWarning)
+        yield
+    failed = [str(w.message) for w in caught if issubclass(w.category, GateWarning)]
+    for w in caught:
+        if not issubclass(w.category, GateWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if not failed:
+        return
+    checks = []
+    for message in failed:
+        problems = message.split(": ", 1)[-1].split("; the draws")[0]
+        for problem in problems.split("; "):
+            name = "divergences" if "divergen" in problem else re.match(r"\D*", problem).group().strip()
+            if name not in checks:
+                checks.append(name)
+    warnings.warn(f"the diagnostics gate failed in {len(failed)} of the fits for {what}: {', '.join(checks)}; their "
+                  "draws may not represent their posteriors", GateWarning, stacklevel=3)
 
 
 @dataclass

@@ -8,6 +8,7 @@ callbacks come from :mod:`.callbacks`, which a later process loads from numba's 
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-from ..errors import SamplingInterrupted, SettingError, plain
+from ..errors import Interrupts, SamplingInterrupted, SettingError, plain
 from .callbacks import compile_pymc_model
 from .diagnostics import Diagnostics, check
 from .trace import sample_to_inference_data
@@ -100,7 +101,7 @@ class SamplerSettings:
             least = 1 if name != "tune" else 0
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
                 what = "a positive whole number" if least else "a whole number >= 0"
-                raise SettingError(name, f"must be {what}, got {plain(value)}")
+                raise SettingError(name, f"must be {what}, got {repr(value) if isinstance(value, float) else plain(value)}")
         if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool)
                                       or not 0 <= self.seed < 2**63):
             raise SettingError("seed", f"must be a whole number from 0 to 2^63 - 1, got {plain(self.seed)}")
@@ -111,9 +112,88 @@ class SamplerSettings:
                 or not 0.5 <= self.target_accept < 1:
             raise SettingError("target_accept", f"must be in [0.5, 1), got {plain(self.target_accept)}")
 
+        need = memory_needed(self, 1)
+        if need > memory_budget():          # too large whatever the model: refused before any model is built
+            raise SettingError(_largest(self), _too_large(self, 1, need))
+
     def public(self) -> dict:
         """The settings a results folder records."""
         return {k: getattr(self, k) for k in ("sampler", "draws", "tune", "chains", "seed", "target_accept")}
+
+
+# --- how much memory a fit asks for -------------------------------------------------------
+
+#: bytes of one stored value (float64)
+_BYTES = 8
+#: copies of the draws a fit holds at its peak: nutpie's trace, the InferenceData made of it and
+#: the completed InferenceData (posterior predictive and log-likelihood groups of the same order)
+_COPIES = 3
+#: sample statistics nutpie stores with each draw (step size, tree depth, energy, ...)
+_STATS = 20
+#: a chain's own state (sampler, adaptation, thread) beside its draws
+_PER_CHAIN = 1 << 20
+
+
+def memory_needed(settings: SamplerSettings, values_per_draw: int) -> int:
+    """Bytes a fit with ``settings`` may hold at its peak, for a model that stores
+    ``values_per_draw`` values (parameters and derived quantities) per draw::
+
+        chains x slots x (values_per_draw + 20 statistics) x 8 bytes x 3 copies + 1 MiB per chain
+
+    ``slots`` is draws + tune (nutpie reserves room for the warm-up too), and for a fit that
+    may be refitted by the diagnostics gate that of the refit, 2 draws + 2 max(tune, 1000).
+    """
+    slots = settings.draws + settings.tune
+    if settings.refit:
+        slots = max(slots, 2 * settings.draws + 2 * max(settings.tune, 1000))
+    return settings.chains * (slots * (int(values_per_draw) + _STATS) * _BYTES * _COPIES + _PER_CHAIN)
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its control group's limit when lower."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30                                   # not told: assume a small machine
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(limit, encoding="ascii").read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and 0 < int(text) < total:
+            total = int(text)
+    return total
+
+
+def memory_budget() -> int:
+    """What one request may take: half of :func:`machine_memory`, leaving the rest to the
+    system, the libraries and other programs."""
+    return machine_memory() // 2
+
+
+def gib(n: float) -> str:
+    return f"{n / (1 << 30):.3g} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.3g} MiB"
+
+
+def _largest(s: SamplerSettings) -> str:
+    """The setting furthest above its default: the one a refusal names."""
+    default = SamplerSettings()
+    return max(("chains", "draws", "tune"), key=lambda k: getattr(s, k) / max(getattr(default, k), 1))
+
+
+def _too_large(s: SamplerSettings, values_per_draw: int, need: int) -> str:
+    per = "even at one value per draw" if values_per_draw == 1 else f"at {values_per_draw} values per draw"
+    return (f"asks for more memory than this machine can give: {s.chains} chains x ({s.draws} draws + {s.tune} tuning "
+            f"steps) {per} need about {gib(need)} (estimate: hlh_meta.inference.sampling.memory_needed), over half "
+            f"of this machine's {gib(machine_memory())}; ask for fewer chains, draws or tuning steps")
+
+
+def check_memory(settings: SamplerSettings, values_per_draw: int) -> None:
+    """Refuse (:class:`~hlh_meta.errors.SettingError` naming the setting furthest above its
+    default, with the estimate) a fit whose draws would not fit in half of this machine's memory."""
+    need = memory_needed(settings, values_per_draw)
+    if need > memory_budget():
+        raise SettingError(_largest(settings), _too_large(settings, values_per_draw, need))
 
 
 def compile_structure(build: Callable[[], pm.Model], key: Hashable):
@@ -176,8 +256,11 @@ def _pymc(build, data, s: SamplerSettings) -> az.InferenceData:
 
 
 def _sample_once(build, key, data, s: SamplerSettings) -> az.InferenceData:
+    Interrupts.check()                                # an interrupt lost in a compiler callback stops here
     if s.sampler == "nutpie":
         compiled = _nutpie_compiled(build, key, data)
+        check_memory(s, int(compiled.n_expanded))     # the exact size per draw, before nutpie allocates
+        Interrupts.check()
         return sample_to_inference_data(compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
                                         target_accept=s.target_accept, progress_bar=s.progress)
     return _pymc(build, data, s)

@@ -26,6 +26,10 @@ def numeric_column(df: pd.DataFrame, col: str, *, integer: bool = False, minimum
                    strictly: bool = False) -> np.ndarray:
     """The column as floats; every missing, non-numeric, non-integer or out-of-range cell is a problem."""
     raw = df[col]
+    if pd.api.types.is_bool_dtype(raw.dtype) or (raw.dtype == object and raw.map(lambda v: isinstance(v, (bool, np.bool_))).any()):
+        what = "counts" if integer else "numbers"
+        raise DataError(Problem(WHERE, None, col, f"holds true/false values, not {what}: convert it on purpose "
+                                                  f"(e.g. df[{col!r}].astype(int)) if true/false are meant as 1/0"))
     values = pd.to_numeric(raw, errors="coerce").astype(float).to_numpy()
     problems = []
     for label, v, r in zip(df.index, values, raw):

@@ -33,7 +33,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import OutputLocationError, ResultsExistError
+from ..errors import Interrupts, OutputLocationError, ResultsExistError
 
 __all__ = ["INDEXED_TABLES", "LeftoverWarning", "OutputLocationError", "ResultsExistError", "atomic_dir",
            "check_output_location", "leftover_note", "leftovers", "safe_child"]
@@ -295,13 +295,25 @@ def atomic_dir(target: Path, force: bool = False):
     """
     target = Path(os.path.abspath(target))
     check_output_location(target, force)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for path in leftovers(target, remove=True):
-        warnings.warn(leftover_note(path), LeftoverWarning, stacklevel=3)
-    tmp = _make_partial(target)
+    created = [d for d in target.parents if not d.exists()]      # folders this call creates, deepest first
+    committed = False
     try:
-        yield tmp
-        _commit(tmp, target, force)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for path in leftovers(target, remove=True):
+            warnings.warn(leftover_note(path), LeftoverWarning, stacklevel=3)
+        tmp = _make_partial(target)
+        try:
+            yield tmp
+            Interrupts.check()             # an interrupt a callback swallowed still stops the folder going in place
+            _commit(tmp, target, force)
+            committed = True
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if not committed:                  # nothing written: the folders made for it go too (when still empty)
+            for folder in created:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from functools import partial
 
 import pandas as pd
 
 from ..errors import InputError
 from ..inference import SamplerSettings
+from ..inference.sampling import gib, machine_memory, memory_budget, memory_needed
+from ..models.engine import values_per_draw
 from ..spec import Spec
-from .runner import Planned, run_group
+from .runner import Planned, run_group, variant_settings
 
 EXECUTORS = ("serial", "processes", "dask")
 
@@ -37,6 +43,88 @@ def _quiet_worker() -> None:
 
     warnings.filterwarnings("ignore")
     logging.getLogger("pytensor").setLevel(logging.ERROR)
+    ignore_interrupts()
+
+
+def ignore_interrupts() -> None:
+    """In a worker process: Ctrl-C, which a terminal sends to every process of the group, is
+    for the calling process, which stops the workers itself (no traceback from a worker)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})     # started blocked (worker_start)
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's worker processes now (after an interrupt): their groups are dropped, and
+    the pool is not left waiting for them to finish."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())    # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        try:
+            process.terminate()
+        except (OSError, AttributeError):
+            pass
+
+
+@contextmanager
+def main_hidden():
+    """While worker processes start: a worker needs hlh_meta, never the caller's main module,
+    which the spawn start method would otherwise import in each worker. That import fails for a
+    main module that is no file (a script fed on standard input) and runs an unguarded script
+    again in each worker; hidden, every main module works (a script, ``python -c``, standard
+    input, a notebook)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+@contextmanager
+def worker_start():
+    """While worker processes start: the caller's main module hidden (:func:`main_hidden`) and
+    Ctrl-C blocked, so a new process starts with it blocked (a signal mask is inherited) and no
+    Ctrl-C can raise in it while it imports hlh_meta, before it can set it aside
+    (:func:`ignore_interrupts`); a Ctrl-C meanwhile waits in this process and arrives at the end."""
+    import signal
+    import threading
+
+    with main_hidden():
+        if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def worker_pool(n: int) -> ProcessPoolExecutor:
+    """A pool of ``n`` quiet worker processes, spawned (not forked: this process may hold
+    sampler threads); give it work with :func:`submit`, which works from any main module."""
+    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_quiet_worker)
+
+
+def submit(pool: ProcessPoolExecutor, fn, *args):
+    """``pool.submit(fn, *args)`` as a worker process starts (:func:`worker_start`): a pool
+    starts its worker processes as work is submitted."""
+    with worker_start():
+        return pool.submit(fn, *args)
+
+
+class WorkersLostWarning(UserWarning):
+    """The worker processes stopped before finishing their groups; those groups ran in this process."""
 
 
 def default_workers(spec: Spec, groups: int) -> int:
@@ -53,6 +141,40 @@ def default_workers(spec: Spec, groups: int) -> int:
     return min(groups, wanted)
 
 
+#: memory of a worker process beside its fit: Python with PyMC, PyTensor, numba and nutpie loaded
+WORKER_PROCESS_BYTES = 600 << 20
+
+
+def check_executor(executor: str, workers: int | None = None, scheduler=None) -> None:
+    """Refuse (:class:`~hlh_meta.errors.InputError`) an executor that is not one of
+    :data:`EXECUTORS`, a ``workers`` that is not a whole number of at least 1, and ``workers``
+    or ``scheduler`` given to an executor that does not use them."""
+    if executor not in EXECUTORS:
+        raise InputError(f"executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InputError(f"workers must be a whole number of at least 1 (or None: the default), got {workers!r}")
+        if executor != "processes":
+            raise InputError(f"workers = {workers} is for the 'processes' executor; the {executor} executor "
+                             + ("runs every variant in this process" if executor == "serial" else
+                                "runs variants on the cluster's workers") + ": give one or the other")
+    if scheduler is not None and executor != "dask":
+        raise InputError(f"a scheduler is for the 'dask' executor, not the {executor} executor")
+
+
+def check_workers(n: int, per_fit: int) -> None:
+    """Refuse ``n`` worker processes (each fitting beside this process, which fits too) whose
+    memory together is over half of this machine's: each needs :data:`WORKER_PROCESS_BYTES`
+    and its fit ``per_fit`` bytes."""
+    need = (n + 1) * (WORKER_PROCESS_BYTES + per_fit)
+    if need > memory_budget():
+        fits = max(memory_budget() // (WORKER_PROCESS_BYTES + per_fit) - 1, 0)
+        raise InputError(f"workers = {n} asks for more memory than this machine can give: {n} worker processes and "
+                         f"this one, each about {gib(WORKER_PROCESS_BYTES + per_fit)} (a process with its fit), need "
+                         f"about {gib(need)}, over half of this machine's {gib(machine_memory())}; "
+                         f"at most {fits} fit")
+
+
 def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
                workers: int | None = None, scheduler=None,
                progress: Callable[[int, int, str], None] | None = None,
@@ -63,8 +185,7 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
     with the serial executor): e.g. the primary analysis, while workers compile other models.
     An InferenceData it returns is the primary variant's fit wherever that runs here.
     """
-    if executor not in EXECUTORS:
-        raise InputError(f"executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
+    check_executor(executor, workers, scheduler)
     groups = group_variants(planned)
     done: dict[str, pd.DataFrame] = {}
     fitted: dict = {}
@@ -88,19 +209,21 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
         # worker (or no other group) every group runs here in turn, as with the serial executor.
         primary_group = [g for g in groups if any(it.variant.family == "primary" for it in g)]
         others = sorted((g for g in groups if g not in primary_group), key=len, reverse=True)
-        n = (workers or default_workers(spec, len(others))) if others else 0
+        # no more workers than groups to give them (a pool starts its processes as work arrives)
+        n = min(workers or default_workers(spec, len(others)), len(others)) if others else 0
         if n:
+            check_workers(n, max((memory_needed(variant_settings(spec), values_per_draw(it.inputs))
+                                  for g in others for it in g if it.inputs is not None), default=0))
             local, remote = primary_group, others
     if executor != "dask" and not remote:
         run_alongside()
         run_here(local)
         return _order(planned, done)
     if executor == "processes":
-        # spawn, not fork: this process may hold sampler threads
-        with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_quiet_worker) as pool:
-            futures = [(g, pool.submit(run_group, spec, g)) for g in remote]
+        lost = []
+        with worker_pool(n) as pool:
             try:
+                futures = [(g, submit(pool, run_group, spec, g)) for g in remote]
                 run_alongside()
                 run_here(local)
                 # Groups no worker has taken yet run here too (the last submitted first), so this
@@ -108,16 +231,25 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
                 for group, fut in reversed(futures):
                     if fut.cancel():
                         run_here([group])
+                for group, fut in futures:
+                    if fut.cancelled():                          # run here instead
+                        continue
+                    try:
+                        frames = fut.result()
+                    except BrokenProcessPool as exc:             # a worker died (killed, out of memory): not a pool left broken
+                        lost.append((group, exc))
+                        continue
+                    for it, frame in zip(group, frames):
+                        done[it.variant.name] = frame
+                    if progress:
+                        progress(len(done), len(planned), group[-1].variant.name)
             except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)   # groups not started are dropped
+                stop_workers(pool)                               # groups not finished are dropped, workers stopped
                 raise
-            for group, fut in futures:
-                if fut.cancelled():                              # run here instead
-                    continue
-                for it, frame in zip(group, fut.result()):
-                    done[it.variant.name] = frame
-                if progress:
-                    progress(len(done), len(planned), group[-1].variant.name)
+        if lost:
+            warnings.warn(f"the worker processes stopped before finishing {len(lost)} group(s) of variants "
+                          f"({lost[0][1]}); they ran in this process instead", WorkersLostWarning, stacklevel=2)
+            run_here([group for group, _ in lost])
         return _order(planned, done)
     try:
         from distributed import Client

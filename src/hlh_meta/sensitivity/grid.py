@@ -6,15 +6,15 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from ..analyses import analysis_for, load_spec
+from ..analyses import analysis_for, as_spec
 from ..analyses.base import PRIMARY
-from ..data import Dataset, load_dataset
+from ..data import Dataset, as_dataset
 from ..spec import Spec
 from .executors import run_groups
 from .runner import COLUMNS, plan
 
 
-def run_sensitivity(spec: Spec | str, ds: Dataset | None = None,
+def run_sensitivity(spec: Spec | str, ds: Dataset | str | None = None,
                     progress: Callable[[int, int, str], None] | None = None,
                     executor: str = "processes", workers: int | None = None, scheduler=None,
                     alongside: Callable[[], object] | None = None) -> pd.DataFrame:
@@ -34,8 +34,8 @@ def run_sensitivity(spec: Spec | str, ds: Dataset | None = None,
     returns the primary analysis's InferenceData, the primary variant uses it instead of
     fitting it again (with the serial and local-process executors).
     """
-    spec = spec if isinstance(spec, Spec) else load_spec(spec)
-    ds = load_dataset() if ds is None else ds
+    spec = as_spec(spec)
+    ds = as_dataset(ds)
     analysis = analysis_for(spec)
     spec = analysis.resolve(ds, spec)
     variants = [PRIMARY] + analysis.expand_variants(ds, spec)

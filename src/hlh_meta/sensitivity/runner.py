@@ -65,7 +65,7 @@ def variant_settings(spec: Spec):
     ``tune`` (fewer than the primary analysis: a variant is judged by how far its median moves
     in posterior SDs, which these draws measure to a few hundredths of an SD; the
     diagnostics gate holds every variant to the same ESS and R-hat)."""
-    return analysis_for(spec).settings(spec, draws=spec.get("sensitivity", "draws"),
+    return analysis_for(spec).settings(spec, overrides_from="sensitivity", draws=spec.get("sensitivity", "draws"),
                                        tune=spec.get("sensitivity", "tune"))
 
 
