@@ -30,7 +30,7 @@ def test_report_renders_figures_and_tables(tmp_path):
     html = dom.stdout
     assert html.count("<img") >= 5 and "<table" in html
     assert 'id="diagnostics-status"' in html
-    assert "CRP: pooled reduction" in html and "Ferritin: pooled reduction" in html
+    assert "CRP: reduction" in html and "from one study" in html and "Ferritin: pooled reduction" in html
     # the summary of findings has a row per biomarker; the forest plot is an embedded, non-empty image
     sof = html[html.index('id="summary-of-findings"'):]
     sof = sof[:sof.index("</table>")]
