@@ -40,19 +40,6 @@ def test_exchangeable_two_levels_match_quadrature():
     _agree(idata.posterior["beta"].values.ravel(), _grid_summary(beta[0], lp, 0), float(ess["beta"].values[0]), "beta")
 
 
-def test_treatment_two_levels_match_quadrature():
-    """The treatment coding keeps mu ~ N(0, 1.5) and beta ~ N(0, 1) independent."""
-    idata = hm.fit_binomial(ROWS, covariates=["b"], fractions={"g": ["b"]}, priors=FIXED, draws=2000, seed=3,
-                            coding="treatment")
-    mu = np.linspace(-5, 4, 361)[:, None]
-    beta = np.linspace(-5, 6, 441)[None, :]
-    lp = stats.norm.logpdf(mu, 0, 1.5) + stats.norm.logpdf(beta, 0, 1)
-    for y, n, share in zip(ROWS["events"], ROWS["total"], ROWS["b"]):
-        lp = lp + _loglik(y, n, (1 - share) * expit(mu) + share * expit(mu + beta))
-    ess = az.ess(idata, var_names=["mu", "beta"])
-    _agree(idata.posterior["mu"].values.ravel(), _grid_summary(mu[:, 0], lp, 1), float(ess["mu"].values), "mu")
-
-
 @pytest.mark.filterwarnings("ignore::hlh_meta.inference.GateWarning")
 def test_exchangeable_prior_of_contrasts():
     """Three levels: each contrast against the reference has the beta prior N(0, sigma) and

@@ -31,9 +31,10 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(packages=PACKAGES) -> dict[str, str]:
+    """The installed version of each package ("not installed" where absent)."""
     out = {}
-    for pkg in PACKAGES:
+    for pkg in packages:
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

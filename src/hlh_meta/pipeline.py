@@ -11,13 +11,12 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 
 from .analyses import analysis_for, as_spec
 from .analyses.base import PRIMARY
 from .data import Dataset, as_dataset
-from .freshness import fingerprint
+from .freshness import fingerprint, library_versions
 from .errors import DataError
 from .models.engine import compile_model
 from .models.posterior import diagnostics_of
@@ -30,13 +29,7 @@ PACKAGES = ("hlh-meta", "pymc", "pytensor", "nutpie", "arviz", "numpy", "scipy",
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in PACKAGES:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    return {"python": platform.python_version(), **library_versions(PACKAGES)}
 
 
 @contextmanager
