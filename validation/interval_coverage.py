@@ -262,15 +262,15 @@ def report(results: dict[str, pd.DataFrame], args: argparse.Namespace, command: 
     lines = [title, "", records.digest_line("binomial"), "",
              f"Produced by `{command}`; the fits took {minutes:.0f} min in all (2-core machine, niced). Rerun when "
              "tests/test_validation_records.py says the binomial model sources changed.", "",
-             "Design (intercept-only rows): 3-10 studies (uniform), 3-90 patients each (uniform), intercept-only binomial "
-             "model, `hlh_meta.fit_binomial` with default sampler settings (4 chains x 1000 draws after 1000 "
+             "Design (intercept-only rows): 3-10 studies (uniform), 3-90 patients each (uniform), intercept-only "
+             "binomial model, `hlh_meta.fit_binomial` with default sampler settings (4 chains x 1000 draws after 1000 "
              "warm-up, target acceptance 0.9, one gated refit). Truth, scenario `evidence`: typical-study mortality "
              "expit(mu) uniform on 10%-60%, tau uniform on 0.2-1.0 (logit scale); scenario `prior`: mu ~ N(0, 1.5), "
              "tau ~ HalfNormal(1), i.e. drawn from the default priors. Simulation i is the same data set in every "
              "row of a scenario. Pooled mortality = the 95% equal-tailed interval of expit(mu), the typical-study "
              "mortality, against the true expit(mu). ± is the Monte Carlo standard error sqrt(c(1-c)/n).", "",
-             "Rows: " + "; ".join(f"`{n}` = {ROWS[n][0]}" for n in {**results, **covariates}) + ". Unnamed priors are the defaults "
-             "(mu ~ N(0, 1.5), tau ~ HalfNormal(1)).", "",
+             "Rows: " + "; ".join(f"`{n}` = {ROWS[n][0]}" for n in {**results, **covariates})
+             + ". Unnamed priors are the defaults (mu ~ N(0, 1.5), tau ~ HalfNormal(1)).", "",
              "## Coverage", "",
              "| row | scenario | pooled mortality covered (%) | interval above truth / below (%) | tau covered (%) "
              "| width, pooled mortality (points): mean / median | failed gate after refit | refitted |",

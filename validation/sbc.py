@@ -204,8 +204,8 @@ the section is rerun alone with `PYTHONPATH=src .venv/bin/python validation/sbc.
 def merge(path: Path, sections: dict[str, str]) -> str:
     """sbc.md with ``sections`` replaced or added, the other engines' sections kept."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    kept = {m["engine"]: m[0] for m in re.finditer(r"<!-- engine: (?P<engine>\w+) -->.*?<!-- end engine: (?P=engine) -->",
-                                                   old, re.S)}
+    pattern = r"<!-- engine: (?P<engine>\w+) -->.*?<!-- end engine: (?P=engine) -->"
+    kept = {m["engine"]: m[0] for m in re.finditer(pattern, old, re.S)}
     kept.update(sections)
     order = list(records.MODEL_SOURCES) + sorted(set(kept) - set(records.MODEL_SOURCES))
     return HEADER + "\n" + "\n\n".join(kept[e] for e in order if e in kept) + "\n"
