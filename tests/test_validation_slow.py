@@ -17,7 +17,7 @@ def test_simulation_based_calibration(tmp_path):
     res = subprocess.run([sys.executable, str(ROOT / "validation" / "sbc.py"), "--reps", "200", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=3000)
     assert res.returncode == 0, res.stdout + res.stderr
-    for engine in ("binomial", "binomial_unknown_shares", "normal"):
+    for engine in ("binomial", "binomial_unknown_shares", "binomial_mortality", "normal"):
         assert (tmp_path / f"sbc_{engine}.png").is_file(), engine
 
 

@@ -17,6 +17,15 @@ Scenario "prior-drawn" (row ``calibration``): the same design with mu and tau dr
 default priors themselves (mu ~ Normal(0, 1.5), tau ~ HalfNormal(1)); averaged over the
 prior a correct posterior covers 95% of the time, so this row checks the computation.
 
+Scenario "covariates" (row ``covariates``): the covariate model as the mortality analysis
+ships it (validation/simulate.py: trigger, age and route composition groups, exchangeable
+coding, mixture likelihood, unknown trigger mixes and route shares, 7 studies of 12 strata),
+with every parameter and unknown share drawn from the default priors. It counts how often the
+95% interval covers one level's mortality (infection trigger, the other covariates as in the
+included strata, typical study: ``p_typical`` of a prediction profile), one odds ratio
+(infection against the reference trigger, exp(beta)) and tau: a calibration row, since
+averaged over the prior a correct posterior covers 95%.
+
 Rows ``tau_fixed_true`` and ``mu_flat`` are diagnostic, not candidate defaults: tau fixed at
 its true value (is the shortfall the estimation of tau?) and mu ~ Normal(0, 10) (is it the
 mu prior?).
@@ -25,9 +34,12 @@ Each row reports the coverage with its Monte Carlo standard error sqrt(c(1-c)/n)
 misses split by the side the interval lies on, coverage by number of studies, true tau and
 true mortality, and how many fits failed the diagnostics gate (after the refit). With
 --cache DIR every simulation's result is appended to DIR/<row>.csv as it finishes and a
-rerun skips the simulations already there (same --seed). Writes coverage.md to --out; the
+rerun skips the simulations already there (same --seed and the same model sources: the cache
+file names carry the first 12 digits of their SHA-256). Writes coverage.md to --out, naming
+the SHA-256 of the binomial model sources the fits ran against (validation/records.py); the
 hand-written part of an existing coverage.md (from the notes marker line on) is kept.
-500 simulations per row (8 rows) take about 40 min on 2 shared cores.
+500 simulations per row (8 intercept-only rows) take about 40 min on 2 shared cores, the
+covariates row about as long again.
 """
 
 from __future__ import annotations
@@ -43,6 +55,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
+
+sys.path.insert(0, str(Path(__file__).parent))
+import records  # noqa: E402
+import simulate as shipped  # noqa: E402  (the covariate model as shipped)
 
 K_MAX = 10
 NOTES_MARKER = "<!-- notes: kept when the script rewrites this file -->"
@@ -61,11 +77,16 @@ ROWS = {
     "tau_fixed_true": ("diagnostic: tau fixed at its true value, mu default", "evidence",
                        lambda mu, tau: {"tau": {"dist": "Fixed", "value": float(tau)}}),
     "calibration": ("calibration: default priors, truth drawn from them", "prior", {}),
+    "covariates": ("calibration of the covariate model (trigger, age, route; exchangeable coding, mixture "
+                   "likelihood), default priors, truth drawn from them", "covariates", {}),
 }
 FIXED_TAU_ROWS = {"tau_fixed_true"}              # tau's "interval" is the truth itself: not reported
-DEFAULT_ROWS = "default,tau_hn05,tau_hc1,mu_n25,tau_hn15,mu_flat,tau_fixed_true,calibration"
+DEFAULT_ROWS = "default,tau_hn05,tau_hc1,mu_n25,tau_hn15,mu_flat,tau_fixed_true,calibration,covariates"
 FIELDS = ["sim", "k", "patients", "mu", "p", "tau", "lo", "hi", "median", "tau_lo", "tau_hi", "tau_median",
           "passed", "attempts", "divergences", "problems", "seconds"]
+COVARIATE_FIELDS = ["sim", "patients", "level", "level_lo", "level_hi", "level_median", "odds_ratio", "or_lo", "or_hi",
+                    "or_median", "tau", "tau_lo", "tau_hi", "tau_median", "passed", "attempts", "divergences",
+                    "problems", "seconds"]
 K_GROUPS = [("3-4", 3, 4), ("5-7", 5, 7), ("8-10", 8, 10)]
 TAU_GROUPS = [("0.2-0.47", 0.2, 0.4667), ("0.47-0.73", 0.4667, 0.7333), ("0.73-1.0", 0.7333, 1.0)]
 P_GROUPS = [("10-25%", 0.10, 0.25), ("25-40%", 0.25, 0.40), ("40-60%", 0.40, 0.60)]
@@ -106,12 +127,34 @@ def fit_one(hm, seed: int, i: int, scenario: str, priors) -> dict:
             "problems": "; ".join(diag.problems), "seconds": round(seconds, 3)}
 
 
+def fit_covariates(hm, seed: int, i: int) -> dict:
+    """Simulation ``i`` of the covariate model (validation/simulate.py), fitted as shipped."""
+    df, truth = shipped.draw(np.random.default_rng([seed, i]))
+    start = time.perf_counter()
+    idata = hm.fit_binomial(df, seed=i, profiles=shipped.PROFILE, **shipped.FIT_ARGS)
+    seconds = time.perf_counter() - start
+    post = idata.posterior
+    level = post["p_typical"].sel(profile=shipped.PROFILE.index[0]).values.ravel()
+    odds = np.exp(post["beta"].sel(covariate=shipped.OR_COLUMN).values.ravel())
+    tau = post["tau"].values.ravel()
+    (llo, lmed, lhi), (olo, omed, ohi), (tlo, tmed, thi) = (np.quantile(d, [0.025, 0.5, 0.975])
+                                                           for d in (level, odds, tau))
+    diag = hm.diagnostics(idata)
+    return {"sim": i, "patients": int(df["total"].sum()), "level": truth["profile"], "level_lo": llo,
+            "level_hi": lhi, "level_median": lmed, "odds_ratio": float(np.exp(truth["beta"][shipped.OR_COLUMN])),
+            "or_lo": olo, "or_hi": ohi, "or_median": omed, "tau": truth["tau"], "tau_lo": tlo, "tau_hi": thi,
+            "tau_median": tmed, "passed": int(diag.passed), "attempts": diag.attempts,
+            "divergences": diag.divergences, "problems": "; ".join(diag.problems), "seconds": round(seconds, 3)}
+
+
 def run_row(hm, name: str, sims: int, seed: int, cache: Path | None) -> pd.DataFrame:
     _, scenario, priors = ROWS[name]
+    covariates = scenario == "covariates"
+    fields = COVARIATE_FIELDS if covariates else FIELDS
     done: dict[int, dict] = {}
     path = None
     if cache is not None:
-        path = cache / f"{name}_seed{seed}.csv"
+        path = cache / f"{name}_seed{seed}_{records.model_source_digest('binomial')[:12]}.csv"
         if path.exists():
             for rec in pd.read_csv(path, keep_default_na=False).to_dict("records"):
                 done[int(rec["sim"])] = rec
@@ -122,13 +165,13 @@ def run_row(hm, name: str, sims: int, seed: int, cache: Path | None) -> pd.DataF
     if path is not None and todo:
         new = not path.exists()
         handle = open(path, "a", newline="", encoding="utf-8")
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=fields)
         if new:
             writer.writeheader()
     try:
         start = time.perf_counter()
         for n, i in enumerate(todo, 1):
-            rec = fit_one(hm, seed, i, scenario, priors)
+            rec = fit_covariates(hm, seed, i) if covariates else fit_one(hm, seed, i, scenario, priors)
             done[i] = rec
             if writer is not None:
                 writer.writerow(rec)
@@ -139,12 +182,18 @@ def run_row(hm, name: str, sims: int, seed: int, cache: Path | None) -> pd.DataF
         if handle is not None:
             handle.close()
     out = pd.DataFrame([done[i] for i in range(sims)])
+    out["passed"] = out["passed"].astype(int).astype(bool)
+    out["tau_covered"] = (out["tau_lo"] <= out["tau"]) & (out["tau"] <= out["tau_hi"])
+    if covariates:
+        for key, lo, hi in (("level", "level_lo", "level_hi"), ("odds_ratio", "or_lo", "or_hi")):
+            out[f"{key}_covered"] = (out[lo] <= out[key]) & (out[key] <= out[hi])
+            out[f"{key}_above"] = out[lo] > out[key]
+            out[f"{key}_below"] = out[hi] < out[key]
+        return out
     out["covered"] = (out["lo"] <= out["p"]) & (out["p"] <= out["hi"])
     out["above"] = out["lo"] > out["p"]                      # interval entirely above the truth
     out["below"] = out["hi"] < out["p"]
-    out["tau_covered"] = (out["tau_lo"] <= out["tau"]) & (out["tau"] <= out["tau_hi"])
     out["width"] = 100 * (out["hi"] - out["lo"])
-    out["passed"] = out["passed"].astype(int).astype(bool)
     return out
 
 
@@ -171,19 +220,57 @@ def group_table(results: dict[str, pd.DataFrame], column: str, groups, title: st
     return lines + [""]
 
 
+def covariate_section(results: dict[str, pd.DataFrame]) -> list[str]:
+    """The rows of the covariate model: coverage of a level's mortality, an odds ratio and tau."""
+    if not results:
+        return []
+    lines = ["## Covariate model", "",
+             "Scenario `covariates` (validation/simulate.py): the mortality analysis's covariate model as it ships, "
+             "trigger (4 levels; infection, malignancy, other against rheumatological), age (adult against "
+             "paediatric) and route (IV against subcutaneous, one unknown share per study) composition groups, "
+             "exchangeable coding, mixture likelihood; 7 studies, 12 strata of 3-60 patients: strata of one known "
+             "trigger, 4 of unknown trigger mix (one with malignancy excluded), one of a known age mix, the route "
+             "share unknown in 3 studies. Every parameter and unknown share drawn from the default priors (mu's "
+             "prior on the mean of the levels' log-odds, beta ~ N(0, 1) for each contrast, tau ~ HalfNormal(1), flat "
+             "Dirichlet shares), so a correct posterior covers 95% on average. `hlh_meta.fit_binomial` with default "
+             "sampler settings. Level mortality = `p_typical` of the profile infection trigger, age and route as in "
+             "the included strata (n-weighted), typical study (u = 0), against the same quantity at the true "
+             "parameters and shares; odds ratio = exp(beta), infection against rheumatological.", "",
+             "| row | level mortality covered (%) | above / below (%) | odds ratio covered (%) | above / below (%) "
+             "| tau covered (%) | width, level mortality (points): mean / median | failed gate after refit "
+             "| refitted |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, df in results.items():
+        width = 100 * (df["level_hi"] - df["level_lo"])
+        lines.append(f"| {name} | {pct(df['level_covered'])} | {100 * df['level_above'].mean():.1f} / "
+                     f"{100 * df['level_below'].mean():.1f} | {pct(df['odds_ratio_covered'])} | "
+                     f"{100 * df['odds_ratio_above'].mean():.1f} / {100 * df['odds_ratio_below'].mean():.1f} | "
+                     f"{pct(df['tau_covered'])} | {width.mean():.1f} / {width.median():.1f} | "
+                     f"{int((~df['passed']).sum())} | {int((df['attempts'] > 1).sum())} |")
+    lines += ["", "| row | fits with any divergence (final attempt) | level mortality covered among fits failing "
+              "the gate | mean seconds per fit |", "|---|---|---|---|"]
+    for name, df in results.items():
+        failed = df[~df["passed"]]
+        lines.append(f"| {name} | {int((df['divergences'] > 0).sum())} | "
+                     f"{pct(failed['level_covered']) if len(failed) else '-'} | {df['seconds'].mean():.2f} |")
+    return lines + [""]
+
+
 def report(results: dict[str, pd.DataFrame], args: argparse.Namespace, command: str, minutes: float) -> str:
     title = f"# Coverage of 95% credible intervals ({args.sims} simulated meta-analyses per row, seed {args.seed})"
-    lines = [title, "",
-             f"Produced by `{command}`; the fits took {minutes:.0f} min in all (2-core machine, niced).", "",
-             "Design (every row): 3-10 studies (uniform), 3-90 patients each (uniform), intercept-only binomial "
-             "model, `hlh_meta.fit_binomial` with default sampler settings (4 chains x 1000 draws after 1000 "
+    covariates = {n: d for n, d in results.items() if ROWS[n][1] == "covariates"}
+    results = {n: d for n, d in results.items() if n not in covariates}
+    lines = [title, "", records.digest_line("binomial"), "",
+             f"Produced by `{command}`; the fits took {minutes:.0f} min in all (2-core machine, niced). Rerun when "
+             "tests/test_validation_records.py says the binomial model sources changed.", "",
+             "Design (intercept-only rows): 3-10 studies (uniform), 3-90 patients each (uniform), intercept-only "
+             "binomial model, `hlh_meta.fit_binomial` with default sampler settings (4 chains x 1000 draws after 1000 "
              "warm-up, target acceptance 0.9, one gated refit). Truth, scenario `evidence`: typical-study mortality "
              "expit(mu) uniform on 10%-60%, tau uniform on 0.2-1.0 (logit scale); scenario `prior`: mu ~ N(0, 1.5), "
              "tau ~ HalfNormal(1), i.e. drawn from the default priors. Simulation i is the same data set in every "
              "row of a scenario. Pooled mortality = the 95% equal-tailed interval of expit(mu), the typical-study "
              "mortality, against the true expit(mu). ± is the Monte Carlo standard error sqrt(c(1-c)/n).", "",
-             "Rows: " + "; ".join(f"`{n}` = {ROWS[n][0]}" for n in results) + ". Unnamed priors are the defaults "
-             "(mu ~ N(0, 1.5), tau ~ HalfNormal(1)).", "",
+             "Rows: " + "; ".join(f"`{n}` = {ROWS[n][0]}" for n in {**results, **covariates})
+             + ". Unnamed priors are the defaults (mu ~ N(0, 1.5), tau ~ HalfNormal(1)).", "",
              "## Coverage", "",
              "| row | scenario | pooled mortality covered (%) | interval above truth / below (%) | tau covered (%) "
              "| width, pooled mortality (points): mean / median | failed gate after refit | refitted |",
@@ -229,7 +316,8 @@ def report(results: dict[str, pd.DataFrame], args: argparse.Namespace, command: 
         lines.append(f"| {name} | {len(failed)} | {pct(failed['covered']) if len(failed) else '-'} | "
                      f"{int((df['attempts'] > 1).sum())} | {int((df['divergences'] > 0).sum())} | "
                      f"{df['seconds'].mean():.2f} |")
-    return "\n".join(lines) + "\n"
+    lines += [""] + covariate_section(covariates)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def main() -> int:
@@ -251,9 +339,13 @@ def main() -> int:
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
     results = {name: run_row(hm, name, args.sims, args.seed, args.cache) for name in rows}
-    command = ".venv/bin/python validation/interval_coverage.py " + shlex.join(
+    digest = records.model_source_digest("binomial")
+    command = "PYTHONPATH=src .venv/bin/python validation/interval_coverage.py " + shlex.join(
         a for a in sys.argv[1:])
     text = report(results, args, command.strip(), sum(df["seconds"].sum() for df in results.values()) / 60)
+    if records.model_source_digest("binomial") != digest:
+        print("the binomial model sources changed during the run: no record written", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "coverage.md"
     notes = ""
