@@ -60,3 +60,11 @@ def test_own_strata_and_contrasts_between_studies():
     assert comp.within_study("trigger[malignancy]", "trigger[rest]")
     assert not comp.within_study("age_group[adult]", "age_group[rest]")
     assert comp.name("trigger[rest]") == "rheumatological" and comp.name("age_group[adult]") == "adult"
+
+
+def test_studies_and_patients_informing_a_level_or_a_contrast():
+    comp = Compositions(_data(TRIGGER, AGE), REFS)
+    assert comp.informing(["trigger[malignancy]"]) == (2, 25, False)
+    assert comp.informing(["trigger[malignancy]", "age_group[rest]"]) == (1, 5, False)
+    assert comp.informing(["trigger[rest]", "age_group[adult]"]) == (0, 0, True)      # no adult rheumatological stratum
+    assert comp.holding_any(["age_group[adult]", "age_group[rest]"]) == (3, 43)

@@ -17,6 +17,8 @@ import numpy as np
 
 GROUPS = ("trigger", "age_group", "iv_fraction")
 ROUTE_COLUMN = "iv_fraction"
+#: how the caveat of a standardised profile that describes unobserved patients begins
+UNOBSERVED = "standardised to the included strata"
 
 
 def group_of(column: str) -> str:
@@ -56,6 +58,21 @@ class Compositions:
             return self.references.get(g, "subcutaneous" if g == ROUTE_COLUMN else "the reference level")
         return category[len(g) + 1:-1]
 
+    def informing(self, categories: list[str]) -> tuple[int, int, bool]:
+        """Studies and patients in included rows of known composition holding every category, and
+        whether none does (an extrapolation)."""
+        hit = self.keep.copy()
+        for c in categories:
+            hit &= self._holds(c)
+        return len(set(self.study[hit])), int(self.n[hit].sum()), not hit.any()
+
+    def holding_any(self, categories: list[str]) -> tuple[int, int]:
+        """Studies and patients in included rows of known composition holding any of the categories."""
+        hit = np.zeros(self.keep.size, dtype=bool)
+        for c in categories:
+            hit |= self._holds(c)
+        return len(set(self.study[hit])), int(self.n[hit].sum())
+
     def held(self, a: str, b: str) -> bool:
         """Whether a stratum of known composition holds both categories."""
         return bool((self._holds(a) & self._holds(b)).any())
@@ -65,8 +82,7 @@ class Compositions:
         composition holds (as ``level × level``), and the share of the included patients
         whose copies fall in at least one of them."""
         own = group_of(category)
-        pairs, outside = [], np.zeros(self.keep.size)
-        inside = np.ones(self.keep.size)
+        pairs, inside = [], np.ones(self.keep.size)
         for g, cats in self.shares.items():
             if g == own:
                 continue

@@ -26,10 +26,10 @@ from ..models.binomial import prepare_binomial
 from ..models.coding import CODINGS
 from ..models.engine import ModelInputs, fit_model
 from ..spec import Spec
-from .compositions import Compositions
+from .compositions import UNOBSERVED, Compositions
 from .crossval import PARETO_K_REFIT, exact_lpd, psis_lpd, study_loglik
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
-from .support import rests_note
+from .support import CONFLICT, rests_note
 from .families import SHARED, prior_family
 from .judgements import judged
 from .findings import binomial_findings
@@ -339,16 +339,8 @@ class Mortality(AnalysisType):
         columns = list(map(str, post["covariate"].values)) if "covariate" in post.dims else []
 
         comp = Compositions(cd, refs)
-        known = comp.known
+        informing = comp.informing
         observed = idata.observed_data["events"].values if "observed_data" in idata.groups() else None
-
-        def informing(cols: list[str]) -> tuple[int, int, bool]:
-            """Studies and patients in rows of known composition holding every column; an
-            extrapolation when none does."""
-            hit = keep.copy()
-            for c in cols:
-                hit &= np.nan_to_num(known(c), nan=0.0) > 0
-            return len(set(row_study[hit])), int(n_rows[hit].sum()), not hit.any()
 
         def rest_of(group: str) -> str:
             return f"{group}[rest]"
@@ -367,7 +359,7 @@ class Mortality(AnalysisType):
                 pairs, share = comp.unobserved(cols[0])
                 if share > 0:
                     extra = True
-                    caveats = (f"standardised to the included strata it pairs {comp.name(cols[0])} with levels no "
+                    caveats = (f"{UNOBSERVED} it pairs {comp.name(cols[0])} with levels no "
                                f"stratum of known composition holds ({', '.join(pairs)}; {100 * share:.0f}% of the "
                                "included patients), so it describes patients no study observed",)
             for key, var, words in (("mortality_typical", "p_typical", "mortality, typical study (%)"),
@@ -384,9 +376,8 @@ class Mortality(AnalysisType):
             group = _group_of(name)
             ref = refs.get(group, "subcutaneous")
             level = "intravenous" if group == "iv_fraction" else name[len(group) + 1:-1]
-            s1, p1, e1 = informing([name])
-            s0, p0, e0 = informing([rest_of(group)])
-            rows_both = keep & ((np.nan_to_num(known(name), nan=0) > 0) | (np.nan_to_num(known(rest_of(group)), nan=0) > 0))
+            e1, e0 = informing([name])[2], informing([rest_of(group)])[2]
+            studies_both, patients_both = comp.holding_any([name, rest_of(group)])
             pr = _draws(prior, "beta", covariate=name)
             what = f"{level} vs {ref}" + (" trigger" if group == "trigger" else "")
             between = () if e1 or e0 or comp.within_study(name, rest_of(group)) else (
@@ -396,7 +387,7 @@ class Mortality(AnalysisType):
                                 np.exp(post["beta"].sel(covariate=name).values.reshape(-1)),
                                 None if pr is None else np.exp(pr), {"covariate": name, "reference": ref}, (),
                                 len(studies_in), ("beta", {"covariate": name}),
-                                len(set(row_study[rows_both])), int(n_rows[rows_both].sum()), e1 or e0,
+                                studies_both, patients_both, e1 or e0,
                                 caveats=between))
         tau_prior = _draws(prior, "tau")
         out.append(Quantity("tau", "mortality", "between studies", "tau (between-study SD, logit scale)",
@@ -526,9 +517,9 @@ class Mortality(AnalysisType):
             see = ""
             if own is not None:
                 o = own.summary()
-                see = (f" Among the patients of its own strata ({own.label.rsplit('(', 1)[-1].rstrip(')')}) the model "
-                       f"gives {_fmt(o['median'])}% (95% CrI {_fmt(o['q2.5'])}–{_fmt(o['q97.5'])}%).")
-            pairs = [c for c in q.caveats if c.startswith("standardised")]
+                see = (f" {_cap(own.label)}: the model gives {_fmt(o['median'])}% (95% CrI {_fmt(o['q2.5'])}–"
+                       f"{_fmt(o['q97.5'])}%).")
+            pairs = [c for c in q.caveats if c.startswith(UNOBSERVED)]
             if q.extrapolation and pairs:
                 out.append((q, f"{_cap(q.label)}: {pairs[0]}; its mortality ({_fmt(s['median'])}%, 95% CrI "
                                f"{_fmt(s['q2.5'])}–{_fmt(s['q97.5'])}%) is an extrapolation, not a finding.{see}"))
@@ -559,7 +550,7 @@ class Mortality(AnalysisType):
             text = (f"Odds ratio of death, {q.label}: P(OR > 1) {_prob(above)}, P(OR < 1) {_prob(1 - above)}; "
                     f"{_conflict_words(q)}: {size}" if q.conflict else
                     f"Odds ratio of death, {q.label}: {size}; P(OR < 1) = {float((q.draws < 1).mean()):.2f}")
-            said = "".join(f"; {c}" for c in q.caveats if not c.startswith("prior-data conflict"))
+            said = "".join(f"; {c}" for c in q.caveats if not c.startswith(CONFLICT))
             out.append((q, text + ("; one of the two levels has no stratum of known composition, so this is prior "
                                    "and extrapolation." if q.extrapolation else f"; {_informed(q)}{said}.")))
         for q in (q for q in quantities if q.key == "tau"):

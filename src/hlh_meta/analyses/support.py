@@ -101,9 +101,13 @@ def conflict(prior_sens: float, like_sens: float) -> bool:
                 and like_sens >= SENSITIVITY)
 
 
+#: how the caveat of a quantity in prior-data conflict begins
+CONFLICT = "prior-data conflict"
+
+
 def conflict_caveat(row: dict) -> str:
     """The caveat of a quantity in prior-data conflict, in words."""
-    return (f"prior-data conflict: the prior and the data pull it different ways (prior sensitivity "
+    return (f"{CONFLICT}: the prior and the data pull it different ways (prior sensitivity "
             f"{row['prior_sensitivity']:.2f}, likelihood sensitivity {row['likelihood_sensitivity']:.2f}, both "
             f"at or above {SENSITIVITY:g}), so its size depends on the prior")
 
