@@ -212,7 +212,8 @@ class Mortality(AnalysisType):
                    "estimate (95% CrI), as marks and as numbers; strata grouped by trigger, each group with the model's "
                    "mortality among its patients (grey diamond); the mortality of a typical study across the included "
                    "strata (red diamond) and the 95% prediction interval for a new study. † marks counts reconstructed "
-                   "from a printed percentage or as the remainder of a partition."),
+                   "from a printed percentage, as the remainder of a partition or by matching a source's lists of "
+                   "patients and deaths."),
         FigureSpec("subgroups", "densities", "Posterior distribution of the mortality of a typical study for each "
                    "profile the data inform (extrapolations left out).", select=("mortality_typical",),
                    title="Posterior mortality of a typical study", xlabel="mortality of a typical study (%)"),

@@ -83,7 +83,8 @@ def forest(result, spec: FigureSpec | None = None, ax=None):
     fig = ax.figure
     at = blended_transform_factory(ax.transAxes, ax.transData)
     ys = np.arange(len(lines), dtype=float)[::-1]
-    note = data.get("reconstructed_note", "count reconstructed from a printed percentage or a remainder")
+    note = data.get("reconstructed_note", "count reconstructed from a printed percentage, a remainder or the "
+                                          "matching of a source's lists")
     marked = False
     for y, line in zip(ys, lines):
         kind = line["kind"]
