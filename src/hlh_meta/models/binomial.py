@@ -34,7 +34,7 @@ from scipy.special import gammaln
 
 from ..errors import DataError, InputError, Problem
 from ..inference import SamplerSettings
-from .coding import blocks, check_coding, level_coords, level_effects, unused_hyperparameters
+from .coding import blocks, check_coding, level_coords, level_effects
 from .design import Design, build_design
 from .engine import ModelInputs, fixed_data, fit_model, log_prior, onehot, profile_values
 from .inputs import WHERE, numeric_column, prepare_rows, require_frame
@@ -250,8 +250,7 @@ def prepare_binomial(df: pd.DataFrame, events: str = "events", total: str = "tot
     numeric = _numeric_columns(design)
     data = {"events": y_i, "total": n_i, "weight": w,
             "log_binomial_coefficient": gammaln(n_i + 1.0) - gammaln(y_i + 1.0) - gammaln(n_i - y_i + 1.0),
-            **{k: v for k, v in prior_data({k: v for k, v in resolved.items() if k != "beta" or design.names}).items()
-               if k not in unused_hyperparameters(coding, design)}}
+            **prior_data({k: v for k, v in resolved.items() if k != "beta" or design.names})}
     if design.names:
         data["beta_mask"] = mask
     if numeric:

@@ -98,17 +98,10 @@ def level_effects(design: Design, priors: dict, mask):
                           sigma=scale, shape=len(numeric))
         top.append(slope)
         beta = pt.set_subtensor(beta[numeric], slope)
+    else:       # the hyperparameter is model data whatever the coding (a data swap names it)
+        beta = beta + 0.0 * hyperparameters("beta", {"dist": "Normal", "mu": 0.0})["mu"]
     mu = pm.Deterministic("mu", grand + offset)
     return mu, pm.Deterministic("beta", beta, dims="covariate"), top
-
-
-def unused_hyperparameters(coding: str, design: Design) -> set[str]:
-    """The prior hyperparameters the model of this coding does not hold: with exchangeable
-    levels and no numeric covariate, the location of the beta prior (contrasts are centred)."""
-    if coding != "exchangeable" or not blocks(design):
-        return set()
-    grouped = {j for b in blocks(design) for j in b.columns}
-    return set() if len(grouped) < len(design.names) else {"prior_beta_mu"}
 
 
 def level_coords(design: Design) -> dict[str, list[str]]:
