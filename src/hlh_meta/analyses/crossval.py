@@ -1,12 +1,18 @@
 """Leave-one-study-out predictive density: importance sampling first, exact refits where it fails.
 
 For a fit to every study, the log predictive density of study s given the others is
-estimated by Pareto-smoothed importance sampling (Vehtari, Gelman & Gabry 2017) over the
-study's summed log-likelihood (``az.psislw``): the full posterior reweighted by
-1 / p(y_s | theta). Where the Pareto shape k of the weights is above
-:data:`PARETO_K_REFIT` the estimate cannot be trusted and the study is refitted without its
-rows instead (the approach of ``reloo`` in the loo and brms packages; the threshold is
-stricter than the usual 0.7, see :data:`PARETO_K_REFIT`). Each study's value
+estimated by Pareto-smoothed importance sampling (Vehtari, Gelman & Gabry 2017): the full
+posterior reweighted by 1 / p(y_s | theta). Where the fit keeps its draws in the sampler's
+coordinates (:mod:`hlh_meta.models.points`), the study's effect z_s, which returns to its
+prior when the study leaves, is integrated out of p(y_s | theta) by quadrature at each draw
+(:func:`integrated_study_loglik`), so that the weights carry only how far the shared
+parameters move: integrated importance sampling (Vehtari, Mononen, Tolvanen, Sivula &
+Winther 2016, JMLR 17(103)). On the bundled data it leaves about half as many studies with a
+high Pareto k as weights built from the likelihood given the sampled effect
+(:func:`study_loglik`, used where the draws are not kept). Where the Pareto shape k of the
+weights is above :data:`PARETO_K_REFIT` the estimate cannot be trusted and the study is
+refitted without its rows instead (the approach of ``reloo`` in the loo and brms packages;
+the threshold is stricter than the usual 0.7, see :data:`PARETO_K_REFIT`). Each study's value
 carries its Monte Carlo standard error: for an exact refit from the spread of its
 held-out likelihood over the draws and their effective sample size; for importance sampling
 from the spread of the weighted likelihood, divided by the relative efficiency of the draws
@@ -15,12 +21,16 @@ from the spread of the weighted likelihood, divided by the relative efficiency o
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import arviz as az
 import numpy as np
+import pymc as pm
 import xarray as xr
 from scipy.special import logsumexp
+
+from ..models.engine import ModelInputs
 
 #: above this Pareto k the importance-sampling estimate is replaced by an exact refit. Not the
 #: usual 0.7: on the bundled mortality data (2000 draws, studies of 3-44 patients) estimates
@@ -36,6 +46,62 @@ def study_loglik(idata: az.InferenceData, var: str) -> xr.DataArray:
     keep = cd["weight"].values > 0
     study = xr.DataArray(cd["row_study"].values[keep], dims=ll.dims[-1], name="study")
     return ll.groupby(study).sum()
+
+
+#: Gauss-Hermite nodes for a study's effect z_s (a standard normal) in the integrated likelihood:
+#: on the bundled data 8 nodes already give each study's estimate to 0.02 of 32 nodes', 12 to 0.005
+NODES = 12
+
+
+def integrated_study_loglik(inp: ModelInputs, idata: az.InferenceData, nodes: int = NODES) -> xr.DataArray | None:
+    """Each study's log-likelihood at each draw (chain, draw, study) with its effect
+    integrated over its prior: log of the integral of p(y_s | phi, z) over z ~ Normal(0, 1),
+    by Gauss-Hermite quadrature with ``nodes`` points, at each draw of everything else (the
+    unknown shares of the study's strata stay at their draws: importance weights over them
+    remain valid, they are only less even). Computed by the fit's compiled model from the
+    stored unconstrained draws (:mod:`hlh_meta.models.points`), rows with weight 1. None
+    where the fit has no such draws or no study effect ``z`` with a standard normal prior
+    (the caller then uses :func:`study_loglik`)."""
+    from ..models.points import GROUP, PointsUnavailable, compiled_with, expand, flat_points, model_of, slices
+
+    sampler = json.loads(idata.posterior.attrs.get("sampler", "{}")).get("sampler")
+    if GROUP not in idata.groups() or inp.structure.engine != "binomial" or sampler != "nutpie":
+        return None
+    model = model_of(inp)
+    if "z" not in model.named_vars or not _standard_normal(model, model["z"]):
+        return None
+    try:
+        compiled = compiled_with(inp)
+        flat = flat_points(compiled, idata[GROUP])
+        part = slices(compiled).get(model.rvs_to_values[model["z"]].name)
+        if part is None:
+            return None
+        keep = inp.weights > 0
+        studies = list(inp.studies)
+        member = np.zeros((len(inp.row_labels), len(studies)))
+        member[np.flatnonzero(keep), inp.study_index[keep]] = 1.0
+        z, w = np.polynomial.hermite_e.hermegauss(nodes)
+        terms = []
+        for node, weight in zip(z, w / w.sum()):
+            flat[:, part] = node
+            terms.append(expand(compiled, flat, ["loglik"])["loglik"] @ member + np.log(weight))
+    except PointsUnavailable:
+        return None
+    total = logsumexp(np.stack(terms), axis=0)                  # (draws, studies)
+    chains, draws = int(idata.posterior.sizes["chain"]), int(idata.posterior.sizes["draw"])
+    return xr.DataArray(total.reshape(chains, draws, len(studies)), dims=("chain", "draw", "study"),
+                        coords={"study": studies})
+
+
+def _standard_normal(model: pm.Model, rv) -> bool:
+    """Whether ``rv`` is sampled as it is (no transform) with a Normal(0, 1) prior."""
+    if getattr(rv.owner.op, "name", "") != "normal" or model.rvs_to_transforms.get(rv) is not None:
+        return False
+    try:
+        loc, scale = (np.asarray(p.eval(), dtype=float) for p in rv.owner.op.dist_params(rv.owner))
+    except Exception:  # noqa: BLE001 - a parameter that is not a constant
+        return False
+    return bool(np.all(loc == 0.0) and np.all(scale == 1.0))
 
 
 def _relative_efficiency(values: np.ndarray) -> float:

@@ -27,7 +27,7 @@ from ..models.coding import CODINGS
 from ..models.engine import ModelInputs, fit_model
 from ..spec import Spec
 from .compositions import UNOBSERVED, Compositions
-from .crossval import PARETO_K_REFIT, exact_lpd, psis_lpd, study_loglik
+from .crossval import PARETO_K_REFIT, exact_lpd, integrated_study_loglik, psis_lpd, study_loglik
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
 from .support import CONFLICT, rests_note
 from .families import SHARED, prior_family
@@ -444,7 +444,9 @@ class Mortality(AnalysisType):
 
         Each set is fitted to every study (``primary``, the analysis's own fit, serves the
         set that is the model's covariates) and each study's log predictive density given the
-        others is estimated by Pareto-smoothed importance sampling; a study whose Pareto k is
+        others is estimated by Pareto-smoothed importance sampling, the study's effect integrated
+        out of its likelihood where the fit keeps its unconstrained draws
+        (:func:`.crossval.integrated_study_loglik`); a study whose Pareto k is
         above ``refit_k`` is refitted without its rows instead (weight 0 on the compiled model
         holding the union of the sets' covariates) and its strata are scored by their log
         predictive density, the study effect drawn from its prior (:mod:`.crossval`).
@@ -471,14 +473,15 @@ class Mortality(AnalysisType):
         lpd, info = {}, {}
         for covs in sets:
             name = " + ".join(covs) if covs else "intercept only"
+            inputs = self.inputs(ds, spec, used, PRIMARY, covariates=covs, structure=union)
             if primary is not None and set(covs) == set(model) and union == model:
                 full = primary
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ThinDataWarning)
-                    full = fit_model(self.inputs(ds, spec, used, PRIMARY, covariates=covs, structure=union), settings,
-                                     extras=False)
-            approx = psis_lpd(study_loglik(full, "events"))
+                    full = fit_model(inputs, settings, extras=False)
+            integrated = integrated_study_loglik(inputs, full)
+            approx = psis_lpd(study_loglik(full, "events") if integrated is None else integrated)
             values, errors, refits = [], [], 0
             for sid in studies:
                 est, se, k = approx[sid]
@@ -494,18 +497,20 @@ class Mortality(AnalysisType):
                 errors.append(se)
             lpd[name] = np.array(values)
             info[name] = {"elpd_mcse": float(np.sqrt(np.sum(np.square(errors)))), "refits": refits,
-                          "max_pareto_k": max(k for _, _, k in approx.values())}
+                          "max_pareto_k": max(k for _, _, k in approx.values()),
+                          "weights": "study effect integrated" if integrated is not None else "study effect as sampled"}
         best = max(lpd, key=lambda k: lpd[k].sum())
         rows = []
         for name, v in lpd.items():
+            weights = info[name].pop("weights")
             diff = lpd[best] - v
             se = float(np.sqrt(len(diff) * np.var(diff, ddof=1))) if name != best else 0.0
             d = float(diff.sum())
             verdict = "best" if name == best else loso_verdict(d, se, len(studies))
             rows.append({"covariate_set": name, "elpd_loso": float(v.sum()), "elpd_difference": -d,
                          "difference_se": se, "studies": len(studies), **info[name],
-                         "method": f"importance sampling; {info[name]['refits']} of {len(studies)} studies refitted "
-                                   f"(Pareto k > {refit_k:g})", "verdict": verdict})
+                         "method": f"importance sampling ({weights}); {info[name]['refits']} of "
+                                   f"{len(studies)} studies refitted (Pareto k > {refit_k:g})", "verdict": verdict})
         return pd.DataFrame(rows)
 
     # ---- report

@@ -22,6 +22,8 @@ import xarray as xr
 
 from ..inference import Diagnostics, SamplerSettings
 from ..inference.trace import draws_dataset
+from .points import GROUP as POINTS
+from .points import unconstrained
 from .priors import prior_data
 from .structure import LOG_PRIOR
 
@@ -264,6 +266,9 @@ def complete(idata: az.InferenceData, inp: "ModelInputs", settings: SamplerSetti
     if LOG_PRIOR in post:
         groups["log_prior"] = xr.Dataset({LOG_PRIOR: post[LOG_PRIOR]})
     groups["posterior"] = _readable(post)
+    points = unconstrained(inp, post)       # the sampler's coordinates: derived variables recomputed at the draws
+    if points is not None:
+        groups[POINTS] = points
     def rowdata(values):
         out = {}
         for k, v in values.items():

@@ -1,0 +1,139 @@
+"""Draws in the sampler's unconstrained coordinates, and the model's stored variables at any point.
+
+A fit keeps its draws of every sampled parameter in the sampler's own coordinates (ArviZ's
+``unconstrained_posterior`` group: ``tau_log__``, ``z``, the stick-breaking fractions on
+the log-odds scale, ...), computed with the transforms of the PyMC model itself. Put back
+through the compiled model (nutpie's expand function, :func:`expand`), with the fit's data
+or other data of the same structure swapped in, they give every derived variable at those
+draws: the log-likelihood of other data, a prediction for a new profile, or the draws of a
+study-level parameter replaced by draws from its prior (leave-one-study-out importance
+sampling, :mod:`hlh_meta.analyses.crossval`). Nothing is sampled or refitted.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import xarray as xr
+
+if TYPE_CHECKING:
+    from .engine import ModelInputs
+
+GROUP = "unconstrained_posterior"
+_CACHE: dict = {}       # structure -> (value names, compiled transform function, free RVs' names, model)
+
+
+class PointsUnavailable(RuntimeError):
+    """The unconstrained draws cannot be computed or used for this model (callers fall back to sampling)."""
+
+
+def _transforms(inp: "ModelInputs"):
+    """The value variables' names, a function from constrained draws (leading draw axis)
+    to unconstrained ones (None where a transform needs another parameter's value), the free
+    variables' names and the model, built and compiled once per structure."""
+    if inp.structure in _CACHE:
+        return _CACHE[inp.structure]
+    import pytensor
+    import pytensor.tensor as pt
+
+    model = inp.model()
+    ins, outs, names, rvs = [], [], [], []
+    for rv in model.free_RVs:
+        x = pt.tensor(dtype=rv.dtype, shape=(None, *rv.type.shape), name=rv.name)
+        tr = model.rvs_to_transforms.get(rv)
+        ins.append(x)
+        outs.append(x if tr is None else tr.forward(x, *rv.owner.inputs))
+        names.append(model.rvs_to_values[rv].name)
+        rvs.append(rv.name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fn = pytensor.function(ins, outs, mode="FAST_COMPILE", on_unused_input="ignore")
+        entry = (names, fn, rvs, model)
+    except Exception:  # noqa: BLE001 - a transform that reads other parameters: no unconstrained draws
+        entry = (None, None, None, model)
+    _CACHE[inp.structure] = entry
+    while len(_CACHE) > 32:
+        _CACHE.pop(next(iter(_CACHE)))
+    return entry
+
+
+def model_of(inp: "ModelInputs"):
+    """The PyMC model of ``inp``'s structure (built once per structure in this process; its data
+    are those of the first inputs it was built from)."""
+    return _transforms(inp)[3]
+
+
+def unconstrained(inp: "ModelInputs", post: xr.Dataset) -> xr.Dataset | None:
+    """The draws of ``post`` (every sampled variable, before the readable posterior drops the
+    sampler's parameterisation) in the sampler's coordinates, one variable per value
+    variable; None where the model's transforms cannot be applied to draws alone."""
+    entry = _transforms(inp)
+    if entry[1] is None or any(r not in post for r in entry[2]):
+        return None
+    names, fn, rvs, _ = entry
+    chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
+    values = fn(*[post[r].values.reshape(chains * draws, *post[r].shape[2:]) for r in rvs])
+    out = {}
+    for name, rv, v in zip(names, rvs, values):
+        v = np.asarray(v, dtype=float).reshape(chains, draws, *np.shape(v)[1:])
+        dims = list(post[rv].dims[2:]) if v.shape[2:] == post[rv].shape[2:] else \
+            [f"{name}_dim_{i}" for i in range(v.ndim - 2)]
+        out[name] = xr.DataArray(v, dims=["chain", "draw", *dims])
+    return xr.Dataset(out, coords={c: post.coords[c] for c in ("chain", "draw")})
+
+
+def _layout(compiled) -> dict[str, tuple[slice, tuple[int, ...]]]:
+    return {name: (part, tuple(int(s) for s in shape)) for name, part, shape in zip(*compiled.shape_info)}
+
+
+def compiled_with(inp: "ModelInputs", data: Mapping[str, np.ndarray] | None = None):
+    """nutpie's compiled model of ``inp``'s structure with ``data`` (default: ``inp``'s) swapped in."""
+    from ..inference.sampling import compiled_for
+
+    if inp.structure.engine is None:     # pragma: no cover - every engine sets it
+        raise PointsUnavailable("no model structure")
+    return compiled_for(inp.model, inp.structure, dict(inp.data if data is None else data))
+
+
+def flat_points(compiled, points: xr.Dataset) -> np.ndarray:
+    """The draws of ``points`` (an ``unconstrained_posterior`` group) as (draws, n_dim) rows
+    in the compiled model's order."""
+    layout = _layout(compiled)
+    free = [(name, part) for name, (part, _) in layout.items() if part.stop <= compiled.n_dim]
+    missing = [name for name, _ in free if name not in points]
+    if missing:
+        raise PointsUnavailable(f"the stored draws lack {', '.join(missing)}")
+    first = points[free[0][0]]
+    n = int(np.prod(first.shape[:2]))
+    out = np.empty((n, int(compiled.n_dim)))
+    for name, part in free:
+        v = points[name].values.reshape(n, -1)
+        if v.shape[1] != part.stop - part.start:
+            raise PointsUnavailable(f"stored draws of {name} have {v.shape[1]} values, the model {part.stop - part.start}")
+        out[:, part] = v
+    return out
+
+
+def expand(compiled, flat: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """The stored variables ``names`` at each row of ``flat`` (draws, n_dim): (draws, *shape) each."""
+    from ..inference.callbacks import expand_points
+
+    layout = _layout(compiled)
+    missing = [n for n in names if n not in layout]
+    if missing:
+        raise PointsUnavailable(f"the compiled model does not store {', '.join(missing)}")
+    values = expand_points(compiled, flat)
+    return {n: values[:, layout[n][0]].reshape((len(flat), *layout[n][1])) for n in names}
+
+
+def slices(compiled) -> dict[str, slice]:
+    """Each sampled value variable's columns in a row of unconstrained values."""
+    return {name: part for name, (part, _) in _layout(compiled).items() if part.stop <= compiled.n_dim}
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
