@@ -228,6 +228,34 @@ def expand_points(compiled, points: np.ndarray) -> np.ndarray:
     return out
 
 
+def logp_points(compiled, points: np.ndarray) -> np.ndarray:
+    """The model's log density (in the sampler's unconstrained space) at each row of
+    ``points`` (n, n_dim), through the compiled model's log-density callback with its swapped
+    data; -inf where the callback reports a non-finite density."""
+    import ctypes
+
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    n_dim = int(compiled.n_dim)
+    if points.ndim != 2 or points.shape[1] != n_dim:
+        raise ValueError(f"points of shape {points.shape} for a model of {n_dim} unconstrained values")
+    out = np.empty(points.shape[0])
+    grad = np.empty(n_dim)
+    value = np.empty(1)
+    call = compiled.compiled_logp_func.ctypes
+    double = ctypes.POINTER(ctypes.c_double)
+    data = ctypes.c_void_p(compiled.user_data.ctypes.data)
+    g, v = grad.ctypes.data_as(double), value.ctypes.data_as(double)
+    for i in range(points.shape[0]):
+        status = call(n_dim, points[i].ctypes.data_as(double), g, v, data)
+        if status in (3, 4):                 # non-finite gradient or density
+            out[i] = -np.inf if status == 4 or not np.isfinite(value[0]) else value[0]
+        elif status != 0:
+            raise RuntimeError(f"the log-density callback returned status {status} at point {i}")
+        else:
+            out[i] = value[0]
+    return out
+
+
 # --- the guard: the generated callbacks only where nutpie is what they were written for ---
 
 #: nutpie releases the generated callbacks and the trace conversion are tested with

@@ -190,16 +190,21 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
     done: dict[str, pd.DataFrame] = {}
     fitted: dict = {}
 
+    base: list = []
+
     def run_alongside() -> None:
         primary = alongside() if alongside else None
         if primary is not None:
             fitted["primary"] = primary
+            inputs = next((p.inputs for p in planned if p.variant.family == "primary"), None)
+            if inputs is not None:
+                base.append((inputs, primary))
 
     def run_here(group_list) -> None:
         for item in (it for g in group_list for it in g):
             if progress:
                 progress(len(done), len(planned), item.variant.name)
-            done[item.variant.name] = run_group(spec, [item], fitted)[0]
+            done[item.variant.name] = run_group(spec, [item], fitted, base[0] if base else None)[0]
 
     local, remote, n = groups, [], 0
     if executor == "processes":

@@ -22,11 +22,12 @@ from ..inference import GateWarning, ThinDataWarning
 from ..models.engine import ModelInputs, fit_model
 from ..models.posterior import diagnostics_of
 from ..spec import Spec
+from .reweight import reweight
 from .robustness import unbounded_summary
 
 COLUMNS = ["variant", "family", "quantity", "key", "label", "mean", "sd", "median", "q2.5", "q97.5", "P(<20%)",
-           "P(<1)", "scale", "unbounded_median", "unbounded_sd", "unbounded_width", "n_studies", "diagnostics_passed",
-           "diagnostics_problems", "note"]
+           "P(<1)", "scale", "unbounded_median", "unbounded_sd", "unbounded_width", "n_studies", "method", "pareto_k",
+           "ess", "diagnostics_passed", "diagnostics_problems", "note"]
 
 
 @dataclass(frozen=True)
@@ -99,22 +100,36 @@ def _note_row(v: Variant, note: str) -> pd.DataFrame:
                           "diagnostics_passed": np.nan, "diagnostics_problems": "", "note": note}])
 
 
-def run_planned(spec: Spec, item: Planned, idata=None) -> pd.DataFrame:
-    """Fit one planned variant (``idata``: its fit when the caller has it already) and summarise it."""
+def run_planned(spec: Spec, item: Planned, idata=None, base: tuple[ModelInputs, object] | None = None) -> pd.DataFrame:
+    """Fit one planned variant (``idata``: its fit when the caller has it already) and summarise it.
+
+    ``base``: the primary analysis's model inputs and fit; a variant of the same structure is
+    first computed by reweighting its draws (:mod:`.reweight`) and refitted only where the
+    Pareto k of the weights is too high. The rows say which (``method``), with the k and the
+    weights' effective sample size."""
     t = time.perf_counter()
     if item.inputs is None:
         return _note_row(item.variant, item.note).assign(seconds=0.0)
+    how = {"method": "refit", "pareto_k": np.nan, "ess": np.nan}
     if idata is None:
         primary = item.variant.family == "primary"
         settings = analysis_for(spec).settings(spec) if primary else variant_settings(spec)
-        with warnings.catch_warnings():    # a variant's gate result and thin data are rows of the table
-            warnings.simplefilter("ignore", GateWarning)
-            warnings.simplefilter("ignore", ThinDataWarning)
-            idata = fit_model(item.inputs, settings, extras=False)
-    return variant_rows(spec, item.variant, idata).assign(seconds=round(time.perf_counter() - t, 3))
+        if base is not None and not primary:
+            tried = reweight(base[0], base[1], item.inputs, settings)
+            how.update(pareto_k=tried.pareto_k, ess=tried.ess)
+            if tried.idata is not None:
+                idata, how["method"] = tried.idata, "reweighted"
+        if idata is None:
+            with warnings.catch_warnings():    # a variant's gate result and thin data are rows of the table
+                warnings.simplefilter("ignore", GateWarning)
+                warnings.simplefilter("ignore", ThinDataWarning)
+                idata = fit_model(item.inputs, settings, extras=False)
+    return variant_rows(spec, item.variant, idata).assign(**how, seconds=round(time.perf_counter() - t, 3))
 
 
-def run_group(spec: Spec, items: list[Planned], fitted: dict | None = None) -> list[pd.DataFrame]:
+def run_group(spec: Spec, items: list[Planned], fitted: dict | None = None,
+              base: tuple[ModelInputs, object] | None = None) -> list[pd.DataFrame]:
     """Run planned variants of one model structure in order (the structure compiles once).
-    ``fitted``: InferenceData already at hand, by variant name (not fitted again)."""
-    return [run_planned(spec, it, (fitted or {}).get(it.variant.name)) for it in items]
+    ``fitted``: InferenceData already at hand, by variant name (not fitted again); ``base``:
+    the primary analysis's inputs and fit, from which variants of its structure are reweighted."""
+    return [run_planned(spec, it, (fitted or {}).get(it.variant.name), base) for it in items]
