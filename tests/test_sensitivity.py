@@ -82,9 +82,9 @@ def test_family_with_nothing_to_vary_is_reported(ds, tmp_path):
 
 def test_local_processes_match_serial(ds, tmp_path, monkeypatch):
     """The primary's group runs in this process and the common-effect group in a worker
-    process (with other work run alongside); the numbers must equal a serial run. The
-    serial run reuses the primary analysis's fit handed back by the work run alongside;
-    the process run fits the primary again: the two agree."""
+    process (with other work run alongside); the numbers must equal a serial run. Both reuse
+    the primary analysis's fit handed back by the work run alongside, and reweight its draws
+    for the variants of its structure (the correlation variants) in this process."""
     from hlh_meta import run_analysis
     from hlh_meta.sensitivity import runner
 
@@ -99,8 +99,12 @@ def test_local_processes_match_serial(ds, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "fit_model", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
     calls = []
     serial = run_sensitivity(spec, ds, executor="serial", alongside=lambda: calls.append("serial") or primary)
-    assert len(fits) == len(variants)                # every variant but the primary was fitted
-    local = run_sensitivity(spec, ds, executor="processes", workers=1, alongside=lambda: calls.append("processes"))
+    rows = serial.drop_duplicates("variant").set_index("variant")
+    assert rows.loc[[v.name for v in variants if v.family == "fixed_effect"], "method"].eq("refit").all()
+    assert rows.loc[[v.name for v in variants if v.family == "correlation"], "method"].eq("reweighted").all()
+    assert len(fits) == rows["method"].eq("refit").sum() - 1      # every refitted variant but the primary
+    local = run_sensitivity(spec, ds, executor="processes", workers=1,
+                            alongside=lambda: calls.append("processes") or primary)
     cols = [c for c in serial.columns if c != "seconds"]
     pd.testing.assert_frame_equal(serial[cols], local[cols])
     assert set(serial["family"]) == {"primary", "correlation", "fixed_effect"}
