@@ -116,8 +116,9 @@ def test_bad_prior_names_spec_file_and_key_before_sampling(ds, tmp_path, monkeyp
     assert info.value.key == key and fragment in str(info.value) and str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("kind, value, fragment", [("mortality", "weather", "choose from trigger"),
-                                                   ("biomarkers", "trigger", "groups its forest plot itself")])
+@pytest.mark.parametrize("kind, value, fragment", [
+    ("mortality", "weather", "choose from trigger"),
+    ("biomarkers", "trigger", "not read by a biomarkers analysis; it applies to mortality")])
 def test_bad_report_group_by_named_before_sampling(ds, tmp_path, monkeypatch, kind, value, fragment):
     import hlh_meta as hm
     from hlh_meta.analyses.base import AnalysisType

@@ -316,12 +316,14 @@ def _spec_with(tmp_path: Path, base: str, section: str, line: str) -> Path:
 M, B = "mortality_small.toml", "biomarkers_small.toml"
 SPEC_CASES = {
     "attribution_unknown": (M, "data", 'attribution = "other"', "data.attribution", "primary, alternative"),
-    "attribution_on_biomarkers": (B, "data", 'attribution = "late"', "data.attribution", "got 'late'"),
+    "attribution_on_biomarkers": (B, "data", 'attribution = "late"', "data.attribution",
+                                  "not read by a biomarkers analysis; it applies to mortality"),
     "correlation_above_one": (B, "data", "correlation = 1.5", "data.correlation", "[-1, 1], got 1.5"),
     "correlation_nan": (B, "data", "correlation = nan", "data.correlation", "got nan"),
-    "correlation_on_mortality": (M, "data", "correlation = -2", "data.correlation", "got -2"),
+    "correlation_on_mortality": (M, "data", "correlation = -2", "data.correlation",
+                                 "not read by a mortality analysis; it applies to biomarkers"),
     "correlation_range_reversed": (B, "data", "correlation_range = [0.9, 0.1]", "data.correlation_range", "low then high"),
-    "correlation_range_one_end": (M, "data", "correlation_range = [0.3]", "data.correlation_range", "two numbers"),
+    "correlation_range_one_end": (B, "data", "correlation_range = [0.3]", "data.correlation_range", "two numbers"),
     "missing_dispersion_unknown": (B, "data", 'missing_dispersion = "guess"', "data.missing_dispersion", "impute_cv"),
     "covariate_set_unknown": (M, "comparison", 'covariate_sets = [["sex"]]', "comparison.covariate_sets", "sex"),
     "covariate_set_unknown_among_valid": (M, "comparison", 'covariate_sets = [[], ["sex"]]', "comparison.covariate_sets",

@@ -2,13 +2,15 @@
 
 Every key a spec accepts is declared once in :data:`SECTIONS` with its type and its
 default; :meth:`Spec.get` returns the default of a key the file leaves out, so no caller
-repeats a default.
+repeats a default. Which of those keys a kind reads is declared by its analysis type
+(``AnalysisType.spec_keys``); :func:`refuse_unread` refuses a key the spec's kind does not read.
 """
 
 from __future__ import annotations
 
 import copy
 import tomllib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ REQUIRED = object()
 SECTIONS: dict[str, dict[str, Key]] = {
     "analysis": {
         "name": Key(str, REQUIRED, "names the results folder"),
-        "kind": Key(str, REQUIRED, "analysis type (mortality, biomarkers)"),
+        "kind": Key(str, REQUIRED, "analysis type (mortality, biomarkers, comparison)"),
         "title": Key(str, None, "report title (default: the name)"),
         "description": Key(str, "", "a paragraph shown under the report title"),
     },
@@ -137,6 +139,23 @@ def _check(name: str, raw: dict) -> None:
         for key, k in keys.items():
             if k.default is REQUIRED and key not in raw.get(section, {}):
                 raise SpecError(name, f"{section}.{key}", "is required")
+
+
+def _words(names: list[str]) -> str:
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def refuse_unread(spec: Spec, accepted: Mapping[str, Mapping[str, Collection[str]]]) -> None:
+    """Refuse a key that the spec's kind does not read, naming the kinds that do
+    (``accepted``: kind -> section -> the keys that kind reads)."""
+    mine = accepted.get(spec.kind, {})
+    for section, body in spec.raw.items():
+        for key in body:
+            if key in mine.get(section, ()):
+                continue
+            others = [kind for kind, keys in accepted.items() if key in keys.get(section, ())]
+            where = f"it applies to {_words(others)}" if others else "no analysis kind reads it"
+            raise spec.error(f"{section}.{key}", f"not read by a {spec.kind} analysis; {where}")
 
 
 def read_spec(path: str | Path, kinds: tuple[str, ...]) -> Spec:

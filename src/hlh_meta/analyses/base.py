@@ -30,6 +30,7 @@ from ..inference import SamplerSettings, gate_summary
 from ..models.engine import ModelInputs, check_request, fit_model
 from ..models.priors import BINOMIAL_DEFAULTS, resolve_priors
 from ..spec import Spec
+from .registry import check_keys
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,10 +127,11 @@ def correlation_ends(spec: Spec) -> list[float]:
 
 
 def check_data_keys(spec: Spec) -> None:
-    """``[data]`` values whose meaning does not depend on the analysis type: the death
-    attribution, the pre/post correlation and its range, the handling of a missing
-    dispersion. Checked with the rest of the spec, before any work, naming the spec file and key
-    (the same values are refused again, without the file, where the tables are resolved)."""
+    """``[data]`` values checked alike wherever they are read: the death attribution, the
+    pre/post correlation and its range, the handling of a missing dispersion (a kind that does
+    not read one has refused it before, and its default passes). Checked with the rest of the
+    spec, before any work, naming the spec file and key (the same values are refused again,
+    without the file, where the tables are resolved)."""
     attribution = spec.get("data", "attribution")
     if attribution not in ATTRIBUTIONS:
         raise spec.error("data.attribution", f"must be one of {', '.join(ATTRIBUTIONS)}, got {plain(attribution)}")
@@ -141,6 +143,23 @@ def check_data_keys(spec: Spec) -> None:
     if dispersion not in MISSING_DISPERSION:
         raise spec.error("data.missing_dispersion", f"must be one of {', '.join(MISSING_DISPERSION)}, "
                                                    f"got {plain(dispersion)}")
+
+
+#: the spec keys every analysis type reads, by section (the selection of studies, the
+#: judgements, priors, sampler settings, summary of findings and sensitivity variants)
+SHARED_KEYS: dict[str, frozenset[str]] = {
+    "analysis": frozenset({"name", "kind", "title", "description"}),
+    "data": frozenset({"exclude_studies", "primary_only", "overlap", "covid19", "judgements"}),
+    "priors": frozenset({"mu", "tau", "beta"}),
+    "sampling": frozenset({"draws", "tune", "chains", "seed", "sampler", "target_accept"}),
+    "report": frozenset({"threshold", "population"}),
+    "sensitivity": frozenset({"families", "draws", "tune"}),
+}
+
+
+def keys_read(**own: set[str]) -> dict[str, frozenset[str]]:
+    """The shared keys and an analysis type's own (``section={keys}``): its ``spec_keys``."""
+    return {s: SHARED_KEYS.get(s, frozenset()) | frozenset(own.get(s, ())) for s in {**SHARED_KEYS, **own}}
 
 
 @dataclass(frozen=True)
@@ -190,6 +209,8 @@ class AnalysisType:
     """Base of the registered analysis types; subclasses fill in the hooks."""
 
     kind: ClassVar[str]
+    #: the spec keys this type reads, by section (:func:`keys_read`); the spec check refuses any other
+    spec_keys: ClassVar[Mapping[str, frozenset[str]]] = SHARED_KEYS
     families: ClassVar[dict[str, Callable[["AnalysisType", Dataset, Spec, pd.DataFrame], list[Variant]]]] = {}
     figures: ClassVar[tuple[FigureSpec, ...]] = ()
     #: column of ``data_used`` that groups the forest plot's rows unless ``[report] group_by`` says otherwise,
@@ -296,8 +317,9 @@ class AnalysisType:
 
     def check_spec(self, spec: Spec) -> None:
         """What the spec file's keys can only be checked against the analysis type for, before
-        any work: ``[priors]`` as every engine checks them, ``[report] group_by`` and ``population``; a
-        problem names the spec file and key."""
+        any work: keys this type does not read (:attr:`spec_keys`), ``[priors]`` as every engine
+        checks them, ``[report] group_by`` and ``population``; a problem names the spec file and key."""
+        check_keys(spec)
         column = spec.section("report").get("group_by")
         if column is not None and column not in (*self.group_columns, "none"):
             raise spec.error("report.group_by", f"choose from {', '.join((*self.group_columns, 'none'))}, got '{column}'"

@@ -26,7 +26,7 @@ from ..models.engine import ModelInputs
 from ..models.normal import MULTIVARIATE, prepare_normal
 from ..models.priors import NORMAL_DEFAULTS, describe
 from ..spec import Spec
-from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table, correlation_ends
+from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, correlation_ends, keys_read, quantity_table
 from .support import rests_note
 from .families import SHARED, prior_family
 from .heterogeneity import biomarker_heterogeneity
@@ -116,6 +116,8 @@ def _informing(idata: az.InferenceData) -> dict[str, tuple[int, int]]:
 @register
 class Biomarkers(AnalysisType):
     kind = "biomarkers"
+    spec_keys = keys_read(data={"correlation", "correlation_range", "missing_dispersion", "within_study_correlation"},
+                          model={"covariates", "reference", "multivariate"})
     prior_defaults = NORMAL_DEFAULTS
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
     robustness_keys = ("reduction_pooled", "tau")

@@ -26,7 +26,7 @@ from ..data import Dataset
 from ..models.binomial import prepare_binomial
 from ..models.engine import ModelInputs
 from ..spec import Spec
-from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
+from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, keys_read, quantity_table
 from .families import SHARED, prior_family
 from .judgements import judged
 from .findings import binomial_findings
@@ -64,6 +64,7 @@ def _percent(a) -> np.ndarray:
 @register
 class Comparison(AnalysisType):
     kind = "comparison"
+    spec_keys = keys_read(model={"covariates"})      # read to refuse any: the arm is the model's one covariate
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
     robustness_keys = ("odds_ratio", "mortality_typical", "tau")
     threshold_range = (0.0, None, "the odds ratio of death, anakinra vs control")

@@ -28,7 +28,7 @@ from ..models.engine import ModelInputs, fit_model
 from ..spec import Spec
 from .compositions import UNOBSERVED, Compositions
 from .crossval import PARETO_K_REFIT, exact_lpd, integrated_study_loglik, psis_lpd, study_loglik
-from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, quantity_table
+from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, keys_read, quantity_table
 from .support import CONFLICT, rests_note
 from .families import SHARED, prior_family
 from .judgements import judged
@@ -201,6 +201,8 @@ def loso_verdict(difference: float, se: float, folds: int) -> str:
 @register
 class Mortality(AnalysisType):
     kind = "mortality"
+    spec_keys = keys_read(data={"partitions", "attribution"}, report={"group_by"}, comparison={"covariate_sets"},
+                          model={"covariates", "reference", "likelihood", "composition", "coding"})
     group_by = "trigger"
     group_columns = ("trigger", "age_group", "partition")
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}

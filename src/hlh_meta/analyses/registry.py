@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import SpecError
-from ..spec import Spec, read_spec
+from ..spec import SECTIONS, Spec, read_spec, refuse_unread
 
 if TYPE_CHECKING:
     from .base import AnalysisType
@@ -20,6 +20,9 @@ _TYPES: dict[str, "AnalysisType"] = {}
 
 def register(cls):
     """Class decorator: make an analysis type available under its ``kind``."""
+    unknown = [f"{s}.{k}" for s, keys in cls.spec_keys.items() for k in keys if k not in SECTIONS.get(s, {})]
+    if unknown:
+        raise TypeError(f"{cls.__name__}.spec_keys names keys spec.SECTIONS does not declare: {', '.join(unknown)}")
     _TYPES[cls.kind] = cls()
     return cls
 
@@ -37,9 +40,17 @@ def analysis_for(kind: str | Spec) -> "AnalysisType":
     return _TYPES[name]
 
 
+def check_keys(spec: Spec) -> None:
+    """Refuse a key the spec's kind does not read, naming the kinds that read it."""
+    refuse_unread(spec, {kind: t.spec_keys for kind, t in _TYPES.items()})
+
+
 def load_spec(path: str | Path) -> Spec:
-    """Read and check a spec file (its kind must be a registered analysis type)."""
-    return read_spec(path, kinds())
+    """Read and check a spec file (its kind must be a registered analysis type that reads
+    every key the file gives)."""
+    spec = read_spec(path, kinds())
+    check_keys(spec)
+    return spec
 
 
 def as_spec(spec: object) -> Spec:
