@@ -38,7 +38,24 @@ def analysis_for(kind: str | Spec) -> "AnalysisType":
 
 
 def load_spec(path: str | Path) -> Spec:
-    """Read and check a spec file (its kind must be a registered analysis type)."""
+    """Read and check a spec file (its kind must be a registered analysis type).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The spec file (TOML, such as ``models/mortality.toml``).
+
+    Returns
+    -------
+    Spec
+        The spec, its keys checked.
+
+    Raises
+    ------
+    hlh_meta.SpecError
+        For a missing or unreadable file, invalid TOML, unknown sections or keys, wrong
+        types, missing keys or an unknown kind, naming the file and the key.
+    """
     return read_spec(path, kinds())
 
 
