@@ -183,3 +183,22 @@ def test_the_check_finds_what_it_checks(monkeypatch):
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("n : "))
     monkeypatch.setattr(effects.sd_from_sem, "__doc__", "\n".join(lines[:start] + lines[start + 2:]))
     assert "PR01" in {code for code, _ in _errors(name, effects.sd_from_sem)}
+
+
+def test_reference_page_renders_every_export():
+    """docs/reference.md (the mkdocs API page) names each public object it is to render."""
+    from pathlib import Path
+
+    page = (Path(__file__).parents[1] / "docs" / "reference.md").read_text(encoding="utf-8")
+    rendered = set(re.findall(r"^::: (\S+)", page, re.M)) | {
+        f"hlh_meta.effects.{n}" for n in re.findall(r"^ +- (\w+)$", page, re.M)}
+    missing = []
+    for name in hlh_meta.__all__:
+        obj = getattr(hlh_meta, name)
+        if name == "__version__":
+            continue
+        for inner in ([getattr(obj, n) for n in obj.__all__] if inspect.ismodule(obj) else [obj]):
+            path = f"{inner.__module__}.{inner.__qualname__}".replace("hlh_meta.models.", "models.")
+            if path not in rendered:
+                missing.append(path)
+    assert not missing, f"docs/reference.md does not render {missing}"
