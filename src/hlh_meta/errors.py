@@ -44,15 +44,28 @@ class Problem:
 
 
 class InputError(ValueError):
-    """Bad input given to the Python API (an argument, a column, a prior): the caller's
-    mistake, reported in one line. :class:`DataError` and :class:`SpecError` are kinds of it."""
+    """Bad input given to the Python API (an argument, a column, a prior).
+
+    The caller's mistake, reported in one line. A ``ValueError``; :class:`DataError` and
+    :class:`SpecError` are kinds of it.
+    """
 
 
 class DataError(InputError):
     """Bad input data. Collects every problem found, each with file, row and column.
 
     Row numbers count lines of the file as a spreadsheet shows them: the header is
-    row 1, the first data row is row 2.
+    row 1, the first data row is row 2. The message lists every problem, one a line.
+
+    Parameters
+    ----------
+    problems : list of Problem, Problem or str
+        The problems found; a string is one problem of ``<input>`` with no row or column.
+
+    Attributes
+    ----------
+    problems : list of Problem
+        The problems found, each with ``file``, ``row``, ``column`` and ``message``.
     """
 
     def __init__(self, problems: list[Problem] | Problem | str):
@@ -67,7 +80,26 @@ class DataError(InputError):
 
 
 class SpecError(InputError):
-    """A bad analysis specification (TOML): names the file and the key."""
+    """A bad analysis specification (TOML): names the file and the key.
+
+    The message reads ``<file>: [<key>] <message>``.
+
+    Parameters
+    ----------
+    file : str
+        The spec file.
+    key : str
+        The key that is wrong, dotted (e.g. ``"analysis.kind"``).
+    message : str
+        What is wrong with it.
+
+    Attributes
+    ----------
+    file : str
+        The spec file.
+    key : str
+        The key that is wrong.
+    """
 
     def __init__(self, file: str, key: str, message: str):
         self.file, self.key = file, key

@@ -45,13 +45,49 @@ def _named_as_given(ds: Dataset):
 def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None, *, sensitivity: bool = False,
                  progress: Callable[[int, int, str], None] | None = None, executor: str = "processes",
                  workers: int | None = None, scheduler=None) -> AnalysisResult:
-    """Run the analysis a spec describes on ``ds`` (default: the bundled data; a path is read
-    with :func:`hlh_meta.read_dataset`). ``spec`` is a spec file's path or a Spec.
+    """Run the analysis a spec describes on a dataset.
 
     With ``sensitivity=True`` the result also holds the ``sensitivity`` and ``robustness``
-    tables (the variants the spec's ``[sensitivity]`` declares; ``executor``, ``workers``
-    and ``scheduler`` as in :func:`hlh_meta.sensitivity.run_sensitivity`): the same result
-    ``hlh-meta sensitivity`` writes. ``progress(i, n, variant)`` is called as variants start.
+    tables (the variants the spec's ``[sensitivity]`` declares): the same result
+    ``hlh-meta sensitivity`` writes. The spec, the data and the request are checked
+    before any sampling.
+
+    Parameters
+    ----------
+    spec : Spec, str or pathlib.Path
+        A spec file's path or a Spec (:func:`hlh_meta.load_spec`).
+    ds : Dataset, str, pathlib.Path or None, optional
+        The data: a Dataset, a path read with :func:`hlh_meta.read_dataset`, or None
+        (default) for the bundled data.
+    sensitivity : bool, default False
+        Also run every declared sensitivity variant and judge robustness.
+    progress : callable, optional
+        ``progress(i, n, variant)``, called as variants start.
+    executor : {"processes", "serial", "dask"}, default "processes"
+        How the variants run, as in :func:`hlh_meta.sensitivity.run_sensitivity`.
+    workers : int, optional
+        Worker processes of the ``"processes"`` executor.
+    scheduler : str or distributed.Client, optional
+        The Dask scheduler of the ``"dask"`` executor.
+
+    Returns
+    -------
+    AnalysisResult
+        The posterior, derived quantities, tables and manifest; write it with
+        :meth:`AnalysisResult.save`.
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` or ``ds`` is of a type not listed above.
+    hlh_meta.SpecError
+        For a bad spec (priors, report keys, sensitivity declarations), naming the file
+        and key.
+    hlh_meta.DataError
+        For tables that fail validation or rows that cannot enter the model.
+    hlh_meta.InputError
+        For other bad input, e.g. sampler settings that do not fit in this machine's
+        memory or a bad executor.
     """
     spec = as_spec(spec)                     # a path or a Spec; anything else is a TypeError saying so
     ds = as_dataset(ds)                      # a Dataset, a path of tables (read and checked) or None: the bundled data

@@ -30,6 +30,33 @@ from .report.writer import atomic_dir
 
 @dataclass
 class AnalysisResult:
+    """The result of one analysis: its posterior, derived quantities, tables and manifest.
+
+    Made by :func:`hlh_meta.run_analysis`; written to a results folder by :meth:`save` and
+    read back by :meth:`load`.
+
+    Parameters
+    ----------
+    name : str
+        The analysis's name (the spec's ``[analysis] name``).
+    kind : str
+        The analysis type (the spec's ``[analysis] kind``, e.g. ``"mortality"``).
+    title : str
+        The analysis's title, as reports show it.
+    idata : arviz.InferenceData
+        The posterior (and the groups the engine adds); its ``posterior.attrs`` hold the
+        diagnostics, priors and sampler settings.
+    tables : dict of str to pandas.DataFrame
+        The labelled tables by name (``summary``, ``derived``, ``data_used``, ``excluded``,
+        and with a sensitivity analysis ``sensitivity`` and ``robustness``, ...).
+    quantities : list of Quantity, optional
+        The derived quantities with their posterior (and prior) draws.
+    manifest : dict, optional
+        What the result was made from: spec, data digests, seed, library versions,
+        timings, diagnostics and the table names; :meth:`save` adds the SHA-256 of the
+        files it writes.
+    """
+
     name: str
     kind: str
     title: str
@@ -40,24 +67,55 @@ class AnalysisResult:
 
     @property
     def analysis(self) -> AnalysisType:
+        """The registered analysis type of this result's ``kind``."""
         return analysis_for(self.kind)
 
     @property
     def diagnostics(self) -> Diagnostics:
+        """The diagnostics gate's verdict on the fit (R-hat, bulk and tail ESS, divergences)."""
         return diagnostics_of(self.idata)
 
     def table(self, name: str) -> pd.DataFrame:
-        """One of the result's tables (``summary``, ``derived``, ``data_used``, ``excluded``, ...)."""
+        """One of the result's tables (``summary``, ``derived``, ``data_used``, ``excluded``, ...).
+
+        Parameters
+        ----------
+        name : str
+            The table's name, a key of :attr:`tables`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The table.
+
+        Raises
+        ------
+        KeyError
+            If the result has no table of that name (the message lists those it has).
+        """
         if name not in self.tables:
             raise KeyError(f"no table '{name}'; this result has {', '.join(self.tables)}")
         return self.tables[name]
 
     def forest(self) -> dict:
-        """The rows and summary rows of the forest plot, as the analysis type builds them."""
+        """The rows and summary rows of the forest plot, as the analysis type builds them.
+
+        Returns
+        -------
+        dict of str to pandas.DataFrame
+            The forest plot's rows (``rows``) and its summary rows (``summaries``).
+        """
         return self.analysis.forest(self.tables, self.quantities)
 
     def figures(self) -> dict:
-        """Matplotlib figures of this result, by file stem."""
+        """Matplotlib figures of this result, by file stem.
+
+        Returns
+        -------
+        dict of str to matplotlib.figure.Figure
+            The figures the analysis type shows, by file stem; a figure with nothing to
+            draw is left out.
+        """
         return figures_for(self)
 
     def __repr__(self) -> str:
@@ -72,11 +130,39 @@ class AnalysisResult:
 
     def save(self, folder: str | Path, force: bool = False, figures: bool = True, report: bool = True, *,
              terms: str = "python") -> Path:
-        """Write the results folder atomically (nothing is left half-written). An existing
-        folder is replaced only with ``force=True``; the SHA-256 of the posterior and of each
-        table is recorded in ``manifest.json`` (``files_sha256``), so :meth:`load` refuses a
-        folder whose files were changed since. ``terms``: how a refusal names the way out,
-        ``"python"`` (``force=True``, another folder) or ``"cli"`` (``--force``, ``--out``)."""
+        """Write the results folder atomically (nothing is left half-written).
+
+        The folder holds ``posterior.nc``, one CSV file per table, ``tables.xlsx``,
+        ``manifest.json`` and, as asked, ``figures/`` and ``report.html``. The SHA-256 of
+        the posterior and of each table is recorded in ``manifest.json``
+        (``files_sha256``), so :meth:`load` refuses a folder whose files were changed since.
+
+        Parameters
+        ----------
+        folder : str or pathlib.Path
+            The results folder to write.
+        force : bool, default False
+            Replace an existing folder; without it an existing folder is refused.
+        figures : bool, default True
+            Write the figures (``figures/``).
+        report : bool, default True
+            Write the HTML report (``report.html``).
+        terms : {"python", "cli"}, default "python"
+            How a refusal names the way out: ``"python"`` (``force=True``, another folder)
+            or ``"cli"`` (``--force``, ``--out``).
+
+        Returns
+        -------
+        pathlib.Path
+            The folder written.
+
+        Raises
+        ------
+        hlh_meta.errors.ResultsExistError
+            If the folder exists (or appeared while writing) and ``force`` is off.
+        hlh_meta.errors.OutputLocationError
+            If the folder cannot be written there (a file in the way, no permission).
+        """
         folder = Path(folder)
         indexed = self.analysis.indexed_tables
         with _python_terms() if terms == "python" else nullcontext(), atomic_dir(folder, force=force) as tmp:
@@ -94,8 +180,23 @@ class AnalysisResult:
         return folder
 
     def rebuild_report(self, folder: str | Path) -> Path:
-        """Write ``report.html`` of a saved results folder again (atomically replaced); a folder
-        that cannot be written raises :class:`~hlh_meta.errors.OutputLocationError`."""
+        """Write ``report.html`` of a saved results folder again (atomically replaced).
+
+        Parameters
+        ----------
+        folder : str or pathlib.Path
+            The results folder this result was saved to (its ``figures/`` are linked).
+
+        Returns
+        -------
+        pathlib.Path
+            The path of the report written.
+
+        Raises
+        ------
+        hlh_meta.errors.OutputLocationError
+            If the folder cannot be written.
+        """
         folder = Path(folder)
         tmp = folder / ".report.html.partial"
         try:
@@ -112,10 +213,31 @@ class AnalysisResult:
 
     @classmethod
     def load(cls, folder: str | Path) -> "AnalysisResult":
-        """Read a results folder written by :meth:`save`. A folder that is not one raises
-        :class:`FileNotFoundError`; one whose manifest, posterior or tables are missing,
-        unreadable or changed since they were written (SHA-256 against the manifest) raises
-        :class:`~hlh_meta.errors.ResultsDamagedError` naming what is damaged."""
+        """Read a results folder written by :meth:`save`.
+
+        The derived quantities are computed again from the posterior, so they are the same
+        numbers as those of the result that was saved.
+
+        Parameters
+        ----------
+        folder : str or pathlib.Path
+            The results folder.
+
+        Returns
+        -------
+        AnalysisResult
+            The result the folder holds.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``folder`` is not a results folder (no such folder, a file, or no
+            ``manifest.json``).
+        hlh_meta.errors.ResultsDamagedError
+            If its manifest, posterior or tables are missing, unreadable or changed since
+            they were written (SHA-256 against the manifest); the message names what is
+            damaged.
+        """
         folder = Path(folder)
         manifest_path = folder / "manifest.json"
         if not folder.is_dir():

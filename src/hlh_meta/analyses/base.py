@@ -164,8 +164,24 @@ def keys_read(**own: set[str]) -> dict[str, frozenset[str]]:
 
 @dataclass(frozen=True)
 class Variant:
-    """One change to the primary analysis: a spec patch, studies given weight 0, or the
-    counts of one stratum. ``skip`` says why a declared family has nothing to vary."""
+    """One change to the primary analysis: a spec patch, studies given weight 0, or the counts of one stratum.
+
+    Parameters
+    ----------
+    name : str
+        The variant's name, unique within an analysis.
+    family : str
+        The family it belongs to (a key of the spec's ``[sensitivity] families``).
+    patch : dict, optional
+        Spec sections and keys that replace the primary spec's.
+    soft_exclude : frozenset of str, optional
+        Studies given weight 0.
+    counts : dict, optional
+        Counts that replace the extracted ones, ``{(study_id, stratum): (deaths, n)}``
+        (mortality analyses).
+    skip : str, optional
+        Why a declared family has nothing to vary (empty for a variant that is fitted).
+    """
 
     name: str
     family: str

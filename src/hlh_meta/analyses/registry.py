@@ -47,7 +47,25 @@ def check_keys(spec: Spec) -> None:
 
 def load_spec(path: str | Path) -> Spec:
     """Read and check a spec file (its kind must be a registered analysis type that reads
-    every key the file gives)."""
+    every key the file gives).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The spec file (TOML, such as ``models/mortality.toml``).
+
+    Returns
+    -------
+    Spec
+        The spec, its keys checked.
+
+    Raises
+    ------
+    hlh_meta.SpecError
+        For a missing or unreadable file, invalid TOML, unknown sections or keys, wrong
+        types, missing keys, an unknown kind or a key the kind does not read, naming the
+        file and the key.
+    """
     spec = read_spec(path, kinds())
     check_keys(spec)
     return spec

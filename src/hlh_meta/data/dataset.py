@@ -19,13 +19,31 @@ from .schema import OPTIONAL_TABLES, TABLES
 class Dataset:
     """Validated tables. Each frame's index is the row number in its CSV file (or sheet).
 
-    ``path``: the folder of CSV files, or the Excel workbook, the tables were read from.
-    ``sources``: for a workbook, how messages name each table (``"mortality.csv"`` ->
-    ``"tables.xlsx, sheet 'mortality'"``); empty for a folder, whose files name themselves.
+    Made by :func:`read_dataset` (a user's folder or workbook) or :func:`load_dataset`
+    (the bundled data); frozen.
 
-    ``arms``: the arms of comparative sources (``arms.csv``; empty when the folder has none).
-    ``judgements``: values inferred by the extractor, each with its reason and alternative
-    readings (``judgements.csv``, :mod:`hlh_meta.data.judgements`; empty when the folder has none).
+    Parameters
+    ----------
+    studies : pandas.DataFrame
+        One row per study (``studies.csv``).
+    mortality : pandas.DataFrame
+        Deaths and patients by study and stratum (``mortality.csv``).
+    biomarkers : pandas.DataFrame
+        Biomarker summaries before and after treatment (``biomarkers.csv``).
+    path : pathlib.Path
+        The folder of CSV files, or the Excel workbook, the tables were read from.
+    sha256 : dict of str to str, optional
+        SHA-256 of each table file read (of the workbook, for a workbook).
+    arms : pandas.DataFrame, optional
+        The arms of comparative sources (``arms.csv``; empty when the folder has none).
+    sources : dict of str to str, optional
+        For a workbook, how messages name each table (``"mortality.csv"`` ->
+        ``"tables.xlsx, sheet 'mortality'"``); empty for a folder, whose files name
+        themselves.
+    judgements : pandas.DataFrame, optional
+        Values inferred by the extractor, each with its reason and alternative readings
+        (``judgements.csv``, :mod:`hlh_meta.data.judgements`; empty when the folder has
+        none).
     """
 
     studies: pd.DataFrame
@@ -38,14 +56,53 @@ class Dataset:
     judgements: pd.DataFrame = field(default_factory=lambda: empty_table("judgements.csv"))
 
     def relabel(self, problems: list[Problem]) -> list[Problem]:
-        """Problems found later in these tables (which name a table by its CSV file, as
-        :mod:`hlh_meta.effects` does), naming each table as it was given."""
+        """Name each table in ``problems`` as it was given (e.g. a workbook's sheet).
+
+        Problems found later in these tables name a table by its CSV file, as
+        :mod:`hlh_meta.effects` does; for a folder of CSV files they are returned unchanged.
+
+        Parameters
+        ----------
+        problems : list of Problem
+            Problems that name tables by their CSV files.
+
+        Returns
+        -------
+        list of Problem
+            The same problems, naming each table as it was given.
+        """
         return [_labelled(p, self.sources) for p in problems]
 
     def study(self, study_id: str) -> pd.Series:
+        """One study's row of the ``studies`` table.
+
+        Parameters
+        ----------
+        study_id : str
+            The study's ``study_id``.
+
+        Returns
+        -------
+        pandas.Series
+            The study's row, indexed by column.
+
+        Raises
+        ------
+        KeyError
+            If no study has that ``study_id``.
+        """
         return self.studies.set_index("study_id").loc[study_id]
 
     def summary(self) -> str:
+        """A plain-text overview of the dataset, one line per study.
+
+        Returns
+        -------
+        str
+            The numbers of studies, patients, mortality and biomarker rows, a line per
+            study (year, patients, age group, route, mortality rows, biomarkers), the
+            comparative sources and the extractor's judgements.
+        """
         s = self.studies
         lines = [
             f"{len(s)} studies, {int(s['n_patients'].sum())} patients "
@@ -83,16 +140,32 @@ def bundled_data_dir() -> Path:
 
 
 def read_dataset(path: str | Path) -> Dataset:
-    """Read and validate ``studies.csv``, ``mortality.csv``, ``biomarkers.csv`` and, where the
-    folder has it, ``arms.csv`` in ``path`` (a folder without ``arms.csv`` has no comparative
-    source: an empty arms table).
+    """Read and validate the extraction tables of a folder or an Excel workbook.
+
+    A folder holds ``studies.csv``, ``mortality.csv``, ``biomarkers.csv`` and, where it
+    has them, ``arms.csv`` (a folder without ``arms.csv`` has no comparative source: an
+    empty arms table) and ``judgements.csv``.
 
     ``path`` may instead be an Excel workbook (``.xlsx``) holding the tables as sheets named
     ``studies``, ``mortality``, ``biomarkers`` and, where there are comparative sources,
     ``arms``. Each sheet meets the checks of its CSV file, and messages name the workbook
     and sheet (see :func:`hlh_meta.data.tables.read_workbook` for how cells become text).
 
-    Raises :class:`hlh_meta.DataError` listing every problem (file, row, column, what).
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The folder of CSV files, or the Excel workbook.
+
+    Returns
+    -------
+    Dataset
+        The validated tables.
+
+    Raises
+    ------
+    hlh_meta.DataError
+        Listing every problem found (file, row, column, what), including a ``path`` that
+        is neither a folder nor a workbook.
     """
     path = Path(path)
     if path.is_dir():
@@ -185,5 +258,16 @@ def as_dataset(ds: object, name: str = "ds") -> Dataset:
 
 
 def load_dataset() -> Dataset:
-    """The curated anakinra sHLH/MAS dataset bundled with the package."""
+    """The curated anakinra sHLH/MAS dataset bundled with the package.
+
+    Returns
+    -------
+    Dataset
+        The bundled tables, read and validated with :func:`read_dataset`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the bundled data are not found (a broken installation).
+    """
     return read_dataset(bundled_data_dir())

@@ -58,6 +58,24 @@ def gate_summary(what: str):
 
 @dataclass
 class Diagnostics:
+    """The diagnostics gate's verdict on a fit (see :data:`GATE` for the thresholds).
+
+    Parameters
+    ----------
+    r_hat_max : float
+        The worst rank-normalised split R-hat over the gated parameters.
+    ess_bulk_min : float
+        The smallest bulk effective sample size.
+    ess_tail_min : float
+        The smallest tail effective sample size.
+    divergences : int
+        The number of divergent transitions.
+    attempts : int, default 1
+        Fits made: 2 after the gate's refit.
+    problems : list of str, optional
+        The checks that failed, in words; empty when the fit passed.
+    """
+
     r_hat_max: float
     ess_bulk_min: float
     ess_tail_min: float
@@ -67,6 +85,7 @@ class Diagnostics:
 
     @property
     def passed(self) -> bool:
+        """Whether every check passed (no problems)."""
         return not self.problems
 
     def to_json(self) -> str:

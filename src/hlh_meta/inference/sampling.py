@@ -44,9 +44,33 @@ def on_compile(notice: Callable[[bool], None]):
 class SamplerSettings:
     """How a model is sampled; the one place that holds the defaults.
 
-    ``draws``/``tune`` per chain; ``target_accept`` of NUTS; a fit that fails the
-    diagnostics gate is refitted once (``refit``) with target acceptance
-    :attr:`REFIT_TARGET_ACCEPT` and twice the draws.
+    A fit that fails the diagnostics gate is refitted once (``refit``) with target
+    acceptance :attr:`REFIT_TARGET_ACCEPT` and twice the draws. Frozen; build one from a
+    mapping or options, checked, with :meth:`of`.
+
+    Parameters
+    ----------
+    draws : int, default 1000
+        Posterior draws per chain.
+    tune : int, default 1000
+        Warm-up (tuning) steps per chain; at least 1 with the nutpie sampler.
+    chains : int, default 4
+        Number of chains.
+    seed : int or None, default None
+        Random seed, from 0 to 2^63 - 1; None for a fresh one.
+    sampler : {"nutpie", "pymc"}, default "nutpie"
+        The NUTS implementation.
+    target_accept : float, default 0.9
+        NUTS's target acceptance rate, in [0.5, 1).
+    progress : bool, default False
+        Show the sampler's progress bar.
+    refit : bool, default True
+        Refit once, as above, when the fit fails the diagnostics gate.
+
+    Attributes
+    ----------
+    REFIT_TARGET_ACCEPT : float
+        The target acceptance of the refit (0.95; the fit's own where higher).
     """
 
     draws: int = 1000
@@ -72,9 +96,27 @@ class SamplerSettings:
 
     @classmethod
     def of(cls, sampling: "SamplerSettings | Mapping | None" = None, **options) -> "SamplerSettings":
-        """Settings from an instance, a mapping (e.g. a spec's ``[sampling]`` table) and/or
-        keyword options; unknown names and bad values raise :class:`~hlh_meta.errors.SettingError`
-        naming the setting."""
+        """Settings from an instance, a mapping (e.g. a spec's ``[sampling]`` table) and/or options.
+
+        Parameters
+        ----------
+        sampling : SamplerSettings, mapping or None, optional
+            The settings to start from; None for the defaults.
+        **options
+            Settings that override those of ``sampling``.
+
+        Returns
+        -------
+        SamplerSettings
+            The settings, checked with :meth:`validate` (a whole-number float seed is
+            stored as an int).
+
+        Raises
+        ------
+        hlh_meta.errors.SettingError
+            For an unknown setting name (suggesting the closest one) or a bad value,
+            naming the setting.
+        """
         base = {} if sampling is None else asdict(sampling) if isinstance(sampling, SamplerSettings) else dict(sampling)
         merged = {**base, **options}
         known = {f.name for f in fields(cls)}
@@ -93,7 +135,16 @@ class SamplerSettings:
         return settings
 
     def validate(self) -> None:
-        """Raise :class:`~hlh_meta.errors.SettingError` (bad input, naming the setting) for a bad value."""
+        """Check every setting's value.
+
+        Also refuses settings whose draws could not fit in half of this machine's memory
+        even at one value per draw.
+
+        Raises
+        ------
+        hlh_meta.errors.SettingError
+            For a bad value (bad input), naming the setting.
+        """
         if self.sampler not in SAMPLERS:
             raise SettingError("sampler", f"names an unknown sampler {plain(self.sampler)}; choose {' or '.join(SAMPLERS)}")
         for name in ("draws", "tune", "chains"):
@@ -117,7 +168,13 @@ class SamplerSettings:
             raise SettingError(_largest(self), _too_large(self, 1, need))
 
     def public(self) -> dict:
-        """The settings a results folder records."""
+        """The settings a results folder records.
+
+        Returns
+        -------
+        dict
+            ``sampler``, ``draws``, ``tune``, ``chains``, ``seed`` and ``target_accept``.
+        """
         return {k: getattr(self, k) for k in ("sampler", "draws", "tune", "chains", "seed", "target_accept")}
 
 

@@ -360,15 +360,46 @@ def exact_normal_posterior(y, se, X=None, covariate_names: Sequence[str] | None 
                            priors: Mapping | None = None, grid_size: int = 2001) -> ExactNormalFit:
     """Exact posterior of y_i ~ N(x_i.b + u_i, se_i), u_i ~ N(0, tau), b ~ N(m0, S0), tau ~ p(tau).
 
-    y, se : study estimates and their (known) standard errors.
-    X : (n, p) covariates without intercept (``mu`` is always added); a DataFrame's
+    The coefficients ``b`` (``mu``, then each covariate's ``beta``) are integrated out
+    analytically given tau, and tau by quadrature on a grid (centred on the posterior
+    median by a first, coarse pass).
+
+    Parameters
+    ----------
+    y : array_like
+        The study estimates, one-dimensional and finite.
+    se : array_like
+        Their (known) standard errors, finite and positive, one per estimate.
+    X : array_like or pandas.DataFrame, optional
+        (n, p) covariates without intercept (``mu`` is always added); a DataFrame's
         columns name the covariates unless ``covariate_names`` does.
-    priors : ``{"mu": {"dist": "Normal", "mu": 0, "sigma": 1}, "beta": {...},
+    covariate_names : sequence of str, optional
+        Names of the covariate columns (default ``x1``, ``x2``, ...); unique, and neither
+        ``mu`` nor ``tau``.
+    priors : mapping, optional
+        ``{"mu": {"dist": "Normal", "mu": 0, "sigma": 1}, "beta": {...},
         "tau": {"dist": "HalfNormal", "sigma": 0.5}}``; defaults
-        :data:`hlh_meta.models.priors.NORMAL_DEFAULTS`. ``beta`` applies to every
-        covariate. tau may be HalfNormal, HalfCauchy, HalfStudentT, Exponential, Uniform or
-        ``{"dist": "Fixed", "value": v}`` (v = 0: common-effect model).
-    grid_size : nodes of the tau grid.
+        :data:`hlh_meta.models.priors.NORMAL_DEFAULTS`. ``mu`` and ``beta`` must be
+        Normal (conjugate); ``beta`` applies to every covariate. tau may be HalfNormal,
+        HalfCauchy, HalfStudentT, Exponential, Uniform or ``{"dist": "Fixed", "value": v}``
+        (v = 0: common-effect model).
+    grid_size : int, default 2001
+        Nodes of the tau grid (at least 3).
+
+    Returns
+    -------
+    ExactNormalFit
+        The posterior as a mixture over the tau grid, with marginal means, SDs, CDFs,
+        quantiles, a summary table, the predictive distribution of a new study and each
+        study's shrunken effect.
+
+    Raises
+    ------
+    ValueError
+        For bad data (shapes, non-finite values, non-positive ``se``, bad covariate
+        names) or a ``grid_size`` below 3.
+    hlh_meta.InputError
+        For priors the exact engine does not support, or bad prior values.
     """
     y, se, Xf, names = _check_data(y, se, X, covariate_names)
     spec = _check_priors(priors)
@@ -417,8 +448,9 @@ def _cumtrapz(f: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def fit_normal_exact(y, se, X=None, covariate_names: Sequence[str] | None = None, priors: Mapping | None = None,
                      grid_size: int = 2001, draws: int = 1000, chains: int = 4, seed: int | None = None):
-    """The exact posterior (:func:`exact_normal_posterior`) as an ``arviz.InferenceData``
-    like the sampling engines return: independent draws of ``mu``, ``tau``, ``beta`` (on
+    """The exact posterior (:func:`exact_normal_posterior`) as an ``arviz.InferenceData``.
+
+    Like the sampling engines return: independent draws of ``mu``, ``tau``, ``beta`` (on
     ``covariate``) and each study's ``theta`` (on ``row``), ``chains`` x ``draws`` of them.
 
     The draws pick a node of the tau grid by its posterior mass and the coefficients from
@@ -426,6 +458,41 @@ def fit_normal_exact(y, se, X=None, covariate_names: Sequence[str] | None = None
     (means, SDs, 2.5/50/97.5% quantiles by quadrature) are in
     ``idata.posterior.attrs["exact_summary"]`` (JSON), the gate result in
     ``idata.posterior.attrs["diagnostics"]`` as for every engine.
+
+    Parameters
+    ----------
+    y : array_like
+        The study estimates.
+    se : array_like
+        Their (known) standard errors.
+    X : array_like or pandas.DataFrame, optional
+        (n, p) covariates without intercept, as for :func:`exact_normal_posterior`.
+    covariate_names : sequence of str, optional
+        Names of the covariate columns.
+    priors : mapping, optional
+        Priors of ``mu``, ``beta`` and ``tau``, as for :func:`exact_normal_posterior`.
+    grid_size : int, default 2001
+        Nodes of the tau grid.
+    draws : int, default 1000
+        Draws per chain.
+    chains : int, default 4
+        Number of chains (independent draws, laid out as chains).
+    seed : int, optional
+        Seed of the random draws.
+
+    Returns
+    -------
+    arviz.InferenceData
+        Groups ``posterior``, ``observed_data`` (``estimate``) and ``constant_data``
+        (``std_err``), with the attributes above.
+
+    Raises
+    ------
+    ValueError
+        For bad data or ``grid_size``, as :func:`exact_normal_posterior`.
+    hlh_meta.InputError
+        For unsupported priors, or ``draws`` or ``chains`` that are not positive whole
+        numbers.
     """
     import json
 

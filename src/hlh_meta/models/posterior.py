@@ -308,4 +308,24 @@ def clear_prior_cache() -> None:
 
 
 def diagnostics_of(idata: az.InferenceData) -> Diagnostics:
+    """The diagnostics gate's verdict recorded with a fit.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit made by one of the engines (``fit_binomial``, ``fit_normal``,
+        ``fit_normal_exact``) or the posterior of an :class:`~hlh_meta.AnalysisResult`.
+
+    Returns
+    -------
+    Diagnostics
+        Worst R-hat, bulk and tail ESS, divergent transitions, the number of attempts
+        (2 after a refit) and the problems that remain (``passed`` when none), as
+        recorded in ``idata.posterior.attrs["diagnostics"]``.
+
+    Raises
+    ------
+    KeyError
+        If the posterior records no diagnostics (not a fit of this package).
+    """
     return Diagnostics.from_json(idata.posterior.attrs["diagnostics"])

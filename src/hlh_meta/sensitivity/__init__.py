@@ -6,7 +6,26 @@ from .robustness import robustness
 
 
 def expand_variants(ds, spec):
-    """The named variants a spec's ``[sensitivity] families`` declare (checked, not run)."""
+    """The named variants a spec's ``[sensitivity] families`` declare (checked, not run).
+
+    Parameters
+    ----------
+    ds : Dataset
+        The data the variants vary.
+    spec : Spec
+        The analysis spec (default families: all of its analysis type's).
+
+    Returns
+    -------
+    list of Variant
+        The variants; a declared family with nothing to vary gives one variant whose
+        ``skip`` says why.
+
+    Raises
+    ------
+    hlh_meta.SpecError
+        For an empty or unknown ``[sensitivity] families``.
+    """
     return analysis_for(spec).expand_variants(ds, spec)
 
 

@@ -85,10 +85,28 @@ def _moves(shift: pd.Series, ratio: pd.Series) -> pd.Series:
 
 
 def robustness(sens: pd.DataFrame, support: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
-    """Per quantity of the primary analysis: its verdict, the variants that move it or flip its
+    """Judge whether each quantity of the primary analysis holds across the variants.
+
+    Per quantity of the primary analysis: its verdict, the variants that move it or flip its
     conclusion, the most influential analysis choice, the influential studies and the variants
-    left undetermined; one sentence each. ``support``: the primary support label of each
-    quantity by (key, label)."""
+    left undetermined; one sentence each. The rules are those of this module's description.
+
+    Parameters
+    ----------
+    sens : pandas.DataFrame
+        The table :func:`run_sensitivity` returns.
+    support : mapping of (str, str) to str, optional
+        The primary support label of each quantity by (key, label); a quantity whose
+        support is ``"prior"`` is ``not assessable``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per quantity of the primary analysis that some variant estimated: the
+        verdict (``robust``, ``NOT robust``, ``undetermined``, ``not assessable``), the
+        most influential variant and its shift, the counts of variants moving or flipping
+        it, the variants undetermined and the influential studies, and a sentence.
+    """
     rows = []
     primary = sens[sens["variant"] == "primary"]
     others = sens[(sens["variant"] != "primary") & sens["median"].notna()]
