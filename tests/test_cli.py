@@ -102,6 +102,25 @@ def test_a_second_run_with_nothing_changed_skips_and_a_change_is_refused(results
     assert res.exit_code == 2 and "--force" in res.output
 
 
+def test_fit_without_the_comparison_is_not_up_to_date_for_run(tmp_path, monkeypatch):
+    """`fit --no-compare` leaves the comparison of covariate sets out (no comparison.csv, the
+    manifest says so); `run` does not take that folder as up to date."""
+    import hlh_meta.analyses.mortality as mortality
+
+    def no_comparison(*args, **kwargs):
+        raise AssertionError("the comparison ran")
+
+    with monkeypatch.context() as m:
+        m.setattr(mortality.Mortality, "compare", no_comparison)
+        res = invoke("fit", str(SPECS / "mortality_small.toml"), "--no-compare", "--out", str(tmp_path), "--quiet")
+    assert res.exit_code == 0, res.output
+    folder = tmp_path / "mortality"
+    assert not (folder / "comparison.csv").exists()
+    assert json.loads((folder / "manifest.json").read_text())["compared"] is False
+    res = invoke("run", str(SPECS / "mortality_small.toml"), "--out", str(tmp_path), "--quiet")
+    assert res.exit_code == 2 and "--force" in res.output       # not skipped as up to date: refused without --force
+
+
 def test_same_seed_gives_byte_identical_tables(results, tmp_path):
     res = invoke("fit", str(SPECS / "mortality_small.toml"), "--out", str(tmp_path), "--quiet")
     assert res.exit_code == 0, res.output

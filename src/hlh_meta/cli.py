@@ -152,7 +152,7 @@ def _compile_notice(line: _StatusLine, name: str):
 
 def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Optional[Path],
                sensitivity: bool = False, executor: dict | None = None, skip_empty: bool = False,
-               skip_fresh: bool = False) -> None:
+               skip_fresh: bool = False, compare: bool = True) -> None:
     from .analyses import analysis_for, load_spec
     from .data import load_dataset, read_dataset
     from .errors import SpecError
@@ -198,7 +198,7 @@ def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Opt
     show = not quiet and sys.stderr.isatty()
     with CompileAhead(loaded, ds) as ahead:           # later analyses' models compile while earlier ones run
         for spec, target in zip(loaded, targets):
-            _run_one(spec, target, ds, force, quiet, show, shown, sensitivity, executor, ahead)
+            _run_one(spec, target, ds, force, quiet, show, shown, sensitivity, executor, ahead, compare)
 
 
 def _stale(specs: list[Path], out: Path, data: Optional[Path], quiet: bool) -> list[Path]:
@@ -236,7 +236,7 @@ def _stale(specs: list[Path], out: Path, data: Optional[Path], quiet: bool) -> l
 
 
 def _run_one(spec, target: Path, ds, force: bool, quiet: bool, show: bool, shown: set[str],
-             sensitivity: bool, executor: dict | None, ahead) -> None:
+             sensitivity: bool, executor: dict | None, ahead, compare: bool = True) -> None:
     from .pipeline import run_analysis
 
     with err.status(f"{spec.name}: sampling ...") if show else nullcontext() as status:
@@ -248,8 +248,12 @@ def _run_one(spec, target: Path, ds, force: bool, quiet: bool, show: bool, shown
         def tick(i: int, n: int, name: str) -> None:
             line.set(f"{spec.name}: variant {i + 1}/{n}: {name}")
 
+        def step(text: str) -> None:
+            line.set(f"{spec.name}: {text} ...")
+
         with _one_line_warnings(shown), _compile_notice(line, spec.name):
-            result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, **(executor or {}))
+            result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, compare=compare, step=step,
+                                  **(executor or {}))
     with _one_line_warnings(shown):
         result.save(target, force=force, terms="cli")
     _state["written"].append(target)
@@ -285,10 +289,12 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(help="Spec files (
 
 @app.command()
 def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out_dir: OutOpt = None,
-        force: ForceOpt = False, quiet: QuietOpt = False, data: DataOpt = None) -> None:
+        force: ForceOpt = False, quiet: QuietOpt = False, data: DataOpt = None,
+        compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Compare the spec's covariate sets by "
+                                              "leave-one-study-out cross-validation (comparison.csv).")] = True) -> None:
     """Run one analysis and write its results folder."""
     try:
-        _run_specs([spec], out_dir or Path("results"), force, quiet, data)
+        _run_specs([spec], out_dir or Path("results"), force, quiet, data, compare=compare)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     _done()

@@ -88,4 +88,6 @@ def up_to_date(folder: Path, spec_file: Path, data_digests: dict[str, str]) -> b
     if not isinstance(manifest, dict) or not (Path(folder) / "posterior.nc").is_file():
         return False
     mine = fingerprint(spec_file, data_digests)
+    if manifest.get("compared", True) is not True:       # written without the comparison of covariate sets
+        return False
     return all(manifest.get(k) == v for k, v in mine.items())

@@ -44,7 +44,8 @@ def _named_as_given(ds: Dataset):
 
 def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None, *, sensitivity: bool = False,
                  progress: Callable[[int, int, str], None] | None = None, executor: str = "processes",
-                 workers: int | None = None, scheduler=None) -> AnalysisResult:
+                 workers: int | None = None, scheduler=None, compare: bool = True,
+                 step: Callable[[str], None] | None = None) -> AnalysisResult:
     """Run the analysis a spec describes on a dataset.
 
     With ``sensitivity=True`` the result also holds the ``sensitivity`` and ``robustness``
@@ -69,6 +70,13 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None
         Worker processes of the ``"processes"`` executor.
     scheduler : str or distributed.Client, optional
         The Dask scheduler of the ``"dask"`` executor.
+    compare : bool, default True
+        Compare the spec's ``[comparison] covariate_sets`` by leave-one-study-out
+        cross-validation (``comparison.csv``), a step after the primary fit; False leaves
+        it out (the manifest records ``"compared": false``).
+    step : callable, optional
+        ``step(text)``, called as each phase of the primary analysis starts (sampling,
+        each covariate set's fit and refits).
 
     Returns
     -------
@@ -100,7 +108,7 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None
         done = {}
 
         def primary():
-            done["analysed"] = analysis.run(ds, spec)
+            done["analysed"] = analysis.run(ds, spec, compare=compare, step=step)
             done["seconds"] = time.perf_counter() - started
             return done["analysed"].idata      # the primary variant's fit: not sampled twice
 
@@ -131,6 +139,7 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None
         "timings_s": timings,
         "diagnostics": json.loads(diagnostics_of(analysed.idata).to_json()),
         "tables": list(tables),
+        "compared": bool(compare),
     }
     if spec.path is not None and Path(spec.path).is_file():     # what `hlh-meta run` compares to skip a fresh folder
         manifest.update(fingerprint(Path(spec.path), ds.sha256))

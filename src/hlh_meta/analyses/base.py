@@ -415,13 +415,31 @@ class AnalysisType:
         """Derived quantities with their support, from the InferenceData alone."""
         return with_support(idata, self.quantities(idata))
 
-    def run(self, ds: Dataset, spec: Spec, progress: bool = False) -> Analysed:
-        """The primary analysis: frame, fit, quantities, tables."""
+    def compare(self, ds: Dataset, spec: Spec, used: pd.DataFrame, progress: bool = False,
+                primary: az.InferenceData | None = None,
+                step: Callable[[str], None] | None = None) -> pd.DataFrame:
+        """The comparison of the spec's covariate sets by leave-one-study-out cross-validation
+        (``comparison.csv``); ``primary`` is the analysis's own fit, ``step(text)`` is told
+        what is being fitted. Default: nothing to compare (an empty frame)."""
+        return pd.DataFrame()
+
+    def run(self, ds: Dataset, spec: Spec, progress: bool = False, compare: bool = True,
+            step: Callable[[str], None] | None = None) -> Analysed:
+        """The primary analysis: frame, fit, quantities, tables and, with ``compare``, the
+        comparison of covariate sets (:meth:`compare`), a step of its own. ``step(text)``
+        is told each phase as it starts."""
+        say = step or (lambda text: None)
         used, excluded = self.frame(ds, spec)
+        say("sampling")
         idata = self.fit(ds, spec, used, progress=progress)
         quantities = self.supported_quantities(idata)
-        with gate_summary("the results tables (the cross-validation of covariate sets)"):   # one line, not one per fit
-            tables = self.tables(ds, spec, used, excluded, idata, quantities, progress=progress)
+        tables = self.tables(ds, spec, used, excluded, idata, quantities, progress=progress)
+        if compare:
+            say("comparing covariate sets")
+            with gate_summary("the cross-validation of covariate sets"):   # one line, not one per fit
+                comparison = self.compare(ds, spec, used, progress=progress, primary=idata, step=step)
+            if not comparison.empty:
+                tables["comparison"] = comparison
         findings = self.summary_of_findings(spec, tables, quantities)
         if not findings.empty:
             tables = {"summary_of_findings": findings, **tables}

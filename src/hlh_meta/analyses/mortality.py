@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import arviz as az
 import numpy as np
@@ -435,13 +435,11 @@ class Mortality(AnalysisType):
         column = spec.get("report", "group_by") or self.group_by
         if column != "none":
             tables["subgroups"] = subgroup_table(p, data_used, column)
-        comparison = self.compare(ds, spec, used, progress=progress, primary=idata)
-        if not comparison.empty:
-            tables["comparison"] = comparison
         return tables
 
     def compare(self, ds: Dataset, spec: Spec, used: pd.DataFrame, progress: bool = False,
-                primary: az.InferenceData | None = None, refit_k: float = PARETO_K_REFIT) -> pd.DataFrame:
+                primary: az.InferenceData | None = None, step: Callable[[str], None] | None = None,
+                refit_k: float = PARETO_K_REFIT) -> pd.DataFrame:
         """Leave-one-study-out cross-validation of the covariate sets under [comparison].
 
         Each set is fitted to every study (``primary``, the analysis's own fit, serves the
@@ -473,21 +471,26 @@ class Mortality(AnalysisType):
         settings = self.settings(spec, progress=progress, draws=spec.get("sensitivity", "draws"),
                                  tune=spec.get("sensitivity", "tune"))
         lpd, info = {}, {}
-        for covs in sets:
+        say = step or (lambda text: None)
+        for i, covs in enumerate(sets):
             name = " + ".join(covs) if covs else "intercept only"
+            where = f"comparing covariate sets: {i + 1}/{len(sets)} ({name})"
             inputs = self.inputs(ds, spec, used, PRIMARY, covariates=covs, structure=union)
             if primary is not None and set(covs) == set(model) and union == model:
                 full = primary
             else:
+                say(f"{where}: fitting")
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ThinDataWarning)
                     full = fit_model(inputs, settings, extras=False)
+            say(f"{where}: importance sampling")
             integrated = integrated_study_loglik(inputs, full)
             approx = psis_lpd(study_loglik(full, "events") if integrated is None else integrated)
             values, errors, refits = [], [], 0
             for sid in studies:
                 est, se, k = approx[sid]
                 if not k <= refit_k:
+                    say(f"{where}: refitting without {sid} (Pareto k {k:.2f})")
                     held = Variant(f"without {sid}", "cross-validation", soft_exclude=frozenset({sid}))
                     with warnings.catch_warnings():      # a fold of one study is expected to leave tau at its prior
                         warnings.simplefilter("ignore", ThinDataWarning)
