@@ -75,6 +75,60 @@ class AnalysisResult:
         """The diagnostics gate's verdict on the fit (R-hat, bulk and tail ESS, divergences)."""
         return diagnostics_of(self.idata)
 
+    def predict(self, profiles: pd.DataFrame, data: "str | Path | None" = None) -> pd.DataFrame:
+        """Mortality of new covariate profiles from this result's draws, with no refit.
+
+        Each profile goes through the fitted model's own definition of a profile's
+        mortality (the compiled model evaluated at the stored draws), so the numbers are
+        those a fit with these profiles would have stored.
+
+        Parameters
+        ----------
+        profiles : pandas.DataFrame
+            A row per profile and a column per covariate of the model (``trigger``,
+            ``age_group``, ``iv_fraction``), each value a level (``iv_fraction``:
+            ``"intravenous"``, ``"subcutaneous"`` or a share of IV patients in [0, 1]); a
+            covariate left out or empty is taken as in the included strata. The index labels
+            the rows (a default index: labels built from the levels).
+        data : str or pathlib.Path, optional
+            The tables the result was fitted to (default: the folder its manifest names);
+            they must be the same tables (SHA-256 against the manifest).
+
+        Returns
+        -------
+        pandas.DataFrame
+            A row per profile and quantity (typical-study and new-study mortality, %) with
+            the columns of ``derived.csv``: median, 95% interval, P(<10%) ..., the studies
+            and patients of known composition holding the profile's levels, and
+            ``extrapolation`` (True where no stratum of known composition holds them).
+
+        Raises
+        ------
+        hlh_meta.InputError
+            For a profile column that is not a covariate of the model, a value that is not
+            a level, tables that differ from those fitted, an analysis type without
+            profiles, or a result whose draws were not kept in the sampler's coordinates.
+
+        Examples
+        --------
+        >>> result = hm.run_analysis("models/mortality.toml")           # doctest: +SKIP
+        >>> result.predict(pd.DataFrame({"trigger": ["malignancy"], "age_group": ["adult"],
+        ...                              "iv_fraction": ["intravenous"]}))  # doctest: +SKIP
+        """
+        from .data import as_dataset
+        from .errors import InputError
+        from .spec import Spec
+
+        where = data if data is not None else self.manifest.get("data_dir")
+        ds = as_dataset(where)
+        recorded = self.manifest.get("data_sha256")
+        if recorded is not None and dict(ds.sha256) != dict(recorded):
+            raise InputError(f"the tables in {where} are not those this result was fitted to (their SHA-256 differ "
+                             "from the manifest's); give the folder it was fitted to as data=")
+        spec = Spec(Path(self.manifest.get("spec_file") or self.name), self.name, self.kind, self.title,
+                    self.manifest["spec"])
+        return self.analysis.predict(ds, spec, self.idata, profiles)
+
     def table(self, name: str) -> pd.DataFrame:
         """One of the result's tables (``summary``, ``derived``, ``data_used``, ``excluded``, ...).
 

@@ -423,6 +423,14 @@ class AnalysisType:
         what is being fitted. Default: nothing to compare (an empty frame)."""
         return pd.DataFrame()
 
+    def predict(self, ds: Dataset, spec: Spec, idata: az.InferenceData, profiles: pd.DataFrame) -> pd.DataFrame:
+        """Estimates for new covariate profiles from a fit's draws; an analysis type without
+        covariate profiles refuses (:class:`~hlh_meta.errors.InputError`)."""
+        from ..errors import InputError
+
+        raise InputError(f"a {self.kind} analysis has no covariate profiles to predict; prediction for new profiles "
+                         "is for mortality analyses")
+
     def run(self, ds: Dataset, spec: Spec, progress: bool = False, compare: bool = True,
             step: Callable[[str], None] | None = None) -> Analysed:
         """The primary analysis: frame, fit, quantities, tables and, with ``compare``, the

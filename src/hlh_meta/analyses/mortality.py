@@ -291,10 +291,12 @@ class Mortality(AnalysisType):
 
     # ---- model inputs
     def inputs(self, ds: Dataset, spec: Spec, used: pd.DataFrame, variant: Variant = PRIMARY,
-               covariates: list[str] | None = None, structure: list[str] | None = None) -> ModelInputs:
+               covariates: list[str] | None = None, structure: list[str] | None = None,
+               profiles: pd.DataFrame | None = None) -> ModelInputs:
         """``structure``: the covariates of the compiled model (default: the spec's); those
         not in ``covariates`` are switched off by the covariate mask, so nested covariate
-        sets share one compiled model."""
+        sets share one compiled model. ``profiles``: prediction profiles by design column
+        (NaN: as in the included strata) instead of the analysis's own (:func:`_profiles`)."""
         frame = used.reset_index(drop=True).copy()
         for (sid, stratum), (deaths, n) in variant.counts.items():
             hit = (frame["study_id"] == sid) & (frame["stratum"] == stratum)
@@ -314,7 +316,7 @@ class Mortality(AnalysisType):
         coding = spec.get("model", "coding")
         if coding not in CODINGS:
             raise spec.error("model.coding", f"must be one of {', '.join(CODINGS)}, got '{coding}'")
-        profiles = _profiles(list(struct))
+        profiles = _profiles(list(struct)) if profiles is None else profiles
         told = spec.get("model", "composition")
         if told not in ("sources", "flat"):
             raise spec.error("model.composition", f"must be 'sources' or 'flat', got '{told}'")
@@ -517,6 +519,14 @@ class Mortality(AnalysisType):
                          "method": f"importance sampling ({weights}); {info[name]['refits']} of "
                                    f"{len(studies)} studies refitted (Pareto k > {refit_k:g})", "verdict": verdict})
         return pd.DataFrame(rows)
+
+    # ---- prediction
+    def predict(self, ds: Dataset, spec: Spec, idata: az.InferenceData, profiles: pd.DataFrame) -> pd.DataFrame:
+        """Typical-study and new-study mortality of new profiles from the fit's stored draws
+        (:mod:`.prediction`)."""
+        from .prediction import predict_profiles
+
+        return predict_profiles(self, ds, spec, idata, profiles)
 
     # ---- report
     def statements(self, quantities: list[Quantity]) -> list[tuple[Quantity, str]]:
