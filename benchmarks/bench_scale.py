@@ -1,0 +1,114 @@
+"""How the mortality analysis grows with the number of studies: 10, 100 and 1,000 synthetic studies.
+
+Run:  .venv/bin/python benchmarks/bench_scale.py [--studies 10 100 1000] [--draws 500] [--tune 500]
+
+Each study is one stratum of known trigger and age group, its route intravenous,
+subcutaneous or unknown (an unknown IV share in the model), its deaths drawn from a
+binomial with a trigger and age effect and a study effect (tau 0.5). The tables are
+written to a temporary folder (no other table holds a row) and analysed with the bundled
+mortality spec (its covariates and covariate-set comparison; its partitions, which name
+bundled studies, removed) at ``--draws`` + ``--tune`` draws and the spec's chains, in a
+fresh process per size. The child prints each phase as it starts (the status line's
+steps) and the time since the start; the parent prints the machine and, per size, the
+time of each phase (compile included in the first sampling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import ROOT, machine  # noqa: E402
+
+CHILD = r"""
+import json, re, sys, time, warnings
+warnings.filterwarnings("ignore")
+t0 = time.perf_counter()
+import hlh_meta as hm
+from hlh_meta.analyses import load_spec
+spec = load_spec(sys.argv[1])
+marks = [("start", 0.0)]
+def step(text):
+    marks.append((re.sub(r"\d+/\d+ \(([^)]*)\): ", r"\1: ", text), time.perf_counter() - t0))
+    print(f"{marks[-1][1]:8.1f} s  {text}", file=sys.stderr, flush=True)
+result = hm.run_analysis(spec, sys.argv[2], step=step)
+marks.append(("done", time.perf_counter() - t0))
+print(json.dumps({"marks": marks, "refits": result.tables.get("comparison", {}).get("refits", []).tolist()
+                  if "comparison" in result.tables else []}))
+"""
+
+
+def tables(folder: Path, k: int, seed: int = 1) -> None:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    triggers = rng.choice(["infection", "rheumatological", "malignancy", "other"], k)
+    ages = rng.choice(["paediatric", "adult"], k)
+    routes = rng.choice(["iv", "sc", "unknown"], k)
+    n = rng.integers(5, 60, k)
+    effect = {"infection": 0.0, "rheumatological": -1.0, "malignancy": 0.8, "other": 0.0}
+    logit = -1.0 + np.array([effect[t] for t in triggers]) + 0.3 * (ages == "adult") + 0.5 * rng.standard_normal(k)
+    deaths = rng.binomial(n, 1 / (1 + np.exp(-logit)))
+    ids = [f"syn{i:04d}" for i in range(k)]
+    studies = pd.read_csv(ROOT / "data" / "studies.csv").iloc[[0] * k].reset_index(drop=True)
+    studies = studies.assign(study_id=ids, citation=[f"Synthetic study {i}" for i in range(k)], doi="", pmid="",
+                             n_patients=n, age_group=ages, route=routes, n_iv="", trigger_mix="", overlaps_with="",
+                             include_primary=True, covid19=False)
+    studies.to_csv(folder / "studies.csv", index=False)
+    mortality = pd.DataFrame({"study_id": ids, "partition": "trigger", "stratum": triggers, "trigger": triggers,
+                              "age_group": ages, "deaths": deaths, "n": n, "count_method": "reported",
+                              "source_locator": "synthetic"})
+    columns = pd.read_csv(ROOT / "data" / "mortality.csv", nrows=0).columns
+    mortality.reindex(columns=columns).to_csv(folder / "mortality.csv", index=False)
+    for name in ("biomarkers.csv", "arms.csv", "judgements.csv"):
+        pd.read_csv(ROOT / "data" / name, nrows=0).to_csv(folder / name, index=False)
+
+
+def spec(folder: Path, draws: int, tune: int) -> Path:
+    text = (ROOT / "models" / "mortality.toml").read_text()
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("partitions"))
+    text = text.replace("draws = 1000", f"draws = {draws}").replace("tune = 1000", f"tune = {tune}")
+    path = folder / "mortality.toml"
+    path.write_text(text)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--studies", type=int, nargs="+", default=[10, 100, 1000])
+    ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--tune", type=int, default=500)
+    ap.add_argument("--timeout", type=float, default=1800)
+    args = ap.parse_args()
+    print(machine())
+    print(f"bundled mortality spec at {args.draws} + {args.tune} draws; one stratum per synthetic study")
+    for k in args.studies:
+        work = Path(tempfile.mkdtemp(prefix=f"hlh-scale-{k}-"))
+        try:
+            (work / "data").mkdir()
+            tables(work / "data", k)
+            path = spec(work, args.draws, args.tune)
+            env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+            proc = subprocess.run([sys.executable, "-c", CHILD, str(path), str(work / "data")], capture_output=True,
+                                  text=True, timeout=args.timeout, env=env, cwd=work)
+            if proc.returncode != 0:
+                print(f"{k} studies: failed\n{proc.stderr[-3000:]}")
+                continue
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            marks = out["marks"]
+            print(f"\n{k} studies: {marks[-1][1]:.1f} s in all (refits in the comparison: {out['refits']})")
+            for (name, t), (_, t_next) in zip(marks, marks[1:]):
+                print(f"  {t_next - t:8.1f} s  {'import, data, spec' if name == 'start' else name}")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
