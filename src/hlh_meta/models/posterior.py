@@ -22,7 +22,6 @@ import xarray as xr
 
 from ..inference import Diagnostics, SamplerSettings
 from ..inference.trace import draws_dataset
-from .priors import prior_data
 from .structure import LOG_PRIOR
 
 if TYPE_CHECKING:
