@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import CLI, add_version_args, header, median, ratio_line, versions  # noqa: E402
+from common import CLI, add_version_args, header, ratio_line, versions  # noqa: E402
 
 
 def timed(version, args: list[str], env: dict | None = None) -> tuple[float, float]:

@@ -8,8 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from hlh_meta.analyses import load_spec
 from hlh_meta.pipeline import CompileAhead
 

@@ -12,7 +12,7 @@ import sys
 import warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -24,7 +24,7 @@ app.add_typer(data_app, name="data")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 console = Console(highlight=False, soft_wrap=True)
-_state = {"debug": False, "debug_anywhere": False, "written": []}
+_state: dict[str, Any] = {"debug": False, "debug_anywhere": False, "written": []}
 
 
 @app.callback()
@@ -398,4 +398,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main())  # type: ignore[func-returns-value]

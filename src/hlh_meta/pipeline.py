@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .analyses import analysis_for, as_spec
 from .analyses.base import PRIMARY
@@ -178,7 +179,7 @@ class CompileAhead:
     """
 
     def __init__(self, specs: Sequence[Spec], ds: Dataset) -> None:
-        self._events: dict[str, object] = {}
+        self._events: dict[str, Any] = {}
         self._process = None
         later = list(specs)[1:]
         if not later or (os.cpu_count() or 1) < 2:
@@ -197,7 +198,7 @@ class CompileAhead:
     def wait(self, spec: Spec) -> None:
         """Return once ``spec``'s models are compiled (or their compile failed or stopped)."""
         event = self._events.get(spec.name)
-        while event is not None and not event.wait(0.2) and self._process.is_alive():
+        while event is not None and not event.wait(0.2) and self._process.is_alive():  # type: ignore[union-attr]
             pass
 
     def close(self) -> None:

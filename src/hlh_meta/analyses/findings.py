@@ -189,7 +189,7 @@ def _publication_bias(k: int, effects: tuple[np.ndarray, np.ndarray] | None,
     if k < MIN_STUDIES_FOR_ASYMMETRY:
         return "not assessable", (f"{k} stud{'y' if k == 1 else 'ies'}: an asymmetry test needs at least "
                                   f"{MIN_STUDIES_FOR_ASYMMETRY}")
-    intercept, p = egger(*effects)
+    intercept, p = egger(*effects)  # type: ignore[misc]
     return ("serious" if p < EGGER_ALPHA else "not serious"), f"Egger's test intercept {intercept:.2f}, p = {p:.3f}"
 
 

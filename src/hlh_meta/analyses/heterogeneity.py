@@ -48,6 +48,8 @@ computed, with a note that Q and I² on two studies say very little.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
@@ -143,7 +145,7 @@ def random_effects(yi, vi, level: float = LEVEL) -> dict:
 
 def _row(outcome: str, yi, vi, link: str, scale: str, to_scale, method: str, notes: list[str]) -> dict:
     k = len(yi)
-    row = dict.fromkeys(COLUMNS, np.nan) | {"outcome": outcome, "studies": k, "link": link, "scale": scale,
+    row: dict[str, Any] = dict.fromkeys(COLUMNS, np.nan) | {"outcome": outcome, "studies": k, "link": link, "scale": scale,
                                              "method": method}
     if k < 2:
         row["note"] = "; ".join([ONE_STUDY if k == 1 else NO_STUDY] + notes)

@@ -210,7 +210,8 @@ def _missing_columns(problems: list[Problem], absent: set[tuple[str, str]]) -> l
     a numeric column left out is a problem even where no row needs it (every row would silently
     read as not reporting it, e.g. no SEM, so an imputed SD). Descriptive columns (notes, setting)
     may be left out."""
-    out, by_column = [], {}
+    out: list[Problem] = []
+    by_column: dict[tuple, list] = {}
     for p in problems:
         if (p.file, p.column) in absent and p.row is not None:
             by_column.setdefault((p.file, p.column), []).append(p)

@@ -120,7 +120,7 @@ def check_judgements(frames: dict[str, pd.DataFrame | None]) -> list[Problem]:
             continue
         if target is None:
             continue
-        held = frames[name].at[target, rec["column"]]
+        held = frames[name].at[target, rec["column"]]  # type: ignore[union-attr]
         entered, bad = (None, None) if pd.isna(rec["value"]) else parse_cell(name, rec["column"], rec["value"])
         if bad:
             problems.append(Problem(J, int(row), "value", bad))
@@ -189,7 +189,7 @@ def with_readings(ds, chosen: dict[str, str]):
             name = _file(rec["table"])
             target = _locate(frames, rec)[0]
             cells.append((name, target, rec["column"], parse_cell(name, rec["column"], rec["alternative"])[0]))
-    out = _applied(frames, cells)
+    out = _applied(frames, cells)  # type: ignore[arg-type]
     return replace(ds, studies=out["studies.csv"], mortality=out["mortality.csv"], biomarkers=out["biomarkers.csv"],
                    arms=out["arms.csv"])
 

@@ -100,7 +100,7 @@ def _correlation(r: ArrayLike) -> np.ndarray:
 
 
 def _out(a: ArrayLike) -> Number:
-    return float(a) if np.ndim(a) == 0 else np.asarray(a, dtype=float)
+    return float(a) if np.ndim(a) == 0 else np.asarray(a, dtype=float)  # type: ignore[arg-type]
 
 
 def sd_from_sem(sem: ArrayLike, n: ArrayLike) -> Number:

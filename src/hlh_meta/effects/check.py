@@ -34,7 +34,7 @@ def check_dataset(ds: Dataset, *, correlations: Sequence[float] = CORRELATIONS) 
     found: list[Problem] = []
     seen: set[tuple] = set()         # a cell is reported once, under the first choice that trips on it
     runs = [lambda a=a: resolve_mortality(ds, attribution=a) for a in ATTRIBUTIONS]
-    runs += [lambda r=r, m=m: resolve_biomarkers(ds, r=r, missing_dispersion=m)
+    runs += [lambda r=r, m=m: resolve_biomarkers(ds, r=r, missing_dispersion=m)  # type: ignore[misc]
              for r in correlations for m in MISSING_DISPERSION]
     for run in runs:
         try:

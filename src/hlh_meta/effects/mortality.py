@@ -65,11 +65,11 @@ def _from_percentage(rec: pd.Series, n_patients: int) -> dict:
                                   f"no stratum of at most {n_max} patients (the {share:g}% share of {n_patients}) "
                                   f"gives {pct:g}% (printed with {dec} decimal{'s' if dec != 1 else ''})"))
     target = share / 100 * n_patients
-    best = min(pairs, key=lambda kn: (abs(kn[1] - target), -kn[1]))
-    return {"deaths": _deaths(best[0], best[1], outcome), "n": best[1], "usable": True, "reason": "",
+    pick = min(pairs, key=lambda kn: (abs(kn[1] - target), -kn[1]))
+    return {"deaths": _deaths(pick[0], pick[1], outcome), "n": pick[1], "usable": True, "reason": "",
             "derivation": (f"{pct:g}% {_verb(outcome)} of an unreported n; n <= {n_max} from the {share:g}% share of "
                            f"{n_patients}; default n closest to {target:.1f}"),
-            "alternatives": [(_deaths(k, m, outcome), m) for k, m in pairs if (k, m) != best]}
+            "alternatives": [(_deaths(k, m, outcome), m) for k, m in pairs if (k, m) != pick]}
 
 
 def _alternative(rec: pd.Series, res: dict, alt: int) -> None:
@@ -120,7 +120,7 @@ def resolve_mortality(ds: Dataset, *, attribution: str = "primary") -> pd.DataFr
                 res = _from_percentage(rec, int(n_of[rec["study_id"]]))
             elif method == "not_reported":
                 read = ds.studies.set_index("study_id")["read"].get(rec["study_id"]) if "read" in ds.studies else None
-                where = _NOT_IN.get(read, "")
+                where = _NOT_IN.get(read, "")  # type: ignore[arg-type]
                 res = {"usable": False, "reason": f"deaths not reported{where}", "derivation": "not reported",
                        **({"n": int(rec["n"])} if pd.notna(rec["n"]) else {})}      # its size, where printed
             else:

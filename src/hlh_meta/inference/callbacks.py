@@ -162,7 +162,7 @@ def _cache_key(kind: str, fn, layout: list, sizes: list[int]) -> str | None:
     import nutpie
     from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
-    inner = CACHED_SRC_FUNCTIONS.get(getattr(fn, "py_func", None))
+    inner = CACHED_SRC_FUNCTIONS.get(getattr(fn, "py_func", None))  # type: ignore[arg-type]
     if inner is None:
         return None
     text = json.dumps([kind, inner, layout, [int(s) for s in sizes], numba.__version__, nutpie.__version__,
@@ -299,7 +299,6 @@ def _mismatch() -> str | None:
     (None when everything does)."""
     try:
         import numba
-        import nutpie
         from nutpie import compile_pymc
         from pytensor.link.numba import cache
     except Exception as exc:  # noqa: BLE001 - any import problem means: use nutpie as it is

@@ -49,7 +49,7 @@ def gate_summary(what: str):
     for message in failed:
         problems = message.split(": ", 1)[-1].split("; the draws")[0]
         for problem in problems.split("; "):
-            name = "divergences" if "divergen" in problem else re.match(r"\D*", problem).group().strip()
+            name = "divergences" if "divergen" in problem else re.match(r"\D*", problem).group().strip()  # type: ignore[union-attr]
             if name not in checks:
                 checks.append(name)
     warnings.warn(f"the diagnostics gate failed in {len(failed)} of the fits for {what}: {', '.join(checks)}; their "
@@ -190,7 +190,7 @@ def gate_statistics(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         q = np.quantile(x.reshape(k, -1), prob, axis=1)
         tail.append(_ess(_split((x <= q[:, None, None]).astype(float))))
     tail = np.minimum(*tail)
-    return tuple(np.where(bad, np.nan, s) for s in (rhat, bulk, tail))
+    return tuple(np.where(bad, np.nan, s) for s in (rhat, bulk, tail))  # type: ignore[return-value]
 
 
 def check(idata: az.InferenceData, var_names: list[str], attempts: int = 1) -> Diagnostics:

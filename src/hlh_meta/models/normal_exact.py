@@ -64,7 +64,7 @@ class NormalMixture:
     def sd(self) -> float:
         """Var = sum_g w_g (s_g^2 + m_g^2) - E^2."""
         m = self.mean()
-        return float(np.sqrt(max(self.weights @ (self.sds**2 + (self.means - m) ** 2), 0.0)))
+        return float(np.sqrt(max(self.weights @ (self.sds**2 + (self.means - m) ** 2), 0.0)))  # type: ignore[call-overload]
 
     def cdf(self, x):
         """P(X <= x) = sum_g w_g Phi((x - m_g) / s_g)."""

@@ -24,7 +24,6 @@ from ..inference import Diagnostics, SamplerSettings
 from ..inference.trace import draws_dataset
 from .points import GROUP as POINTS
 from .points import unconstrained
-from .priors import prior_data
 from .structure import LOG_PRIOR
 
 if TYPE_CHECKING:

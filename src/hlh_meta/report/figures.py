@@ -8,6 +8,7 @@ global state); functions that draw one panel accept ``ax=`` as ArviZ's do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -365,7 +366,7 @@ def sensitivity(result, spec: FigureSpec | None = None):
     return fig
 
 
-DRAW = {"forest": forest, "shrinkage": shrinkage, "densities": densities, "intervals": intervals, "trace": trace,
+DRAW: dict[str, Callable] = {"forest": forest, "shrinkage": shrinkage, "densities": densities, "intervals": intervals, "trace": trace,
         "prior_posterior": prior_posterior, "ppc": ppc, "sensitivity": sensitivity}
 
 

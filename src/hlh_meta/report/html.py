@@ -56,7 +56,7 @@ def _figures(result, figure_dir: Path | None) -> list[dict]:
 
 def _by_support(statements) -> dict[str, list[str]]:
     """Statements grouped by their quantity's support label (``data``, ``weak``, ``prior``)."""
-    out = {"data": [], "weak": [], "prior": []}
+    out: dict[str, list[str]] = {"data": [], "weak": [], "prior": []}
     for q, text in statements:
         out[q.label_support or "prior"].append(text)
     return out

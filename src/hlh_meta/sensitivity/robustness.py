@@ -147,7 +147,7 @@ def robustness(sens: pd.DataFrame, support: Mapping[tuple[str, str], str] | None
             sentence += (f"; {len(moved)} variant(s) move it by {SHIFT_SD:g} SD or more or change its interval "
                          f"width {WIDTH_RATIO:g}-fold")
         if not flipped.empty:
-            sentence += (f"; {CONCLUSION[column]} changes by {FLIP_PROBABILITY:g} or more, or crosses 0.5, under "
+            sentence += (f"; {CONCLUSION[column]} changes by {FLIP_PROBABILITY:g} or more, or crosses 0.5, under "  # type: ignore[index]
                          f"{len(flipped)} variant(s) (e.g. '{flipped.iloc[0]['variant']}')")
         if not failed.empty:
             sentence += (f"; undetermined under {', '.join(repr(v) for v in failed['variant'])} (failed the "
