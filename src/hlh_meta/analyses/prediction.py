@@ -38,7 +38,7 @@ WHERE = "profiles"
 ROUTE_LEVELS = {"subcutaneous": 0.0, "intravenous": 1.0}
 
 
-def _label(row: dict) -> str:
+def _label(row: dict[str, str | None]) -> str:
     given = [f"{c} = {v}" for c, v in row.items() if v is not None]
     return ", ".join(given) or "all included strata"
 
@@ -60,7 +60,7 @@ def design_profiles(profiles: pd.DataFrame, covariates: list[str]) -> pd.DataFra
     rows, labels = [], []
     for i, (index, record) in enumerate(profiles.iterrows()):
         design = dict.fromkeys(columns, np.nan)
-        given = {}
+        given: dict[str, str | None] = {}
         for cov, value in record.items():
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 given[cov] = None

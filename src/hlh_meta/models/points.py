@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -41,6 +41,7 @@ def _transforms(inp: "ModelInputs"):
 
     model = inp.model()
     ins, outs, names, rvs = [], [], [], []
+    entry: tuple[list[str] | None, Any, list[str] | None, Any]
     for rv in model.free_RVs:
         x = pt.tensor(dtype=rv.dtype, shape=(None, *rv.type.shape), name=rv.name)
         tr = model.rvs_to_transforms.get(rv)
