@@ -5,7 +5,8 @@ Run:  .venv/bin/python benchmarks/bench_scale.py [--studies 10 100 1000] [--draw
 Each study is one stratum of known trigger and age group, its route intravenous,
 subcutaneous or unknown (an unknown IV share in the model), its deaths drawn from a
 binomial with a trigger and age effect and a study effect (tau 0.5). The tables are
-written to a temporary folder (no other table holds a row) and analysed with the bundled
+written to a temporary folder beside the bundled tables, whose studies are marked out of
+the primary analysis (``include_primary = false``), and analysed with the bundled
 mortality spec (its covariates and covariate-set comparison; its partitions, which name
 bundled studies, removed) at ``--draws`` + ``--tune`` draws and the spec's chains, in a
 fresh process per size. The child prints each phase as it starts (the status line's
@@ -57,18 +58,20 @@ def tables(folder: Path, k: int, seed: int = 1) -> None:
     logit = -1.0 + np.array([effect[t] for t in triggers]) + 0.3 * (ages == "adult") + 0.5 * rng.standard_normal(k)
     deaths = rng.binomial(n, 1 / (1 + np.exp(-logit)))
     ids = [f"syn{i:04d}" for i in range(k)]
-    studies = pd.read_csv(ROOT / "data" / "studies.csv").iloc[[0] * k].reset_index(drop=True)
-    studies = studies.assign(study_id=ids, citation=[f"Synthetic study {i}" for i in range(k)], doi="", pmid="",
-                             n_patients=n, age_group=ages, route=routes, n_iv="", trigger_mix="", overlaps_with="",
-                             include_primary=True, covid19=False)
-    studies.to_csv(folder / "studies.csv", index=False)
-    mortality = pd.DataFrame({"study_id": ids, "partition": "trigger", "stratum": triggers, "trigger": triggers,
-                              "age_group": ages, "deaths": deaths, "n": n, "count_method": "reported",
-                              "source_locator": "synthetic"})
-    columns = pd.read_csv(ROOT / "data" / "mortality.csv", nrows=0).columns
-    mortality.reindex(columns=columns).to_csv(folder / "mortality.csv", index=False)
     for name in ("biomarkers.csv", "arms.csv", "judgements.csv"):
-        pd.read_csv(ROOT / "data" / name, nrows=0).to_csv(folder / name, index=False)
+        shutil.copy(ROOT / "data" / name, folder / name)
+    bundled = pd.read_csv(ROOT / "data" / "studies.csv", dtype=str, keep_default_na=False)
+    bundled["include_primary"] = "false"                       # the bundled studies stay out of the analysis
+    studies = bundled.iloc[[0] * k].assign(
+        study_id=ids, citation=[f"Synthetic study {i}" for i in range(k)], doi="", pmid="", n_patients=n.astype(str),
+        age_group=ages, route=routes, n_iv="", trigger_mix="", overlaps_with="", include_primary="true", covid19="false")
+    pd.concat([bundled, studies]).to_csv(folder / "studies.csv", index=False)
+    mortality = pd.read_csv(ROOT / "data" / "mortality.csv", dtype=str, keep_default_na=False)
+    synthetic = pd.DataFrame({"study_id": ids, "partition": "trigger", "stratum": triggers, "trigger": triggers,
+                              "age_group": ages, "deaths": deaths.astype(str), "n": n.astype(str),
+                              "count_method": "reported", "source_locator": "synthetic"})
+    pd.concat([mortality, synthetic.reindex(columns=mortality.columns, fill_value="")]).to_csv(
+        folder / "mortality.csv", index=False)
 
 
 def spec(folder: Path, draws: int, tune: int) -> Path:
