@@ -27,7 +27,7 @@ import pandas as pd
 from ..data import Dataset
 from ..errors import InputError
 from ..models.engine import profile_values
-from ..models.points import GROUP, PointsUnavailable, compiled_with, expand, flat_points
+from ..models.points import GROUP, PointsUnavailable, compiled_with, deterministics_public, expand, flat_points
 from ..spec import Spec
 from .base import quantity_table
 
@@ -115,7 +115,11 @@ def predict_profiles(analysis: "Mortality", ds: Dataset, spec: Spec, idata: az.I
             if inputs.structure != base.structure:
                 raise InputError("the profiles change the model's structure; this should not happen: report it")
             compiled = compiled_with(inputs)
-            values = expand(compiled, flat_points(compiled, idata[GROUP]), ["p_typical", "p_new"])
+            flat = flat_points(compiled, idata[GROUP])
+            try:
+                values = expand(compiled, flat, ["p_typical", "p_new"])
+            except PointsUnavailable:          # the private paths are off or missing: PyMC's public path
+                values = deterministics_public(inputs, idata[GROUP], ["p_typical", "p_new"])
             typical.append(values["p_typical"][:, :len(batch)])
             new.append(values["p_new"][:, :len(batch)])
     except PointsUnavailable as exc:

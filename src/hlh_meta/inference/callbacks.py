@@ -256,6 +256,19 @@ def logp_points(compiled, points: np.ndarray) -> np.ndarray:
     return out
 
 
+#: set to 1 (or true, yes) to switch off every use of nutpie's and PyMC's undocumented internals:
+#: the generated callbacks, the direct trace conversion, prior draws and derived variables
+#: through the compiled model's expand callback (each then takes its public path)
+PUBLIC_ONLY = "HLH_META_PUBLIC_ONLY"
+
+
+def public_only() -> bool:
+    """Whether the environment variable :data:`PUBLIC_ONLY` switches the private fast paths off."""
+    import os
+
+    return os.environ.get(PUBLIC_ONLY, "").strip().lower() in ("1", "true", "yes")
+
+
 # --- the guard: the generated callbacks only where nutpie is what they were written for ---
 
 #: nutpie releases the generated callbacks and the trace conversion are tested with
@@ -386,6 +399,8 @@ def compile_pymc_model(model):
     per process) where nutpie, numba or PyTensor are not what they were written for, or
     anything in generating or compiling them fails. The draws are the same either way."""
     global _warned
+    if public_only():
+        return _stock(model)
     reason = _mismatch()
     if reason is None:
         try:

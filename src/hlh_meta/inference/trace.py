@@ -29,7 +29,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SamplingInterrupted
-from .callbacks import TESTED_NUTPIE, nutpie_untested
+from .callbacks import TESTED_NUTPIE, nutpie_untested, public_only
 
 _warned = False
 
@@ -221,14 +221,17 @@ def sample_to_inference_data(compiled, *, draws: int, tune: int, chains: int, se
 
     Converts nutpie's raw trace directly where the installed nutpie is a tested release and
     its trace has the expected layout; otherwise samples again with the same seed through
-    nutpie's public conversion (the same draws) and warns once per process. Raises
+    nutpie's public conversion (the same draws) and warns once per process; with
+    ``HLH_META_PUBLIC_ONLY=1`` (:func:`~hlh_meta.inference.callbacks.public_only`) it samples
+    through the public conversion directly, without a warning. Raises
     :class:`~hlh_meta.errors.SamplingInterrupted` when Ctrl-C cut sampling short."""
     import nutpie
 
     kwargs.pop("return_raw_trace", None)
     args = {**kwargs, "draws": draws, "tune": tune, "chains": chains, "seed": seed, "save_warmup": False}
-    reason = nutpie_untested()
-    if reason is None:
+    quiet = public_only()                    # the public conversion was asked for: nothing to warn about
+    reason = None if quiet else nutpie_untested()
+    if reason is None and not quiet:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             raw = nutpie.sample(compiled, **args, return_raw_trace=True)
@@ -236,7 +239,8 @@ def sample_to_inference_data(compiled, *, draws: int, tune: int, chains: int, se
             return trace_to_inference_data(raw, compiled, draws=draws, chains=chains)
         except TraceFormatError as exc:
             reason = f"the raw trace does not look as expected: {exc.what}"
-    _warn_once(reason)
+    if not quiet:
+        _warn_once(reason)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         idata = nutpie.sample(compiled, **args)

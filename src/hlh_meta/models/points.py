@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 GROUP = "unconstrained_posterior"
 _CACHE: dict = {}       # structure -> (value names, compiled transform function, free RVs' names, model)
+_BACKWARD: dict = {}    # structure -> (value names, compiled backward transform function, free RVs' names)
+_WARNED: set[str] = set()
 
 
 class PointsUnavailable(RuntimeError):
@@ -119,6 +121,25 @@ def flat_points(compiled, points: xr.Dataset) -> np.ndarray:
     return out
 
 
+def _callback(fn, compiled, flat: np.ndarray):
+    """``fn(compiled, flat)`` through the compiled model's own callbacks (undocumented nutpie
+    attributes): PointsUnavailable where the private paths are switched off
+    (``HLH_META_PUBLIC_ONLY``) or the compiled model does not have them (one warning per process)."""
+    from ..inference.callbacks import PUBLIC_ONLY, public_only
+
+    if public_only():
+        raise PointsUnavailable(f"the compiled model's callbacks are not used ({PUBLIC_ONLY} is set)")
+    try:
+        return fn(compiled, flat)
+    except (AttributeError, TypeError) as exc:
+        if "callbacks" not in _WARNED:
+            _WARNED.add("callbacks")
+            warnings.warn(f"the compiled model's callbacks cannot be called ({type(exc).__name__}: {exc}); "
+                          "cross-validation, reweighted variants and prediction take their public paths "
+                          "(refits, PyMC's compute_deterministics)", RuntimeWarning, stacklevel=3)
+        raise PointsUnavailable(str(exc)) from None
+
+
 def expand(compiled, flat: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
     """The stored variables ``names`` at each row of ``flat`` (draws, n_dim): (draws, *shape) each."""
     from ..inference.callbacks import expand_points
@@ -127,8 +148,59 @@ def expand(compiled, flat: np.ndarray, names: list[str]) -> dict[str, np.ndarray
     missing = [n for n in names if n not in layout]
     if missing:
         raise PointsUnavailable(f"the compiled model does not store {', '.join(missing)}")
-    values = expand_points(compiled, flat)
+    values = _callback(expand_points, compiled, flat)
     return {n: values[:, layout[n][0]].reshape((len(flat), *layout[n][1])) for n in names}
+
+
+def log_density(compiled, flat: np.ndarray) -> np.ndarray:
+    """The model's log density (unconstrained space, its swapped data) at each row of ``flat``."""
+    from ..inference.callbacks import logp_points
+
+    return _callback(logp_points, compiled, flat)
+
+
+def _backward(inp: "ModelInputs"):
+    """A function from unconstrained draws (leading draw axis) to the free variables' values,
+    with the model's own transforms, compiled once per structure."""
+    if inp.structure in _BACKWARD:
+        return _BACKWARD[inp.structure]
+    import pytensor
+    import pytensor.tensor as pt
+
+    model = model_of(inp)
+    ins, outs, values, rvs = [], [], [], []
+    for rv in model.free_RVs:
+        value = model.rvs_to_values[rv]
+        x = pt.tensor(dtype=value.dtype, shape=(None, *value.type.shape), name=value.name)
+        tr = model.rvs_to_transforms.get(rv)
+        ins.append(x)
+        outs.append(x if tr is None else tr.backward(x, *rv.owner.inputs))
+        values.append(value.name)
+        rvs.append(rv.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fn = pytensor.function(ins, outs, mode="FAST_COMPILE", on_unused_input="ignore")
+    _BACKWARD[inp.structure] = entry = (values, fn, rvs)
+    return entry
+
+
+def deterministics_public(inp: "ModelInputs", points: xr.Dataset, names: list[str]) -> dict[str, np.ndarray]:
+    """The derived variables ``names`` at each draw of ``points`` (an ``unconstrained_posterior``
+    group) with ``inp``'s data, by PyMC's public ``pm.compute_deterministics`` (it compiles a
+    function and evaluates it draw by draw: slower than :func:`expand`, the same numbers)."""
+    import pymc as pm
+
+    values, fn, rvs = _backward(inp)
+    model = model_of(inp)
+    for name, value in inp.data.items():
+        model[name].set_value(np.asarray(value, dtype=model[name].dtype))
+    chains, draws = int(points.sizes["chain"]), int(points.sizes["draw"])
+    constrained = fn(*[points[v].values.reshape(chains * draws, *points[v].shape[2:]) for v in values])
+    data = {rv: (("chain", "draw", *[f"{rv}_dim_{i}" for i in range(np.ndim(c) - 1)]),
+                 np.asarray(c).reshape(chains, draws, *np.shape(c)[1:])) for rv, c in zip(rvs, constrained)}
+    out = pm.compute_deterministics(xr.Dataset(data), var_names=names, model=model, merge_dataset=False,
+                                    progressbar=False)
+    return {n: out[n].values.reshape(chains * draws, *out[n].shape[2:]) for n in names}
 
 
 def slices(compiled) -> dict[str, slice]:
@@ -138,3 +210,4 @@ def slices(compiled) -> dict[str, slice]:
 
 def clear_cache() -> None:
     _CACHE.clear()
+    _BACKWARD.clear()

@@ -156,8 +156,10 @@ def prior_draws(inp: "ModelInputs", seed: int | None, sampler: str = "nutpie") -
     draws_key = (inp.structure, _digest(inp.data), seed, sampler)
     if seed is not None and draws_key in _PRIOR_DRAWS_CACHE:
         return _PRIOR_DRAWS_CACHE[draws_key].copy()
+    from ..inference.callbacks import public_only
+
     columns = None
-    if sampler == "nutpie":
+    if sampler == "nutpie" and not public_only():
         try:
             columns = _expanded_prior(inp, seed)
         except Exception as exc:  # noqa: BLE001 - any failure: PyMC's forward sampler gives the same distribution

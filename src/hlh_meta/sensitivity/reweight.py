@@ -26,10 +26,9 @@ import xarray as xr
 
 from ..analyses.crossval import PARETO_K_REFIT
 from ..inference import SamplerSettings
-from ..inference.callbacks import logp_points
 from ..inference.trace import draws_dataset
 from ..models.engine import ModelInputs
-from ..models.points import GROUP, PointsUnavailable, compiled_with, expand, flat_points, model_of, slices
+from ..models.points import GROUP, PointsUnavailable, compiled_with, expand, flat_points, log_density, model_of, slices
 from ..models.posterior import complete, diagnostics_of
 
 
@@ -64,7 +63,7 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
         base = compiled_with(primary_inputs)
         flat = flat_points(base, primary[GROUP])
         other = compiled_with(inputs)
-        log_ratio = logp_points(other, flat) - logp_points(base, flat)
+        log_ratio = log_density(other, flat) - log_density(base, flat)
     except PointsUnavailable:
         return Reweighted(None)
     if not np.isfinite(log_ratio).any() or np.isnan(log_ratio).any():
@@ -78,7 +77,10 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
     if not k <= k_max:
         return Reweighted(None, k, ess)
     picked = flat[_systematic(weights, len(flat), settings.seed or 0)]
-    idata = _as_fit(inputs, other, picked, primary, settings)
+    try:
+        idata = _as_fit(inputs, other, picked, primary, settings)
+    except PointsUnavailable:
+        return Reweighted(None, k, ess)
     return Reweighted(idata, k, ess)
 
 
