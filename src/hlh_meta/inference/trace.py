@@ -239,7 +239,7 @@ def sample_to_inference_data(compiled, *, draws: int, tune: int, chains: int, se
             return trace_to_inference_data(raw, compiled, draws=draws, chains=chains)
         except TraceFormatError as exc:
             reason = f"the raw trace does not look as expected: {exc.what}"
-    if not quiet:
+    if reason is not None:
         _warn_once(reason)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
