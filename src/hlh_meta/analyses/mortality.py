@@ -524,9 +524,11 @@ class Mortality(AnalysisType):
     def predict(self, ds: Dataset, spec: Spec, idata: az.InferenceData, profiles: pd.DataFrame) -> pd.DataFrame:
         """Typical-study and new-study mortality of new profiles from the fit's stored draws
         (:mod:`.prediction`)."""
-        from .prediction import predict_profiles
+        from .prediction import design_profiles, predict_profiles
 
-        return predict_profiles(self, ds, spec, idata, profiles)
+        covs = _covariates(spec)
+        design = design_profiles(profiles, covs, LEVELS, list(_profiles(covs).columns), _column, ROUTE_COLUMN)
+        return predict_profiles(self, ds, spec, idata, design)
 
     # ---- report
     def statements(self, quantities: list[Quantity]) -> list[tuple[Quantity, str]]:

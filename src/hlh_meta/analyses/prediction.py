@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
 
 import arviz as az
 import numpy as np
@@ -29,10 +29,7 @@ from ..errors import InputError
 from ..models.engine import profile_values
 from ..models.points import GROUP, PointsUnavailable, compiled_with, deterministics_public, expand, flat_points
 from ..spec import Spec
-from .base import quantity_table
-
-if TYPE_CHECKING:
-    from .mortality import Mortality
+from .base import AnalysisType, quantity_table
 
 WHERE = "profiles"
 ROUTE_LEVELS = {"subcutaneous": 0.0, "intravenous": 1.0}
@@ -43,12 +40,13 @@ def _label(row: dict[str, str | None]) -> str:
     return ", ".join(given) or "all included strata"
 
 
-def design_profiles(profiles: pd.DataFrame, covariates: list[str]) -> pd.DataFrame:
-    """The profiles by design column, as the analysis's own (NaN: as in the included strata),
-    indexed by label; a bad column or value is an :class:`~hlh_meta.errors.InputError`
-    naming the row and column."""
-    from .mortality import LEVELS, ROUTE_COLUMN, _column, _profiles
-
+def design_profiles(profiles: pd.DataFrame, covariates: list[str], levels: Mapping[str, Sequence[str]],
+                    columns: list[str], column: Callable[[str, str], str], route: str) -> pd.DataFrame:
+    """The profiles by design column (``columns``, as the analysis's own; NaN: as in the
+    included strata), indexed by label; a bad column or value is an
+    :class:`~hlh_meta.errors.InputError` naming the row and column. ``levels``: each
+    covariate's levels; ``column(covariate, level)``: a level's design column; ``route``:
+    the covariate given as a share of IV patients."""
     if not isinstance(profiles, pd.DataFrame) or profiles.empty:
         raise InputError(f"{WHERE}: give a non-empty pandas DataFrame with a column per covariate "
                          f"({', '.join(covariates)})")
@@ -56,7 +54,6 @@ def design_profiles(profiles: pd.DataFrame, covariates: list[str]) -> pd.DataFra
     if unknown:
         raise InputError(f"{WHERE}: column(s) {', '.join(map(repr, unknown))} are not covariates of this model "
                          f"(its covariates: {', '.join(covariates) or 'none'})")
-    columns = _profiles(covariates).columns
     rows, labels = [], []
     for i, (index, record) in enumerate(profiles.iterrows()):
         design = dict.fromkeys(columns, np.nan)
@@ -65,23 +62,23 @@ def design_profiles(profiles: pd.DataFrame, covariates: list[str]) -> pd.DataFra
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 given[cov] = None
                 continue
-            if cov == ROUTE_COLUMN and not isinstance(value, str):
+            if cov == route and not isinstance(value, str):
                 share = float(value) if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) \
                     else float("nan")
                 if not 0.0 <= share <= 1.0:
                     raise InputError(f"{WHERE}, row {index!r}, column '{cov}': {value!r} is not a share of IV "
                                      "patients between 0 and 1 (or 'intravenous' / 'subcutaneous')")
-                design[ROUTE_COLUMN] = share
+                design[route] = share
                 given[cov] = f"{100 * share:g}% IV"
                 continue
-            if value not in LEVELS[cov]:
+            if value not in levels[cov]:
                 raise InputError(f"{WHERE}, row {index!r}, column '{cov}': {value!r} is not a level of {cov}; "
-                                 f"choose from {', '.join(LEVELS[cov])}")
-            if cov == ROUTE_COLUMN:
-                design[ROUTE_COLUMN] = ROUTE_LEVELS[value]
+                                 f"choose from {', '.join(levels[cov])}")
+            if cov == route:
+                design[route] = ROUTE_levels[value]
             else:
-                for level in LEVELS[cov]:
-                    design[_column(cov, level)] = float(level == value)
+                for level in levels[cov]:
+                    design[column(cov, level)] = float(level == value)
             given[cov] = value
         rows.append(design)
         labels.append(_label(given) if isinstance(profiles.index, pd.RangeIndex) else str(index))
@@ -91,17 +88,16 @@ def design_profiles(profiles: pd.DataFrame, covariates: list[str]) -> pd.DataFra
     return pd.DataFrame(rows, index=labels, columns=columns)
 
 
-def predict_profiles(analysis: "Mortality", ds: Dataset, spec: Spec, idata: az.InferenceData,
-                     profiles: pd.DataFrame) -> pd.DataFrame:
-    """Typical-study and new-study mortality (%) of each profile: a row per profile and
-    quantity with the columns of ``derived.csv`` (median, 95% interval, P(<10%), ...,
-    studies and patients informing, extrapolation, caveats)."""
-    from .mortality import _covariates
-
+def predict_profiles(analysis: AnalysisType, ds: Dataset, spec: Spec, idata: az.InferenceData,
+                     design: pd.DataFrame) -> pd.DataFrame:
+    """Typical-study and new-study mortality (%) of each profile of ``design`` (from
+    :func:`design_profiles`): a row per profile and quantity with the columns of
+    ``derived.csv`` (median, 95% interval, P(<10%), ..., studies and patients informing,
+    extrapolation, caveats). ``analysis``: the mortality analysis type, whose ``inputs``
+    take ``profiles=``."""
     if GROUP not in idata.groups():
         raise InputError("this result keeps no draws in the sampler's coordinates (it was written by an older "
                          "version); fit it again to predict new profiles")
-    design = design_profiles(profiles, _covariates(spec))
     used, _ = analysis.frame(ds, spec)
     base = analysis.inputs(ds, spec, used)
     size = len(base.profiles)
@@ -111,7 +107,7 @@ def predict_profiles(analysis: "Mortality", ds: Dataset, spec: Spec, idata: az.I
         for batch in batches:
             padded = pd.concat([batch] + [batch.iloc[[-1]]] * (size - len(batch)))
             padded.index = [f"#{i}" for i in range(size)]
-            inputs = analysis.inputs(ds, spec, used, profiles=padded)
+            inputs = analysis.inputs(ds, spec, used, profiles=padded)  # type: ignore[call-arg]
             if inputs.structure != base.structure:
                 raise InputError("the profiles change the model's structure; this should not happen: report it")
             compiled = compiled_with(inputs)
