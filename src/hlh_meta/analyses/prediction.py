@@ -55,7 +55,7 @@ def design_profiles(profiles: pd.DataFrame, covariates: list[str], levels: Mappi
         raise InputError(f"{WHERE}: column(s) {', '.join(map(repr, unknown))} are not covariates of this model "
                          f"(its covariates: {', '.join(covariates) or 'none'})")
     rows, labels = [], []
-    for i, (index, record) in enumerate(profiles.iterrows()):
+    for index, record in profiles.iterrows():
         design = dict.fromkeys(columns, np.nan)
         given: dict[str, str | None] = {}
         for cov, value in record.items():
@@ -75,7 +75,7 @@ def design_profiles(profiles: pd.DataFrame, covariates: list[str], levels: Mappi
                 raise InputError(f"{WHERE}, row {index!r}, column '{cov}': {value!r} is not a level of {cov}; "
                                  f"choose from {', '.join(levels[cov])}")
             if cov == route:
-                design[route] = ROUTE_levels[value]
+                design[route] = ROUTE_LEVELS[value]
             else:
                 for level in levels[cov]:
                     design[column(cov, level)] = float(level == value)
