@@ -45,6 +45,10 @@ RERUN: dict[str, dict[str, str]] = {
 }
 
 DIGEST_LINE = re.compile(r"^Model sources \((?P<engine>\w+)\): sha256 (?P<digest>[0-9a-f]{64})\b", re.M)
+#: written by validation/equivalence.py: sources whose log density and gradient equal those of sources
+#: a record ran against (or that are themselves equivalent to them)
+EQUIVALENT_LINE = re.compile(r"^Equivalent model sources \((?P<engine>\w+)\): sha256 (?P<digest>[0-9a-f]{64}) "
+                             r"= sha256 (?P<to>[0-9a-f]{64})\b", re.M)
 
 
 def model_sources(engine: str, root: Path = ROOT) -> list[Path]:
@@ -67,6 +71,28 @@ def digest_line(engine: str, root: Path = ROOT) -> str:
     """The line a record carries for ``engine`` (see the module docstring)."""
     return (f"Model sources ({engine}): sha256 {model_source_digest(engine, root)} over "
             f"{MODELS}/{{{','.join(MODEL_SOURCES[engine])}}}.py")
+
+
+def equivalence_line(engine: str, now: str, was: str, worst: float, points: int, models: int, draws: str) -> str:
+    """The line validation/equivalence.py adds to a record."""
+    return (f"Equivalent model sources ({engine}): sha256 {now} = sha256 {was}: log density and gradient "
+            f"within {worst:.1e} (relative) at {points} points of each of {models} models; "
+            f"the bundled model's draws with one seed: {draws} (validation/equivalence.py)")
+
+
+def accepted_digests(text: str) -> dict[str, set[str]]:
+    """engine -> the digests a record validates: the one it ran against and those shown
+    equivalent to it (in a chain of equivalences)."""
+    out = {engine: {digest} for engine, digest in recorded_digests(text).items()}
+    pending = [(m["engine"], m["digest"], m["to"]) for m in EQUIVALENT_LINE.finditer(text)]
+    grew = True
+    while grew:
+        grew = False
+        for engine, digest, to in pending:
+            if to in out.get(engine, set()) and digest not in out[engine]:
+                out[engine].add(digest)
+                grew = True
+    return out
 
 
 def recorded_digests(text: str) -> dict[str, str]:

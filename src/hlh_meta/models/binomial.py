@@ -198,14 +198,13 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
                 unknown = composition_shares(f"{g}_share", stick_data(f"{g}_share", lat.allowed, lat.part_unit,
                                                                       lat.weight, lat.n_units),
                                              dims=(f"{g}_unit", f"{g}_category"))
-                place = np.zeros((len(inp.row_labels), lat.n_units))
-                place[lat.rows, lat.units] = 1.0                                               # row <- its unknown
-                known = known + (place[:, :, None] * unknown[None, :, :]).sum(axis=1)
+                slot = np.zeros(len(inp.row_labels), dtype=int)           # each row's unknown + 1 (0: none)
+                slot[lat.rows] = np.asarray(lat.units) + 1
+                known = known + pt.concatenate([pt.zeros_like(unknown[:1]), unknown], axis=0)[slot]
             shares[g] = known
         predictor = _Predictor(design, beta, mu, inp.structure.likelihood)
-        of_study = onehot(inp.study_index, len(inp.studies)).T                              # (rows, studies)
-        log_p, log_q, p = predictor.probability(predictor.base(X_num, (of_study * (tau * z)[None, :]).sum(axis=1)),
-                                                shares)
+        u = (tau * z)[np.asarray(inp.study_index, dtype=int)]                               # each row's study effect
+        log_p, log_q, p = predictor.probability(predictor.base(X_num, u), shares)
         pm.Deterministic("p", p, dims="row")
         loglik = pm.Deterministic("loglik", y * log_p + (n - y) * log_q + log_coef, dims="row")
         pm.Potential("weighted_loglik", pt.sum(w * loglik))
