@@ -571,7 +571,7 @@ def test_groups_of_lost_workers_run_here(monkeypatch):
 
     monkeypatch.setattr(executors, "ProcessPoolExecutor", DeadPool)
     monkeypatch.setattr(executors, "run_group",
-                        lambda spec, items, fitted=None: [pd.DataFrame({"variant": [it.variant.name]}) for it in items])
+                        lambda spec, items, fitted=None, base=None: [pd.DataFrame({"variant": [it.variant.name]}) for it in items])
     planned = [Planned(PRIMARY, note="x"), Planned(Variant("a", "f"), note="y"), Planned(Variant("b", "f"), note="z")]
     with pytest.warns(executors.WorkersLostWarning, match="a worker was killed"):
         frames = executors.run_groups(None, planned, executor="processes", workers=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -103,6 +104,8 @@ def test_local_processes_match_serial(ds, tmp_path, monkeypatch):
     assert rows.loc[[v.name for v in variants if v.family == "fixed_effect"], "method"].eq("refit").all()
     assert rows.loc[[v.name for v in variants if v.family == "correlation"], "method"].eq("reweighted").all()
     assert len(fits) == rows["method"].eq("refit").sum() - 1      # every refitted variant but the primary
+    reweighted = serial[serial["method"] == "reweighted"].dropna(subset=["sd"])
+    assert not reweighted.empty and np.allclose(reweighted["mcse_mean"], reweighted["sd"] / np.sqrt(reweighted["ess"]))
     local = run_sensitivity(spec, ds, executor="processes", workers=1,
                             alongside=lambda: calls.append("processes") or primary)
     cols = [c for c in serial.columns if c != "seconds"]

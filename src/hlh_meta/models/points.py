@@ -44,14 +44,14 @@ def _transforms(inp: "ModelInputs"):
     model = inp.model()
     ins, outs, names, rvs = [], [], [], []
     entry: tuple[list[str] | None, Any, list[str] | None, Any]
-    for rv in model.free_RVs:
-        x = pt.tensor(dtype=rv.dtype, shape=(None, *rv.type.shape), name=rv.name)
-        tr = model.rvs_to_transforms.get(rv)
-        ins.append(x)
-        outs.append(x if tr is None else tr.forward(x, *rv.owner.inputs))
-        names.append(model.rvs_to_values[rv].name)
-        rvs.append(rv.name)
     try:
+        for rv in model.free_RVs:
+            x = pt.tensor(dtype=rv.dtype, shape=(None, *rv.type.shape), name=rv.name)
+            tr = model.rvs_to_transforms.get(rv)
+            ins.append(x)
+            outs.append(x if tr is None else tr.forward(x, *rv.owner.inputs))
+            names.append(model.rvs_to_values[rv].name)
+            rvs.append(rv.name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fn = pytensor.function(ins, outs, mode="FAST_COMPILE", on_unused_input="ignore")
@@ -97,8 +97,6 @@ def compiled_with(inp: "ModelInputs", data: Mapping[str, np.ndarray] | None = No
     """nutpie's compiled model of ``inp``'s structure with ``data`` (default: ``inp``'s) swapped in."""
     from ..inference.sampling import compiled_for
 
-    if inp.structure.engine is None:     # pragma: no cover - every engine sets it
-        raise PointsUnavailable("no model structure")
     return compiled_for(inp.model, inp.structure, dict(inp.data if data is None else data))
 
 

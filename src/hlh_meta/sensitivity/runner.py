@@ -27,7 +27,7 @@ from .robustness import unbounded_summary
 
 COLUMNS = ["variant", "family", "quantity", "key", "label", "mean", "sd", "median", "q2.5", "q97.5", "P(<20%)",
            "P(<1)", "scale", "unbounded_median", "unbounded_sd", "unbounded_width", "n_studies", "method", "pareto_k",
-           "ess", "diagnostics_passed", "diagnostics_problems", "note"]
+           "ess", "mcse_mean", "diagnostics_passed", "diagnostics_problems", "note"]
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,8 @@ def run_planned(spec: Spec, item: Planned, idata=None, base: tuple[ModelInputs, 
 
     ``base``: the primary analysis's model inputs and fit; a variant of the same structure is
     first computed by reweighting its draws (:mod:`.reweight`) and refitted only where the
-    Pareto k of the weights is too high. The rows say which (``method``), with the k and the
-    weights' effective sample size."""
+    Pareto k of the weights is too high. The rows say which (``method``), with the k, the
+    weights' effective sample size and, reweighted, the Monte Carlo SE of each mean (SD / sqrt(ESS))."""
     t = time.perf_counter()
     if item.inputs is None:
         return _note_row(item.variant, item.note).assign(seconds=0.0)
@@ -124,7 +124,10 @@ def run_planned(spec: Spec, item: Planned, idata=None, base: tuple[ModelInputs, 
                 warnings.simplefilter("ignore", GateWarning)
                 warnings.simplefilter("ignore", ThinDataWarning)
                 idata = fit_model(item.inputs, settings, extras=False)
-    return variant_rows(spec, item.variant, idata).assign(**how, seconds=round(time.perf_counter() - t, 3))
+    rows = variant_rows(spec, item.variant, idata).assign(**how, seconds=round(time.perf_counter() - t, 3))
+    if how["method"] == "reweighted" and "sd" in rows:     # Monte Carlo SE of a mean of weighted draws
+        rows["mcse_mean"] = rows["sd"] / np.sqrt(how["ess"])
+    return rows
 
 
 def run_group(spec: Spec, items: list[Planned], fitted: dict | None = None,
