@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -110,7 +111,7 @@ def run_planned(spec: Spec, item: Planned, idata=None, base: tuple[ModelInputs, 
     t = time.perf_counter()
     if item.inputs is None:
         return _note_row(item.variant, item.note).assign(seconds=0.0)
-    how = {"method": "refit", "pareto_k": np.nan, "ess": np.nan}
+    how: dict[str, Any] = {"method": "refit", "pareto_k": np.nan, "ess": np.nan}
     if idata is None:
         primary = item.variant.family == "primary"
         settings = analysis_for(spec).settings(spec) if primary else variant_settings(spec)
