@@ -48,6 +48,19 @@ def _systematic(weights: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.minimum(np.searchsorted(np.cumsum(weights), u), len(weights) - 1)
 
 
+#: the primary fit last reweighted from, its draws in the sampler's coordinates and its log density there
+#: (the same for every variant of a sensitivity run: computed once)
+_PRIMARY: list = []
+
+
+def _primary_density(primary_inputs: ModelInputs, primary: az.InferenceData) -> tuple[np.ndarray, np.ndarray]:
+    if not (_PRIMARY and _PRIMARY[0] is primary and _PRIMARY[1] is primary_inputs):
+        base = compiled_with(primary_inputs)
+        flat = flat_points(base, primary[GROUP])
+        _PRIMARY[:] = [primary, primary_inputs, flat, log_density(base, flat)]
+    return _PRIMARY[2], _PRIMARY[3]
+
+
 def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: ModelInputs, settings: SamplerSettings,
              k_max: float = PARETO_K_REFIT) -> Reweighted:
     """The variant of model inputs ``inputs`` from the primary fit ``primary`` (of
@@ -60,10 +73,9 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
             sampler.get("sampler") != "nutpie":
         return Reweighted(None)
     try:
-        base = compiled_with(primary_inputs)
-        flat = flat_points(base, primary[GROUP])
+        flat, base_density = _primary_density(primary_inputs, primary)
         other = compiled_with(inputs)
-        log_ratio = log_density(other, flat) - log_density(base, flat)
+        log_ratio = log_density(other, flat) - base_density
     except PointsUnavailable:
         return Reweighted(None)
     if not np.isfinite(log_ratio).any() or np.isnan(log_ratio).any():
