@@ -78,9 +78,10 @@ def skipped_before(out: Path, name: str, spec_file: Path, data_digests: dict[str
     return _skipped(out).get(name) == fingerprint(spec_file, data_digests)
 
 
-def up_to_date(folder: Path, spec_file: Path, data_digests: dict[str, str]) -> bool:
+def up_to_date(folder: Path, spec_file: Path, data_digests: dict[str, str], compare: bool = False) -> bool:
     """Whether ``folder`` holds complete results of this spec file on these tables with this
-    code and these libraries (a folder without a readable manifest is not)."""
+    code and these libraries (a folder without a readable manifest is not); with
+    ``compare``, only if they hold the comparison of covariate sets too."""
     try:
         manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -88,6 +89,6 @@ def up_to_date(folder: Path, spec_file: Path, data_digests: dict[str, str]) -> b
     if not isinstance(manifest, dict) or not (Path(folder) / "posterior.nc").is_file():
         return False
     mine = fingerprint(spec_file, data_digests)
-    if manifest.get("compared", True) is not True:       # written without the comparison of covariate sets
+    if compare and manifest.get("compared") is not True:     # written without the comparison of covariate sets
         return False
     return all(manifest.get(k) == v for k, v in mine.items())

@@ -129,6 +129,43 @@ class AnalysisResult:
                     self.manifest["spec"])
         return self.analysis.predict(ds, spec, self.idata, profiles)
 
+    def compare(self, data: "str | Path | None" = None, step=None) -> "AnalysisResult":
+        """This result with the comparison of its spec's covariate sets added, from its own draws.
+
+        The step ``hlh-meta compare`` runs: the result's posterior serves the set that is
+        the model's covariates (nothing is sampled again for it); the other sets are fitted
+        and each study left out in turn (leave-one-study-out cross-validation by
+        Pareto-smoothed importance sampling, refitting where the Pareto k is above 0.5).
+
+        Parameters
+        ----------
+        data : str or pathlib.Path, optional
+            The tables the result was fitted to (default: the folder its manifest names);
+            they must be the same tables (SHA-256 against the manifest).
+        step : callable, optional
+            ``step(text)``, called as each phase starts (each set's fit, importance
+            sampling, each refit).
+
+        Returns
+        -------
+        AnalysisResult
+            A new result with the ``comparison`` table and the manifest's ``compared``
+            true; write it with :meth:`save`.
+
+        Raises
+        ------
+        hlh_meta.InputError
+            If the tables are not those the result was fitted to.
+
+        Examples
+        --------
+        >>> result = hm.run_analysis("models/mortality.toml")       # doctest: +SKIP
+        >>> result.compare().table("comparison")                     # doctest: +SKIP
+        """
+        from .pipeline import compare_result
+
+        return compare_result(self, data, step=step)
+
     def table(self, name: str) -> pd.DataFrame:
         """One of the result's tables (``summary``, ``derived``, ``data_used``, ``excluded``, ...).
 

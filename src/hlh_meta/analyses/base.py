@@ -431,7 +431,7 @@ class AnalysisType:
         raise InputError(f"a {self.kind} analysis has no covariate profiles to predict; prediction for new profiles "
                          "is for mortality analyses")
 
-    def run(self, ds: Dataset, spec: Spec, progress: bool = False, compare: bool = True,
+    def run(self, ds: Dataset, spec: Spec, progress: bool = False, compare: bool = False,
             step: Callable[[str], None] | None = None) -> Analysed:
         """The primary analysis: frame, fit, quantities, tables and, with ``compare``, the
         comparison of covariate sets (:meth:`compare`), a step of its own. ``step(text)``
