@@ -350,11 +350,12 @@ def sensitivity(result, spec: FigureSpec | None = None):
         prim = rows.loc["primary"]
         ax.axvspan(prim["q2.5"], prim["q97.5"], color="#dddddd", zorder=0)
         ax.axvline(prim["median"], color=POOL, lw=1)
-        for yy, v in zip(y, variants):
-            if v in rows.index:
-                r = rows.loc[v]
-                ax.errorbar(r["median"], yy, xerr=[[r["median"] - r["q2.5"]], [r["q97.5"] - r["median"]]], fmt="o",
-                            ms=3, color=POOL if v == "primary" else FIT, lw=0.8)
+        at = dict(zip(variants, y))
+        for is_primary, color in ((False, FIT), (True, POOL)):     # one artist per colour, not one per variant
+            r = rows[(rows.index == "primary") == is_primary]
+            if not r.empty:
+                ax.errorbar(r["median"], [at[v] for v in r.index], fmt="o", ms=3, color=color, lw=0.8,
+                            xerr=[r["median"] - r["q2.5"], r["q97.5"] - r["median"]])
         ax.set_title(f"{label}\n{quantity}" if label else quantity, fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
     for row in axes:
