@@ -1,6 +1,7 @@
 """How the mortality analysis grows with the number of studies: 10, 100 and 1,000 synthetic studies.
 
-Run:  .venv/bin/python benchmarks/bench_scale.py [--studies 10 100 1000] [--draws 500] [--tune 500]
+Run:  .venv/bin/python benchmarks/bench_scale.py [--studies 10 100 1000] [--draws 500] [--tune 500] [--compare]
+      .venv/bin/python benchmarks/bench_scale.py --gradient [--old DIR] [--studies 10 100 1000]
 
 Each study is one stratum of known trigger and age group, its route intravenous,
 subcutaneous or unknown (an unknown IV share in the model), its deaths drawn from a
@@ -11,7 +12,14 @@ mortality spec (its covariates and covariate-set comparison; its partitions, whi
 bundled studies, removed) at ``--draws`` + ``--tune`` draws and the spec's chains, in a
 fresh process per size. The child prints each phase as it starts (the status line's
 steps) and the time since the start; the parent prints the machine and, per size, the
-time of each phase (compile included in the first sampling).
+time of each phase (compile included in the first sampling). ``--compare`` adds the
+comparison of the spec's covariate sets (``run_analysis(compare=True)``, as ``hlh-meta fit
+--compare``).
+
+``--gradient``: the time of one evaluation of the log density and its gradient (the
+sampler's unit of work) of the primary model on the bundled data and on each size, through
+the compiled model's callback at 3,000 random points; with ``--old DIR`` the same for the
+sources checked out in ``DIR``, each version in its own process, alternating.
 """
 
 from __future__ import annotations
@@ -38,11 +46,67 @@ marks = [("start", 0.0)]
 def step(text):
     marks.append((re.sub(r"\d+/\d+ \(([^)]*)\): ", r"\1: ", text), time.perf_counter() - t0))
     print(f"{marks[-1][1]:8.1f} s  {text}", file=sys.stderr, flush=True)
-result = hm.run_analysis(spec, sys.argv[2], step=step)
+result = hm.run_analysis(spec, sys.argv[2], step=step, compare=sys.argv[3] == "compare")
 marks.append(("done", time.perf_counter() - t0))
 print(json.dumps({"marks": marks, "refits": result.tables.get("comparison", {}).get("refits", []).tolist()
                   if "comparison" in result.tables else []}))
 """
+
+
+GRADIENT = r"""
+import json, sys, time, warnings
+warnings.filterwarnings("ignore")
+import numpy as np
+from hlh_meta.analyses import analysis_for, load_spec
+from hlh_meta.analyses.base import PRIMARY
+from hlh_meta.data import read_dataset, load_dataset
+from hlh_meta.inference.callbacks import logp_points
+from hlh_meta.inference.sampling import compiled_for
+spec = load_spec(sys.argv[1])
+ds = load_dataset() if sys.argv[2] == "bundled" else read_dataset(sys.argv[2])
+a = analysis_for(spec)
+spec = a.resolve(ds, spec)
+inp = a.variant_inputs(ds, spec, PRIMARY)
+compiled = compiled_for(inp.model, inp.structure, inp.data)
+points = np.random.default_rng(1).standard_normal((3000, compiled.n_dim)) * 0.5
+logp_points(compiled, points[:100])
+best = min(_timed for _timed in [(lambda t: (logp_points(compiled, points), time.perf_counter() - t)[1])(time.perf_counter())
+                                 for _ in range(3)])
+print(json.dumps({"us": best / len(points) * 1e6, "n_dim": int(compiled.n_dim)}))
+"""
+
+
+def gradient(args) -> None:
+    """Per-evaluation time of the log density and gradient, new (and old) sources."""
+    versions = [("new", ROOT)] + ([("old", args.old)] if args.old else [])
+    sizes = ["bundled"] + [str(k) for k in args.studies]
+    times: dict = {}
+    for size in sizes:
+        work = Path(tempfile.mkdtemp(prefix="hlh-grad-"))
+        try:
+            for name, checkout in versions:
+                if size == "bundled":
+                    path, data = checkout / "models" / "mortality.toml", "bundled"
+                else:
+                    (work / "data").mkdir(exist_ok=True)
+                    tables(work / "data", int(size))
+                    path, data = spec(work, args.draws, args.tune), str(work / "data")
+                env = {"PYTHONPATH": str(checkout / "src"), "PATH": "/usr/bin:/bin"}
+                proc = subprocess.run([sys.executable, "-c", GRADIENT, str(path), data], capture_output=True, text=True,
+                                      timeout=args.timeout, env=env, cwd=work)
+                if proc.returncode != 0:
+                    print(f"{size} ({name}): failed\n{proc.stderr[-2000:]}")
+                    continue
+                times[(size, name)] = json.loads(proc.stdout.strip().splitlines()[-1])
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"{'studies':>10} {'n_dim':>9} " + " ".join(f"{name + ' (us)':>12}" for name, _ in versions)
+          + ("   new/old" if args.old else ""))
+    for size in sizes:
+        row = [times.get((size, name), {}).get("us", float("nan")) for name, _ in versions]
+        dim = times.get((size, "new"), {}).get("n_dim", "")
+        ratio = f"   {row[0] / row[1]:.2f}x" if args.old and len(row) > 1 else ""
+        print(f"{size:>10} {dim:>9} " + " ".join(f"{t:12.1f}" for t in row) + ratio)
 
 
 def tables(folder: Path, k: int, seed: int = 1) -> None:
@@ -89,8 +153,14 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--compare", action="store_true", help="also compare the covariate sets")
+    ap.add_argument("--gradient", action="store_true", help="time one log density + gradient evaluation")
+    ap.add_argument("--old", type=Path, help="with --gradient: a checkout of other sources to time beside these")
     args = ap.parse_args()
     print(machine())
+    if args.gradient:
+        gradient(args)
+        return
     print(f"bundled mortality spec at {args.draws} + {args.tune} draws; one stratum per synthetic study")
     for k in args.studies:
         work = Path(tempfile.mkdtemp(prefix=f"hlh-scale-{k}-"))
@@ -99,7 +169,8 @@ def main() -> None:
             tables(work / "data", k)
             path = spec(work, args.draws, args.tune)
             env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
-            proc = subprocess.run([sys.executable, "-c", CHILD, str(path), str(work / "data")], capture_output=True,
+            proc = subprocess.run([sys.executable, "-c", CHILD, str(path), str(work / "data"),
+                                   "compare" if args.compare else "fit"], capture_output=True,
                                   text=True, timeout=args.timeout, env=env, cwd=work)
             if proc.returncode != 0:
                 print(f"{k} studies: failed\n{proc.stderr[-3000:]}")

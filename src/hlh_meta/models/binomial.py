@@ -70,6 +70,36 @@ def known_shares(design: Design, X: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def mixture_slots(design: Design, known: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each row's combinations of one category per group that can have a share above 0
+    (its ``slots``, padded to the largest count with masked copies): for a group of known
+    shares the categories whose share is above 0, for unknown shares the categories the
+    unknown's parts allow. The mixture sums over these only; every other combination's
+    weight is 0, so the sum is the same. Returns ``mixture_slot`` (rows, S), the
+    combination of each slot, and ``mixture_valid`` (rows, S), 1 for a slot in use."""
+    combos = _combinations(design)
+    rows = len(design.X)
+    possible = np.ones((rows, len(next(iter(combos.values())))), dtype=bool)
+    for g in design.groups:
+        cats = known[g] > 0
+        lat = design.latent.get(g)
+        if lat is not None and lat.n_units:
+            allowed = np.zeros((lat.n_units, cats.shape[1]), dtype=bool)
+            for part, unit in enumerate(lat.part_unit):
+                allowed[unit] |= lat.allowed[part]
+            cats[np.asarray(lat.rows, dtype=int)] = allowed[np.asarray(lat.units, dtype=int)]
+        possible &= cats[:, combos[g]]
+    width = max(1, int(possible.sum(axis=1).max()))
+    slot = np.zeros((rows, width), dtype="int64")
+    valid = np.zeros((rows, width))
+    for r in range(rows):
+        used = np.flatnonzero(possible[r])
+        slot[r, :len(used)] = used
+        slot[r, len(used):] = used[0] if len(used) else 0
+        valid[r, :len(used)] = 1.0
+    return {"mixture_slot": slot, "mixture_valid": valid}
+
+
 def _numeric_columns(design: Design) -> list[int]:
     grouped = {j for idx in design.groups.values() for j in idx}
     return [j for j in range(len(design.names)) if j not in grouped]
@@ -92,7 +122,8 @@ class _Predictor:
     def __init__(self, design: Design, beta, mu, likelihood: str):
         self.design, self.beta, self.mu, self.likelihood = design, beta, mu, likelihood
         self.numeric = _numeric_columns(design)
-        self.pick = {g: onehot(cat, len(design.groups[g]) + 1) for g, cat in _combinations(design).items()}
+        self.category = _combinations(design)
+        self.pick = {g: onehot(cat, len(design.groups[g]) + 1) for g, cat in self.category.items()}
         self.mixture = likelihood == "mixture" and beta is not None and bool(design.groups)
 
     def combination(self, g: str, shares):
@@ -113,15 +144,25 @@ class _Predictor:
             base = base + (X_num * _take(self.beta, self.numeric)[None, :]).sum(axis=1)
         return base
 
-    def probability(self, base, shares: dict | None = None, weights=None):
+    def probability(self, base, shares: dict | None = None, weights=None, slots=None):
         """(log p, log(1 - p), p) given the rows' base linear predictor and either their
-        shares (per group) or, for the mixture, their combination weights."""
+        shares (per group) or, for the mixture, their combination weights. ``slots``:
+        ``(mixture_slot, mixture_valid)`` of :func:`mixture_slots`, the combinations each
+        row can hold (the mixture then sums over those only)."""
         if self.mixture:
-            weights = self.weights(shares) if weights is None else weights
             effect = 0.0
             for g, idx in self.design.groups.items():
                 effect = effect + (_take(self.beta, idx)[:, None] * self.pick[g][1:, :]).sum(axis=0)
-            eta = base[:, None] + effect[None, :]
+            if slots is not None:
+                slot, valid = slots
+                weights = valid
+                for g in self.design.groups:
+                    category = pt.as_tensor_variable(self.category[g])[slot]               # (rows, S)
+                    weights = weights * pt.take_along_axis(shares[g], category, axis=1)
+                eta = base[:, None] + effect[slot]
+            else:
+                weights = self.weights(shares) if weights is None else weights
+                eta = base[:, None] + effect[None, :]
             p = (weights * pt.sigmoid(eta)).sum(axis=1)
             q = (weights * pt.sigmoid(-eta)).sum(axis=1)
             return pt.log(p), pt.log(q), p
@@ -204,7 +245,10 @@ def build_binomial_model(inp: ModelInputs) -> pm.Model:
             shares[g] = known
         predictor = _Predictor(design, beta, mu, inp.structure.likelihood)
         u = (tau * z)[np.asarray(inp.study_index, dtype=int)]                               # each row's study effect
-        log_p, log_q, p = predictor.probability(predictor.base(X_num, u), shares)
+        slots = None
+        if predictor.mixture:
+            slots = (fixed_data("mixture_slot", d["mixture_slot"]), fixed_data("mixture_valid", d["mixture_valid"]))
+        log_p, log_q, p = predictor.probability(predictor.base(X_num, u), shares, slots=slots)
         pm.Deterministic("p", p, dims="row")
         loglik = pm.Deterministic("loglik", y * log_p + (n - y) * log_q + log_coef, dims="row")
         pm.Potential("weighted_loglik", pt.sum(w * loglik))
@@ -255,6 +299,9 @@ def prepare_binomial(df: pd.DataFrame, events: str = "events", total: str = "tot
     if numeric:
         data["X_numeric"] = design.X[:, numeric]
     data.update({f"shares_{g}": s for g, s in known_shares(design, design.X).items()})
+    mixture = likelihood == "mixture" and bool(design.groups)
+    if mixture:
+        data.update(mixture_slots(design, known_shares(design, design.X)))
     profile_labels = _profiles(design, profiles, data, numeric)
     structure = Structure(
         engine="binomial", study_index=tuple(int(i) for i in study_idx), covariates=tuple(design.names),
@@ -263,7 +310,8 @@ def prepare_binomial(df: pd.DataFrame, events: str = "events", total: str = "tot
                       lat.allowed.tobytes(), tuple(int(p) for p in lat.part_unit), tuple(float(w) for w in lat.weight))
                      for g, lat in design.latent.items()),
         priors=families(resolved), profiles=len(profile_labels), likelihood=likelihood,
-        coding=coding if blocks(design) else "treatment")
+        coding=coding if blocks(design) else "treatment",
+        mixture_slots=data["mixture_slot"].shape[1] if mixture else 0)
     gate = ["mu"] + (["tau", "z"] if resolved["tau"]["dist"] != "Fixed" else []) + (["beta"] if design.names else [])
     row_info = {f"known_shares_{g}": (("row", f"{g}_category"),
                                       np.where(np.isnan(design.X[:, design.groups[g]]).any(axis=1, keepdims=True), np.nan, s))

@@ -14,8 +14,10 @@ that needs short trees. A part allowing fewer than K categories leaves its last 
 unused (they keep their Beta(1, 1) prior and touch nothing else); a part of one category
 is a point mass.
 
-The sticks' parameters and indicator arrays are constants of the graph (part of the
-model's structure): folded in at compile time, they keep the compiled kernels few and small.
+The sticks' parameters and index arrays are constants of the graph (part of the model's
+structure): folded in at compile time, they keep the compiled kernels few and small. Slots
+are placed onto categories, and parts summed into their unknown, by index (a scatter-add),
+so the work grows with the number of parts, not with parts x unknowns.
 """
 
 from __future__ import annotations
@@ -38,17 +40,19 @@ def stick_data(name: str, allowed: np.ndarray, part_unit: np.ndarray, weight: np
     for p in range(n):
         for slot, cat in enumerate(np.flatnonzero(allowed[p])):
             place[p, slot, cat] = 1.0
-    mix = np.zeros((n_units, n))
-    mix[part_unit, np.arange(n)] = weight
+    # each slot's position in the flattened (parts, K) array of shares by category; an unused
+    # slot adds its 0 to its part's first position
+    flat = (np.arange(n)[:, None] * k + place.argmax(axis=2)).astype("int64")
     return {f"{name}_b": np.where(active, m[:, None] - 1 - j, 1.0).astype(float),
             f"{name}_active": active.astype(float),
             f"{name}_last": (np.arange(k)[None, :] == (m[:, None] - 1)).astype(float),
-            f"{name}_place": place, f"{name}_mix": mix}
+            f"{name}_place": place, f"{name}_flat": flat, f"{name}_unit": np.asarray(part_unit, dtype="int64"),
+            f"{name}_weight": np.asarray(weight, dtype=float), f"{name}_units": np.array(n_units)}
 
 
 def composition_shares(name: str, data: dict[str, np.ndarray], dims=None) -> pt.TensorVariable:
     """The shares (units, K) of the unknowns ``name`` (arrays from :func:`stick_data`), stored as ``name``."""
-    d = {key: data[f"{name}_{key}"] for key in ("b", "active", "last", "place", "mix")}
+    d = {key: data[f"{name}_{key}"] for key in ("b", "active", "last", "place", "flat", "unit", "weight", "units")}
     n, k = data[f"{name}_last"].shape
     sticks = pm.Beta(f"{name}_stick", alpha=1.0, beta=d["b"], shape=(n, k - 1))
     # columns as contiguous arrays: numba does not cache a function embedding a strided view
@@ -60,5 +64,7 @@ def composition_shares(name: str, data: dict[str, np.ndarray], dims=None) -> pt.
         if j < k - 1:
             left = left * (1.0 - v)
     slots = pt.stack(parts, axis=1)                                        # (parts, K) in slot order
-    spread = (slots[:, :, None] * d["place"]).sum(axis=1)                  # (parts, K) by category
-    return pm.Deterministic(name, (d["mix"][:, :, None] * spread[None, :, :]).sum(axis=1), dims=dims)
+    used = d["place"].sum(axis=2)                                          # 1 for a slot placed on a category
+    spread = pt.zeros(n * k)[d["flat"].ravel()].inc((slots * used).ravel()).reshape((n, k))   # (parts, K) by category
+    shares = pt.zeros((int(d["units"]), k))[d["unit"]].inc(d["weight"][:, None] * spread)     # (unknowns, K)
+    return pm.Deterministic(name, shares, dims=dims)

@@ -23,7 +23,9 @@ class Structure:
     parts of the unknowns' priors (allowed categories, owner, weight); ``priors``:
     (parameter, family) pairs; ``profiles``: number of prediction profiles;
     ``likelihood``: how a stratum that mixes categories enters; ``coding``: the prior coding
-    of categorical covariates (:mod:`hlh_meta.models.coding`). These are constants of the
+    of categorical covariates (:mod:`hlh_meta.models.coding`); ``mixture_slots``: how many
+    combinations of categories the row that can hold the most holds (the mixture's width;
+    which ones each row holds is data). These are constants of the
     graph, folded in at compile time; everything else (counts, weights, covariate values
     and mask, prior hyperparameters) is data swapped into a compiled model.
     """
@@ -38,6 +40,7 @@ class Structure:
     outcome_index: tuple[int, ...] = ()
     likelihood: str = "linear"
     coding: str = "treatment"
+    mixture_slots: int = 0
 
     @property
     def rows(self) -> int:
