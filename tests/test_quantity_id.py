@@ -179,3 +179,18 @@ def test_robustness_compares_rows_by_id_not_by_label():
     assert rob.iloc[0]["verdict"] == "NOT robust" and rob.iloc[0]["most_influential_variant"] == "moves"
     support = {QuantityId("mortality", "mortality_typical"): "prior"}          # keyed by id, or its string
     assert robustness(pd.DataFrame([_row(), moves]), support).iloc[0]["verdict"] == "not assessable"
+
+
+@pytest.mark.parametrize("fixed, levels", [
+    ({}, {}),
+    ({"trigger[infection]": 0.0, "trigger[malignancy]": 1.0}, {"trigger": "malignancy"}),
+    ({"trigger[malignancy]": 1.0, "trigger[infection]": 0.0}, {"trigger": "malignancy"}),
+    ({"trigger[infection]": 0.0, "trigger[malignancy]": 0.0}, {"trigger": "rheumatological"}),   # the reference
+    ({"iv_fraction": 1.0}, {"iv_fraction": "intravenous"}),
+    ({"iv_fraction": 0.0}, {"iv_fraction": "subcutaneous"}),
+    ({"iv_fraction": 0.25, "trigger[malignancy]": 1.0}, {"iv_fraction": "0.25", "trigger": "malignancy"}),
+])
+def test_a_mortality_profile_s_levels_from_its_design_values(fixed, levels):
+    from hlh_meta.analyses.mortality import _levels
+
+    assert _levels(fixed, {"trigger": "rheumatological", "iv_fraction": "subcutaneous"}) == levels

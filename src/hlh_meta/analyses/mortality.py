@@ -747,7 +747,7 @@ def _levels(fixed: Mapping[str, float], refs: Mapping[str, str]) -> dict[str, st
     for column, value in fixed.items():
         group = _group_of(column)
         if group == "iv_fraction":
-            out[group] = "intravenous" if value == 1 else "subcutaneous" if value == 0 else f"{value:g}"
+            out[group] = "intravenous" if value == 1 else "subcutaneous" if value == 0 else f"{float(value):.15g}"
         elif value == 1:
             out[group] = column[len(group) + 1:-1]
         elif value == 0:
