@@ -63,12 +63,15 @@ def test_mortality_derived_quantities(results):
     import pandas as pd
 
     derived = pd.read_csv(results / "mortality" / "derived.csv")
-    typical = derived[derived["quantity"] == "mortality, typical study (%)"]
+    typical = derived[derived["id"].str.startswith("mortality:mortality_typical")]
+    assert list(derived.columns[:2]) == ["id", "quantity"] and derived["id"].is_unique
     assert {"P(<10%)", "P(<20%)", "P(<30%)"} <= set(derived.columns)
+    assert "mortality:mortality_typical" in set(typical["id"])
+    assert "mortality:mortality_typical:trigger=rheumatological" in set(typical["id"])
     assert typical["label"].str.contains("rheumatological").any()
     assert {"support", "contraction", "prior_sensitivity", "studies_informing", "extrapolation"} <= set(derived.columns)
     assert ((typical["q2.5"] >= 0) & (typical["q97.5"] <= 100)).all()
-    assert (derived["quantity"] == "odds ratio").sum() == 4
+    assert derived["id"].str.startswith("mortality:odds_ratio:").sum() == 4
     assert (results / "mortality" / "comparison.csv").is_file()
 
 

@@ -122,7 +122,7 @@ def test_single_study_odds_ratio_matches_quadrature(data_copy):
         mcse = float(az.mcse(post, method="quantile", prob=q)["beta"])
         assert abs(np.quantile(draws, q) - _quantile(beta, w_beta, q)) < max(4 * mcse, 0.02), q
     # the control arm of a typical study is expit(mu)
-    control = next(q for q in res.quantities if q.key == "mortality_typical" and q.label == "control arm")
+    control = next(q for q in res.quantities if str(q.id) == "mortality:mortality_typical:arm=control")
     assert np.median(control.draws) == pytest.approx(100 * expit(_quantile(mu, w_mu, 0.5)), abs=1.5)
     # the report says what the estimate rests on
     analysis = analysis_for(sp)

@@ -24,6 +24,11 @@ def _typical(table: pd.DataFrame, label: str) -> pd.Series:
     return table[(table["key"] == "mortality_typical") & (table["label"] == label)].iloc[0]
 
 
+def _row(table: pd.DataFrame, quantity_id: str) -> pd.Series:
+    (row,) = [r for _, r in table.iterrows() if r["id"] == quantity_id]
+    return row
+
+
 def test_the_analysis_own_profiles_give_its_own_numbers(result):
     """The fit stored p_typical and p_new of its own profiles while sampling; predicting those
     profiles again through the compiled model gives the same numbers."""
@@ -35,13 +40,14 @@ def test_the_analysis_own_profiles_give_its_own_numbers(result):
     got = result.predict(pd.DataFrame({"trigger": levels},
                                       index=[f"{lv} trigger (other covariates as in the included strata)" for lv in levels]))
     assert len(got) == 2 * len(levels) and "trigger" in refs
-    for label in got["label"].unique():
-        for key in ("mortality_typical", "mortality_new"):
-            mine = got[(got["key"] == key) & (got["label"] == label)].iloc[0]
-            theirs = derived[(derived["key"] == key) & (derived["label"] == label)].iloc[0]
-            for col in ("median", "q2.5", "q97.5", "P(<20%)"):
-                assert mine[col] == pytest.approx(theirs[col], rel=1e-9, abs=1e-9), (label, key, col)
-            assert mine["extrapolation"] == theirs["extrapolation"]
+    assert set(got["id"]) == {f"mortality:{key}:trigger={lv}" for lv in levels
+                              for key in ("mortality_typical", "mortality_new")}
+    for quantity_id in got["id"]:
+        mine, theirs = _row(got, quantity_id), _row(derived, quantity_id)
+        assert mine["label"] == theirs["label"]
+        for col in ("median", "q2.5", "q97.5", "P(<20%)"):
+            assert mine[col] == pytest.approx(theirs[col], rel=1e-9, abs=1e-9), (quantity_id, col)
+        assert mine["extrapolation"] == theirs["extrapolation"]
 
 
 def test_a_profile_fixing_every_covariate_is_the_inverse_logit_of_its_linear_predictor(result):
@@ -66,6 +72,8 @@ def test_prediction_from_a_saved_result(result, tmp_path):
     after = hm.AnalysisResult.load(tmp_path / "m").predict(profiles)
     pd.testing.assert_frame_equal(before, after)
     assert set(before["label"]) == {"trigger = malignancy, iv_fraction = 50% IV", "iv_fraction = intravenous"}
+    assert set(before["id"]) == {f"mortality:{key}:{profile}" for key in ("mortality_typical", "mortality_new")
+                                 for profile in ("iv_fraction=0.5,trigger=malignancy", "iv_fraction=intravenous")}
     assert before["extrapolation"].dtype == bool and before["studies_informing"].notna().all()
 
 

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from hlh_meta.analyses.base import Quantity
+from hlh_meta.analyses.quantity_id import Contrast, QuantityId
 from hlh_meta.analyses.findings import certainty, egger, summary_of_findings
 from hlh_meta.report.figures import forest
 
@@ -136,8 +137,8 @@ def test_certainty_levels():
 
 
 def _q(draws, support="data", extrapolation=False, key="mortality_typical", scale="percent"):
-    return Quantity(key, "mortality", "x", "mortality", scale, np.asarray(draws, float), support={"support": support},
-                    extrapolation=extrapolation)
+    return Quantity(key=key, outcome="mortality", label="x", description="mortality", scale=scale,
+                    draws=np.asarray(draws, float), support={"support": support}, extrapolation=extrapolation)
 
 
 def test_summary_of_findings_judgements():
@@ -145,7 +146,8 @@ def test_summary_of_findings_judgements():
     studies = pd.DataFrame({"study_id": [f"s{i}" for i in range(12)], "design": "retrospective_case_series",
                             "risk_of_bias": ["high"] * 7 + ["low"] * 5, "age_group": "adult", "covid19": False})
     patients = {f"s{i}": 10.0 for i in range(12)}
-    tau = Quantity("tau", "mortality", "between", "tau", "SD", rng.normal(0.8, 0.05, 4000).clip(0), support={"support": "data"})
+    tau = Quantity(key="tau", outcome="mortality", label="between", description="tau", scale="SD",
+                   draws=rng.normal(0.8, 0.05, 4000).clip(0), support={"support": "data"})
     se = np.linspace(0.2, 1.2, 12)
     asym = (0.3 + 2.5 * se + rng.normal(0, 0.05, 12), se)           # strongly asymmetric: small studies larger
     rows = [{"outcome": "m", "pooled": _q(rng.normal(30, 3, 4000)), "new": None, "tau": tau, "patients": patients,
@@ -214,18 +216,19 @@ def test_a_profile_says_when_its_difference_from_other_levels_is_not_established
 
     rng = np.random.default_rng(1)
     profile = {"age_group[paediatric]": 0.0, "age_group[adult]": 1.0}
-    typical = Quantity("mortality_typical", "mortality", "adult patients", "mortality", "percent",
-                       rng.normal(30, 5, 1000), profile=profile, thresholds=(20,), support={"support": "data"},
-                       studies_informing=2, patients_informing=18)
-    new = Quantity("mortality_new", "mortality", "adult patients", "mortality", "percent", rng.normal(30, 15, 1000),
-                   profile=profile, thresholds=(20,), support={"support": "data"})
-    ratio = Quantity("odds_ratio", "mortality", "adult vs paediatric", "odds ratio", "odds ratio",
-                     np.exp(rng.normal(0, 1, 1000)), profile={"covariate": "age_group[adult]", "reference": "paediatric"},
-                     support={"support": ratio_support})
-    other = Quantity("odds_ratio", "mortality", "malignancy vs rheumatological trigger", "odds ratio", "odds ratio",
-                     np.exp(rng.normal(1, 0.3, 1000)),
-                     profile={"covariate": "trigger[malignancy]", "reference": "rheumatological"},
-                     support={"support": "weak"})
+    levels = {"age_group": "adult"}
+    typical = Quantity(key="mortality_typical", outcome="mortality", label="adult patients", description="mortality",
+                       scale="percent", draws=rng.normal(30, 5, 1000), profile=profile, levels=levels, thresholds=(20,),
+                       support={"support": "data"}, studies_informing=2, patients_informing=18)
+    new = Quantity(key="mortality_new", outcome="mortality", label="adult patients", description="mortality",
+                   scale="percent", draws=rng.normal(30, 15, 1000), profile=profile, levels=levels, thresholds=(20,),
+                   support={"support": "data"})
+    ratio = Quantity(key="odds_ratio", outcome="mortality", label="adult vs paediatric", description="odds ratio",
+                     scale="odds ratio", draws=np.exp(rng.normal(0, 1, 1000)),
+                     contrast=Contrast("age_group", "adult", "paediatric"), support={"support": ratio_support})
+    other = Quantity(key="odds_ratio", outcome="mortality", label="malignancy vs rheumatological trigger",
+                     description="odds ratio", scale="odds ratio", draws=np.exp(rng.normal(1, 0.3, 1000)),
+                     contrast=Contrast("trigger", "malignancy", "rheumatological"), support={"support": "weak"})
     text = dict((q.label, t) for q, t in Mortality().statements([typical, new, ratio, other]))["adult patients"]
     assert ("not data-supported" in text) is caveat
     assert "malignancy" not in text                      # another covariate's odds ratio is not this profile's caveat
@@ -245,14 +248,17 @@ def test_a_profile_cites_only_the_odds_ratios_that_set_its_own_level_apart(level
 
     rng = np.random.default_rng(3)
     label = f"{level or 'rheumatological'} trigger"
-    typical = Quantity("mortality_typical", "mortality", label, "mortality", "percent", rng.normal(30, 5, 1000),
-                       profile=_trigger_profile(level), thresholds=(20,), support={"support": "data"})
-    new = Quantity("mortality_new", "mortality", label, "mortality", "percent", rng.normal(30, 15, 1000),
-                   profile=_trigger_profile(level), thresholds=(20,), support={"support": "data"})
-    ratios = [Quantity("odds_ratio", "mortality", f"{lev} vs rheumatological trigger", "odds ratio", "odds ratio",
-                       np.exp(rng.normal(0, 1, 1000)), profile={"covariate": f"trigger[{lev}]",
-                                                                "reference": "rheumatological"},
-                       support={"support": "weak"}) for lev in ("infection", "malignancy", "other")]
+    levels = {"trigger": level or "rheumatological"}
+    typical = Quantity(key="mortality_typical", outcome="mortality", label=label, description="mortality",
+                       scale="percent", draws=rng.normal(30, 5, 1000), profile=_trigger_profile(level), levels=levels,
+                       thresholds=(20,), support={"support": "data"})
+    new = Quantity(key="mortality_new", outcome="mortality", label=label, description="mortality", scale="percent",
+                   draws=rng.normal(30, 15, 1000), profile=_trigger_profile(level), levels=levels, thresholds=(20,),
+                   support={"support": "data"})
+    ratios = [Quantity(key="odds_ratio", outcome="mortality", label=f"{lev} vs rheumatological trigger",
+                       description="odds ratio", scale="odds ratio", draws=np.exp(rng.normal(0, 1, 1000)),
+                       contrast=Contrast("trigger", lev, "rheumatological"), support={"support": "weak"})
+              for lev in ("infection", "malignancy", "other")]
     text = dict((q.label, t) for q, t in Mortality().statements([typical, new, *ratios]))[label]
     for lev in ("infection", "malignancy", "other"):
         assert (f"odds ratio {lev} vs rheumatological trigger is weak" in text) is (lev in cited), lev
@@ -273,13 +279,16 @@ def test_a_prediction_is_no_better_supported_than_what_it_rests_on():
     idata = az.InferenceData(posterior=xr.Dataset({"x": (("chain", "draw"), rng.normal(size=(1, 100)))}))
 
     def quantities(tau_posterior):
-        return [Quantity("mortality_typical", "mortality", "all", "m", "percent", np.clip(narrow, 1, 99),
-                         np.clip(wide, 1, 99), thresholds=(20,), studies_informing=4, patients_informing=70),
-                Quantity("mortality_new", "mortality", "all", "m", "percent", np.clip(narrow, 1, 99),
-                         np.clip(wide, 1, 99), thresholds=(20,), studies_informing=4, patients_informing=70,
-                         rests_on=(("mortality_typical", "all"), ("tau", "between studies"))),
-                Quantity("tau", "mortality", "between studies", "tau", "SD", tau_posterior,
-                         np.abs(rng.normal(0, 1, 2000)), studies_informing=4, patients_informing=70)]
+        return [Quantity(key="mortality_typical", outcome="mortality", label="all", description="m", scale="percent",
+                         draws=np.clip(narrow, 1, 99), prior=np.clip(wide, 1, 99), thresholds=(20,),
+                         studies_informing=4, patients_informing=70),
+                Quantity(key="mortality_new", outcome="mortality", label="all", description="m", scale="percent",
+                         draws=np.clip(narrow, 1, 99), prior=np.clip(wide, 1, 99), thresholds=(20,),
+                         studies_informing=4, patients_informing=70,
+                         rests_on=(QuantityId("mortality", "mortality_typical"), QuantityId("mortality", "tau"))),
+                Quantity(key="tau", outcome="mortality", label="between studies", description="tau", scale="SD",
+                         draws=tau_posterior, prior=np.abs(rng.normal(0, 1, 2000)), studies_informing=4,
+                         patients_informing=70)]
 
     weak_tau = with_support(idata, quantities(np.abs(rng.normal(0, 0.8, 2000))))   # contraction ~0.36: weak
     assert [q.label_support for q in weak_tau] == ["data", "weak", "weak"]
@@ -346,8 +355,8 @@ def test_indirectness_when_the_studies_miss_an_age_group_of_the_question(ages, p
     """An estimate from children alone answers a question about children and adults only
     indirectly: it must not be called 'not serious' because it is as in its own studies."""
     rng = np.random.default_rng(6)
-    q = Quantity("reduction_pooled", "ferritin", "ferritin", "pooled percent reduction", "percent reduction",
-                 rng.normal(50, 5, 500), support={"support": "data"})
+    q = Quantity(key="reduction_pooled", outcome="ferritin", label="ferritin", description="pooled percent reduction",
+                 scale="percent reduction", draws=rng.normal(50, 5, 500), support={"support": "data"})
     studies = pd.DataFrame({"study_id": ["a", "b"], "design": "case series", "risk_of_bias": "low", "age_group": ages,
                             "covid19": False})
     sof = summary_of_findings([{"outcome": "ferritin", "pooled": q, "patients": {"a": 10, "b": 12}}], studies, None,
@@ -360,8 +369,8 @@ def test_indirectness_when_the_studies_miss_an_age_group_of_the_question(ages, p
                                                 ("non-randomised cohort", False), ("case series", False)])
 def test_summary_of_findings_names_only_randomised_designs_randomised(design, randomised):
     rng = np.random.default_rng(5)
-    q = Quantity("mortality_typical", "mortality", "all", "mortality", "percent", rng.normal(30, 5, 500),
-                 support={"support": "data"})
+    q = Quantity(key="mortality_typical", outcome="mortality", label="all", description="mortality", scale="percent",
+                 draws=rng.normal(30, 5, 500), support={"support": "data"})
     studies = pd.DataFrame({"study_id": ["a", "b"], "design": design, "risk_of_bias": "low"})
     sof = summary_of_findings([{"outcome": "mortality", "pooled": q, "patients": {"a": 10, "b": 12}}], studies, 20)
     assert sof["design"].iloc[0] == ("randomised" if randomised else "non-randomised")
@@ -432,10 +441,9 @@ def test_headline_context_names_the_missing_comparator_the_case_mix_and_follow_u
 
 def test_the_pooled_statement_and_summary_of_findings_carry_the_context(saved):
     result, folder = saved
-    from hlh_meta.analyses.mortality import POPULATION
+    from hlh_meta.analyses.mortality import POPULATION_ID
 
-    text = next(t for q, t in result.analysis.statements(result.quantities)
-                if q.key == "mortality_typical" and q.label == POPULATION)
+    text = next(t for q, t in result.analysis.statements(result.quantities) if q.id == POPULATION_ID)
     assert "without a comparator: mortality on anakinra, not an effect of it" in text
     sof = pd.read_csv(folder / "summary_of_findings.csv")
     assert sof["context"].iloc[0].startswith("uncontrolled series without a comparator")

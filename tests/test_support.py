@@ -8,6 +8,7 @@ import pytest
 
 import hlh_meta as hm
 from hlh_meta.analyses.base import Quantity, with_support
+from hlh_meta.analyses.quantity_id import Contrast
 from hlh_meta.analyses.selection import overlapping
 from hlh_meta.analyses.support import contraction, label
 from hlh_meta.sensitivity import robustness
@@ -44,11 +45,15 @@ def test_many_large_studies_give_data_support_and_a_prior_quantity_stays_prior()
                           "total": n, "x": x})
     idata = _fit(frame)
     post, prior = idata.posterior, idata.prior
-    qs = [Quantity("mortality_typical", "m", lab, "mortality", "percent", 100 * post["p_typical"].sel(profile=lab).values.ravel(),
-                   100 * prior["p_typical"].sel(profile=lab).values.ravel(), {}, (), k, ("p_typical", {"profile": lab}),
-                   k, int(n.sum()), False) for lab in ("x0", "x1")]
-    qs.append(Quantity("odds_ratio", "m", "x", "odds ratio", "odds ratio", np.exp(post["beta"].values.ravel()),
-                       np.exp(prior["beta"].values.ravel()), {}, (), k, ("beta", {"covariate": "x"}), 0, 0, True))
+    qs = [Quantity(key="mortality_typical", outcome="m", label=lab, description="mortality", scale="percent",
+                   draws=100 * post["p_typical"].sel(profile=lab).values.ravel(),
+                   prior=100 * prior["p_typical"].sel(profile=lab).values.ravel(), levels={"x": lab[1:]}, n_studies=k,
+                   source=("p_typical", {"profile": lab}), studies_informing=k, patients_informing=int(n.sum()))
+          for lab in ("x0", "x1")]
+    qs.append(Quantity(key="odds_ratio", outcome="m", label="x", description="odds ratio", scale="odds ratio",
+                       draws=np.exp(post["beta"].values.ravel()), prior=np.exp(prior["beta"].values.ravel()),
+                       contrast=Contrast("x", "1", "0"), n_studies=k, source=("beta", {"covariate": "x"}),
+                       studies_informing=0, patients_informing=0, extrapolation=True))
     out = with_support(idata, qs)
     assert [q.label_support for q in out] == ["data", "data", "prior"]
     assert out[0].support["contraction"] > 0.9
@@ -68,7 +73,8 @@ def test_overlap_rule_keeps_cohorts_over_a_review_of_case_reports():
 
 
 def _sens(rows):
-    base = {"variant": "primary", "family": "primary", "quantity": "mortality, typical study (%)",
+    base = {"id": "mortality:mortality_typical", "variant": "primary", "family": "primary",
+            "quantity": "mortality, typical study (%)",
             "key": "mortality_typical", "label": "all", "mean": 50.0, "sd": 10.0, "median": 50.0, "q2.5": 30.0,
             "q97.5": 70.0, "P(<20%)": 0.02, "P(<1)": np.nan, "diagnostics_passed": True}
     return pd.DataFrame([base] + [{**base, "family": "f", **r} for r in rows])
@@ -90,7 +96,8 @@ def test_robustness_rule(variant, verdict):
 
 def _odds_ratio(**row):
     """An odds ratio as the runner summarises it: reported and on the log scale."""
-    base = {"quantity": "odds ratio", "key": "odds_ratio", "label": "m vs r", "P(<20%)": np.nan,
+    base = {"id": "mortality:odds_ratio:trigger=m|vs=r", "quantity": "odds ratio", "key": "odds_ratio",
+            "label": "m vs r", "P(<20%)": np.nan,
             "diagnostics_passed": True, "scale": "odds ratio"}
     return {**base, **row}
 
@@ -117,11 +124,11 @@ def test_robustness_is_judged_on_the_unbounded_scale():
 
 def test_prior_quantities_are_not_assessable_and_studies_are_reported_apart():
     sens = _sens([{"variant": "moves", "median": 56.0}])
-    rob = robustness(sens, {("mortality_typical", "all"): "prior"}).iloc[0]
+    rob = robustness(sens, {"mortality:mortality_typical": "prior"}).iloc[0]
     assert rob["verdict"] == "not assessable" and not rob["robust"]
     sens = _sens([{"variant": "small", "median": 52.0}, {"variant": "leave out a", "family": "leave_one_out",
                                                            "median": 60.0}])
-    rob = robustness(sens, {("mortality_typical", "all"): "data"}).iloc[0]
+    rob = robustness(sens, {"mortality:mortality_typical": "data"}).iloc[0]
     assert rob["verdict"] == "robust" and rob["influential_studies"] == "leave out a"
     assert "influential studies: 'leave out a' moves it 1.0 SD" in rob["sentence"]
     # leaving studies out is what is judged when no analysis choice was varied
@@ -174,9 +181,11 @@ def test_prior_data_conflict_is_flagged_and_said():
     for name, priors in (("tight", {"mu": {"dist": "Normal", "mu": 2.0, "sigma": 0.3}, **common}), ("default", common)):
         idata = hm.fit_binomial(frame, priors=priors, draws=600, tune=600, seed=4)
         post, prior = idata.posterior, idata.prior
-        qs = [Quantity(key, "mortality", "pooled", key, "percent", 100 * post[var].sel(profile="pooled").values.ravel(),
-                       100 * prior[var].sel(profile="pooled").values.ravel(), {}, (10, 20, 30), k,
-                       (var, {"profile": "pooled"}), k, int(n.sum()), False)
+        qs = [Quantity(key=key, outcome="mortality", label="pooled", description=key, scale="percent",
+                       draws=100 * post[var].sel(profile="pooled").values.ravel(),
+                       prior=100 * prior[var].sel(profile="pooled").values.ravel(), thresholds=(10, 20, 30),
+                       n_studies=k, source=(var, {"profile": "pooled"}), studies_informing=k,
+                       patients_informing=int(n.sum()))
               for key, var in (("mortality_typical", "p_typical"), ("mortality_new", "p_new"))]
         out = with_support(idata, qs)
         flags[name] = out[0]
@@ -197,7 +206,8 @@ def replace_label(q):
 def test_a_variant_without_draws_on_the_unbounded_scale_is_judged_as_reported():
     """tau fixed at 0 (the common-effect variant) has no log-scale draws: its shift is
     measured on the reported scale instead of breaking the rule."""
-    base = {"quantity": "tau", "key": "tau", "label": "between studies", "P(<20%)": np.nan, "P(<1)": np.nan,
+    base = {"id": "mortality:tau", "quantity": "tau", "key": "tau", "label": "between studies", "P(<20%)": np.nan,
+            "P(<1)": np.nan,
             "diagnostics_passed": True, "scale": "SD (logit scale)"}
     primary = {**base, "variant": "primary", "family": "primary", "median": 0.5, "sd": 0.4, "mean": 0.55,
                "q2.5": 0.03, "q97.5": 1.6, "unbounded_median": np.log(0.5), "unbounded_sd": 1.0,

@@ -119,7 +119,7 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None
             analysis.expand_variants(ds, spec)   # bad variant declarations fail before any sampling
             sens = run_sensitivity(spec, ds, progress=progress, alongside=primary, executor=executor,
                                    workers=workers, scheduler=scheduler)
-            support = {(q.key, q.label): q.label_support for q in done["analysed"].quantities}
+            support = {str(q.id): q.label_support for q in done["analysed"].quantities}
             tables = {"sensitivity": sens, "robustness": robustness(sens, support)}
         else:
             primary()

@@ -5,7 +5,8 @@ analysis frame from a Dataset and a Spec, the model inputs of a fit (for the pri
 analysis and for each sensitivity variant), its derived quantities, its tables, its
 figures (declared as :class:`FigureSpec`, drawn by the report), its report sections and its
 sensitivity families. Derived quantities are :class:`Quantity` records: consumers select
-them by ``key``, never by parsing their labels.
+them by their id (:class:`~.quantity_id.QuantityId`: outcome, kind, profile, contrast),
+never by their labels, which are worded for display.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import arviz as az
@@ -30,17 +31,21 @@ from ..inference import SamplerSettings, gate_summary
 from ..models.engine import ModelInputs, check_request, fit_model
 from ..models.priors import BINOMIAL_DEFAULTS, resolve_priors
 from ..spec import Spec
+from .quantity_id import Contrast, QuantityId
 from .registry import check_keys
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Quantity:
     """One derived quantity with its posterior (and prior) draws.
 
     ``key``: what it is (e.g. ``mortality_typical``, ``odds_ratio``, ``tau``); ``outcome``:
     the outcome it belongs to (``mortality``, ``crp``, ...); ``label``: the profile,
-    covariate or outcome it is about, as shown; ``profile``: the covariate values it
-    refers to; ``scale``: the unit of the draws; ``description``: the quantity in words.
+    covariate or outcome it is about, as shown (for display only); ``profile``: the
+    covariate values it refers to, by design column; ``levels``: the covariate levels it
+    fixes, covariate -> level; ``contrast``: the two levels it compares; ``scale``: the unit
+    of the draws; ``description``: the quantity in words. :attr:`id` is what it is, apart
+    from its wording. Every field is given by keyword.
     """
 
     key: str
@@ -51,6 +56,10 @@ class Quantity:
     draws: np.ndarray
     prior: np.ndarray | None = None
     profile: Mapping[str, Any] = field(default_factory=dict)
+    #: the covariate levels it fixes, covariate -> level (every other covariate as in the included strata)
+    levels: Mapping[str, str] = field(default_factory=dict)
+    #: the two levels of a covariate it compares (an odds ratio, a ratio of means)
+    contrast: Contrast | None = None
     thresholds: tuple[float, ...] = ()
     n_studies: int | None = None
     #: the posterior variable (and selection) the draws come from
@@ -58,9 +67,9 @@ class Quantity:
     studies_informing: int | None = None
     patients_informing: int | None = None
     extrapolation: bool = False
-    #: (key, label) of the quantities of the same outcome it is built from: its support is
-    #: no stronger than theirs (a new study's prediction rests on the pooled estimate and tau)
-    rests_on: tuple[tuple[str, str], ...] = ()
+    #: the ids of the quantities it is built from: its support is no stronger than theirs
+    #: (a new study's prediction rests on the pooled estimate and tau)
+    rests_on: tuple[QuantityId, ...] = ()
     #: filled by :func:`.support.support`: label and the measures behind it
     support: Mapping[str, Any] = field(default_factory=dict)
     #: what a reader must know about the data behind it (e.g. imputed standard errors), in words
@@ -68,6 +77,11 @@ class Quantity:
     #: what the estimate is, in words, where that matters (e.g. ``one study (...)``: one study's
     #: estimate, not a pooled one); written in the ``basis`` column when given
     basis: str = ""
+
+    @property
+    def id(self) -> QuantityId:
+        """What the quantity is (outcome, kind, levels, contrast), apart from its label."""
+        return QuantityId.of(self.outcome, self.key, self.levels, self.contrast)
 
     @property
     def label_support(self) -> str:
@@ -82,7 +96,7 @@ class Quantity:
         d = np.asarray(self.draws, dtype=float)
         ok = np.isfinite(d).all() and d.size > 0
         q = np.quantile(d, [0.025, 0.5, 0.975]) if ok else [np.nan] * 3
-        row = {"quantity": self.description, "key": self.key, "outcome": self.outcome, "label": self.label,
+        row = {"id": str(self.id), "quantity": self.description, "key": self.key, "outcome": self.outcome, "label": self.label,
                "scale": self.scale, "mean": float(d.mean()) if ok else np.nan, "median": q[1], "q2.5": q[0],
                "q97.5": q[2]}
         for t in self.thresholds:
@@ -90,6 +104,7 @@ class Quantity:
         if self.n_studies is not None:
             row["n_studies"] = self.n_studies
         row["profile"] = json.dumps(dict(self.profile), sort_keys=True) if self.profile else ""
+        row["contrast"] = json.dumps(asdict(self.contrast)) if self.contrast is not None else ""
         row.update(self.support)
         row["caveats"] = "; ".join(self.caveats)
         if self.basis:
@@ -289,7 +304,8 @@ class AnalysisType:
 
     def summary(self, idata: az.InferenceData, quantities: list[Quantity], var_names: list[str]) -> pd.DataFrame:
         """ArviZ's summary of the model parameters with the support of each: a parameter
-        behind a derived quantity (e.g. beta behind an odds ratio) shares its support."""
+        behind a derived quantity (e.g. beta behind an odds ratio) shares its support, and
+        column ``quantity_id`` names that quantity (empty for a parameter behind none)."""
         import itertools
 
         from .support import support
@@ -305,12 +321,14 @@ class AnalysisType:
         studies = len(set(cd["row_study"].values[keep]))
         size = cd["total"] if "total" in cd else cd["row_n"] if "row_n" in cd else None
         patients = int(size.values[keep].sum()) if size is not None else None
-        params = []
+        params, ids = [], []
+        outcome = next((q.outcome for q in quantities), "model")
         for var in var_names:
             dims = [d for d in post[var].dims if d not in ("chain", "draw")]
             for combo in itertools.product(*[list(post[var][d].values) for d in dims]):
                 sel = {d: str(c) for d, c in zip(dims, combo)}
                 q = by_source.get((var, json.dumps(sel, sort_keys=True)))
+                ids.append(str(q.id) if q is not None else "")
                 if q is not None and q.support:
                     params.append(q.support)
                     continue
@@ -318,15 +336,18 @@ class AnalysisType:
                 k, n = (same.studies_informing, same.patients_informing) if same is not None else (studies, patients)
                 draws = post[var].sel(**sel).values.reshape(-1)
                 pr = prior[var].sel(**sel).values.reshape(-1) if prior is not None and var in prior else None
-                params.append(support(idata, [Quantity("parameter", "", var, var, "SD" if var == "tau" else "raw", draws,
-                                                       pr, {}, (), k, (var, sel), k, n, var == "tau" and k < 2)])[0])
+                param = Quantity(key="parameter", outcome=str(sel.get("outcome", outcome)), label=var, description=var,
+                                 scale="SD" if var == "tau" else "raw", draws=draws, prior=pr, n_studies=k,
+                                 source=(var, sel), studies_informing=k, patients_informing=n,
+                                 extrapolation=var == "tau" and k < 2)
+                params.append(support(idata, [param])[0])
         if len(params) != len(table):
             raise AssertionError("summary rows and parameter elements differ")
         extra = pd.DataFrame(params, index=table.index)
         for col in ("studies_informing", "patients_informing"):
             if col in extra:
                 extra[col] = extra[col].astype("Int64")
-        return pd.concat([table, extra], axis=1)
+        return pd.concat([table, extra], axis=1).assign(quantity_id=ids)
 
     #: the engine's default priors, against which a spec's ``[priors]`` are checked
     prior_defaults: ClassVar[Mapping[str, Mapping]] = BINOMIAL_DEFAULTS

@@ -27,6 +27,7 @@ from ..models.normal import MULTIVARIATE, prepare_normal
 from ..models.priors import NORMAL_DEFAULTS, describe
 from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, correlation_ends, keys_read, quantity_table
+from .quantity_id import Contrast, QuantityId
 from .support import rests_note
 from .families import SHARED, prior_family
 from .heterogeneity import biomarker_heterogeneity
@@ -188,14 +189,16 @@ class Biomarkers(AnalysisType):
         names = [str(o) for o in post["outcome"].values] if multi else list(counts)
         out = []
 
-        def add(key, name, words, scale, var, fn, label=None, informing=None, values=None, rests_on=(), caveats=(),
+        def add(key, name, words, scale, var, fn, label=None, informing=None, contrast=None, rests_on=(), caveats=(),
                 basis="", **sel):
             pr = prior[var].sel(**sel).values.reshape(-1) if prior is not None and var in prior else None
             k, n = informing or counts.get(name, (0, 0))
             caveats = ((imputed[name],) if name in imputed and key.startswith("reduction") else ()) + caveats
-            out.append(Quantity(key, name, label or name, words, scale, fn(post[var].sel(**sel).values.reshape(-1)),
-                                None if pr is None else fn(pr), values or {}, (), k, (var, sel), k, n,
-                                key == "tau" and k < 2, rests_on=rests_on, caveats=caveats, basis=basis))
+            out.append(Quantity(key=key, outcome=name, label=label or name, description=words, scale=scale,
+                                draws=fn(post[var].sel(**sel).values.reshape(-1)), prior=None if pr is None else fn(pr),
+                                contrast=contrast, n_studies=k, source=(var, sel), studies_informing=k,
+                                patients_informing=n, extrapolation=key == "tau" and k < 2, rests_on=rests_on,
+                                caveats=caveats, basis=basis))
 
         if "theta_typical" in post:
             for name in names:
@@ -207,7 +210,7 @@ class Biomarkers(AnalysisType):
                     else "pooled percent reduction", "percent reduction", "theta_typical", _reduction,
                     basis=single[name] if one else f"pooled ({k} stud{'y' if k == 1 else 'ies'})", **sel)
                 add("reduction_new", name, "predictive percent reduction", "percent reduction", "theta_new",
-                    _reduction, rests_on=(("reduction_pooled", name), ("tau", name)),
+                    _reduction, rests_on=(QuantityId(name, "reduction_pooled"), QuantityId(name, "tau")),
                     caveats=("one study: a new study's spread is tau's prior alone, not an estimate",) if one else (),
                     basis="tau's prior (one study)" if one else f"pooled ({k} stud{'y' if k == 1 else 'ies'}) and tau",
                     **sel)
@@ -228,7 +231,7 @@ class Biomarkers(AnalysisType):
             for cov in map(str, post["covariate"].values):
                 for name in names:
                     add("ratio_of_means", name, f"ratio of means per unit {cov}", "ratio of means", "beta", np.exp,
-                        label=f"{name}: {cov}", values={"covariate": cov},
+                        label=f"{name}: {cov}", contrast=Contrast(cov, "1", "0"),
                         **{"covariate": cov, **({"outcome": name} if multi else {})})
         return out
 

@@ -27,6 +27,7 @@ from ..models.binomial import prepare_binomial
 from ..models.engine import ModelInputs
 from ..spec import Spec
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, keys_read, quantity_table
+from .quantity_id import Contrast, QuantityId
 from .families import SHARED, prior_family
 from .judgements import judged
 from .findings import binomial_findings
@@ -36,6 +37,8 @@ from .selection import excluded_studies
 
 COVARIATE = "anakinra"
 ARMS = ("control", "anakinra")
+#: the odds ratio of death, the anakinra arm against the control arm
+ODDS_RATIO_ID = QuantityId("mortality", "odds_ratio", contrast=Contrast("arm", "anakinra", "control"))
 PROFILES = pd.DataFrame({COVARIATE: [0.0, 1.0]}, index=list(ARMS))
 THRESHOLDS = (10, 20, 30)
 COLUMNS = ["study_id", "arm", "design", "deaths", "n", "count_method", "row"]
@@ -151,19 +154,26 @@ class Comparison(AnalysisType):
             for key, var, words in (("mortality_typical", "p_typical", f"mortality, {arm} arm, typical study (%)"),
                                     ("mortality_new", "p_new", f"mortality, {arm} arm, new study (predictive, %)")):
                 pr = _draws(prior, var, profile=arm)
-                out.append(Quantity(key, "mortality", f"{arm} arm", words, "percent", _percent(post[var].sel(profile=arm)),
-                                    None if pr is None else _percent(pr), {COVARIATE: float(arm == "anakinra")},
-                                    THRESHOLDS, k, (var, {"profile": arm}), s, p, s == 0,
-                                    rests_on=(("mortality_typical", f"{arm} arm"), ("tau", "between studies"))
-                                    if key == "mortality_new" else ()))
+                levels = {"arm": arm}
+                out.append(Quantity(key=key, outcome="mortality", label=f"{arm} arm", description=words,
+                                    scale="percent", draws=_percent(post[var].sel(profile=arm)),
+                                    prior=None if pr is None else _percent(pr),
+                                    profile={COVARIATE: float(arm == "anakinra")}, levels=levels, thresholds=THRESHOLDS,
+                                    n_studies=k, source=(var, {"profile": arm}), studies_informing=s,
+                                    patients_informing=p, extrapolation=s == 0,
+                                    rests_on=(QuantityId.of("mortality", "mortality_typical", levels),
+                                              QuantityId("mortality", "tau")) if key == "mortality_new" else ()))
         pr = _draws(prior, "beta", covariate=COVARIATE)
-        out.append(Quantity("odds_ratio", "mortality", "anakinra vs control", "odds ratio of death", "odds ratio",
-                            np.exp(post["beta"].sel(covariate=COVARIATE).values.reshape(-1)),
-                            None if pr is None else np.exp(pr), {"covariate": COVARIATE, "reference": "control"}, (),
-                            k, ("beta", {"covariate": COVARIATE}), k, patients, k == 0))
-        out.append(Quantity("tau", "mortality", "between studies", "tau (between-study SD, logit scale)",
-                            "SD (logit scale)", post["tau"].values.reshape(-1), _draws(prior, "tau"), {}, (), k,
-                            ("tau", {}), k, patients, k < 2))
+        out.append(Quantity(key="odds_ratio", outcome="mortality", label="anakinra vs control",
+                            description="odds ratio of death", scale="odds ratio",
+                            draws=np.exp(post["beta"].sel(covariate=COVARIATE).values.reshape(-1)),
+                            prior=None if pr is None else np.exp(pr), contrast=ODDS_RATIO_ID.contrast, n_studies=k,
+                            source=("beta", {"covariate": COVARIATE}), studies_informing=k, patients_informing=patients,
+                            extrapolation=k == 0))
+        out.append(Quantity(key="tau", outcome="mortality", label="between studies",
+                            description="tau (between-study SD, logit scale)", scale="SD (logit scale)",
+                            draws=post["tau"].values.reshape(-1), prior=_draws(prior, "tau"), n_studies=k,
+                            source=("tau", {}), studies_informing=k, patients_informing=patients, extrapolation=k < 2))
         return out
 
     # ---- tables
@@ -200,9 +210,9 @@ class Comparison(AnalysisType):
         orq = next((q for q in quantities if q.key == "odds_ratio"), None)
         if orq is not None:
             out.append((orq, self.headline(quantities)))
-        new = {q.label: q for q in quantities if q.key == "mortality_new"}
+        by_id = {q.id: q for q in quantities}
         for q in (q for q in quantities if q.key == "mortality_typical"):
-            s, pn = q.summary(), new[q.label].summary()
+            s, pn = q.summary(), by_id[q.id.of_kind("mortality_new")].summary()
             out.append((q, f"Mortality in the {q.label} of a typical study: {s['median']:.1f}% (95% CrI "
                            f"{s['q2.5']:.1f}–{s['q97.5']:.1f}%); a new study could see {pn['q2.5']:.1f}–"
                            f"{pn['q97.5']:.1f}%; {q.patients_informing} patients in {q.studies_informing} "
@@ -227,8 +237,7 @@ class Comparison(AnalysisType):
                 + (", so tau and a new study's prediction interval are their prior." if len(studies) == 1 else "."))
 
     def findings_rows(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> list[dict]:
-        rows = binomial_findings(tables, quantities, "mortality, anakinra vs control", "odds_ratio", None,
-                                 "anakinra vs control")
+        rows = binomial_findings(tables, quantities, "mortality, anakinra vs control", ODDS_RATIO_ID, None)
         for r in rows:
             r["effects"] = None          # the asymmetry test would need each study's odds ratio
         return rows
@@ -237,10 +246,11 @@ class Comparison(AnalysisType):
         used = tables["data_used"]
         rows = count_rows(used, tables.get("studies"), "arm")
         rows["group"] = [f"arm: {a}" for a in used["arm"]]
-        new = {q.label: q for q in quantities if q.key == "mortality_new"}
+        by_id = {q.id: q for q in quantities}
         summaries = []
         for q in (q for q in quantities if q.key == "mortality_typical"):
-            for src, what, kind in ((q, f"typical study: {q.label}", "pooled"), (new[q.label], f"new study: {q.label}",
+            new = by_id[q.id.of_kind("mortality_new")]
+            for src, what, kind in ((q, f"typical study: {q.label}", "pooled"), (new, f"new study: {q.label}",
                                                                                  "prediction")):
                 s = src.summary()
                 summaries.append({"label": what, "estimate": s["median"], "lo": s["q2.5"], "hi": s["q97.5"],

@@ -42,6 +42,7 @@ import pandas as pd
 from scipy import stats
 
 from ..data.schema import AGE_GROUPS
+from .quantity_id import QuantityId
 
 if TYPE_CHECKING:
     from .base import Quantity
@@ -193,19 +194,21 @@ def _publication_bias(k: int, effects: tuple[np.ndarray, np.ndarray] | None,
     return ("serious" if p < EGGER_ALPHA else "not serious"), f"Egger's test intercept {intercept:.2f}, p = {p:.3f}"
 
 
-def binomial_findings(tables, quantities, outcome: str, pooled: str, new: str | None, label: str) -> list[dict]:
-    """The summary-of-findings row of a binomial analysis: its headline quantity, tau, the
-    patients of each study and each study's log odds (0.5 added to every cell) for the
-    asymmetry test."""
-    q = next((q for q in quantities if q.key == pooled and q.label == label), None)
+def binomial_findings(tables, quantities, outcome: str, pooled: QuantityId, new: QuantityId | None) -> list[dict]:
+    """The summary-of-findings row of a binomial analysis: its headline quantity (id
+    ``pooled``), a new study's (id ``new``), tau, the patients of each study and each study's
+    log odds (0.5 added to every cell) for the asymmetry test; ``outcome``: the row's outcome
+    as shown."""
+    by_id = {q.id: q for q in quantities}
+    q = by_id.get(pooled)
     if q is None:
         return []
     per_study = tables["data_used"].groupby("study_id", sort=False)[["deaths", "n"]].sum().astype(float)
     d, n = per_study["deaths"].to_numpy() + 0.5, per_study["n"].to_numpy() + 1.0
     effects = (np.log(d / (n - d)), np.sqrt(1 / d + 1 / (n - d)))
     return [{"outcome": outcome, "pooled": q,
-             "new": next((x for x in quantities if x.key == new and x.label == label), None),
-             "tau": next((x for x in quantities if x.key == "tau"), None),
+             "new": None if new is None else by_id.get(new),
+             "tau": by_id.get(QuantityId(pooled.outcome, "tau")),
              "patients": per_study["n"].to_dict(), "effects": effects,
              "unreported": unreported(tables.get("excluded"), tables.get("studies", pd.DataFrame()))}]
 
@@ -246,7 +249,7 @@ def summary_of_findings(rows: list[dict], studies: pd.DataFrame, threshold: floa
         if q.label_support == "prior":
             level = "not informed by the data"
         row = {
-            "outcome": r["outcome"], "quantity": q.description, "studies": len(ids),
+            "id": str(q.id), "outcome": r["outcome"], "quantity": q.description, "studies": len(ids),
             "patients": int(round(sum(r["patients"].values()))),
             "estimate": fmt_interval(s["median"], s["q2.5"], s["q97.5"], q.scale),
             "prediction_interval": "" if pn is None else f"{fmt_value(pn['q2.5'], q.scale)} to "

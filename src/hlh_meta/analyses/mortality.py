@@ -29,6 +29,7 @@ from ..spec import Spec
 from .compositions import UNOBSERVED, Compositions
 from .crossval import PARETO_K_REFIT, exact_lpd, integrated_study_loglik, psis_lpd, study_loglik
 from .base import PRIMARY, AnalysisType, FigureSpec, Quantity, Variant, keys_read, quantity_table
+from .quantity_id import Contrast, QuantityId
 from .support import CONFLICT, rests_note
 from .families import SHARED, prior_family
 from .judgements import judged
@@ -44,6 +45,8 @@ LEVELS = {"trigger": TRIGGERS, "age_group": AGE_GROUPS, "iv_fraction": ("subcuta
 ROUTE_COLUMN = "iv_fraction"
 THRESHOLDS = (10, 20, 30)
 POPULATION = "all included strata (each with its own trigger, age and route mix)"
+#: the headline: a typical study's mortality across the included strata (no covariate fixed)
+POPULATION_ID = QuantityId("mortality", "mortality_typical")
 PRIOR_SETS = [("tau", {"dist": "HalfNormal", "sigma": 0.5}), ("tau", {"dist": "HalfNormal", "sigma": 2.0}),
               ("tau", {"dist": "HalfCauchy", "beta": 1.0}), ("mu", {"dist": "Normal", "mu": 0.0, "sigma": 3.0}),
               ("mu", {"dist": "Normal", "mu": 0.0, "sigma": 0.75}), ("beta", {"dist": "Normal", "mu": 0.0, "sigma": 2.0}),
@@ -367,16 +370,20 @@ class Mortality(AnalysisType):
                     caveats = (f"{UNOBSERVED} it pairs {comp.name(cols[0])} with levels no "
                                f"stratum of known composition holds ({', '.join(pairs)}; {100 * share:.0f}% of the "
                                "included patients), so it describes patients no study observed",)
+            levels = _levels(fixed, refs)
             for key, var, words in (("mortality_typical", "p_typical", "mortality, typical study (%)"),
                                     ("mortality_new", "p_new", "mortality, new study (predictive, %)")):
                 pr = _draws(prior, var, profile=label)
-                out.append(Quantity(key, "mortality", label, words, "percent", _percent(post[var].sel(profile=label)),
-                                    None if pr is None else _percent(pr), fixed, THRESHOLDS, len(studies_in),
-                                    (var, {"profile": label}), s, p, extra,
-                                    rests_on=_prediction_rests_on(label) if key == "mortality_new" else (),
+                out.append(Quantity(key=key, outcome="mortality", label=label, description=words, scale="percent",
+                                    draws=_percent(post[var].sel(profile=label)),
+                                    prior=None if pr is None else _percent(pr), profile=fixed, levels=levels,
+                                    thresholds=THRESHOLDS, n_studies=len(studies_in),
+                                    source=(var, {"profile": label}), studies_informing=s, patients_informing=p,
+                                    extrapolation=extra,
+                                    rests_on=_prediction_rests_on(levels) if key == "mortality_new" else (),
                                     caveats=caveats))
             if len(cols) == 1 and comp.pure(cols[0]).any():
-                out.append(_own_strata(post, prior, comp, cols[0], label, fixed, observed, len(studies_in)))
+                out.append(_own_strata(post, prior, comp, cols[0], label, fixed, levels, observed, len(studies_in)))
         for name in columns if "beta" in post else []:
             group = _group_of(name)
             ref = refs.get(group, "subcutaneous")
@@ -388,16 +395,17 @@ class Mortality(AnalysisType):
             between = () if e1 or e0 or comp.within_study(name, rest_of(group)) else (
                 "between studies only: no study holds patients of both levels, so the contrast compares studies and "
                 "is confounded with whatever else differs between them",)
-            out.append(Quantity("odds_ratio", "mortality", what, "odds ratio", "odds ratio",
-                                np.exp(post["beta"].sel(covariate=name).values.reshape(-1)),
-                                None if pr is None else np.exp(pr), {"covariate": name, "reference": ref}, (),
-                                len(studies_in), ("beta", {"covariate": name}),
-                                studies_both, patients_both, e1 or e0,
-                                caveats=between))
-        tau_prior = _draws(prior, "tau")
-        out.append(Quantity("tau", "mortality", "between studies", "tau (between-study SD, logit scale)",
-                            "SD (logit scale)", post["tau"].values.reshape(-1), tau_prior, {}, (), len(studies_in),
-                            ("tau", {}), len(studies_in), int(n_rows[keep].sum()), len(studies_in) < 2))
+            out.append(Quantity(key="odds_ratio", outcome="mortality", label=what, description="odds ratio",
+                                scale="odds ratio", draws=np.exp(post["beta"].sel(covariate=name).values.reshape(-1)),
+                                prior=None if pr is None else np.exp(pr), contrast=Contrast(group, level, ref),
+                                n_studies=len(studies_in), source=("beta", {"covariate": name}),
+                                studies_informing=studies_both, patients_informing=patients_both,
+                                extrapolation=e1 or e0, caveats=between))
+        out.append(Quantity(key="tau", outcome="mortality", label="between studies",
+                            description="tau (between-study SD, logit scale)", scale="SD (logit scale)",
+                            draws=post["tau"].values.reshape(-1), prior=_draws(prior, "tau"), n_studies=len(studies_in),
+                            source=("tau", {}), studies_informing=len(studies_in),
+                            patients_informing=int(n_rows[keep].sum()), extrapolation=len(studies_in) < 2))
         return out
 
     # ---- tables
@@ -532,11 +540,11 @@ class Mortality(AnalysisType):
 
     # ---- report
     def statements(self, quantities: list[Quantity]) -> list[tuple[Quantity, str]]:
-        new = {q.label: q for q in quantities if q.key == "mortality_new"}
+        by_id = {q.id: q for q in quantities}
         out = []
         for q in (q for q in quantities if q.key == "mortality_typical"):
             s = q.summary()
-            own = next((o for o in quantities if o.key == "mortality_own_strata" and o.profile == q.profile), None)
+            own = by_id.get(q.id.of_kind("mortality_own_strata"))
             see = ""
             if own is not None:
                 o = own.summary()
@@ -553,11 +561,11 @@ class Mortality(AnalysisType):
                                "extrapolation, not a finding."))
                 continue
             size = (f"mortality of a typical study {_fmt(s['median'])}% (95% CrI {_fmt(s['q2.5'])}–"
-                    f"{_fmt(s['q97.5'])}%); {_prediction(new[q.label])}")
+                    f"{_fmt(s['q97.5'])}%); {_prediction(by_id[q.id.of_kind('mortality_new')])}")
             below = f"P(mortality < 20%) {_prob(s['P(<20%)'])}"
             body = (f"{below}; {_conflict_words(q)}: {size}" if q.conflict else f"{size}; {below}")
             note = " These are uncontrolled series without a comparator: mortality on anakinra, not an effect of it." \
-                if q.label == POPULATION else ""
+                if q.id == POPULATION_ID else ""
             out.append((q, f"{_cap(q.label)}: {body}; {_informed(q)}{_difference_caveat(q, quantities)}.{note}"))
         for q in (q for q in quantities if q.key == "mortality_own_strata"):
             s = q.summary()
@@ -608,7 +616,7 @@ class Mortality(AnalysisType):
                    "which odds ratios are printed." if ref else ""))
 
     def findings_rows(self, tables: Mapping[str, pd.DataFrame], quantities: list[Quantity]) -> list[dict]:
-        rows = binomial_findings(tables, quantities, "mortality", "mortality_typical", "mortality_new", POPULATION)
+        rows = binomial_findings(tables, quantities, "mortality", POPULATION_ID, POPULATION_ID.of_kind("mortality_new"))
         for row in rows:
             row["context"] = headline_context(tables)
         return rows
@@ -624,10 +632,11 @@ class Mortality(AnalysisType):
             groups = pd.DataFrame({"group": [group_name(column, str(g)) for g in sub["group"]],
                                    "label": "model: these strata's patients", "estimate": sub["median"],
                                    "lo": sub["q2.5"], "hi": sub["q97.5"]})
-        ref = next((q for q in quantities if q.key == "mortality_typical" and q.label == POPULATION), None)
+        by_id = {q.id: q for q in quantities}
+        ref = by_id.get(POPULATION_ID)
         summaries = []
         if ref is not None:
-            new = next(q for q in quantities if q.key == "mortality_new" and q.label == ref.label)
+            new = by_id[ref.id.of_kind("mortality_new")]
             for q, what, kind in ((ref, "pooled: typical study", "pooled"), (new, "prediction: new study", "prediction")):
                 s = q.summary()
                 summaries.append({"label": what, "estimate": s["median"], "lo": s["q2.5"], "hi": s["q97.5"], "kind": kind,
@@ -669,7 +678,7 @@ def headline_context(tables: Mapping[str, pd.DataFrame]) -> str:
 OWN_STRATA = "their own strata"
 
 
-def _own_strata(post, prior, comp: Compositions, category: str, label: str, fixed: dict, observed,
+def _own_strata(post, prior, comp: Compositions, category: str, label: str, fixed: dict, levels: dict, observed,
                 n_studies: int) -> Quantity:
     """The model's mortality among the patients of a level's own strata (every patient of
     known composition at that level): the patient-weighted mean of those strata's fitted
@@ -684,10 +693,11 @@ def _own_strata(post, prior, comp: Compositions, category: str, label: str, fixe
 
     counts = f"{int(observed[rows].sum())}/{int(comp.n[rows].sum())}" if observed is not None else ""
     stem = label.split(" (", 1)[0]
-    return Quantity("mortality_own_strata", "mortality", f"{stem}: {OWN_STRATA}" + (f" (observed {counts})" if counts
-                                                                                 else ""),
-                    "mortality among the level's own strata (%)", "percent", mean(post), mean(prior), fixed,
-                    THRESHOLDS, n_studies, None, len(set(comp.study[rows])), int(comp.n[rows].sum()), False)
+    return Quantity(key="mortality_own_strata", outcome="mortality",
+                    label=f"{stem}: {OWN_STRATA}" + (f" (observed {counts})" if counts else ""),
+                    description="mortality among the level's own strata (%)", scale="percent", draws=mean(post),
+                    prior=mean(prior), profile=fixed, levels=levels, thresholds=THRESHOLDS, n_studies=n_studies,
+                    studies_informing=len(set(comp.study[rows])), patients_informing=int(comp.n[rows].sum()))
 
 
 def _fmt(x, digits: int = 1) -> str:
@@ -714,7 +724,8 @@ def _difference_caveat(q: Quantity, quantities: list[Quantity]) -> str:
         return _group_of(column) in groups and (column in own or not own & {c for c in q.profile
                                                                                if _group_of(c) == _group_of(column)})
 
-    loose = [r for r in quantities if r.key == "odds_ratio" and sets_apart(r.profile["covariate"])
+    loose = [r for r in quantities if r.key == "odds_ratio" and r.contrast is not None
+             and sets_apart(_column(r.contrast.covariate, r.contrast.level))
              and r.label_support != "data"]
     if not loose:
         return ""
@@ -722,10 +733,28 @@ def _difference_caveat(q: Quantity, quantities: list[Quantity]) -> str:
             + ", ".join(f"odds ratio {r.label} is {r.label_support or 'prior'}" for r in loose))
 
 
-def _prediction_rests_on(label: str) -> tuple[tuple[str, str], ...]:
-    """What a new study's mortality for a profile is built from: the profile's typical-study
-    mortality and the between-study SD."""
-    return (("mortality_typical", label), ("tau", "between studies"))
+def _prediction_rests_on(levels: Mapping[str, str]) -> tuple[QuantityId, ...]:
+    """What a new study's mortality for a profile (its covariate levels) is built from: the
+    profile's typical-study mortality and the between-study SD."""
+    return (QuantityId.of("mortality", "mortality_typical", levels), QuantityId("mortality", "tau"))
+
+
+def _levels(fixed: Mapping[str, float], refs: Mapping[str, str]) -> dict[str, str]:
+    """The covariate levels a profile fixes (covariate -> level) from its design values: a
+    covariate whose columns are all 0 is at its reference level; the route is ``intravenous``
+    (1), ``subcutaneous`` (0) or a share of IV patients between (e.g. ``0.5``)."""
+    out: dict[str, str] = {}
+    for column, value in fixed.items():
+        group = _group_of(column)
+        if group == "iv_fraction":
+            out[group] = "intravenous" if value == 1 else "subcutaneous" if value == 0 else f"{float(value):.15g}"
+        elif value == 1:
+            out[group] = column[len(group) + 1:-1]
+        elif value == 0:
+            out.setdefault(group, refs.get(group, "reference"))
+        else:
+            raise ValueError(f"profile value {value!r} of {column}: a categorical level is 0 or 1")
+    return out
 
 
 def _prediction(q: Quantity) -> str:

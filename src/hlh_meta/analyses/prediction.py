@@ -135,7 +135,7 @@ def predict_profiles(analysis: AnalysisType, ds: Dataset, spec: Spec, idata: az.
     if "observed_data" in idata.groups():
         groups["observed_data"] = idata.observed_data
     quantities = [q for q in analysis.quantities(az.InferenceData(**groups))
-                  if q.key in ("mortality_typical", "mortality_new") and q.label in labels]
+                  if q.key in ("mortality_typical", "mortality_new")]
     return quantity_table(quantities).assign(
         studies_informing=pd.array([q.studies_informing for q in quantities], dtype="Int64"),
         patients_informing=pd.array([q.patients_informing for q in quantities], dtype="Int64"),

@@ -145,8 +145,8 @@ def _psens_of(idata: az.InferenceData, draws: np.ndarray, component: str) -> flo
 
 def support(idata: az.InferenceData, quantities: list) -> list[dict]:
     """The support measures and label of each quantity (in order). A quantity built from
-    others (``rests_on``) is labelled no stronger than the weakest of them, and
-    ``limited_by`` names those that are weaker than its own measures say."""
+    others (``rests_on``: their ids) is labelled no stronger than the weakest of them, and
+    ``limited_by`` names the kinds of those that are weaker than its own measures say."""
     prior_s, like_s = _psens(idata, "prior"), _psens(idata, "likelihood")
     out = []
     for q in quantities:
@@ -160,13 +160,13 @@ def support(idata: az.InferenceData, quantities: list) -> list[dict]:
                     "studies_informing": q.studies_informing, "patients_informing": q.patients_informing,
                     "extrapolation": q.extrapolation, "limited_by": "",
                     "conflict": conflict(ps, ls) and not q.extrapolation and bool(q.studies_informing)})
-    own = {(q.outcome, q.key, q.label): row["support"] for q, row in zip(quantities, out)}
+    own = {q.id: row["support"] for q, row in zip(quantities, out)}
     for q, row in zip(quantities, out):
-        parts = [(key, lab, own[(q.outcome, key, lab)]) for key, lab in q.rests_on if (q.outcome, key, lab) in own]
-        weaker = [(key, lab, s) for key, lab, s in parts if LABELS.index(s) > LABELS.index(row["support"])]
+        parts = [(rid, own[rid]) for rid in q.rests_on if rid in own]
+        weaker = [(rid, s) for rid, s in parts if LABELS.index(s) > LABELS.index(row["support"])]
         if weaker:
-            row["support"] = max((s for *_, s in weaker), key=LABELS.index)
-            row["limited_by"] = ", ".join(f"{key} ({s})" for key, _, s in weaker)
+            row["support"] = max((s for _, s in weaker), key=LABELS.index)
+            row["limited_by"] = ", ".join(f"{rid.kind} ({s})" for rid, s in weaker)
     return out
 
 

@@ -53,7 +53,8 @@ def run_sensitivity(spec: Spec | str, ds: Dataset | str | None = None,
     Returns
     -------
     pandas.DataFrame
-        One row per variant and quantity: variant, family, quantity, posterior summary
+        One row per variant and quantity: the quantity's id (:class:`~hlh_meta.analyses.QuantityId`
+        as a string), variant, family, quantity, posterior summary
         (mean, sd, median, 95% interval, probabilities of the clinical conclusions), its
         summary on the unbounded scale, studies, diagnostics, a note and the seconds taken.
 
@@ -72,4 +73,4 @@ def run_sensitivity(spec: Spec | str, ds: Dataset | str | None = None,
     planned = plan(spec, ds, variants)
     frames = run_groups(spec, planned, executor=executor, workers=workers, scheduler=scheduler, progress=progress,
                         alongside=alongside)
-    return pd.concat(frames, ignore_index=True).reindex(columns=COLUMNS + ["seconds"])
+    return pd.concat(frames, ignore_index=True).reindex(columns=["id"] + COLUMNS + ["seconds"])

@@ -84,35 +84,39 @@ def _moves(shift: pd.Series, ratio: pd.Series) -> pd.Series:
     return (shift >= SHIFT_SD) | wide
 
 
-def robustness(sens: pd.DataFrame, support: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
+def robustness(sens: pd.DataFrame, support: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Judge whether each quantity of the primary analysis holds across the variants.
 
     Per quantity of the primary analysis: its verdict, the variants that move it or flip its
     conclusion, the most influential analysis choice, the influential studies and the variants
     left undetermined; one sentence each. The rules are those of this module's description.
+    A variant's row is the same quantity as a primary row when their ids (column ``id``)
+    are equal.
 
     Parameters
     ----------
     sens : pandas.DataFrame
-        The table :func:`run_sensitivity` returns.
-    support : mapping of (str, str) to str, optional
-        The primary support label of each quantity by (key, label); a quantity whose
-        support is ``"prior"`` is ``not assessable``.
+        The table :func:`run_sensitivity` returns (with its column ``id``).
+    support : mapping of str to str, optional
+        The primary support label of each quantity by its id (``str`` of its
+        :class:`~hlh_meta.analyses.QuantityId`); a quantity whose support is ``"prior"``
+        is ``not assessable``.
 
     Returns
     -------
     pandas.DataFrame
-        One row per quantity of the primary analysis that some variant estimated: the
-        verdict (``robust``, ``NOT robust``, ``undetermined``, ``not assessable``), the
+        One row per quantity of the primary analysis that some variant estimated: its id,
+        the verdict (``robust``, ``NOT robust``, ``undetermined``, ``not assessable``), the
         most influential variant and its shift, the counts of variants moving or flipping
         it, the variants undetermined and the influential studies, and a sentence.
     """
     rows = []
+    known = {str(k): v for k, v in (support or {}).items()}
     primary = sens[sens["variant"] == "primary"]
     others = sens[(sens["variant"] != "primary") & sens["median"].notna()]
     for _, p in primary.iterrows():
         label = "" if pd.isna(p["label"]) else p["label"]
-        same = others[(others["key"] == p["key"]) & (others["label"].fillna("") == label)]
+        same = others[others["id"] == p["id"]]
         if same.empty or pd.isna(p["sd"]):
             continue
         shift, ratio, scale = _measures(p, same)
@@ -127,7 +131,7 @@ def robustness(sens: pd.DataFrame, support: Mapping[tuple[str, str], str] | None
         influential = same[_moves(shift, ratio) & passed & loo] if (~loo).any() else same.iloc[0:0]
         judged = shift[choice].dropna()
         worst = same.loc[judged.idxmax()] if len(judged) else same.loc[shift.fillna(-np.inf).idxmax()]
-        sup = (support or {}).get((p["key"], label), "")
+        sup = known.get(p["id"], "")
         if sup == "prior":
             verdict = "not assessable"
         elif not moved.empty or not flipped.empty:
@@ -155,8 +159,8 @@ def robustness(sens: pd.DataFrame, support: Mapping[tuple[str, str], str] | None
         if not influential.empty:
             sentence += ("; influential studies: " + ", ".join(
                 f"'{r['variant']}' moves it {shift[i]:.1f} SD" for i, r in influential.iterrows()))
-        rows.append({"quantity": p["quantity"], "key": p["key"], "label": p["label"], "primary_median": p["median"],
-                     "primary_sd": p["sd"], "verdict": verdict, "robust": verdict == "robust",
+        rows.append({"id": p["id"], "quantity": p["quantity"], "key": p["key"], "label": p["label"],
+                     "primary_median": p["median"], "primary_sd": p["sd"], "verdict": verdict, "robust": verdict == "robust",
                      "most_influential_variant": worst["variant"], "its_median": worst["median"],
                      "largest_shift_sd": float(np.round(judged.max() if len(judged) else shift.max(), 3)),
                      "judged_on": scale, "variants_moving": len(moved), "variants_flipping": len(flipped),

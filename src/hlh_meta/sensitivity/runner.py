@@ -79,7 +79,7 @@ def variant_rows(spec: Spec, v: Variant, idata) -> pd.DataFrame:
         if q.key not in analysis.robustness_keys:
             continue
         d = np.asarray(q.draws, dtype=float)
-        row = {"quantity": q.description, "key": q.key, "label": q.label, "n_studies": q.n_studies, "note": ""}
+        row = {"id": str(q.id), "quantity": q.description, "key": q.key, "label": q.label, "n_studies": q.n_studies, "note": ""}
         if q.n_studies == 0:
             row["note"] = "not estimable: no study of this outcome left (posterior = prior)"
         else:
