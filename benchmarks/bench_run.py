@@ -15,6 +15,10 @@ The versions alternate command by command (old, new, old, new), so both see the 
   fitted, and all declared) read from sensitivity.csv; also the sum of the per-variant
   seconds that sensitivity.csv records (fits only) and the manifest's timings. With
   --workers N also with N worker processes (--workers 0: the default executor).
+- --compare: the new version's explicit comparison step on the folder its `fit` wrote
+  (`hlh-meta compare models/mortality.toml`), and `hlh-meta fit models/mortality.toml
+  --compare` (fit and comparison in one command); the old version's `fit` compared as a
+  matter of course, so these are printed beside its `fit`.
 - --cold: the first `hlh-meta run` on an empty compile cache: PyTensor's compile directory
   (which holds numba's disk cache of PyTensor's functions and of hlh-meta's callbacks) and
   NUMBA_CACHE_DIR point to new empty folders, deleted afterwards.
@@ -75,6 +79,8 @@ def main() -> None:
     ap.add_argument("--no-serial", dest="serial", action="store_false",
                     help="with --sensitivity --workers N: skip the --serial runs")
     ap.add_argument("--cold", action="store_true", help="the first `hlh-meta run` on an empty compile cache")
+    ap.add_argument("--compare", action="store_true",
+                    help="the new version's `hlh-meta compare` step and `fit --compare`, beside the old `fit`")
     add_version_args(ap)
     args = ap.parse_args()
     vs = versions(args)
@@ -121,6 +127,26 @@ def main() -> None:
                 marginal[v.name] = [(s - f) / n for s, f in zip(walls[v.name], fits[v.name])]
             print(ratio_line(f"marginal cost per fitted variant ({label}; target <= 0.5 s)", marginal, digits=2)
                   + "; variants fitted: " + ", ".join(f"{v.name} {info[(v.name, tuple(m))]['fitted']}" for v in vs))
+    if args.compare:
+        rows: dict[str, list] = {}
+        for _ in range(args.repeats):
+            for v in vs:
+                with tempfile.TemporaryDirectory() as tmp:
+                    if v.name == "old":
+                        rows.setdefault("old: hlh-meta fit (comparison included)", []).append(
+                            timed(v, ["fit", "models/mortality.toml", "--out", tmp, "--quiet"])[0])
+                        continue
+                    rows.setdefault("new: hlh-meta fit", []).append(
+                        timed(v, ["fit", "models/mortality.toml", "--out", tmp, "--quiet"])[0])
+                    rows.setdefault("new: then hlh-meta compare (from the fit's draws)", []).append(
+                        timed(v, ["compare", "models/mortality.toml", "--out", tmp, "--quiet"])[0])
+                with tempfile.TemporaryDirectory() as tmp:
+                    if v.name == "new":
+                        rows.setdefault("new: hlh-meta fit --compare", []).append(
+                            timed(v, ["fit", "models/mortality.toml", "--compare", "--out", tmp, "--quiet"])[0])
+        for label, walls in rows.items():
+            walls = sorted(walls)
+            print(f"{label}: {walls[len(walls) // 2]:.1f} s" + (f" [{walls[0]:.1f}-{walls[-1]:.1f}]" if len(walls) > 1 else ""))
     if args.cold:
         walls = {v.name: [] for v in vs}
         for _ in range(args.repeats):
