@@ -189,7 +189,7 @@ def run_all(specs: SpecLike | Iterable[SpecLike] | None = None, data: Dataset | 
     >>> [(o.name, o.status) for o in done]  # doctest: +SKIP
     [('biomarkers', 'written'), ('comparison', 'no usable rows'), ('mortality', 'written')]
     """
-    emit: Listener = on_event or _silent
+    emit: Listener = on_event if on_event is not None else _silent
     given = _as_list(specs)
     skip_empty = specs is None if skip_empty is None else skip_empty
     out = Path(out)
