@@ -173,6 +173,21 @@ def test_a_second_run_finds_it_up_to_date(written, tables, ds, monkeypatch, no_s
     assert events == [("up to date", "tiny", f"{out / 'tiny'} is up to date (same spec, tables, code and libraries)")]
 
 
+def test_a_run_with_every_folder_up_to_date_imports_no_modelling_library(written):
+    import os
+    import subprocess
+    import sys
+
+    spec, out, _, _ = written
+    script = ("import sys, hlh_meta as hm\n"
+              f"print([o.status for o in hm.run_all([{str(spec)!r}], out={str(out)!r})], 'pymc' in sys.modules)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(hm.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["['up", "to", "date']", "False"]
+
+
 def test_force_refits_and_a_folder_not_up_to_date_is_refused(written, tmp_path, monkeypatch):
     """force runs the analysis again and replaces the folder; without it a folder that is not
     up to date is refused before any sampling, in Python's terms; a leftover of another run

@@ -8,8 +8,8 @@ runs, a background process compiles the later ones' models
 (:class:`hlh_meta.pipeline.CompileAhead`). Progress and notices reach the caller as events
 (``on_event(kind, name, text)``, the kinds in :data:`EVENTS`).
 
-The modelling stack is imported only once some analysis is to run, so a run that finds
-every folder up to date answers in a fraction of a second.
+The modelling stack (PyMC and the analyses) is imported only once some analysis is to run:
+a run that finds every folder up to date does not import it.
 """
 
 from __future__ import annotations
