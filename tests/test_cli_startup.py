@@ -38,7 +38,11 @@ class _Status:
 
 
 def test_compile_notice_shows_while_a_structure_compiles_and_puts_back_the_line(monkeypatch):
-    from hlh_meta import cli
+    """run_all tells a compile in this process as events; the command's status line shows it
+    and then puts back the line it replaced."""
+    from contextlib import nullcontext
+
+    from hlh_meta import cli, orchestrate
     from hlh_meta.inference import sampling
 
     compiled = []
@@ -56,19 +60,24 @@ def test_compile_notice_shows_while_a_structure_compiles_and_puts_back_the_line(
     monkeypatch.setattr(sampling, "compile_pymc_model", fake_compile)
     monkeypatch.setattr(sampling, "_CACHE", type(sampling._CACHE)())
     status = _Status()
-    line = cli._StatusLine(status, "m: sampling ...")
-    with cli._compile_notice(line, "m"):
-        line.set("m: variant 2/5: leave out a")
-        assert sampling._nutpie_compiled(lambda: "model", "key", {"x": 1}) == ("compiled", {"x": 1})
-        assert sampling._nutpie_compiled(lambda: "model", "key", {"x": 2}) == ("compiled", {"x": 2})   # cached
+    with cli._Progress(quiet=False, shown=set(), status=lambda text: nullcontext(status)) as progress:
+        with orchestrate._compile_events(progress, "m"):
+            progress("variant", "m", "variant 2/5: leave out a")
+            assert sampling._nutpie_compiled(lambda: "model", "key", {"x": 1}) == ("compiled", {"x": 1})
+            assert sampling._nutpie_compiled(lambda: "model", "key", {"x": 2}) == ("compiled", {"x": 2})   # cached
     assert compiled == ["model"]
-    assert status.shown == ["m: variant 2/5: leave out a", f"m: {cli.COMPILING}", "m: variant 2/5: leave out a"]
+    assert status.shown == ["m: variant 2/5: leave out a", f"m: {orchestrate.COMPILING}", "m: variant 2/5: leave out a"]
     assert sampling._ON_COMPILE == []                       # the notice ends with the block
 
 
 def test_compile_notice_needs_a_terminal(monkeypatch):
-    from hlh_meta import cli
+    from hlh_meta import cli, orchestrate
     from hlh_meta.inference import sampling
 
-    with cli._compile_notice(cli._StatusLine(None, ""), "m"):
-        assert sampling._ON_COMPILE == []                   # no notice without a status line
+    import io
+
+    monkeypatch.setattr(cli.sys, "stderr", io.StringIO())
+    assert cli._Progress(quiet=False, shown=set()).status is None    # no terminal: no status line
+    assert cli._Progress(quiet=True, shown=set()).status is None
+    with orchestrate._compile_events(None, "m"):
+        assert sampling._ON_COMPILE == []                   # no notice without a listener

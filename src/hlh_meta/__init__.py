@@ -15,6 +15,7 @@ _EXPORTS = {
     "GateWarning": ("inference", "GateWarning"),
     "ThinDataWarning": ("inference", "ThinDataWarning"),
     "InputError": ("errors", "InputError"),
+    "RunOutcome": ("orchestrate", "RunOutcome"),
     "SamplerSettings": ("inference", "SamplerSettings"),
     "SpecError": ("errors", "SpecError"),
     "diagnostics": ("models.posterior", "diagnostics_of"),
@@ -25,6 +26,7 @@ _EXPORTS = {
     "load_dataset": ("data", "load_dataset"),
     "load_spec": ("analyses", "load_spec"),
     "read_dataset": ("data", "read_dataset"),
+    "run_all": ("orchestrate", "run_all"),
     "run_analysis": ("pipeline", "run_analysis"),
 }
 _MODULES = ("effects", "sensitivity")

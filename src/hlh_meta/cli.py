@@ -1,7 +1,7 @@
 """Command line: ``hlh-meta run | fit | sensitivity | report | data check``.
 
-The commands parse arguments, call :func:`hlh_meta.run_analysis` (or the data and report
-functions) and print. Exit status: 0 success; 2 bad input (one line per problem, no
+The commands parse arguments, call :func:`hlh_meta.run_all` (or the data and report
+functions) and print what it reports. Exit status: 0 success; 2 bad input (one line per problem, no
 traceback unless --debug); 130 interrupted (Ctrl-C); 1 an internal error (one line saying
 so; the traceback with --debug).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -133,136 +133,79 @@ class _StatusLine:
             self.status.update(text)
 
 
-COMPILING = "compiling the model (first time on this machine: up to a minute)…"
+class _Progress:
+    """The lines a command prints for :func:`hlh_meta.run_all`'s events: notices on standard
+    output (none with --quiet), warnings as one ``warning: ...`` line each (once per
+    message), and on a terminal a status line while an analysis runs (its phase, the
+    variant, a model compiling), ended before its results are written.
+
+    ``status(text)`` opens a status line (default: rich's, on a terminal and without
+    --quiet; none otherwise). Used as a context manager, which ends an open status line."""
+
+    def __init__(self, quiet: bool, shown: set[str], status=None) -> None:
+        self.quiet, self.shown = quiet, shown
+        self.status = status if status is not None else (err.status if not quiet and sys.stderr.isatty() else None)
+        self.stack = ExitStack()
+        self.line: _StatusLine | None = None
+        self.name = ""
+        self.analysed: dict[str, str] = {}
+
+    def __call__(self, kind: str, name: str, text: str) -> None:
+        if kind == "step":
+            self._line(name).set(f"{name}: {text} ...")
+        elif kind == "variant":
+            self._line(name).set(f"{name}: {text}")
+        elif kind == "compiling":
+            self._line(name).show(f"{name}: {text}")
+        elif kind == "compiled":
+            line = self._line(name)
+            line.show(line.text)
+        elif kind == "analysed":
+            self.close()
+            self.analysed[name] = text
+        elif kind == "written":
+            _state["written"].append(Path(text))
+            self._say(f"{name}: wrote {text} ({self.analysed.pop(name, '')})")
+        elif kind == "up to date":
+            self._say(f"{name}: {text}; --force refits")
+        elif kind == "no usable rows (unchanged)":
+            self._say(f"{name}: {text}")
+        elif kind == "no usable rows":
+            _warn_line(f"{name}: {text}", self.shown)
+        elif kind == "leftover":
+            _warn_line(text, self.shown)
+
+    def _line(self, name: str) -> _StatusLine:
+        """The status line of analysis ``name``, opened at its first event."""
+        if self.line is None or self.name != name:
+            self.close()
+            status = self.stack.enter_context(self.status(f"{name}: ...")) if self.status is not None else None
+            self.line, self.name = _StatusLine(status, ""), name
+        return self.line
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            console.print(text, markup=False)
+
+    def close(self) -> None:
+        self.stack.close()
+        self.line = None
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-@contextmanager
-def _compile_notice(line: _StatusLine, name: str):
-    """While a model structure compiles in this process (its first fit here; numba loads
-    what this machine compiled before from its disk cache, so later runs pass quickly),
-    the status line says so instead of leaving a first run silent for a minute."""
-    if line.status is None:
-        yield
-        return
-    from .inference.sampling import on_compile
+def _run(specs: Optional[list[Path]], out: Optional[Path], force: bool, quiet: bool, data: Optional[Path],
+         **options: Any) -> None:
+    """:func:`hlh_meta.run_all` with the command's options, its events printed."""
+    from .orchestrate import run_all
 
-    with on_compile(lambda started: line.show(f"{name}: {COMPILING}" if started else line.text)):
-        yield
-
-
-def _run_specs(specs: list[Path], out: Path, force: bool, quiet: bool, data: Optional[Path],
-               sensitivity: bool = False, executor: dict | None = None, skip_empty: bool = False,
-               skip_fresh: bool = False, compare: bool = True) -> None:
-    from .analyses import analysis_for, load_spec
-    from .data import load_dataset, read_dataset
-    from .errors import SpecError
-    from .pipeline import CompileAhead
-    from .report.writer import check_output_location, leftover_note, leftovers, safe_child
-
-    if skip_fresh and not force:
-        specs = _stale(specs, out, data, quiet)
-        if not specs:
-            return
-    ds = load_dataset() if data is None else read_dataset(data)
-    loaded = [load_spec(p) for p in specs]          # every spec checked before any sampling
-    names = [s.name for s in loaded]
-    if len(set(names)) != len(names):
-        raise SpecError(", ".join(map(str, specs)), "analysis.name", "two specs share a name (it names the results folder)")
     shown: set[str] = set()
-    runnable = []
-    for spec in loaded:
-        analysis = analysis_for(spec)
-        analysis.check_spec(spec)                    # keys checked against the analysis type (priors, threshold, ...)
-        analysis.settings(spec)                      # [sampling] values (a seed of -1) before any sampling
-        used, _ = analysis.frame(ds, spec)           # data and spec problems surface before any sampling
-        if used.empty:
-            if not skip_empty:
-                raise spec.error("data", f"no row of the tables is usable for this {spec.kind} analysis")
-            _warn_line(f"{spec.name}: no row of the tables is usable for this {spec.kind} analysis; skipped", shown)
-            if skip_fresh and spec.path is not None and Path(spec.path).is_file():
-                from .freshness import record_skip
-
-                record_skip(out, spec.name, Path(spec.path), ds.sha256)
-            continue
-        if sensitivity:
-            analysis.expand_variants(ds, spec)
-        analysis.check_request(ds, analysis.resolve(ds, spec), sensitivity)   # within the machine's memory
-        runnable.append(spec)
-    loaded = runnable
-    targets = [safe_child(out, s.name) for s in loaded]
-    for t in targets:
-        check_output_location(t, force)
-    for t in targets:                                # leftovers of killed runs: removed, or reported before sampling
-        for path in leftovers(t, remove=True):
-            _warn_line(leftover_note(path), shown)
-    show = not quiet and sys.stderr.isatty()
-    with CompileAhead(loaded, ds) as ahead:           # later analyses' models compile while earlier ones run
-        for spec, target in zip(loaded, targets):
-            _run_one(spec, target, ds, force, quiet, show, shown, sensitivity, executor, ahead, compare)
-
-
-def _stale(specs: list[Path], out: Path, data: Optional[Path], quiet: bool) -> list[Path]:
-    """The specs whose results folder is not up to date (same spec file, tables, code and
-    libraries: :mod:`hlh_meta.freshness`); each one skipped is said in one line."""
-    import tomllib
-
-    from .data.dataset import bundled_data_dir, table_digests
-    from .freshness import skipped_before, up_to_date
-
-    folder = bundled_data_dir() if data is None else data
-    if not Path(folder).exists():
-        return specs                                 # the run reports the missing tables
-    digests = table_digests(Path(folder))
-    left = []
-    for path in specs:
-        try:
-            name = tomllib.loads(Path(path).read_text(encoding="utf-8"))["analysis"]["name"]
-        except (OSError, ValueError, KeyError, TypeError):
-            left.append(path)                        # the run reports what is wrong with it
-            continue
-        target = out / str(name)
-        if isinstance(name, str) and up_to_date(target, Path(path), digests):
-            if not quiet:
-                console.print(f"{name}: {target} is up to date (same spec, tables, code and libraries); "
-                              "--force refits", markup=False)
-            continue
-        if isinstance(name, str) and not target.exists() and skipped_before(out, name, Path(path), digests):
-            if not quiet:
-                console.print(f"{name}: no usable rows in these tables (unchanged since the last run); skipped",
-                              markup=False)
-            continue
-        left.append(path)
-    return left
-
-
-def _run_one(spec, target: Path, ds, force: bool, quiet: bool, show: bool, shown: set[str],
-             sensitivity: bool, executor: dict | None, ahead, compare: bool = True) -> None:
-    from .pipeline import run_analysis
-
-    with err.status(f"{spec.name}: sampling ...") if show else nullcontext() as status:
-        line = _StatusLine(status, f"{spec.name}: sampling ...")
-        line.show(f"{spec.name}: {COMPILING}")
-        ahead.wait(spec)                             # its model may be compiling in the background
-        line.show(line.text)
-
-        def tick(i: int, n: int, name: str) -> None:
-            line.set(f"{spec.name}: variant {i + 1}/{n}: {name}")
-
-        def step(text: str) -> None:
-            line.set(f"{spec.name}: {text} ...")
-
-        with _one_line_warnings(shown), _compile_notice(line, spec.name):
-            result = run_analysis(spec, ds, sensitivity=sensitivity, progress=tick, compare=compare, step=step,
-                                  **(executor or {}))
-    with _one_line_warnings(shown):
-        result.save(target, force=force, terms="cli")
-    _state["written"].append(target)
-    diag = result.diagnostics
-    flag = "diagnostics OK" if diag.passed else "DIAGNOSTICS FLAGGED: " + "; ".join(diag.problems)
-    if not quiet:
-        timings = result.manifest["timings_s"]
-        seconds = timings.get("sensitivity", timings["total"])   # the sensitivity step includes the primary
-        console.print(f"{spec.name}: wrote {target} ({seconds:.1f} s; {flag})", markup=False)
+    with _one_line_warnings(shown), _Progress(quiet, shown) as progress:
+        run_all(specs, data, out or Path("results"), force=force, on_event=progress, terms="cli", **options)
 
 
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Results folder (default: results/).")]
@@ -275,13 +218,8 @@ DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Folder of extra
 def run(specs: Annotated[Optional[list[Path]], typer.Argument(help="Spec files (default: every spec in models/).")] = None,
         out_dir: OutOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, data: DataOpt = None) -> None:
     """Main job: run every analysis spec and write results/<analysis>/."""
-    from .spec import bundled_specs_dir
-
     try:
-        paths = list(specs) if specs else sorted(bundled_specs_dir().glob("*.toml"))
-        if not paths:
-            raise FileNotFoundError("no analysis specs found")
-        _run_specs(paths, out_dir or Path("results"), force, quiet, data, skip_empty=not specs, skip_fresh=True)
+        _run(list(specs) if specs else None, out_dir, force, quiet, data, skip_fresh=True)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     _done()
@@ -294,7 +232,7 @@ def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out
                                               "leave-one-study-out cross-validation (comparison.csv).")] = True) -> None:
     """Run one analysis and write its results folder."""
     try:
-        _run_specs([spec], out_dir or Path("results"), force, quiet, data, compare=compare)
+        _run([spec], out_dir, force, quiet, data, compare=compare, skip_fresh=False)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     _done()
@@ -325,7 +263,7 @@ def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TO
                 {"executor": "serial"} if serial else {"executor": "processes", "workers": workers})
     try:
         _check_executor_options(workers, serial, scheduler)
-        _run_specs([spec], out_dir or Path("results"), force, quiet, data, sensitivity=True, executor=executor)
+        _run([spec], out_dir, force, quiet, data, sensitivity=True, skip_fresh=False, **executor)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     _done()
