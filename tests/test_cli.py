@@ -41,7 +41,8 @@ def test_data_check_broken_copy_exits_2_without_traceback(data_copy):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    res = invoke("run", str(SPECS / "mortality_small.toml"), str(SPECS / "biomarkers_small.toml"), "--out", str(out), "--quiet")
+    res = invoke("run", str(SPECS / "mortality_small.toml"), str(SPECS / "biomarkers_small.toml"), "--out", str(out),
+                 "--quiet", "--compare")
     assert res.exit_code == 0, res.output
     return out
 
@@ -105,23 +106,50 @@ def test_a_second_run_with_nothing_changed_skips_and_a_change_is_refused(results
     assert res.exit_code == 2 and "--force" in res.output
 
 
-def test_fit_without_the_comparison_is_not_up_to_date_for_run(tmp_path, monkeypatch):
-    """`fit --no-compare` leaves the comparison of covariate sets out (no comparison.csv, the
-    manifest says so); `run` does not take that folder as up to date."""
+def test_the_comparison_is_a_step_of_its_own(tmp_path, monkeypatch):
+    """`fit` leaves the comparison of covariate sets out (no comparison.csv, the manifest says
+    so); `run` takes that folder as up to date, `run --compare` does not; `compare` adds the
+    comparison from the folder's draws without sampling the primary fit again, and says so
+    when the folder holds it already."""
     import hlh_meta.analyses.mortality as mortality
+    import hlh_meta.inference.sampling as sampling
 
     def no_comparison(*args, **kwargs):
         raise AssertionError("the comparison ran")
 
+    spec = str(SPECS / "mortality_small.toml")
     with monkeypatch.context() as m:
         m.setattr(mortality.Mortality, "compare", no_comparison)
-        res = invoke("fit", str(SPECS / "mortality_small.toml"), "--no-compare", "--out", str(tmp_path), "--quiet")
+        res = invoke("fit", spec, "--out", str(tmp_path), "--quiet")
     assert res.exit_code == 0, res.output
     folder = tmp_path / "mortality"
     assert not (folder / "comparison.csv").exists()
     assert json.loads((folder / "manifest.json").read_text())["compared"] is False
-    res = invoke("run", str(SPECS / "mortality_small.toml"), "--out", str(tmp_path), "--quiet")
-    assert res.exit_code == 2 and "--force" in res.output       # not skipped as up to date: refused without --force
+    res = invoke("run", spec, "--out", str(tmp_path))
+    assert res.exit_code == 0 and "is up to date" in res.output
+    res = invoke("run", spec, "--out", str(tmp_path), "--quiet", "--compare")
+    assert res.exit_code == 2 and "--force" in res.output       # not up to date for a run that compares
+    fits = []
+    real = sampling.sample_gated
+
+    def counted(*args, **kwargs):
+        fits.append(1)
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(sampling, "sample_gated", counted)
+        import hlh_meta.models.engine as engine
+        m.setattr(engine, "sample_gated", counted)
+        res = invoke("compare", spec, "--out", str(tmp_path), "--quiet")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["compared"] is True and (folder / "comparison.csv").is_file()
+    import pandas as pd
+
+    refits = int(pd.read_csv(folder / "comparison.csv")["refits"].sum())
+    assert len(fits) == 1 + refits        # the other covariate set and the refits; the primary fit not again
+    res = invoke("compare", spec, "--out", str(tmp_path))
+    assert res.exit_code == 0 and "holds the comparison already" in res.output
 
 
 def test_same_seed_gives_byte_identical_tables(results, tmp_path):

@@ -27,6 +27,7 @@ _EXPORTS = {
     "load_spec": ("analyses", "load_spec"),
     "read_dataset": ("data", "read_dataset"),
     "run_all": ("orchestrate", "run_all"),
+    "compare_saved": ("orchestrate", "compare_saved"),
     "run_analysis": ("pipeline", "run_analysis"),
 }
 _MODULES = ("effects", "sensitivity")

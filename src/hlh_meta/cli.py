@@ -168,6 +168,8 @@ class _Progress:
             self._say(f"{name}: wrote {text} ({self.analysed.pop(name, '')})")
         elif kind == "up to date":
             self._say(f"{name}: {text}; --force refits")
+        elif kind == "compared already":
+            self._say(f"{name}: {text}; --force compares again")
         elif kind == "no usable rows (unchanged)":
             self._say(f"{name}: {text}")
         elif kind == "no usable rows":
@@ -214,12 +216,18 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress outpu
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Folder of extraction tables or an .xlsx workbook (default: bundled data).")]
 
 
+CompareOpt = Annotated[bool, typer.Option("--compare", help="Also compare the spec's covariate sets by leave-one-study-out "
+                                                        "cross-validation (comparison.csv; `hlh-meta compare` adds it "
+                                                        "later from the fit's draws).")]
+
+
 @app.command()
 def run(specs: Annotated[Optional[list[Path]], typer.Argument(help="Spec files (default: every spec in models/).")] = None,
-        out_dir: OutOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, data: DataOpt = None) -> None:
+        out_dir: OutOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, data: DataOpt = None,
+        compare: CompareOpt = False) -> None:
     """Main job: run every analysis spec and write results/<analysis>/."""
     try:
-        _run(list(specs) if specs else None, out_dir, force, quiet, data, skip_fresh=True)
+        _run(list(specs) if specs else None, out_dir, force, quiet, data, skip_fresh=True, compare=compare)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     _done()
@@ -227,12 +235,25 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(help="Spec files (
 
 @app.command()
 def fit(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML).")], out_dir: OutOpt = None,
-        force: ForceOpt = False, quiet: QuietOpt = False, data: DataOpt = None,
-        compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Compare the spec's covariate sets by "
-                                              "leave-one-study-out cross-validation (comparison.csv).")] = True) -> None:
+        force: ForceOpt = False, quiet: QuietOpt = False, data: DataOpt = None, compare: CompareOpt = False) -> None:
     """Run one analysis and write its results folder."""
     try:
         _run([spec], out_dir, force, quiet, data, compare=compare, skip_fresh=False)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
+        _fail(exc)
+    _done()
+
+
+@app.command("compare")
+def compare_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TOML) with [comparison] covariate_sets.")],
+                out_dir: OutOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, data: DataOpt = None) -> None:
+    """Add the comparison of covariate sets to OUT/<name>/ from the draws its fit holds (fits first if there is no folder)."""
+    from .orchestrate import compare_saved
+
+    shown: set[str] = set()
+    try:
+        with _one_line_warnings(shown), _Progress(quiet, shown) as progress:
+            compare_saved(spec, data, out_dir or Path("results"), force=force, on_event=progress, terms="cli")
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     _done()
@@ -257,13 +278,14 @@ def sensitivity_cmd(spec: Annotated[Path, typer.Argument(help="Analysis spec (TO
                     data: DataOpt = None,
                     workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes for the variants whose model differs from the primary analysis; the primary's own variants run in this process. Default: one per CHAINS cores beyond the first CHAINS (each fit already samples its chains in parallel), and one on 2 or more cores (it compiles the other models while this process samples); none on one core. Groups a worker has not started run in this process once its own are done.")] = None,
                     serial: Annotated[bool, typer.Option("--serial", help="Run variants one after another in this process.")] = False,
-                    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a Dask distributed scheduler, e.g. tcp://scheduler-host:8786.")] = None) -> None:
+                    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a Dask distributed scheduler, e.g. tcp://scheduler-host:8786.")] = None,
+                    compare: CompareOpt = False) -> None:
     """Run the primary analysis and every variant the spec declares; adds sensitivity.csv and robustness.csv."""
     executor = ({"executor": "dask", "scheduler": scheduler} if scheduler else
                 {"executor": "serial"} if serial else {"executor": "processes", "workers": workers})
     try:
         _check_executor_options(workers, serial, scheduler)
-        _run([spec], out_dir, force, quiet, data, sensitivity=True, skip_fresh=False, **executor)
+        _run([spec], out_dir, force, quiet, data, sensitivity=True, skip_fresh=False, compare=compare, **executor)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
         _fail(exc)
     _done()

@@ -78,6 +78,15 @@ def skipped_before(out: Path, name: str, spec_file: Path, data_digests: dict[str
     return _skipped(out).get(name) == fingerprint(spec_file, data_digests)
 
 
+def compared_already(folder: Path) -> bool:
+    """Whether the results folder's manifest says it holds the comparison of covariate sets."""
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("compared") is True
+
+
 def up_to_date(folder: Path, spec_file: Path, data_digests: dict[str, str], compare: bool = False) -> bool:
     """Whether ``folder`` holds complete results of this spec file on these tables with this
     code and these libraries (a folder without a readable manifest is not); with

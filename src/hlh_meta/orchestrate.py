@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["COMPILING", "EVENTS", "STATUSES", "RunOutcome", "run_all"]
 
 #: the kinds of event :func:`run_all` reports, in the order they can occur for one analysis
-EVENTS = ("up to date", "no usable rows (unchanged)", "no usable rows", "leftover", "step", "compiling",
+EVENTS = ("up to date", "compared already", "no usable rows (unchanged)", "no usable rows", "leftover", "step", "compiling",
           "compiled", "variant", "analysed", "written")
 #: what becomes of a spec (:attr:`RunOutcome.status`)
 STATUSES = ("written", "up to date", "no usable rows")
@@ -78,7 +78,7 @@ class RunOutcome:
 
 
 def run_all(specs: SpecLike | Iterable[SpecLike] | None = None, data: Dataset | str | Path | None = None,
-            out: str | Path = "results", *, force: bool = False, compare: bool = True, sensitivity: bool = False,
+            out: str | Path = "results", *, force: bool = False, compare: bool = False, sensitivity: bool = False,
             skip_empty: bool | None = None, skip_fresh: bool = True, executor: str = "processes",
             workers: int | None = None, scheduler=None, on_event: Listener | None = None,
             terms: str = "python") -> list[RunOutcome]:
@@ -107,9 +107,10 @@ def run_all(specs: SpecLike | Iterable[SpecLike] | None = None, data: Dataset | 
         Replace existing results folders and run every analysis, up to date or not.
         Without it an existing folder that is not up to date is refused before any
         sampling (:class:`hlh_meta.errors.ResultsExistError`).
-    compare : bool, default True
-        Compare each spec's covariate sets by leave-one-study-out cross-validation, as in
-        :func:`hlh_meta.run_analysis`. A folder written without it is not up to date.
+    compare : bool, default False
+        Also compare each spec's covariate sets by leave-one-study-out cross-validation, as
+        in :func:`hlh_meta.run_analysis` (:func:`compare_saved` adds the comparison to a
+        folder later). With it, a folder written without the comparison is not up to date.
     sensitivity : bool, default False
         Also run every declared sensitivity variant (``hlh-meta sensitivity``).
     skip_empty : bool or None, optional
@@ -162,7 +163,8 @@ def run_all(specs: SpecLike | Iterable[SpecLike] | None = None, data: Dataset | 
     The events, in the order they can occur for one analysis (``text`` in quotes):
 
     - ``"up to date"``: its folder is up to date and is left as it is; ``"<out>/<name> is
-      up to date (same spec, tables, code and libraries)"``.
+      up to date (same spec, tables, code and libraries)"``; ``"compared already"``
+      (:func:`compare_saved`): it holds the comparison already.
     - ``"no usable rows (unchanged)"``: a run with the same spec file, tables, code and
       libraries found no usable rows; skipped without reading the tables.
     - ``"no usable rows"``: no row of the tables can enter the analysis; skipped.
@@ -196,12 +198,80 @@ def run_all(specs: SpecLike | Iterable[SpecLike] | None = None, data: Dataset | 
     outcomes: dict[int, RunOutcome] = {}
     todo = list(range(len(given)))
     if skip_fresh and not force:
-        todo = _stale(given, todo, out, data, emit, outcomes)
+        todo = _stale(given, todo, out, data, emit, outcomes, compare)
     if todo:
         _run(given, todo, out, data, outcomes, emit, listening=on_event is not None, force=force, compare=compare,
              sensitivity=sensitivity, skip_empty=skip_empty, skip_fresh=skip_fresh, terms=terms,
              options={"executor": executor, "workers": workers, "scheduler": scheduler})
     return [outcomes[i] for i in range(len(given))]
+
+
+def compare_saved(spec: SpecLike, data: Dataset | str | Path | None = None, out: str | Path = "results", *,
+                  force: bool = False, on_event: Listener | None = None, terms: str = "python") -> RunOutcome:
+    """Add the comparison of a spec's covariate sets to its results folder, from the draws it holds.
+
+    The step ``hlh-meta compare`` runs. The folder ``out/<name>`` must be up to date (the
+    same spec file, tables, code and libraries, :mod:`hlh_meta.freshness`): its posterior
+    serves the set that is the model's covariates, so the primary fit is not sampled again
+    (:meth:`hlh_meta.AnalysisResult.compare`), and the folder is written again with
+    ``comparison.csv`` and its report section. With no folder yet, the analysis is fitted
+    with the comparison (as ``run_all(..., compare=True)``).
+
+    Parameters
+    ----------
+    spec : str, pathlib.Path or Spec
+        The spec file (or a Spec read from one).
+    data : Dataset, str, pathlib.Path or None, optional
+        The tables (default: the bundled data).
+    out : str or pathlib.Path, default "results"
+        The folder holding ``out/<name>``.
+    force : bool, default False
+        Compare again a folder that holds the comparison already, and, where the folder is
+        not up to date, fit it again with the comparison.
+    on_event : callable, optional
+        ``on_event(kind, name, text)`` as for :func:`run_all`.
+    terms : {"python", "cli"}, default "python"
+        How a refusal names the way out.
+
+    Returns
+    -------
+    RunOutcome
+        ``status`` ``"written"`` (the folder now holds the comparison) or ``"up to date"``
+        (it held it already).
+
+    Raises
+    ------
+    hlh_meta.errors.ResultsExistError
+        If the folder exists but is not up to date and ``force`` is off (its draws are
+        not those this spec and these tables would give).
+    """
+    import time
+
+    from .analyses import as_spec
+    from .freshness import compared_already
+    from .result import AnalysisResult, _python_terms
+
+    emit = on_event or _silent
+    spec = as_spec(spec)
+    target = Path(out) / spec.name
+    ds = as_dataset(data, name="data")
+    fresh = spec.path is not None and Path(spec.path).is_file() and up_to_date(target, Path(spec.path), ds.sha256)
+    if not fresh:
+        return run_all([spec], ds, out, force=force, compare=True, skip_fresh=False, on_event=on_event,
+                       terms=terms)[0]
+    if not force and compared_already(target):
+        emit("compared already", spec.name, f"{target} holds the comparison already (same spec, tables, code and "
+                                            "libraries)")
+        return RunOutcome(spec.name, target, "up to date")
+    started = time.perf_counter()
+    emit("step", spec.name, "reading the fit")
+    result = AnalysisResult.load(target).compare(ds, step=lambda text: emit("step", spec.name, text))
+    seconds = time.perf_counter() - started
+    emit("analysed", spec.name, f"{seconds:.1f} s; the comparison added to the fit's draws")
+    with _python_terms() if terms == "python" else nullcontext():
+        result.save(target, force=True, terms=terms)
+    emit("written", spec.name, str(target))
+    return RunOutcome(spec.name, target, "written", result, seconds, bool(result.diagnostics.passed))
 
 
 def _silent(kind: str, name: str, text: str) -> None:
@@ -220,7 +290,7 @@ def _as_list(specs: SpecLike | Iterable[SpecLike] | None) -> list[SpecLike]:
 
 
 def _stale(given: list[SpecLike], todo: list[int], out: Path, data: object, emit: Listener,
-           outcomes: dict[int, RunOutcome]) -> list[int]:
+           outcomes: dict[int, RunOutcome], compare: bool = False) -> list[int]:
     """The specs (by index) whose results folder is not up to date: same spec file, tables,
     code and libraries (:mod:`hlh_meta.freshness`). Each one set aside is told and given
     its outcome. A spec file that cannot be read here is left for the run to report."""
@@ -250,7 +320,7 @@ def _stale(given: list[SpecLike], todo: list[int], out: Path, data: object, emit
             left.append(i)
             continue
         target = out / name
-        if up_to_date(target, Path(path), digests):
+        if up_to_date(target, Path(path), digests, compare=compare):
             emit("up to date", name, f"{target} is up to date (same spec, tables, code and libraries)")
             outcomes[i] = RunOutcome(name, target, "up to date")
         elif not target.exists() and skipped_before(out, name, Path(path), digests):

@@ -74,8 +74,8 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None
     compare : bool, default False
         Also compare the spec's ``[comparison] covariate_sets`` by leave-one-study-out
         cross-validation (``comparison.csv``), a step after the primary fit (the manifest
-        records ``"compared"``). :func:`compare_result` adds it to a result later, from
-        the draws the result holds.
+        records ``"compared"``). :meth:`AnalysisResult.compare` adds it to a result later,
+        from the draws the result holds.
     step : callable, optional
         ``step(text)``, called as each phase of the primary analysis starts (sampling,
         each covariate set's fit and refits).
@@ -146,64 +146,6 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None
     if spec.path is not None and Path(spec.path).is_file():     # what `hlh-meta run` compares to skip a fresh folder
         manifest.update(fingerprint(Path(spec.path), ds.sha256))
     return AnalysisResult(spec.name, spec.kind, spec.title, analysed.idata, tables, analysed.quantities, manifest)
-
-
-def compare_result(result: AnalysisResult, ds: Dataset | str | Path | None = None, *,
-                   step: Callable[[str], None] | None = None) -> AnalysisResult:
-    """The comparison of covariate sets, added to a result from the draws it holds.
-
-    The result's own posterior serves the set that is the model's covariates (it is not
-    sampled again); the other sets are fitted and each study left out in turn as in
-    :meth:`Mortality.compare <hlh_meta.analyses.mortality.Mortality.compare>`.
-
-    Parameters
-    ----------
-    result : AnalysisResult
-        A result of :func:`run_analysis` or :meth:`AnalysisResult.load`.
-    ds : Dataset, str, pathlib.Path or None, optional
-        The tables the result was fitted to (default: the folder its manifest names); they
-        must be the same tables (SHA-256 against the manifest).
-    step : callable, optional
-        ``step(text)``, called as each set's fit, importance sampling and refit starts.
-
-    Returns
-    -------
-    AnalysisResult
-        The same posterior, quantities and tables, with ``comparison`` added (replaced if
-        it was there) and the manifest's ``compared`` true.
-
-    Raises
-    ------
-    hlh_meta.InputError
-        If the tables are not those the result was fitted to.
-    """
-    from .errors import InputError
-    from .inference import gate_summary
-
-    where = ds if ds is not None else result.manifest.get("data_dir")
-    ds = as_dataset(where)
-    recorded = result.manifest.get("data_sha256")
-    if recorded is not None and dict(ds.sha256) != dict(recorded):
-        raise InputError(f"the tables in {ds.path} are not those this result was fitted to (their SHA-256 differ "
-                         "from the manifest's); give the folder it was fitted to")
-    spec = Spec(Path(result.manifest.get("spec_file") or result.name), result.name, result.kind, result.title,
-                result.manifest["spec"])
-    analysis = analysis_for(spec)
-    started = time.perf_counter()
-    with _named_as_given(ds):
-        spec = analysis.resolve(ds, spec)
-        used, _ = analysis.frame(ds, spec)
-        if step is not None:
-            step("comparing covariate sets")
-        with gate_summary("the cross-validation of covariate sets"):   # one line, not one per fit
-            comparison = analysis.compare(ds, spec, used, primary=result.idata, step=step)
-    tables = {name: frame for name, frame in result.tables.items() if name != "comparison"}
-    if not comparison.empty:
-        tables["comparison"] = comparison
-    manifest = {k: v for k, v in result.manifest.items() if k != "files_sha256"}
-    manifest.update(tables=list(tables), compared=True,
-                    timings_s={**manifest.get("timings_s", {}), "compare": round(time.perf_counter() - started, 3)})
-    return AnalysisResult(result.name, result.kind, result.title, result.idata, tables, result.quantities, manifest)
 
 
 def _compile_in_turn(specs: list[Spec], ds: Dataset, done: list) -> None:

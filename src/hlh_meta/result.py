@@ -19,6 +19,7 @@ import arviz as az
 import pandas as pd
 
 from .analyses import AnalysisType, Quantity, analysis_for
+from .data import Dataset
 from .errors import OutputLocationError, ResultsDamagedError, ResultsExistError
 from .inference import Diagnostics
 from .models.posterior import diagnostics_of
@@ -129,7 +130,7 @@ class AnalysisResult:
                     self.manifest["spec"])
         return self.analysis.predict(ds, spec, self.idata, profiles)
 
-    def compare(self, data: "str | Path | None" = None, step=None) -> "AnalysisResult":
+    def compare(self, data: "Dataset | str | Path | None" = None, step=None) -> "AnalysisResult":
         """This result with the comparison of its spec's covariate sets added, from its own draws.
 
         The step ``hlh-meta compare`` runs: the result's posterior serves the set that is
@@ -139,7 +140,7 @@ class AnalysisResult:
 
         Parameters
         ----------
-        data : str or pathlib.Path, optional
+        data : Dataset, str or pathlib.Path, optional
             The tables the result was fitted to (default: the folder its manifest names);
             they must be the same tables (SHA-256 against the manifest).
         step : callable, optional
@@ -162,9 +163,36 @@ class AnalysisResult:
         >>> result = hm.run_analysis("models/mortality.toml")       # doctest: +SKIP
         >>> result.compare().table("comparison")                     # doctest: +SKIP
         """
-        from .pipeline import compare_result
+        import time
 
-        return compare_result(self, data, step=step)
+        from .data import as_dataset
+        from .errors import InputError
+        from .inference import gate_summary
+        from .spec import Spec
+
+        where = data if data is not None else self.manifest.get("data_dir")
+        ds = as_dataset(where)
+        recorded = self.manifest.get("data_sha256")
+        if recorded is not None and dict(ds.sha256) != dict(recorded):
+            raise InputError(f"the tables in {ds.path} are not those this result was fitted to (their SHA-256 "
+                             "differ from the manifest's); give the folder it was fitted to")
+        spec = Spec(Path(self.manifest.get("spec_file") or self.name), self.name, self.kind, self.title,
+                    self.manifest["spec"])
+        analysis = self.analysis
+        started = time.perf_counter()
+        spec = analysis.resolve(ds, spec)
+        used, _ = analysis.frame(ds, spec)
+        if step is not None:
+            step("comparing covariate sets")
+        with gate_summary("the cross-validation of covariate sets"):   # one line, not one per fit
+            comparison = analysis.compare(ds, spec, used, primary=self.idata, step=step)
+        tables = {name: frame for name, frame in self.tables.items() if name != "comparison"}
+        if not comparison.empty:
+            tables["comparison"] = comparison
+        manifest = {k: v for k, v in self.manifest.items() if k != FILE_HASHES}
+        manifest.update(tables=list(tables), compared=True,
+                        timings_s={**manifest.get("timings_s", {}), "compare": round(time.perf_counter() - started, 3)})
+        return type(self)(self.name, self.kind, self.title, self.idata, tables, self.quantities, manifest)
 
     def table(self, name: str) -> pd.DataFrame:
         """One of the result's tables (``summary``, ``derived``, ``data_used``, ``excluded``, ...).
