@@ -116,6 +116,12 @@ class AnalysisResult:
         >>> result.predict(pd.DataFrame({"trigger": ["malignancy"], "age_group": ["adult"],
         ...                              "iv_fraction": ["intravenous"]}))  # doctest: +SKIP
         """
+        ds, spec = self._fitted_to(data)
+        return self.analysis.predict(ds, spec, self.idata, profiles)
+
+    def _fitted_to(self, data):
+        """The tables (checked to be those fitted: SHA-256 against the manifest) and the spec
+        of this result."""
         from .data import as_dataset
         from .errors import InputError
         from .spec import Spec
@@ -124,11 +130,11 @@ class AnalysisResult:
         ds = as_dataset(where)
         recorded = self.manifest.get("data_sha256")
         if recorded is not None and dict(ds.sha256) != dict(recorded):
-            raise InputError(f"the tables in {where} are not those this result was fitted to (their SHA-256 differ "
+            raise InputError(f"the tables in {ds.path} are not those this result was fitted to (their SHA-256 differ "
                              "from the manifest's); give the folder it was fitted to as data=")
         spec = Spec(Path(self.manifest.get("spec_file") or self.name), self.name, self.kind, self.title,
                     self.manifest["spec"])
-        return self.analysis.predict(ds, spec, self.idata, profiles)
+        return ds, spec
 
     def compare(self, data: "Dataset | str | Path | None" = None, step=None) -> "AnalysisResult":
         """This result with the comparison of its spec's covariate sets added, from its own draws.
@@ -165,19 +171,9 @@ class AnalysisResult:
         """
         import time
 
-        from .data import as_dataset
-        from .errors import InputError
         from .inference import gate_summary
-        from .spec import Spec
 
-        where = data if data is not None else self.manifest.get("data_dir")
-        ds = as_dataset(where)
-        recorded = self.manifest.get("data_sha256")
-        if recorded is not None and dict(ds.sha256) != dict(recorded):
-            raise InputError(f"the tables in {ds.path} are not those this result was fitted to (their SHA-256 "
-                             "differ from the manifest's); give the folder it was fitted to")
-        spec = Spec(Path(self.manifest.get("spec_file") or self.name), self.name, self.kind, self.title,
-                    self.manifest["spec"])
+        ds, spec = self._fitted_to(data)
         analysis = self.analysis
         started = time.perf_counter()
         spec = analysis.resolve(ds, spec)
