@@ -157,7 +157,8 @@ class _Predictor:
                 slot, valid = slots
                 weights = valid
                 for g in self.design.groups:
-                    category = pt.as_tensor_variable(self.category[g])[slot]               # (rows, S)
+                    # a contiguous copy: numba does not cache a function embedding a strided view
+                    category = pt.as_tensor_variable(np.ascontiguousarray(self.category[g]))[slot]   # (rows, S)
                     weights = weights * pt.take_along_axis(shares[g], category, axis=1)
                 eta = base[:, None] + effect[slot]
             else:

@@ -64,7 +64,10 @@ def composition_shares(name: str, data: dict[str, np.ndarray], dims=None) -> pt.
         if j < k - 1:
             left = left * (1.0 - v)
     slots = pt.stack(parts, axis=1)                                        # (parts, K) in slot order
-    used = d["place"].sum(axis=2)                                          # 1 for a slot placed on a category
-    spread = pt.zeros(n * k)[d["flat"].ravel()].inc((slots * used).ravel()).reshape((n, k))   # (parts, K) by category
-    shares = pt.zeros((int(d["units"]), k))[d["unit"]].inc(d["weight"][:, None] * spread)     # (unknowns, K)
+    # contiguous copies: numba does not cache a function embedding a strided view
+    used = np.ascontiguousarray(d["place"].sum(axis=2))                    # 1 for a slot placed on a category
+    flat = np.ascontiguousarray(d["flat"].reshape(-1))
+    weight = np.ascontiguousarray(d["weight"].reshape(-1, 1))
+    spread = pt.zeros(n * k)[flat].inc((slots * used).ravel()).reshape((n, k))      # (parts, K) by category
+    shares = pt.zeros((int(d["units"]), k))[np.ascontiguousarray(d["unit"])].inc(weight * spread)   # (unknowns, K)
     return pm.Deterministic(name, shares, dims=dims)
