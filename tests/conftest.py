@@ -1,4 +1,5 @@
-"""Shared fixtures: a writable copy of the bundled tables to break on purpose."""
+"""Shared fixtures: the bundled tables, the synthetic tables (tests/data/synthetic: five
+fictional studies for tests of general behaviour), and writable copies to break on purpose."""
 
 from __future__ import annotations
 
@@ -7,13 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from hlh_meta.data import bundled_data_dir, load_dataset
+from hlh_meta.data import bundled_data_dir, load_dataset, read_dataset
+
+#: fictional extraction tables, valid under `hlh-meta data check` (tests/data/synthetic/README.md)
+SYNTHETIC = Path(__file__).parent / "data" / "synthetic"
 
 
 @pytest.fixture(scope="session")
 def ds():
     """The bundled dataset (read once per test session)."""
     return load_dataset()
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """The synthetic dataset: five fictional studies (ids syn_a to syn_e), read once per session."""
+    return read_dataset(SYNTHETIC)
+
+
+@pytest.fixture
+def synthetic_copy(tmp_path: Path) -> Path:
+    """A writable copy of the synthetic tables."""
+    return Path(shutil.copytree(SYNTHETIC, tmp_path / "synthetic"))
 
 
 @pytest.fixture

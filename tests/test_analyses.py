@@ -23,16 +23,31 @@ def biomarker_frame(ds, spec):
 SPECS = Path(__file__).parent / "specs"
 
 
-def test_every_mortality_row_is_used_or_explained(ds):
-    spec = load_spec(bundled_specs_dir() / "mortality.toml")
-    used, excluded = mortality_frame(ds, spec)
-    assert sorted(used.index.tolist() + excluded.index.tolist()) == sorted(ds.mortality.index.tolist())
+def test_every_mortality_row_is_used_or_explained(synthetic, tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text("[analysis]\nname='m'\nkind='mortality'\n")
+    used, excluded = mortality_frame(synthetic, load_spec(path))
+    assert sorted(used.index.tolist() + excluded.index.tolist()) == sorted(synthetic.mortality.index.tolist())
     assert (excluded["excluded_because"].str.len() > 0).all()
     # one partition per study: no patient counted twice
     assert (used.groupby("study_id")["partition"].nunique() == 1).all()
     for sid, group in used.groupby("study_id"):
-        assert group["n"].sum() <= int(ds.study(sid)["n_patients"])
-    # the review of case reports may repeat the cohorts' patients: the overlap rule leaves it out
+        assert group["n"].sum() <= int(synthetic.study(sid)["n_patients"])
+    # a study's most detailed partition by default; the review of case reports may repeat the
+    # cohort's patients: the overlap rule leaves it out
+    assert set(used["study_id"]) == {"syn_a", "syn_b", "syn_c"}
+    assert set(used.loc[used["study_id"] == "syn_a", "partition"]) == {"trigger"}
+    reasons = dict(zip(excluded["study_id"] + ":" + excluded["stratum"], excluded["excluded_because"]))
+    assert reasons["syn_d:all"] == "deaths not reported in the abstract"
+    assert "partition 'trigger'" in reasons["syn_a:all"]
+    assert all(reasons[f"syn_e:{s}"].startswith("may share patients with syn_a")
+               for s in ("infection", "rheumatological", "malignancy", "other"))
+
+
+def test_the_bundled_mortality_analysis_uses_four_studies(ds):
+    """Which bundled studies enter the bundled mortality analysis, and why the others do not."""
+    spec = load_spec(bundled_specs_dir() / "mortality.toml")
+    used, excluded = mortality_frame(ds, spec)
     assert set(used["study_id"]) == {"rajasekaran2014", "eloseily2020", "henry2019", "alabdulla_imperial"}
     reasons = dict(zip(excluded["study_id"] + ":" + excluded["stratum"], excluded["excluded_because"]))
     assert reasons["baverez2022:all"] == "deaths not reported in the abstract"
@@ -40,29 +55,31 @@ def test_every_mortality_row_is_used_or_explained(ds):
     assert reasons["ejh2023_sr:rheumatological"].startswith("may share patients with")
 
 
-def test_unknown_shares_stay_unknown(ds):
-    used, _ = mortality_frame(ds, load_spec(bundled_specs_dir() / "mortality.toml").patched({"data": {"overlap": "include"}}))
-    raj = used[used["study_id"] == "rajasekaran2014"].iloc[0]
-    assert raj["trigger[rheumatological]"] != raj["trigger[rheumatological]"]   # NaN: a Dirichlet unknown
-    sr = used[used["study_id"] == "ejh2023_sr"]
-    assert (sr["iv_fraction"] == 1.0).all()
+def test_unknown_shares_stay_unknown(synthetic, tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text("[analysis]\nname='m'\nkind='mortality'\n[data]\noverlap='include'\n")
+    used = mortality_frame(synthetic, load_spec(path))[0].set_index("study_id", drop=False)
+    unknown = used.loc["syn_c"]                                    # triggers not reported
+    assert unknown["trigger[rheumatological]"] != unknown["trigger[rheumatological]"]   # NaN: a Dirichlet unknown
+    assert used.loc["syn_b", "iv_fraction"] == 1.0 and (used.loc["syn_e", "iv_fraction"] == 1.0).all()
+    assert unknown["iv_fraction"] == pytest.approx(10 / 24)
 
 
-def test_biomarker_rows_used_or_explained(ds):
+def test_biomarker_rows_used_or_explained(synthetic):
     spec = load_spec(SPECS / "biomarkers_small.toml")
-    used, excluded = biomarker_frame(ds, spec)
-    assert len(used) + len(excluded) == len(ds.biomarkers)
-    assert set(excluded["study_id"]) == {"baverez2022"}
+    used, excluded = biomarker_frame(synthetic, spec)
+    assert len(used) + len(excluded) == len(synthetic.biomarkers)
+    assert set(excluded["study_id"]) == {"syn_c"}                  # a p-value without means
     assert (used["sei"] > 0).all()
 
 
-def test_exclude_dispersionless_study(ds, tmp_path):
+def test_exclude_dispersionless_study(synthetic, tmp_path):
     text = (SPECS / "biomarkers_small.toml").read_text().replace("correlation = 0.5", 'correlation = 0.5\nmissing_dispersion = "exclude"')
     path = tmp_path / "b.toml"
     path.write_text(text)
-    used, excluded = biomarker_frame(ds, load_spec(path))
-    assert "eloseily2020" not in set(used["study_id"])
-    assert "no dispersion" in excluded.set_index("study_id").loc["eloseily2020", "excluded_because"]
+    used, excluded = biomarker_frame(synthetic, load_spec(path))
+    assert "syn_b" not in set(used["study_id"])
+    assert "no dispersion" in excluded.set_index("study_id").loc["syn_b", "excluded_because"]
 
 
 @pytest.mark.parametrize(
@@ -87,13 +104,13 @@ def test_bad_spec(tmp_path, text, key, fragment):
 
 @pytest.mark.parametrize(
     "data, key",
-    [("partitions = { nobody = 'overall' }", "data"), ("partitions = { eloseily2020 = 'age' }", "data.partitions.eloseily2020")],
+    [("partitions = { nobody = 'overall' }", "data"), ("partitions = { syn_b = 'trigger' }", "data.partitions.syn_b")],
 )
-def test_spec_naming_unknown_study_or_partition(ds, tmp_path, data, key):
+def test_spec_naming_unknown_study_or_partition(synthetic, tmp_path, data, key):
     path = tmp_path / "spec.toml"
     path.write_text(f"[analysis]\nname='m'\nkind='mortality'\n[data]\n{data}\n")
     with pytest.raises(SpecError) as info:
-        mortality_frame(ds, load_spec(path))
+        mortality_frame(synthetic, load_spec(path))
     assert info.value.key == key
 
 
@@ -146,11 +163,13 @@ def test_bad_report_population_named_before_sampling(ds, tmp_path, monkeypatch, 
 
 
 @pytest.fixture(scope="module")
-def biomarkers_run(ds):
-    """The small biomarker analysis of the bundled data, run once for the tests that read it."""
+def biomarkers_run(synthetic):
+    """The small biomarker analysis of the synthetic data, run once for the tests that read it:
+    CRP and fibrinogen from one study (syn_a), ferritin from two (syn_a, and syn_b without
+    dispersion: an imputed SD)."""
     import hlh_meta as hm
 
-    return hm.run_analysis(SPECS / "biomarkers_small.toml", ds)
+    return hm.run_analysis(SPECS / "biomarkers_small.toml", synthetic)
 
 
 def test_an_imputed_standard_error_is_a_caveat_of_its_biomarker(biomarkers_run):
@@ -162,7 +181,7 @@ def test_an_imputed_standard_error_is_a_caveat_of_its_biomarker(biomarkers_run):
     result = biomarkers_run
     used = result.table("data_used")
     imputed = used[used["dispersion"] == "imputed"]
-    assert len(imputed) == 1                                        # eloseily2020's ferritin in the bundled data
+    assert imputed[["study_id", "biomarker"]].values.tolist() == [["syn_b", "ferritin"]]
     outcome = imputed["biomarker"].iloc[0]
     mine = used[used["biomarker"] == outcome]
     words = (f"the standard error of 1 of {len(mine)} studies ({int(imputed['n'].iloc[0])} of {int(mine['n'].sum())} "
@@ -181,7 +200,7 @@ def test_an_imputed_standard_error_is_a_caveat_of_its_biomarker(biomarkers_run):
 
 
 def test_a_biomarker_one_study_reports_is_that_studys_estimate(biomarkers_run):
-    """In the bundled data CRP and fibrinogen come from one study: each is reported as that
+    """CRP and fibrinogen come from one study: each is reported as that
     study's true change (the conjugate normal posterior under mu's prior: y ~ N(theta, se),
     theta ~ N(0, 1)), labelled 'one study' in derived.csv, the statements and the summary of
     findings, with no new-study range; ferritin (two studies) stays pooled."""
@@ -193,7 +212,7 @@ def test_a_biomarker_one_study_reports_is_that_studys_estimate(biomarkers_run):
     counts = used.groupby("biomarker")["study_id"].nunique()
     single = sorted(counts.index[counts == 1])
     assert single == ["crp", "fibrinogen"] and counts["ferritin"] == 2
-    assert result.idata.posterior.attrs["between_outcomes"] == "independent"    # the auto rule, bundled data
+    assert result.idata.posterior.attrs["between_outcomes"] == "independent"    # auto: no pair of outcomes in two studies
     assert "Omega" not in result.idata.posterior
     pooled = {q.outcome: q for q in result.quantities if q.key == "reduction_pooled"}
     texts = {q.outcome: t for q, t in result.analysis.statements(result.quantities) if q.key == "reduction_pooled"}
@@ -244,7 +263,7 @@ def test_a_fall_of_fibrinogen_is_not_called_a_benefit(biomarkers_run):
     assert "a fall of fibrinogen is not counted as benefit" in biomarkers_run.analysis.methods(biomarkers_run.idata)
 
 
-def test_within_study_correlation_is_a_declared_input_and_a_variant(ds, tmp_path):
+def test_within_study_correlation_is_a_declared_input_and_a_variant(synthetic, tmp_path):
     """[data] within_study_correlation reaches the likelihood; the within_correlation family
     varies it (a data swap on the primary's compiled model); bad values name the key."""
     from hlh_meta.analyses.base import PRIMARY
@@ -253,18 +272,18 @@ def test_within_study_correlation_is_a_declared_input_and_a_variant(ds, tmp_path
     from hlh_meta.sensitivity.runner import plan
 
     spec = load_spec(SPECS / "biomarkers_small.toml").patched({"sensitivity": {"families": ["within_correlation"]}})
-    variants = expand_variants(ds, spec)
+    variants = expand_variants(synthetic, spec)
     assert [(v.name, v.patch) for v in variants] == [("within-study correlation = 0.5",
                                                       {"data": {"within_study_correlation": 0.5}})]
-    assert len(group_variants(plan(spec, ds, [PRIMARY] + variants))) == 1
+    assert len(group_variants(plan(spec, synthetic, [PRIMARY] + variants))) == 1
     analysis = analysis_for("biomarkers")
-    used, _ = analysis.frame(ds, spec)
-    inputs = analysis.variant_inputs(ds, spec, variants[0])
+    used, _ = analysis.frame(synthetic, spec)
+    inputs = analysis.variant_inputs(synthetic, spec, variants[0])
     within = inputs.data["within"]
     assert inputs.attrs["within_correlation"] == "0.5"
     ids = used["study_id"].to_numpy()
     assert (within[ids[:, None] != ids[None, :]] == 0).all() and not (within[ids[:, None] == ids[None, :]] == 0).all()
-    assert (analysis.inputs(ds, spec, used).data["within"] == np.eye(len(used))).all()
+    assert (analysis.inputs(synthetic, spec, used).data["within"] == np.eye(len(used))).all()
     for text, key in (("[model]\nmultivariate = 'sometimes'\n", "model.multivariate"),
                       ("[data]\nwithin_study_correlation = 1.0\n", "data.within_study_correlation")):
         path = tmp_path / "b.toml"

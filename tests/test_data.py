@@ -26,6 +26,31 @@ def test_bundled_dataset_loads_and_is_typed():
     assert all(len(h) == 64 for h in ds.sha256.values())
 
 
+def test_the_synthetic_tables_pass_data_check_and_say_they_are_fictional():
+    """tests/data/synthetic holds the bundled tables' files with their columns, passes
+    `hlh-meta data check`, and marks every citation and source locator as fictional."""
+    from typer.testing import CliRunner
+
+    from hlh_meta.cli import app
+    from hlh_meta.data import bundled_data_dir
+
+    from conftest import SYNTHETIC
+
+    bundled = sorted(p.name for p in bundled_data_dir().glob("*.csv"))
+    assert sorted(p.name for p in SYNTHETIC.glob("*.csv")) == bundled
+    for name in bundled:
+        header = (SYNTHETIC / name).read_text(encoding="utf-8").splitlines()[0]
+        assert header == (bundled_data_dir() / name).read_text(encoding="utf-8").splitlines()[0], name
+    res = CliRunner().invoke(app, ["data", "check", str(SYNTHETIC)])
+    assert res.exit_code == 0 and "OK: the tables are valid." in res.output, res.output
+    ds = hm.read_dataset(SYNTHETIC)
+    assert ds.studies["study_id"].str.startswith("syn_").all() and len(ds.studies) == 5
+    assert ds.studies["citation"].str.startswith("FICTIONAL: ").all()
+    for frame in (ds.studies, ds.mortality, ds.biomarkers):
+        assert frame["source_locator"].str.startswith("FICTIONAL: ").all()
+    assert set(ds.studies["risk_of_bias"]) > {"high"}      # unlike the bundled studies, not all at high risk
+
+
 def test_every_number_has_a_source_locator():
     ds = hm.load_dataset()
     for frame in (ds.studies, ds.mortality, ds.biomarkers, ds.arms):
@@ -138,16 +163,19 @@ def test_unclosed_quote_swallowing_the_next_line_is_reported(data_copy):
     assert "line break" in problems[0].message and "line 8" in problems[0].message
 
 
-def test_line_break_inside_a_quoted_cell_is_reported(data_copy):
-    edit(data_copy / "studies.csv", '"4 previously healthy, 4', '"4 previously healthy,\n4')
-    problems = _problems(data_copy)
+LINE_BREAK = ('"FICTIONAL: 18 rheumatological, 12', '"FICTIONAL: 18 rheumatological,\n12')
+
+
+def test_line_break_inside_a_quoted_cell_is_reported(synthetic_copy):
+    edit(synthetic_copy / "studies.csv", *LINE_BREAK)
+    problems = _problems(synthetic_copy)
     assert [(p.file, p.row, p.column) for p in problems] == [("studies.csv", 2, "trigger_mix")]
 
 
-def test_rows_after_a_multi_line_cell_also_name_their_file_line(data_copy):
-    edit(data_copy / "studies.csv", '"4 previously healthy, 4', '"4 previously healthy,\n4')
-    edit(data_copy / "studies.csv", "eloseily2020,", "eloseily2020,,")
-    problems = _problems(data_copy)
+def test_rows_after_a_multi_line_cell_also_name_their_file_line(synthetic_copy):
+    edit(synthetic_copy / "studies.csv", *LINE_BREAK)
+    edit(synthetic_copy / "studies.csv", "\nsyn_b,", "\nsyn_b,,")
+    problems = _problems(synthetic_copy)
     count = next(p for p in problems if p.row == 3)
     assert "has 24 fields, the header has 23" in count.message and "(line 4 of the file)" in count.message
 
@@ -159,19 +187,26 @@ def test_csv_reader_errors_are_problems_not_crashes(data_copy):
     assert problems[0].file == "mortality.csv" and "not valid CSV" in problems[0].message
 
 
-def test_study_without_any_outcome_row_is_an_error(data_copy):
-    edit(data_copy / "mortality.csv",
-         'mehta2020,overall,all,unknown,unknown,,46,,,,,not_reported,,"Abstract: outcomes not reported",,,\n', "")
-    problems = _problems(data_copy)
+def _drop_rows(folder: Path, study_id: str, *names: str) -> None:
+    """Remove a study's rows from tables of the folder."""
+    for name in names:
+        lines = (folder / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [x for x in lines if not x.startswith(f"{study_id},")]
+        assert len(kept) < len(lines), f"no row of {study_id} in {name}"
+        (folder / name).write_text("".join(kept), encoding="utf-8")
+
+
+def test_study_without_any_outcome_row_is_an_error(synthetic_copy):
+    _drop_rows(synthetic_copy, "syn_d", "mortality.csv")        # its one row: deaths not reported
+    problems = _problems(synthetic_copy)
     assert [(p.file, p.row, p.column) for p in problems] == [("studies.csv", 5, "study_id")]
-    assert "mehta2020" in problems[0].message and "not_reported" in problems[0].message
+    assert "syn_d" in problems[0].message and "not_reported" in problems[0].message
 
 
-def test_study_with_biomarker_rows_only_is_accepted(data_copy):
-    edit(data_copy / "mortality.csv",
-         'baverez2022,overall,all,unknown,adult,,21,,,,,not_reported,,"Abstract: deaths not reported",,,\n', "")
-    ds = hm.read_dataset(data_copy)
-    assert "baverez2022" not in set(ds.mortality["study_id"])
+def test_study_with_biomarker_rows_only_is_accepted(synthetic_copy):
+    _drop_rows(synthetic_copy, "syn_c", "mortality.csv")
+    ds = hm.read_dataset(synthetic_copy)
+    assert "syn_c" not in set(ds.mortality["study_id"]) and "syn_c" in set(ds.biomarkers["study_id"])
 
 
 # --- one correct message per bad cell ----------------------------------------------------
@@ -238,46 +273,45 @@ def test_a_folder_without_arms_csv_has_an_empty_arms_table(data_copy):
     assert "comparative sources (arms.csv): none" in ds.summary()
 
 
-def test_arm_rows_are_read_and_typed(data_copy):
-    _arms(data_copy, "baverez2022,anakinra,observational,2,21,reported,Table 2,",
-          "baverez2022,control,observational,5,20,reported,Table 2,")
-    ds = hm.read_dataset(data_copy)
+def test_arm_rows_are_read_and_typed(synthetic_copy):
+    _arms(synthetic_copy, "syn_c,anakinra,observational,2,21,reported,Table 2,",
+          "syn_c,control,observational,5,20,reported,Table 2,")
+    ds = hm.read_dataset(synthetic_copy)
     assert ds.arms["n"].tolist() == [21, 20] and ds.arms.index.tolist() == [2, 3]
     assert "comparative sources (arms.csv): 1 (2 arm rows)" in ds.summary()
 
 
-def test_a_study_with_arm_rows_only_is_accepted(data_copy):
-    for name in ("mortality.csv", "biomarkers.csv"):      # baverez2022 keeps no outcome row but its arms
-        lines = (data_copy / name).read_text(encoding="utf-8").splitlines(keepends=True)
-        (data_copy / name).write_text("".join(x for x in lines if not x.startswith("baverez2022,")), encoding="utf-8")
-    _arms(data_copy, "baverez2022,anakinra,observational,2,21,reported,Table 2,",
-          "baverez2022,control,observational,5,20,reported,Table 2,")
-    ds = hm.read_dataset(data_copy)
-    assert "baverez2022" not in set(ds.mortality["study_id"]) | set(ds.biomarkers["study_id"])
+def test_a_study_with_arm_rows_only_is_accepted(synthetic_copy):
+    _drop_rows(synthetic_copy, "syn_c", "mortality.csv", "biomarkers.csv")    # no outcome row but its arms
+    _arms(synthetic_copy, "syn_c,anakinra,observational,2,21,reported,Table 2,",
+          "syn_c,control,observational,5,20,reported,Table 2,")
+    ds = hm.read_dataset(synthetic_copy)
+    assert "syn_c" not in set(ds.mortality["study_id"]) | set(ds.biomarkers["study_id"])
+    assert set(ds.arms["study_id"]) == {"syn_c"}
 
 
 @pytest.mark.parametrize("rows, where, fragment", [
     (["nobody,anakinra,observational,2,21,reported,x,", "nobody,control,observational,5,20,reported,x,"],
      (2, "study_id"), "unknown study 'nobody'"),
-    (["baverez2022,anakinra,observational,2,21,reported,x,"], (2, "arm"), "has no control arm"),
-    (["baverez2022,anakinra,randomised,2,21,reported,x,", "baverez2022,control,observational,5,20,reported,x,"],
+    (["syn_c,anakinra,observational,2,21,reported,x,"], (2, "arm"), "has no control arm"),
+    (["syn_c,anakinra,randomised,2,21,reported,x,", "syn_c,control,observational,5,20,reported,x,"],
      (3, "design"), "different designs"),
-    (["baverez2022,anakinra,observational,22,21,reported,x,", "baverez2022,control,observational,5,20,reported,x,"],
+    (["syn_c,anakinra,observational,22,21,reported,x,", "syn_c,control,observational,5,20,reported,x,"],
      (2, "deaths"), "exceeds n"),
-    (["baverez2022,anakinra,observational,2,30,reported,x,", "baverez2022,control,observational,5,20,reported,x,"],
+    (["syn_c,anakinra,observational,2,30,reported,x,", "syn_c,control,observational,5,20,reported,x,"],
      (2, "n"), "exceeds the study's n_patients"),
-    (["baverez2022,anakinra,observational,,21,reported,x,", "baverez2022,control,observational,5,20,reported,x,"],
+    (["syn_c,anakinra,observational,,21,reported,x,", "syn_c,control,observational,5,20,reported,x,"],
      (2, "deaths"), "count_method 'reported' needs it"),
-    (["baverez2022,anakinra,observational,2,21,not_reported,x,", "baverez2022,control,observational,,20,not_reported,x,"],
+    (["syn_c,anakinra,observational,2,21,not_reported,x,", "syn_c,control,observational,,20,not_reported,x,"],
      (2, "deaths"), "must be empty when count_method is 'not_reported'"),
-    (["baverez2022,placebo,observational,2,21,reported,x,", "baverez2022,control,observational,5,20,reported,x,"],
+    (["syn_c,placebo,observational,2,21,reported,x,", "syn_c,control,observational,5,20,reported,x,"],
      (2, "arm"), "must be one of: anakinra, control"),
-    (["baverez2022,anakinra,observational,2,21,reported,x,", "baverez2022,anakinra,observational,5,20,reported,x,"],
+    (["syn_c,anakinra,observational,2,21,reported,x,", "syn_c,anakinra,observational,5,20,reported,x,"],
      (3, "study_id, arm"), "duplicate of row 2"),
 ])
-def test_bad_arm_rows_are_refused(data_copy, rows, where, fragment):
-    _arms(data_copy, *rows)
-    problems = _problems(data_copy)
+def test_bad_arm_rows_are_refused(synthetic_copy, rows, where, fragment):
+    _arms(synthetic_copy, *rows)
+    problems = _problems(synthetic_copy)
     hit = [p for p in problems if (p.file, p.row, p.column) == ("arms.csv", *where)]
     assert hit and any(fragment in p.message for p in hit), problems
 

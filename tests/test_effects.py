@@ -271,8 +271,8 @@ def test_a_share_that_bounds_out_every_count_is_named(data_copy):
         resolve_mortality(ds)
 
 
-def test_a_biomarker_row_of_one_patient_is_named(data_copy):
-    ds = _broken(data_copy, ("biomarkers.csv", "rajasekaran2014,crp,mg/L,8,", "rajasekaran2014,crp,mg/L,1,"))
+def test_a_biomarker_row_of_one_patient_is_named(synthetic_copy):
+    ds = _broken(synthetic_copy, ("biomarkers.csv", "syn_a,crp,mg/L,8,", "syn_a,crp,mg/L,1,"))
     with pytest.raises(DataError) as info:
         resolve_biomarkers(ds)
     assert _where(info.value.problems) == {("biomarkers.csv", 2, "n")}

@@ -71,12 +71,33 @@ def test_dask_local_cluster_matches_serial(ds):
     pd.testing.assert_frame_equal(serial[cols], remote[cols])
 
 
-def test_family_with_nothing_to_vary_is_reported(ds, tmp_path):
+def test_excluding_high_risk_studies_leaves_the_others_or_says_nothing_is_left(synthetic, tmp_path):
+    """exclude_high_risk gives weight 0 to the studies in the analysis at high or critical risk
+    of bias: with studies at lower risk left it is a data swap on the primary's model; when
+    every study in the analysis is at high risk nothing is left to fit, and the planned variant
+    says so instead of failing the run."""
+    path = tmp_path / "m.toml"
+    path.write_text("[analysis]\nname='m'\nkind='mortality'\n[model]\ncovariates=[]\n"
+                    "[sensitivity]\nfamilies=['exclude_high_risk']\n")
+    spec = load_spec(path)
+    (variant,) = expand_variants(synthetic, spec)
+    # syn_a and syn_c are at moderate and low risk; syn_e (high) is left out by the overlap rule
+    assert variant.soft_exclude == {"syn_b"}
+    planned = plan(spec, synthetic, [PRIMARY, variant])
+    assert planned[1].inputs is not None and len(group_variants(planned)) == 1
+    only_high = spec.patched({"data": {"exclude_studies": ["syn_a", "syn_c"]}})
+    (variant,) = expand_variants(synthetic, only_high)
+    planned = plan(only_high, synthetic, [PRIMARY, variant])
+    assert planned[0].inputs is not None and planned[1].inputs is None
+    assert planned[1].note.startswith("not estimable")
+
+
+def test_family_with_nothing_to_vary_is_reported(synthetic, tmp_path):
     path = tmp_path / "b.toml"
     path.write_text("[analysis]\nname='b'\nkind='biomarkers'\n[sensitivity]\nfamilies=['exclude_case_reports']\n")
-    variants = expand_variants(ds, load_spec(path))
+    variants = expand_variants(synthetic, load_spec(path))       # no review of case reports has a biomarker row
     assert [v.name for v in variants] == ["exclude_case_reports: nothing to vary"]
-    sens = run_sensitivity(load_spec(path), ds, executor="serial")
+    sens = run_sensitivity(load_spec(path), synthetic, executor="serial")
     row = sens[sens["variant"] == "exclude_case_reports: nothing to vary"].iloc[0]
     assert row["note"].startswith("not run")
 

@@ -1,16 +1,23 @@
-"""Support labels, the overlap rule and the robustness rule."""
+"""Support labels (on draws whose properties are known, and one real fit end to end), the
+overlap rule and the robustness rule."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit, logit
+from scipy.stats import norm
 
 import hlh_meta as hm
 from hlh_meta.analyses.base import Quantity, with_support
-from hlh_meta.analyses.quantity_id import Contrast
+from hlh_meta.analyses.quantity_id import QuantityId
 from hlh_meta.analyses.selection import overlapping
-from hlh_meta.analyses.support import contraction, label
+from hlh_meta.analyses.support import (CONFLICT, CONTRACTION_DATA, CONTRACTION_PRIOR, SENSITIVITY, conflict,
+                                       conflict_caveat, contraction, label, rests_note)
 from hlh_meta.sensitivity import robustness
 
 
@@ -19,8 +26,9 @@ def test_contraction_of_normal_draws():
     prior, post = rng.normal(0, 2, 200_000), rng.normal(0.5, 1, 200_000)
     assert contraction(post, prior, "raw") == pytest.approx(0.75, abs=0.01)     # 1 - 1/4
     # a percentage is judged on the logit scale: the same draws mapped through expit give the same
-    from scipy.special import expit
     assert contraction(100 * expit(post), 100 * expit(prior), "percent") == pytest.approx(0.75, abs=0.01)
+    # no prior draws, or prior draws that do not vary: nothing to contract from
+    assert np.isnan(contraction(post, None, "raw")) and np.isnan(contraction(post, np.full(100, 0.5), "raw"))
 
 
 @pytest.mark.parametrize("c, prior_s, like_s, studies, extra, expected", [
@@ -31,32 +39,253 @@ def test_label_rule(c, prior_s, like_s, studies, extra, expected):
     assert label(c, prior_s, like_s, studies, extra) == expected
 
 
-def _fit(frame, **kw):
-    return hm.fit_binomial(frame, covariates=["x"], profiles=pd.DataFrame({"x": [0, 1]}, index=["x0", "x1"]),
-                           draws=600, tune=600, seed=2, **kw)
+def _conjugate(prior_mean, prior_sd, y, se, *, seed=0, chains=4, draws=1000):
+    """A normal mean theta with a Normal(prior_mean, prior_sd) prior and one observation y of
+    standard error se: exact posterior draws, prior draws, and the log prior and log-likelihood
+    at each posterior draw, in the groups a fit stores them in (the posterior also holds the
+    log prior, as a fit's does)."""
+    rng = np.random.default_rng(seed)
+    precision = prior_sd ** -2 + se ** -2
+    mean, sd = (prior_mean * prior_sd ** -2 + y * se ** -2) / precision, precision ** -0.5
+    theta = rng.normal(mean, sd, (chains, draws))
+    log_prior = norm.logpdf(theta, prior_mean, prior_sd)
+    idata = az.from_dict(posterior={"theta": theta, "log_prior": log_prior},
+                         prior={"theta": rng.normal(prior_mean, prior_sd, (1, chains * draws))},
+                         log_likelihood={"y": norm.logpdf(y, theta, se)[..., None]}, dims={"y": ["row"]})
+    idata.add_groups(log_prior={"log_prior": log_prior})
+    return idata
 
 
-def test_many_large_studies_give_data_support_and_a_prior_quantity_stays_prior():
-    rng = np.random.default_rng(3)
-    k = 24
-    x = np.tile([0.0, 1.0], k // 2)
-    n = np.full(k, 400)
-    frame = pd.DataFrame({"study": [f"s{i}" for i in range(k)], "events": rng.binomial(n, 0.2 + 0.2 * x),
-                          "total": n, "x": x})
-    idata = _fit(frame)
-    post, prior = idata.posterior, idata.prior
-    qs = [Quantity(key="mortality_typical", outcome="m", label=lab, description="mortality", scale="percent",
-                   draws=100 * post["p_typical"].sel(profile=lab).values.ravel(),
-                   prior=100 * prior["p_typical"].sel(profile=lab).values.ravel(), levels={"x": lab[1:]}, n_studies=k,
-                   source=("p_typical", {"profile": lab}), studies_informing=k, patients_informing=int(n.sum()))
-          for lab in ("x0", "x1")]
-    qs.append(Quantity(key="odds_ratio", outcome="m", label="x", description="odds ratio", scale="odds ratio",
-                       draws=np.exp(post["beta"].values.ravel()), prior=np.exp(prior["beta"].values.ravel()),
-                       contrast=Contrast("x", "1", "0"), n_studies=k, source=("beta", {"covariate": "x"}),
-                       studies_informing=0, patients_informing=0, extrapolation=True))
-    out = with_support(idata, qs)
-    assert [q.label_support for q in out] == ["data", "data", "prior"]
-    assert out[0].support["contraction"] > 0.9
+def _quantity(**kw):
+    """A quantity informed by five studies (its draws, prior and the rest by keyword)."""
+    fields = {"key": "effect", "outcome": "synthetic", "label": "theta", "description": "theta", "scale": "raw",
+              "studies_informing": 5, "patients_informing": 100}
+    return Quantity(**{**fields, **kw})
+
+
+def _theta(idata, **kw):
+    """The quantity theta of a synthetic fit, with its prior draws, read from the posterior variable."""
+    return _quantity(**{"draws": idata.posterior["theta"].values.ravel(), "prior": idata.prior["theta"].values.ravel(),
+                        "source": ("theta", {}), **kw})
+
+
+def _no_sensitivity(n=4000):
+    """An InferenceData without log_prior or log_likelihood: no power-scaling sensitivity, so a
+    label rests on contraction and the studies informing it alone."""
+    return az.from_dict(posterior={"x": np.random.default_rng(0).normal(size=(1, n))})
+
+
+def test_a_posterior_equal_to_its_prior_is_prior():
+    rng = np.random.default_rng(2)
+    prior = rng.normal(0, 1, (4, 1000))
+    idata = az.from_dict(posterior={"theta": prior, "log_prior": norm.logpdf(prior)}, prior={"theta": prior},
+                         log_likelihood={"y": np.zeros((4, 1000, 1))}, dims={"y": ["row"]})
+    idata.add_groups(log_prior={"log_prior": norm.logpdf(prior)})
+    (q,) = with_support(idata, [_theta(idata)])
+    assert q.support["contraction"] == pytest.approx(0.0, abs=1e-12)
+    assert q.label_support == "prior" and not q.conflict and not q.caveats
+
+
+def test_a_posterior_ten_times_narrower_than_its_prior_is_data():
+    """Prior Normal(0, 10), one observation of SE 1: the posterior SD is 1/10 of the prior's,
+    the prior does not move it (prior sensitivity well below 0.05) and the data do
+    (likelihood sensitivity at or above 0.05): data, and no conflict."""
+    idata = _conjugate(0, 10, 1, 1)
+    (q,) = with_support(idata, [_theta(idata)])
+    assert q.support["contraction"] == pytest.approx(0.99, abs=0.005)
+    assert q.support["prior_sensitivity"] < 0.01 and q.support["likelihood_sensitivity"] >= SENSITIVITY
+    assert q.label_support == "data" and not q.conflict and not q.caveats
+
+
+def test_a_posterior_little_narrower_than_its_prior_is_weak():
+    """Prior Normal(0, 1), one observation of SE 2: contraction 1 - 0.8 = 0.2, between the
+    thresholds. The prior sensitivity is above 0.05, the likelihood's below it: no conflict."""
+    idata = _conjugate(0, 1, 0, 2)
+    (q,) = with_support(idata, [_theta(idata)])
+    assert q.support["contraction"] == pytest.approx(0.2, abs=0.05)
+    assert q.support["prior_sensitivity"] >= SENSITIVITY > q.support["likelihood_sensitivity"]
+    assert q.label_support == "weak" and not q.conflict
+
+
+@pytest.mark.parametrize("variance_ratio, expected", [
+    (0.92, "prior"), (0.88, "weak"),          # contraction 0.08 and 0.12 against CONTRACTION_PRIOR = 0.1
+    (0.52, "weak"), (0.48, "data")])          # 0.48 and 0.52 against CONTRACTION_DATA = 0.5
+def test_contraction_thresholds_of_the_label(variance_ratio, expected):
+    """Posterior draws that are the prior draws scaled: the contraction is exactly one minus
+    the squared scale. Without power-scaling groups the label rests on contraction alone."""
+    assert CONTRACTION_PRIOR == 0.1 and CONTRACTION_DATA == 0.5
+    prior = np.random.default_rng(3).normal(0, 1, 4000)
+    q = _quantity(draws=np.sqrt(variance_ratio) * prior, prior=prior)
+    (out,) = with_support(_no_sensitivity(), [q])
+    assert out.support["contraction"] == pytest.approx(1 - variance_ratio)
+    assert np.isnan(out.support["prior_sensitivity"]) and out.label_support == expected
+
+
+@pytest.mark.parametrize("scale, to_scale", [
+    ("percent", lambda x: 100 * expit(x)), ("odds ratio", np.exp), ("ratio of means", np.exp),
+    ("percent reduction", lambda x: 100 * (1 - np.exp(x))), ("correlation", np.tanh)])
+def test_contraction_is_measured_where_the_quantity_is_unbounded(scale, to_scale):
+    """A posterior that is its prior moved, not narrowed, on the unbounded scale is prior,
+    though on the reported scale it looks narrower (a percentage near 100, a ratio near 0)."""
+    x = np.random.default_rng(4).normal(0, 0.3, 4000)
+    shift = -2.0 if scale in ("odds ratio", "ratio of means", "percent reduction") else 2.0
+    prior, post = to_scale(x), to_scale(x + shift)
+    assert contraction(post, prior, "raw") > 0.5
+    q = _quantity(scale=scale, draws=post, prior=prior)
+    (out,) = with_support(_no_sensitivity(), [q])
+    assert out.support["contraction"] == pytest.approx(0.0, abs=1e-9) and out.label_support == "prior"
+
+
+def test_no_study_or_an_extrapolation_is_prior_whatever_the_draws():
+    idata = _conjugate(0, 10, 1, 1)
+    base = _theta(idata)
+    out = with_support(idata, [base, replace(base, studies_informing=0), replace(base, extrapolation=True)])
+    assert [q.label_support for q in out] == ["data", "prior", "prior"]
+    assert all(q.support["contraction"] > 0.98 for q in out)
+
+
+def test_a_posterior_shifted_far_from_a_tight_prior_is_a_conflict():
+    """Prior Normal(0, 1), data at 6 with SE 0.6: the posterior (mean 4.4, SD 0.51) sits 4.4
+    prior SDs from the prior's mean. Contraction 0.74 would say data, but both power-scaling
+    sensitivities reach 0.05: weak, flagged, with the caveat in words. The same data under
+    a wide prior: data, no conflict."""
+    tight, wide = _conjugate(0, 1, 6, 0.6), _conjugate(0, 10, 6, 0.6)
+    (q,) = with_support(tight, [_theta(tight)])
+    assert q.support["contraction"] > CONTRACTION_DATA
+    assert q.support["prior_sensitivity"] >= SENSITIVITY and q.support["likelihood_sensitivity"] >= SENSITIVITY
+    assert q.label_support == "weak" and q.conflict
+    assert q.caveats == (conflict_caveat(q.support),) and q.caveats[0].startswith(f"{CONFLICT}: ")
+    (w,) = with_support(wide, [_theta(wide)])
+    assert w.label_support == "data" and not w.conflict and not w.caveats
+
+
+def test_a_conflict_is_not_flagged_where_no_data_inform_the_quantity():
+    idata = _conjugate(0, 1, 6, 0.6)
+    out = with_support(idata, [_theta(idata, extrapolation=True), _theta(idata, studies_informing=0)])
+    assert all(q.support["prior_sensitivity"] >= SENSITIVITY for q in out)
+    assert [(q.label_support, q.conflict, q.caveats) for q in out] == [("prior", False, ())] * 2
+
+
+@pytest.mark.parametrize("prior_s, like_s, expected", [
+    (0.05, 0.05, True), (0.3, 0.3, True), (0.049, 0.3, False), (0.3, 0.049, False), (np.nan, 0.3, False),
+    (0.3, np.nan, False)])
+def test_conflict_rule(prior_s, like_s, expected):
+    assert conflict(prior_s, like_s) is expected
+
+
+def test_sensitivity_is_read_at_the_quantity_s_own_element():
+    """One posterior variable over two profiles: the first informed by the data, the second
+    not at all (its posterior is its prior). Each quantity gets the sensitivity of its own
+    element of the variable, and its own label."""
+    rng = np.random.default_rng(6)
+    informed = rng.normal(1.0, 0.1, (4, 1000))                # prior Normal(0, 1), data at 1.0 with SE 0.1
+    free = rng.normal(0, 1, (4, 1000))                          # no data: posterior = prior
+    p = np.stack([informed, free], axis=-1)
+    log_prior = norm.logpdf(p, 0, 1).sum(-1)
+    idata = az.from_dict(posterior={"p": p, "log_prior": log_prior},
+                         prior={"p": rng.normal(0, 1, (1, 4000, 2))},
+                         log_likelihood={"y": norm.logpdf(1.0, informed, 0.1)[..., None]},
+                         coords={"profile": ["a", "b"]}, dims={"p": ["profile"], "y": ["row"]})
+    idata.add_groups(log_prior={"log_prior": log_prior})
+    qs = [_quantity(label=lab, draws=idata.posterior["p"].sel(profile=lab).values.ravel(),
+                    prior=idata.prior["p"].sel(profile=lab).values.ravel(), source=("p", {"profile": lab}))
+          for lab in ("a", "b")]
+    a, b = with_support(idata, qs)
+    assert a.support["prior_sensitivity"] < SENSITIVITY <= b.support["prior_sensitivity"]
+    assert a.support["likelihood_sensitivity"] >= SENSITIVITY > b.support["likelihood_sensitivity"]
+    assert (a.label_support, b.label_support) == ("data", "prior")
+
+
+def test_a_quantity_without_a_posterior_variable_is_measured_on_its_draws():
+    """A quantity computed from the draws (no ``source``) gets the power-scaling sensitivity
+    of its own draws: the same numbers as the variable it equals; draws that do not match the
+    fit's chains and draws get none."""
+    idata = _conjugate(0, 1, 6, 0.6)
+    by_variable, by_draws, other = with_support(idata, [_theta(idata), _theta(idata, source=None),
+                                                        _theta(idata, source=None, draws=np.zeros(10))])
+    for measure in ("prior_sensitivity", "likelihood_sensitivity"):
+        assert by_draws.support[measure] == pytest.approx(by_variable.support[measure], rel=1e-9)
+        assert np.isnan(other.support[measure])
+    assert by_draws.conflict and by_draws.label_support == "weak"
+
+
+def test_a_fit_with_one_posterior_variable_gets_its_sensitivity():
+    idata = _conjugate(0, 1, 6, 0.6)
+    one = az.InferenceData(posterior=idata.posterior[["theta"]], prior=idata.prior,
+                           log_likelihood=idata.log_likelihood, log_prior=idata.log_prior)
+    (q,) = with_support(one, [_theta(one)])
+    assert q.support["prior_sensitivity"] >= SENSITIVITY and q.conflict
+
+
+def _part(key, variance_ratio, studies=5, **kw):
+    """A quantity whose contraction is 1 - variance_ratio exactly (its posterior is its prior scaled)."""
+    prior = np.random.default_rng(7).normal(0, 1, 4000)
+    return Quantity(key=key, outcome="mortality", label=key, description=key, scale="raw",
+                    draws=np.sqrt(variance_ratio) * prior, prior=prior, studies_informing=studies, **kw)
+
+
+TYPICAL, TAU = QuantityId("mortality", "mortality_typical"), QuantityId("mortality", "tau")
+
+
+@pytest.mark.parametrize("tau_ratio, parts, expected, limited_by", [
+    (0.1, (TYPICAL, TAU), "data", ""),                          # both parts data: its own label
+    (0.7, (TYPICAL, TAU), "weak", "tau (weak)"),                # tau weak (contraction 0.3)
+    (0.97, (TYPICAL, TAU), "prior", "tau (prior)"),             # tau prior (contraction 0.03)
+    (0.7, (TAU, QuantityId("mortality", "other")), "prior", "tau (weak), other (prior)"),   # the weakest of two
+    (0.7, (QuantityId("crp", "tau"),), "data", "")])            # an id the analysis does not hold: nothing to rest on
+def test_a_quantity_is_no_stronger_than_what_it_rests_on(tau_ratio, parts, expected, limited_by):
+    qs = [_part("mortality_typical", 0.1), _part("tau", tau_ratio), _part("other", 1.0),
+          _part("mortality_new", 0.1, rests_on=parts)]
+    out = {q.key: q for q in with_support(_no_sensitivity(), qs)}
+    assert [out[k].label_support for k in ("mortality_typical", "other")] == ["data", "prior"]
+    assert out["mortality_new"].label_support == expected and out["mortality_new"].support["limited_by"] == limited_by
+    assert out["mortality_new"].support["contraction"] == pytest.approx(0.9)      # its own measures are kept
+
+
+def test_resting_on_stronger_quantities_does_not_raise_a_label():
+    qs = [_part("mortality_typical", 0.1), _part("tau", 0.1), _part("mortality_new", 0.7, rests_on=(TYPICAL, TAU))]
+    out = with_support(_no_sensitivity(), qs)
+    assert out[2].label_support == "weak" and out[2].support["limited_by"] == ""
+
+
+def test_a_part_is_found_by_its_levels_not_by_its_kind_alone():
+    """A prediction for one trigger rests on that trigger's typical study, not on another's."""
+    infection = {"trigger": "infection"}
+    qs = [_part("mortality_typical", 0.1, levels=infection),
+          _part("mortality_typical", 0.97, levels={"trigger": "malignancy"}),
+          _part("mortality_new", 0.1, levels=infection,
+                rests_on=(QuantityId.of("mortality", "mortality_typical", infection),))]
+    assert [q.label_support for q in with_support(_no_sensitivity(), qs)] == ["data", "prior", "data"]
+
+
+def test_why_a_quantity_is_weaker_than_its_measures_is_said():
+    qs = [_part("mortality_typical", 0.9), _part("tau", 0.7), _part("mortality_new", 0.1, rests_on=(TYPICAL, TAU))]
+    new = with_support(_no_sensitivity(), qs)[2]
+    assert rests_note(new) == "prior: it rests on mortality_typical (prior), the between-study SD (weak)"
+    assert rests_note(new, {"mortality_typical": "the typical study's mortality"}) == \
+        "prior: it rests on the typical study's mortality (prior), the between-study SD (weak)"
+    assert rests_note(with_support(_no_sensitivity(), [_part("mortality_new", 0.1)])[0]) == ""
+
+
+def test_a_conflict_statement_leads_with_the_probability():
+    """Mortality on the logit scale: a tight prior at 88% against data at 10% is a conflict,
+    and the statement of the typical study leads with P(mortality < 20%) and says the size
+    depends on the prior; under a wide prior it leads with the size."""
+    from hlh_meta.analyses.mortality import Mortality
+
+    texts = {}
+    for name, (prior_mean, prior_sd) in {"tight": (2.0, 0.3), "wide": (0.0, 10.0)}.items():
+        idata = _conjugate(prior_mean, prior_sd, logit(0.1), 0.2)
+        typical = _theta(idata, key="mortality_typical", outcome="mortality", label="pooled", scale="percent",
+                         draws=100 * expit(idata.posterior["theta"].values.ravel()),
+                         prior=100 * expit(idata.prior["theta"].values.ravel()), thresholds=(10, 20, 30))
+        new = replace(typical, key="mortality_new", rests_on=(typical.id,))
+        qs = with_support(idata, [typical, new])
+        assert qs[0].conflict is (name == "tight")
+        (text,) = [t for q, t in Mortality().statements(qs) if q.key == "mortality_typical"]
+        texts[name] = text
+    assert texts["tight"].startswith("Pooled: P(mortality < 20%) ") and "so the size depends on the prior" in texts["tight"]
+    assert texts["wide"].startswith("Pooled: mortality of a typical study ") and "depends on the prior" not in texts["wide"]
 
 
 def test_overlap_rule_keeps_cohorts_over_a_review_of_case_reports():
@@ -147,11 +376,16 @@ def test_unbounded_summary_of_percent_and_sd_draws():
     assert sd["unbounded_width"] == pytest.approx(2 * 1.96 * 0.5, abs=0.03)
 
 
-def test_a_variant_built_to_move_a_quantity_is_not_robust(ds, monkeypatch, tmp_path):
-    """A prior variant pinning mu far from the data moves mortality; the verdict says so
-    (the old rule, every median inside the primary 95% interval, could not fail here)."""
+def test_a_real_fit_end_to_end_labels_its_quantities_and_a_variant_built_to_move_one_is_not_robust(
+        ds, monkeypatch, tmp_path):
+    """One small fit through the whole analysis: each quantity's support comes from the fit's
+    own prior draws, log_prior and log_likelihood (finite measures), a new study's prediction
+    is no stronger than the typical study and tau it rests on, and a prior variant pinning mu
+    far from the data moves mortality, which the verdict says (the old rule, every median
+    inside the primary 95% interval, could not fail here)."""
     from hlh_meta.analyses import analysis_for, load_spec
     from hlh_meta.analyses.families import prior_family
+    from hlh_meta.analyses.support import LABELS
 
     mortality = analysis_for("mortality")
     monkeypatch.setitem(type(mortality).families, "priors",
@@ -160,47 +394,18 @@ def test_a_variant_built_to_move_a_quantity_is_not_robust(ds, monkeypatch, tmp_p
     path.write_text("[analysis]\nname='m'\nkind='mortality'\n[model]\ncovariates=[]\n[sampling]\ndraws=400\ntune=400\n"
                     "chains=2\nseed=3\n[sensitivity]\nfamilies=['priors']\n")
     res = hm.run_analysis(load_spec(path), ds, sensitivity=True, executor="serial")
+    by_key = {q.key: q for q in res.quantities if not q.levels}
+    for key in ("mortality_typical", "mortality_new", "tau"):
+        q = by_key[key]
+        assert q.label_support in LABELS and 0 < q.support["contraction"] <= 1, key
+        assert np.isfinite(q.support["prior_sensitivity"]) and np.isfinite(q.support["likelihood_sensitivity"]), key
+    weakest = max(by_key["mortality_typical"].label_support, by_key["tau"].label_support, key=LABELS.index)
+    assert LABELS.index(by_key["mortality_new"].label_support) >= LABELS.index(weakest)
+    assert set(res.table("derived")["support"]) <= set(LABELS)
     rob = res.table("robustness").set_index("key")
     row = rob.loc["mortality_typical"]
     row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
     assert not row["robust"] and row["largest_shift_sd"] >= 0.5
-
-
-def test_prior_data_conflict_is_flagged_and_said():
-    """A tight prior far from strong data: both power-scaling sensitivities reach 0.05, the
-    quantity carries the conflict caveat and its statement leads with the probability; the
-    default prior on the same data is no conflict."""
-    from hlh_meta.analyses.mortality import Mortality
-
-    rng = np.random.default_rng(5)
-    k = 10
-    n = np.full(k, 60)
-    frame = pd.DataFrame({"study": [f"s{i}" for i in range(k)], "events": rng.binomial(n, 0.1), "total": n})
-    flags = {}
-    common = {"tau": {"dist": "Fixed", "value": 0.0}}     # (with tau free the study effects absorb the conflict)
-    for name, priors in (("tight", {"mu": {"dist": "Normal", "mu": 2.0, "sigma": 0.3}, **common}), ("default", common)):
-        idata = hm.fit_binomial(frame, priors=priors, draws=600, tune=600, seed=4)
-        post, prior = idata.posterior, idata.prior
-        qs = [Quantity(key=key, outcome="mortality", label="pooled", description=key, scale="percent",
-                       draws=100 * post[var].sel(profile="pooled").values.ravel(),
-                       prior=100 * prior[var].sel(profile="pooled").values.ravel(), thresholds=(10, 20, 30),
-                       n_studies=k, source=(var, {"profile": "pooled"}), studies_informing=k,
-                       patients_informing=int(n.sum()))
-              for key, var in (("mortality_typical", "p_typical"), ("mortality_new", "p_new"))]
-        out = with_support(idata, qs)
-        flags[name] = out[0]
-    assert flags["tight"].conflict and not flags["default"].conflict
-    assert any(c.startswith("prior-data conflict") for c in flags["tight"].caveats)
-    assert not flags["default"].caveats
-    new = replace_label(flags["tight"])
-    (q, text), = [(q, t) for q, t in Mortality().statements([flags["tight"], new]) if q.key == "mortality_typical"]
-    assert text.startswith("Pooled: P(mortality < 20%) ") and "so the size depends on the prior" in text
-
-
-def replace_label(q):
-    from dataclasses import replace
-
-    return replace(q, key="mortality_new")
 
 
 def test_a_variant_without_draws_on_the_unbounded_scale_is_judged_as_reported():

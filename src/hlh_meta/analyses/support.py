@@ -82,9 +82,11 @@ def _psens(idata: az.InferenceData, component: str) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return dict(az.psens(idata, component=component, var_names=names).data_vars)
+            out = az.psens(idata, component=component, var_names=names)
     except (ValueError, KeyError, TypeError, IndexError):
         return {}
+    # one variable comes back as a DataArray, several as a Dataset
+    return dict(out.data_vars) if hasattr(out, "data_vars") else {names[0]: out}
 
 
 def label(contraction_: float, prior_sens: float, like_sens: float, studies: int | None, extrapolation: bool) -> str:
