@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .pipeline import CompileAhead
     from .result import AnalysisResult
 
-__all__ = ["COMPILING", "EVENTS", "STATUSES", "RunOutcome", "run_all"]
+__all__ = ["COMPILING", "EVENTS", "STATUSES", "RunOutcome", "compare_saved", "run_all"]
 
 #: the kinds of event :func:`run_all` reports, in the order they can occur for one analysis
 EVENTS = ("up to date", "compared already", "no usable rows (unchanged)", "no usable rows", "leftover", "step", "compiling",
