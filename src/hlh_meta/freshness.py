@@ -78,24 +78,27 @@ def skipped_before(out: Path, name: str, spec_file: Path, data_digests: dict[str
     return _skipped(out).get(name) == fingerprint(spec_file, data_digests)
 
 
-def compared_already(folder: Path) -> bool:
-    """Whether the results folder's manifest says it holds the comparison of covariate sets."""
+def _manifest(folder: Path) -> dict | None:
+    """The results folder's manifest, or None where it is missing, unreadable or not a mapping."""
     try:
         manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("compared") is True
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def compared_already(folder: Path) -> bool:
+    """Whether the results folder's manifest says it holds the comparison of covariate sets."""
+    manifest = _manifest(folder)
+    return manifest is not None and manifest.get("compared") is True
 
 
 def up_to_date(folder: Path, spec_file: Path, data_digests: dict[str, str], compare: bool = False) -> bool:
     """Whether ``folder`` holds complete results of this spec file on these tables with this
     code and these libraries (a folder without a readable manifest is not); with
     ``compare``, only if they hold the comparison of covariate sets too."""
-    try:
-        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(manifest, dict) or not (Path(folder) / "posterior.nc").is_file():
+    manifest = _manifest(folder)
+    if manifest is None or not (Path(folder) / "posterior.nc").is_file():
         return False
     mine = fingerprint(spec_file, data_digests)
     if compare and manifest.get("compared") is not True:     # written without the comparison of covariate sets

@@ -171,20 +171,13 @@ class AnalysisResult:
         """
         import time
 
-        from .inference import gate_summary
-
         ds, spec = self._fitted_to(data)
         analysis = self.analysis
         started = time.perf_counter()
         spec = analysis.resolve(ds, spec)
         used, _ = analysis.frame(ds, spec)
-        if step is not None:
-            step("comparing covariate sets")
-        with gate_summary("the cross-validation of covariate sets"):   # one line, not one per fit
-            comparison = analysis.compare(ds, spec, used, primary=self.idata, step=step)
         tables = {name: frame for name, frame in self.tables.items() if name != "comparison"}
-        if not comparison.empty:
-            tables["comparison"] = comparison
+        tables.update(analysis.comparison_step(ds, spec, used, self.idata, step=step))
         manifest = {k: v for k, v in self.manifest.items() if k != FILE_HASHES}
         manifest.update(tables=list(tables), compared=True,
                         timings_s={**manifest.get("timings_s", {}), "compare": round(time.perf_counter() - started, 3)})

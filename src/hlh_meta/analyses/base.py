@@ -452,6 +452,17 @@ class AnalysisType:
         raise InputError(f"a {self.kind} analysis has no covariate profiles to predict; prediction for new profiles "
                          "is for mortality analyses")
 
+    def comparison_step(self, ds: Dataset, spec: Spec, used: pd.DataFrame, primary: az.InferenceData,
+                        step: Callable[[str], None] | None = None, progress: bool = False) -> dict[str, pd.DataFrame]:
+        """The comparison of covariate sets as a step after the fit ``primary`` (its own draws
+        serve the set that is the model's covariates): ``{"comparison": table}``, or nothing
+        where the spec compares no sets. Gate warnings of its fits are summed up in one line."""
+        if step is not None:
+            step("comparing covariate sets")
+        with gate_summary("the cross-validation of covariate sets"):   # one line, not one per fit
+            comparison = self.compare(ds, spec, used, progress=progress, primary=primary, step=step)
+        return {} if comparison.empty else {"comparison": comparison}
+
     def run(self, ds: Dataset, spec: Spec, progress: bool = False, compare: bool = False,
             step: Callable[[str], None] | None = None) -> Analysed:
         """The primary analysis: frame, fit, quantities, tables and, with ``compare``, the
@@ -464,11 +475,7 @@ class AnalysisType:
         quantities = self.supported_quantities(idata)
         tables = self.tables(ds, spec, used, excluded, idata, quantities, progress=progress)
         if compare:
-            say("comparing covariate sets")
-            with gate_summary("the cross-validation of covariate sets"):   # one line, not one per fit
-                comparison = self.compare(ds, spec, used, progress=progress, primary=idata, step=step)
-            if not comparison.empty:
-                tables["comparison"] = comparison
+            tables.update(self.comparison_step(ds, spec, used, idata, step=step, progress=progress))
         findings = self.summary_of_findings(spec, tables, quantities)
         if not findings.empty:
             tables = {"summary_of_findings": findings, **tables}
