@@ -12,7 +12,7 @@ from scipy import stats
 from scipy.special import expit, logsumexp
 
 
-def grid_posterior(y, n, mu_sd=1.5, tau_sd=1.0, mu_grid=None, tau_grid=None, nodes=48):
+def grid_posterior(y, n, mu_sd=1.5, tau_sd=1.0, mu_grid=None, tau_grid=None, nodes=48, tau_logpdf=None):
     y, n = np.asarray(y), np.asarray(n)
     mu = np.linspace(-9, 7, 641) if mu_grid is None else mu_grid
     tau = np.linspace(0, 5, 501) if tau_grid is None else tau_grid
@@ -20,7 +20,8 @@ def grid_posterior(y, n, mu_sd=1.5, tau_sd=1.0, mu_grid=None, tau_grid=None, nod
     logw = np.log(w / np.sqrt(2 * np.pi))
     eta = mu[:, None, None] + tau[None, :, None] * x[None, None, :]
     p = expit(eta)
-    logpost = stats.norm.logpdf(mu, 0, mu_sd)[:, None] + stats.halfnorm.logpdf(tau, scale=tau_sd)[None, :]
+    log_tau = stats.halfnorm.logpdf(tau, scale=tau_sd) if tau_logpdf is None else tau_logpdf(tau)
+    logpost = stats.norm.logpdf(mu, 0, mu_sd)[:, None] + log_tau[None, :]
     for ys, ns in zip(y, n):
         logpost = logpost + logsumexp(stats.binom.logpmf(ys, ns, p) + logw, axis=-1)
     post = np.exp(logpost - logpost.max())

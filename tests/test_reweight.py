@@ -3,9 +3,12 @@ against the posterior of the variant computed on a grid (tests/quadrature.py).""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from quadrature import grid_posterior, marginal_summary
 
 from hlh_meta.inference import SamplerSettings
@@ -25,8 +28,8 @@ def primary():
     return inputs, fit_model(inputs, SETTINGS, extras=False)
 
 
-def _check(idata, events, mu_sd, tau_sd, ess):
-    mu, tau, post = grid_posterior(events, FRAME["total"], mu_sd=mu_sd, tau_sd=tau_sd)
+def _check(idata, events, mu_sd, tau_sd, ess, **grid):
+    mu, tau, post = grid_posterior(events, FRAME["total"], mu_sd=mu_sd, tau_sd=tau_sd, **grid)
     for name, grid, mass in (("mu", mu, post.sum(axis=1)), ("tau", tau, post.sum(axis=0))):
         exact = marginal_summary(grid, mass)
         draws = idata.posterior[name].values.reshape(-1)
@@ -64,11 +67,34 @@ def test_weights_that_cannot_be_trusted_leave_the_variant_to_a_refit(primary):
     assert got.idata is None and got.pareto_k > 0.5 and got.ess < 100
 
 
+@pytest.mark.parametrize("prior, logpdf", [
+    ({"dist": "HalfCauchy", "beta": 1.0}, lambda t: stats.halfcauchy.logpdf(t, scale=1.0)),
+    ({"dist": "Exponential", "lam": 2.0}, lambda t: stats.expon.logpdf(t, scale=0.5)),
+])
+def test_another_family_of_tau_prior_is_reweighted_by_the_ratio_of_the_priors(primary, prior, logpdf):
+    """Another family of tau's prior is another structure, but the same parameters and
+    likelihood: weighted by the two priors' log densities (no model compiled for it), it
+    matches the grid posterior under that prior, and its log prior is the variant's."""
+    inputs, idata = primary
+    variant = prepare_binomial(FRAME, priors={**PRIORS, "tau": prior})
+    assert variant.structure != inputs.structure
+    got = reweight(inputs, idata, variant, SETTINGS)
+    assert got.idata is not None and got.pareto_k <= 0.7
+    _check(got.idata, FRAME["events"], 1.5, None, got.ess, tau_logpdf=logpdf, tau_grid=np.linspace(0, 12, 481),
+           mu_grid=np.linspace(-4, 3, 281))
+    post = got.idata.posterior
+    expected = stats.norm.logpdf(post["mu"], 0, 1.5) + logpdf(post["tau"].values)
+    np.testing.assert_allclose(got.idata.log_prior["log_prior"].values, expected, rtol=1e-9)
+    assert json.loads(post.attrs["priors"])["tau"] == prior
+
+
 def test_another_structure_or_no_stored_draws_is_not_reweighted(primary):
     inputs, idata = primary
-    cauchy = {**PRIORS, "tau": {"dist": "HalfCauchy", "beta": 1.0}}
-    got = reweight(inputs, idata, prepare_binomial(FRAME, priors=cauchy), SETTINGS)
-    assert got.idata is None and np.isnan(got.pareto_k)
+    for tau in ({"dist": "Fixed", "value": 0.0}, {"dist": "Uniform", "lower": 0.0, "upper": 3.0}):
+        got = reweight(inputs, idata, prepare_binomial(FRAME, priors={**PRIORS, "tau": tau}), SETTINGS)
+        assert got.idata is None and np.isnan(got.pareto_k), tau
+    other = prepare_binomial(FRAME.assign(x=[0, 1, 0, 1, 0, 1]), priors=PRIORS, covariates=["x"])
+    assert reweight(inputs, idata, other, SETTINGS).idata is None
     bare = idata.copy()
     del bare["unconstrained_posterior"]
     assert reweight(inputs, bare, prepare_binomial(FRAME, priors=PRIORS), SETTINGS).idata is None

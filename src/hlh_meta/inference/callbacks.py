@@ -350,8 +350,35 @@ def _guarded(fn):
     return run
 
 
-def _fast(model):
-    """nutpie's compile with the generated callbacks; raises _FastPathError when they fail."""
+def _functions(compile_pymc, model, structure):
+    """nutpie's ``_make_functions`` with its functions kept on disk (:mod:`.function_cache`),
+    or as it is (with one FunctionCacheWarning per process) where it is not what the cache was
+    written for."""
+    global _functions_warned
+    from . import function_cache
+
+    make = getattr(compile_pymc, "_make_functions", None)
+    wrapper = getattr(compile_pymc, "_rv_dict_to_flat_array_wrapper", None)
+    try:
+        params = tuple(inspect.signature(make).parameters) if callable(make) else ()
+    except (TypeError, ValueError):
+        params = ()
+    if params == function_cache.PARAMETERS and callable(wrapper):
+        return function_cache.cached_make_functions(make, function_cache.key_of(structure, model), wrapper)
+    if not _functions_warned:
+        _functions_warned = True
+        warnings.warn("nutpie.compile_pymc._make_functions or _rv_dict_to_flat_array_wrapper is not what hlh_meta's "
+                      "cache of compiled functions was written for; each process rewrites the model's functions "
+                      "again (same draws, slower)", function_cache.FunctionCacheWarning, stacklevel=4)
+    return make
+
+
+_functions_warned = False
+
+
+def _fast(model, structure=None):
+    """nutpie's compile with the generated callbacks; raises _FastPathError when they fail.
+    ``structure``: the model's structure, naming its functions in the disk cache (None: not kept)."""
     import numba
     import nutpie
     from nutpie import compile_pymc
@@ -379,7 +406,11 @@ def _fast(model):
             mock.patch.object(compile_pymc, "_make_c_expand_func", _guarded(_c_expand_func)), \
             mock.patch.object(numba, "cfunc", cfunc):
         warnings.simplefilter("ignore", FutureWarning)
-        compiled = nutpie.compile_pymc_model(model)
+        if structure is None:
+            compiled = nutpie.compile_pymc_model(model)
+        else:
+            with mock.patch.object(compile_pymc, "_make_functions", _functions(compile_pymc, model, structure)):
+                compiled = nutpie.compile_pymc_model(model)
     if sorted(used) != ["expand_numba", "logp_numba"]:
         raise _FastPathError("nutpie's compile did not build both generated callbacks")
     return compiled
@@ -393,9 +424,10 @@ def _stock(model):
         return nutpie.compile_pymc_model(model)
 
 
-def compile_pymc_model(model):
+def compile_pymc_model(model, structure=None):
     """``nutpie.compile_pymc_model(model)`` (numba backend, default options) with the
-    generated callbacks; with nutpie's own callbacks (and one :class:`CallbackFallbackWarning`
+    generated callbacks and, given the model's ``structure``, its rewritten functions kept
+    on disk (:mod:`.function_cache`); with nutpie's own callbacks (and one :class:`CallbackFallbackWarning`
     per process) where nutpie, numba or PyTensor are not what they were written for, or
     anything in generating or compiling them fails. The draws are the same either way."""
     global _warned
@@ -404,7 +436,7 @@ def compile_pymc_model(model):
     reason = _mismatch()
     if reason is None:
         try:
-            return _fast(model)
+            return _fast(model, structure)
         except _FastPathError as exc:
             reason = str(exc)
     if not _warned:

@@ -262,7 +262,7 @@ def compile_structure(build: Callable[[], pm.Model], key: Hashable):
         for notice in _ON_COMPILE:
             notice(True)
         try:
-            compiled = compile_pymc_model(build())
+            compiled = compile_pymc_model(build(), key)
         finally:
             for notice in _ON_COMPILE:
                 notice(False)

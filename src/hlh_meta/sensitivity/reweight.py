@@ -20,9 +20,13 @@ import json
 import warnings
 from dataclasses import dataclass
 
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
 import arviz as az
 import numpy as np
 import xarray as xr
+from scipy import stats
 
 from ..analyses.crossval import PARETO_K_REFIT
 from ..inference import SamplerSettings
@@ -30,6 +34,40 @@ from ..inference.trace import draws_dataset
 from ..models.engine import ModelInputs
 from ..models.points import GROUP, PointsUnavailable, compiled_with, expand, flat_points, log_density, model_of, slices
 from ..models.posterior import complete, diagnostics_of
+from ..models.structure import LOG_PRIOR
+
+#: log density of a prior family of ``tau`` at values of tau, by family: the families a change
+#: between which is reweighted (all have the positive reals as support, so the primary's draws
+#: cover the variant's posterior)
+PRIOR_LOG_DENSITY: Mapping[str, Callable[[np.ndarray, Mapping[str, float]], np.ndarray]] = {
+    "HalfNormal": lambda x, a: stats.halfnorm.logpdf(x, scale=a["sigma"]),
+    "HalfCauchy": lambda x, a: stats.halfcauchy.logpdf(x, scale=a["beta"]),
+    "HalfStudentT": lambda x, a: np.log(2.0) + stats.t.logpdf(x, a["nu"], scale=a["sigma"]),
+    "Exponential": lambda x, a: stats.expon.logpdf(x, scale=1.0 / a["lam"]),
+}
+
+
+def tau_family_change(primary_inputs: ModelInputs, inputs: ModelInputs) -> bool:
+    """Whether ``inputs`` differ from ``primary_inputs`` only in the family of ``tau``'s prior
+    (and its hyperparameters), between families of :data:`PRIOR_LOG_DENSITY`."""
+    a, b = primary_inputs.structure, inputs.structure
+    if a == b or replace(b, priors=a.priors) != a:
+        return False
+    if {p for p, _ in set(a.priors) ^ set(b.priors)} != {"tau"}:
+        return False
+    if not {primary_inputs.priors["tau"]["dist"], inputs.priors["tau"]["dist"]} <= set(PRIOR_LOG_DENSITY):
+        return False
+    other = [{k: v for k, v in d.items() if not k.startswith("prior_tau_")} for d in (primary_inputs.data, inputs.data)]
+    return other[0].keys() == other[1].keys() and all(np.array_equal(v, other[1][k]) for k, v in other[0].items()) \
+        and np.array_equal(primary_inputs.weights, inputs.weights)
+
+
+def _prior_of_tau(inputs: ModelInputs, tau: np.ndarray) -> np.ndarray:
+    """The log prior density of ``tau`` (draws, with any trailing dimensions summed) under ``inputs``' prior."""
+    spec = inputs.priors["tau"]
+    args = {k: float(v) for k, v in spec.items() if k != "dist"}
+    values = PRIOR_LOG_DENSITY[spec["dist"]](np.asarray(tau, dtype=float), args)
+    return values.reshape(len(values), -1).sum(axis=1)
 
 
 @dataclass(frozen=True)
@@ -69,13 +107,21 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
     ``settings``: the variant's sampler settings (its seed seeds the resampling; they are
     recorded in the result as a fit's are)."""
     sampler = json.loads(primary.posterior.attrs.get("sampler", "{}"))
-    if inputs.structure != primary_inputs.structure or GROUP not in primary.groups() or \
+    by_prior = tau_family_change(primary_inputs, inputs)
+    if (inputs.structure != primary_inputs.structure and not by_prior) or GROUP not in primary.groups() or \
             sampler.get("sampler") != "nutpie":
         return Reweighted(None)
+    shift = None
     try:
         flat, base_density = _primary_density(primary_inputs, primary)
-        other = compiled_with(inputs)
-        log_ratio = log_density(other, flat) - base_density
+        if by_prior:        # the primary's compiled model gives every stored variable; the priors' ratio weighs
+            other = compiled_with(primary_inputs)
+            tau = expand(other, flat, ["tau"])["tau"]
+            shift = _prior_of_tau(inputs, tau) - _prior_of_tau(primary_inputs, tau)
+            log_ratio = shift
+        else:
+            other = compiled_with(inputs)
+            log_ratio = log_density(other, flat) - base_density
     except PointsUnavailable:
         return Reweighted(None)
     if not np.isfinite(log_ratio).any() or np.isnan(log_ratio).any():
@@ -88,22 +134,26 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
     k, ess = float(k), float(1.0 / np.sum(weights**2))
     if not k <= k_max:
         return Reweighted(None, k, ess)
-    picked = flat[_systematic(weights, len(flat), settings.seed or 0)]
+    index = _systematic(weights, len(flat), settings.seed or 0)
     try:
-        idata = _as_fit(inputs, other, picked, primary, settings)
+        idata = _as_fit(inputs, other, flat[index], primary, settings,
+                        None if shift is None else shift[index])
     except PointsUnavailable:
         return Reweighted(None, k, ess)
     return Reweighted(idata, k, ess)
 
 
 def _as_fit(inputs: ModelInputs, compiled, points: np.ndarray, primary: az.InferenceData,
-            settings: SamplerSettings) -> az.InferenceData:
+            settings: SamplerSettings, log_prior_shift: np.ndarray | None = None) -> az.InferenceData:
     """An InferenceData like a fit's (``extras=False``) from equally weighted unconstrained
-    draws: every stored variable through the compiled model with the variant's data; the
-    diagnostics are the primary fit's, whose draws these are."""
+    draws: every stored variable through the compiled model with the variant's data (its
+    log prior moved by ``log_prior_shift`` at each draw where the compiled model has another
+    prior); the diagnostics are the primary fit's, whose draws these are."""
     free = slices(compiled)
     names = [n for n in compiled.shape_info[0] if not (n in free and n.endswith("__"))]   # not a transformed value
     values = expand(compiled, points, names)
+    if log_prior_shift is not None and LOG_PRIOR in values:
+        values[LOG_PRIOR] = values[LOG_PRIOR] + log_prior_shift.reshape(values[LOG_PRIOR].shape)
     dims = model_of(inputs).named_vars_to_dims
     columns = {n: (dims.get(n, ()), v[None]) for n, v in values.items()}
     post = draws_dataset(columns, inputs.all_coords())
