@@ -355,7 +355,7 @@ def _functions(compile_pymc, model, structure):
     or as it is (with one FunctionCacheWarning per process) where it is not what the cache was
     written for."""
     global _functions_warned
-    from . import function_cache
+    from .function_cache import PARAMETERS, FunctionCacheWarning, cached_make_functions, key_of
 
     make = getattr(compile_pymc, "_make_functions", None)
     wrapper = getattr(compile_pymc, "_rv_dict_to_flat_array_wrapper", None)
@@ -363,13 +363,13 @@ def _functions(compile_pymc, model, structure):
         params = tuple(inspect.signature(make).parameters) if callable(make) else ()
     except (TypeError, ValueError):
         params = ()
-    if params == function_cache.PARAMETERS and callable(wrapper):
-        return function_cache.cached_make_functions(make, function_cache.key_of(structure, model), wrapper)
+    if params == PARAMETERS and callable(wrapper):
+        return cached_make_functions(make, key_of(structure, model), wrapper)
     if not _functions_warned:
         _functions_warned = True
         warnings.warn("nutpie.compile_pymc._make_functions or _rv_dict_to_flat_array_wrapper is not what hlh_meta's "
                       "cache of compiled functions was written for; each process rewrites the model's functions "
-                      "again (same draws, slower)", function_cache.FunctionCacheWarning, stacklevel=4)
+                      "again (same draws, slower)", FunctionCacheWarning, stacklevel=4)
     return make
 
 
