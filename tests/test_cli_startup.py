@@ -53,7 +53,7 @@ def test_compile_notice_shows_while_a_structure_compiles_and_puts_back_the_line(
         def with_data(self, **data):
             return ("compiled", data)
 
-    def fake_compile(model):
+    def fake_compile(model, structure=None):
         compiled.append(model)
         return Compiled()
 
