@@ -19,16 +19,24 @@ from ..inference import SamplerSettings
 from ..inference.sampling import gib, machine_memory, memory_budget, memory_needed
 from ..models.engine import values_per_draw
 from ..spec import Spec
+from .reweight import tau_family_change
 from .runner import Planned, run_group, variant_settings
 
 EXECUTORS = ("serial", "processes", "dask")
 
 
 def group_variants(planned: list[Planned]) -> list[list[Planned]]:
-    """Variants whose model inputs have equal structure share one compiled model."""
+    """Variants whose model inputs have equal structure share one compiled model. A variant
+    that changes only the family of tau's prior joins the primary analysis's group: it is
+    reweighted from the primary's draws (:func:`.reweight.tau_family_change`), which that
+    group holds."""
+    primary = next((p for p in planned if p.variant.family == "primary" and p.inputs is not None), None)
     groups: dict = {}
     for item in planned:
-        groups.setdefault(item.key, []).append(item)
+        key = item.key
+        if primary is not None and item.inputs is not None and tau_family_change(primary.inputs, item.inputs):
+            key = primary.key
+        groups.setdefault(key, []).append(item)
     return list(groups.values())
 
 
