@@ -112,7 +112,7 @@ def q_profile(yi: np.ndarray, vi: np.ndarray, level: float = LEVEL) -> tuple[flo
 def random_effects(yi, vi, level: float = LEVEL) -> dict:
     """Q, I², H², REML tau² with its Q-profile interval and the pooled estimate with its
     Knapp-Hartung interval for estimates ``yi`` with within-study variances ``vi`` (k >= 2)."""
-    import statsmodels.api as sm
+    from statsmodels.regression.linear_model import WLS     # not statsmodels.api, which imports all of it
     from statsmodels.stats.meta_analysis import combine_effects
 
     yi, vi = np.asarray(yi, float), np.asarray(vi, float)
@@ -129,9 +129,9 @@ def random_effects(yi, vi, level: float = LEVEL) -> dict:
     typical = (k - 1) * w.sum() / (w.sum() ** 2 - (w**2).sum())   # typical within-study variance
     i2 = lambda t: 100 * t / (t + typical) if np.isfinite(t) else 100.0  # noqa: E731
     h2 = lambda t: (t + typical) / typical  # noqa: E731
-    fit = sm.WLS(yi, np.ones(k), weights=1.0 / (vi + tau2)).fit()   # scale estimated: Knapp-Hartung
+    fit = WLS(yi, np.ones(k), weights=1.0 / (vi + tau2)).fit()   # scale estimated: Knapp-Hartung
     lo, hi = fit.conf_int(alpha=1 - level)[0]
-    floored = sm.WLS(yi, np.ones(k), weights=1.0 / (vi + tau2)).fit(cov_type="fixed scale", use_t=True,
+    floored = WLS(yi, np.ones(k), weights=1.0 / (vi + tau2)).fit(cov_type="fixed scale", use_t=True,
                                                                    cov_kwds={"scale": max(1.0, fit.scale)})
     return {"studies": k, "Q": q, "df": k - 1, "p_Q": float(homogeneity.pvalue),
             "I2_percent": i2(tau2), "I2_ci_low": i2(tau2_lo), "I2_ci_high": i2(tau2_hi),
