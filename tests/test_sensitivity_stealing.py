@@ -47,7 +47,7 @@ def test_groups_no_worker_started_run_here(ds, tmp_path, monkeypatch):
 
     path = tmp_path / "b.toml"
     path.write_text((SPECS / "biomarkers_small.toml").read_text().replace(
-        'families = ["correlation", "leave_one_out"]', 'families = ["correlation", "fixed_effect", "priors"]'))
+        'families = ["correlation", "leave_one_out"]', 'families = ["correlation", "fixed_effect", "priors", "missing_dispersion"]'))
     spec = load_spec(path)
     serial = run_sensitivity(spec, ds, executor="serial")
     cols = [c for c in serial.columns if c != "seconds"]

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
-
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import arviz as az
 import numpy as np
