@@ -34,7 +34,8 @@ def group_variants(planned: list[Planned]) -> list[list[Planned]]:
     groups: dict = {}
     for item in planned:
         key = item.key
-        if primary is not None and item.inputs is not None and tau_family_change(primary.inputs, item.inputs):
+        if primary is not None and primary.inputs is not None and item.inputs is not None \
+                and tau_family_change(primary.inputs, item.inputs):
             key = primary.key
         groups.setdefault(key, []).append(item)
     return list(groups.values())
