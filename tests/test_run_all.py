@@ -188,6 +188,26 @@ def test_a_run_with_every_folder_up_to_date_imports_no_modelling_library(written
     assert done.stdout.split() == ["['up", "to", "date']", "False"]
 
 
+def test_the_command_with_every_folder_up_to_date_imports_no_modelling_library(written):
+    """``hlh-meta run`` of fresh folders (the second run of a day) reads manifests only: no
+    PyMC, ArviZ, numba or matplotlib import (ArviZ alone took 1.5 of its 2.9 s)."""
+    import os
+    import subprocess
+    import sys
+
+    from test_cli_startup import MODELLING, PROBE
+
+    spec, out, _, _ = written
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(hm.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", PROBE, "run", str(spec), "--out", str(out)], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "up to date" in done.stdout + done.stderr
+    modules = json.loads(next(x for x in done.stderr.splitlines() if x.startswith("MODULES "))[len("MODULES "):])
+    assert not set(modules) & set(MODELLING), sorted(set(modules) & set(MODELLING))
+
+
 def test_force_refits_and_a_folder_not_up_to_date_is_refused(written, tmp_path, monkeypatch):
     """force runs the analysis again and replaces the folder; without it a folder that is not
     up to date is refused before any sampling, in Python's terms; a leftover of another run

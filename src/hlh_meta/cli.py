@@ -98,7 +98,7 @@ def _one_line_warnings(shown: set[str]):
     """hlh-meta's own warnings (a leftover folder, a failed diagnostics gate, a parameter the
     data cannot inform) printed as one line ``warning: ...`` (once per message); other
     warnings are shown as they would be."""
-    from .inference import GateWarning, ThinDataWarning
+    from .errors import GateWarning, ThinDataWarning        # not from .inference: a run of fresh folders imports no ArviZ
     from .report.writer import LeftoverWarning
 
     ours = (LeftoverWarning, GateWarning, ThinDataWarning)

@@ -176,3 +176,11 @@ class Interrupts:
     def check(cls) -> None:
         if cls.pending:
             raise KeyboardInterrupt(cls.pending)
+
+
+class GateWarning(UserWarning):
+    """A fit that still fails the diagnostics gate after its refit."""
+
+
+class ThinDataWarning(UserWarning):
+    """A fit whose data cannot inform a parameter (e.g. tau from one study)."""

@@ -19,16 +19,10 @@ import arviz as az
 import numpy as np
 from scipy import fft, special, stats
 
+from ..errors import GateWarning
+
 #: thresholds every fit is held to
 GATE = {"r_hat_max": 1.01, "ess_bulk_min": 400, "ess_tail_min": 400, "divergences_max": 0}
-
-
-class GateWarning(UserWarning):
-    """A fit that still fails the diagnostics gate after its refit."""
-
-
-class ThinDataWarning(UserWarning):
-    """A fit whose data cannot inform a parameter (e.g. tau from one study)."""
 
 
 @contextmanager
