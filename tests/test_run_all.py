@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import hlh_meta as hm
+from hlh_meta.inference.sampling import clear_cache
 import hlh_meta.pipeline as pipeline
 from hlh_meta import orchestrate
 from hlh_meta.freshness import SKIPPED
@@ -64,6 +65,7 @@ def written(tmp_path_factory):
     """One quick analysis run and written: (spec file, out, outcomes, events)."""
     root = tmp_path_factory.mktemp("run_all")
     spec, out, events = _tiny(root), root / "results", Events()
+    clear_cache()                                    # its model compiles (or loads from disk) in this run
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")              # a few draws may fail the diagnostics gate
         outcomes = hm.run_all([spec], out=out, on_event=events)
@@ -141,6 +143,18 @@ def test_arguments_of_the_wrong_type(tmp_path, no_sampling):
 
 
 # --- an analysis written, then up to date ----------------------------------------------------
+
+def test_a_model_compiled_already_is_not_said_to_compile(written, tmp_path):
+    """The compile notice is for a compile: a model this process has compiled (and no
+    background compile) gives no "compiling" event."""
+    spec, _, _, _ = written
+    events = Events()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hm.run_all([spec], out=tmp_path / "again", on_event=events)
+    assert events[0] == ("step", "tiny", "sampling")
+    assert not {"compiling", "compiled"} & set(events.kinds()), events
+
 
 def test_an_analysis_is_run_and_written(written):
     spec, out, [done], events = written

@@ -249,7 +249,7 @@ def compare_saved(spec: SpecLike, data: Dataset | str | Path | None = None, out:
 
     from .analyses import as_spec
     from .freshness import compared_already
-    from .result import AnalysisResult, _python_terms
+    from .result import AnalysisResult
 
     emit = on_event or _silent
     spec = as_spec(spec)
@@ -268,8 +268,7 @@ def compare_saved(spec: SpecLike, data: Dataset | str | Path | None = None, out:
     result = AnalysisResult.load(target).compare(ds, step=lambda text: emit("step", spec.name, text))
     seconds = time.perf_counter() - started
     emit("analysed", spec.name, f"{seconds:.1f} s; the comparison added to the fit's draws")
-    with _python_terms() if terms == "python" else nullcontext():
-        result.save(target, force=True, terms=terms)
+    result.save(target, force=True, terms=terms)
     emit("written", spec.name, str(target))
     return RunOutcome(spec.name, target, "written", result, seconds, bool(result.diagnostics.passed))
 
@@ -385,10 +384,11 @@ def _run_one(spec: Spec, target: Path, ds: Dataset, ahead: CompileAhead, emit: L
     from . import pipeline
 
     name = spec.name
-    emit("step", name, "sampling")
-    emit("compiling", name, COMPILING)
-    ahead.wait(spec)                                 # its model may be compiling in the background
-    emit("compiled", name, "")
+    if ahead.pending(spec):                          # its model is compiling in the background
+        emit("step", name, "sampling")
+        emit("compiling", name, COMPILING)
+        ahead.wait(spec)
+        emit("compiled", name, "")
 
     def variant(i: int, n: int, label: str) -> None:
         emit("variant", name, f"variant {i + 1}/{n}: {label}")

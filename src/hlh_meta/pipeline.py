@@ -196,6 +196,11 @@ class CompileAhead:
         self._events = {spec.name: event for spec, event in zip(later, events)}
         self._process = process
 
+    def pending(self, spec: Spec) -> bool:
+        """Whether ``spec``'s models are still compiling in the background process."""
+        event = self._events.get(spec.name)
+        return event is not None and not event.is_set() and self._process is not None and self._process.is_alive()
+
     def wait(self, spec: Spec) -> None:
         """Return once ``spec``'s models are compiled (or their compile failed or stopped)."""
         event = self._events.get(spec.name)
