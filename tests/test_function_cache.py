@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 from test_callbacks import _call_expand, _call_logp, _model, _sample, _swap
 
 from hlh_meta.inference import callbacks, function_cache
@@ -68,6 +69,10 @@ def test_the_first_compile_writes_the_functions_and_a_later_one_loads_them(cache
             compile_pymc._make_functions = real
     assert calls == []                                   # nothing built, differentiated or rewritten
     assert os.stat(path).st_ino == written.st_ino        # read, not written again
+    # the process that wrote the functions compiled the code a later process loads (the same numba keys)
+    for callback in ("compiled_logp_func", "compiled_expand_func"):
+        keys = [CACHED_SRC_FUNCTIONS.get(getattr(c, callback)._pyfunc) for c in (first, loaded)]
+        assert keys[0] is not None and keys[0] == keys[1], callback
     for other in (first, loaded):
         _same_as(fresh, other)
         _same_as(_swap(fresh), _swap(other))
