@@ -113,8 +113,11 @@ def _check_priors(priors: Mapping | None) -> dict[str, dict]:
     return spec
 
 
-def _tau_logpdf(spec: Mapping, tau: np.ndarray) -> np.ndarray:
-    """Normalised log prior density of tau (Uniform: on the grid, which lies in its support)."""
+def tau_log_density(spec: Mapping, tau: np.ndarray) -> np.ndarray:
+    """Normalised log prior density of tau under the prior ``spec`` (a Uniform prior's
+    constant: ``tau`` is taken to lie in its support, as the exact engine's grid does).
+    Also the prior ratio by which a change of tau's prior family is reweighted
+    (:mod:`hlh_meta.sensitivity.reweight`)."""
     d = spec["dist"]
     if d == "HalfNormal":
         return stats.halfnorm.logpdf(tau, scale=spec["sigma"])
@@ -174,7 +177,7 @@ def _tau_grid(spec, scale: float, size: int, y, se, X, m0, s0):
     tau[inner] = scale * t[inner] / (1 - t[inner])
     logf = np.full(size, -np.inf)
     loglik, m, S = _conditional(tau[inner], y, se, X, m0, s0)
-    logf[inner] = loglik + _tau_logpdf(spec, tau[inner]) + np.log(scale) - 2 * np.log1p(-t[inner])
+    logf[inner] = loglik + tau_log_density(spec, tau[inner]) + np.log(scale) - 2 * np.log1p(-t[inner])
     return t, tau, logf, m, S
 
 

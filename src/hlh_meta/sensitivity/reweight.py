@@ -18,42 +18,35 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import arviz as az
 import numpy as np
 import xarray as xr
-from scipy import stats
 
 from ..analyses.crossval import PARETO_K_REFIT
 from ..inference import SamplerSettings
 from ..inference.trace import draws_dataset
 from ..models.engine import ModelInputs
+from ..models.normal_exact import tau_log_density
 from ..models.points import GROUP, PointsUnavailable, compiled_with, expand, flat_points, log_density, model_of, slices
 from ..models.posterior import complete, diagnostics_of
 from ..models.structure import LOG_PRIOR
 
-#: log density of a prior family of ``tau`` at values of tau, by family: the families a change
-#: between which is reweighted (all have the positive reals as support, so the primary's draws
-#: cover the variant's posterior)
-PRIOR_LOG_DENSITY: Mapping[str, Callable[[np.ndarray, Mapping[str, float]], np.ndarray]] = {
-    "HalfNormal": lambda x, a: stats.halfnorm.logpdf(x, scale=a["sigma"]),
-    "HalfCauchy": lambda x, a: stats.halfcauchy.logpdf(x, scale=a["beta"]),
-    "HalfStudentT": lambda x, a: np.log(2.0) + stats.t.logpdf(x, a["nu"], scale=a["sigma"]),
-    "Exponential": lambda x, a: stats.expon.logpdf(x, scale=1.0 / a["lam"]),
-}
+#: the families of tau's prior a change between which is reweighted: all have the positive
+#: reals as support, so the primary's draws cover the variant's posterior
+REWEIGHTED_FAMILIES = frozenset({"HalfNormal", "HalfCauchy", "HalfStudentT", "Exponential"})
 
 
 def tau_family_change(primary_inputs: ModelInputs, inputs: ModelInputs) -> bool:
     """Whether ``inputs`` differ from ``primary_inputs`` only in the family of ``tau``'s prior
-    (and its hyperparameters), between families of :data:`PRIOR_LOG_DENSITY`."""
+    (and its hyperparameters), between families of :data:`REWEIGHTED_FAMILIES`."""
     a, b = primary_inputs.structure, inputs.structure
     if a == b or replace(b, priors=a.priors) != a:
         return False
     if {p for p, _ in set(a.priors) ^ set(b.priors)} != {"tau"}:
         return False
-    if not {primary_inputs.priors["tau"]["dist"], inputs.priors["tau"]["dist"]} <= set(PRIOR_LOG_DENSITY):
+    if not {primary_inputs.priors["tau"]["dist"], inputs.priors["tau"]["dist"]} <= REWEIGHTED_FAMILIES:
         return False
     other = [{k: v for k, v in d.items() if not k.startswith("prior_tau_")} for d in (primary_inputs.data, inputs.data)]
     return other[0].keys() == other[1].keys() and all(np.array_equal(v, other[1][k]) for k, v in other[0].items()) \
@@ -62,9 +55,7 @@ def tau_family_change(primary_inputs: ModelInputs, inputs: ModelInputs) -> bool:
 
 def _prior_of_tau(inputs: ModelInputs, tau: np.ndarray) -> np.ndarray:
     """The log prior density of ``tau`` (draws, with any trailing dimensions summed) under ``inputs``' prior."""
-    spec = inputs.priors["tau"]
-    args = {k: float(v) for k, v in spec.items() if k != "dist"}
-    values = PRIOR_LOG_DENSITY[spec["dist"]](np.asarray(tau, dtype=float), args)
+    values = tau_log_density(inputs.priors["tau"], np.asarray(tau, dtype=float))
     return values.reshape(len(values), -1).sum(axis=1)
 
 
