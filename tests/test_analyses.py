@@ -320,3 +320,29 @@ def test_fibrinogen_is_a_change_without_a_reduction_threshold_in_the_summary_of_
     assert row["imprecision"] == "not assessed" and "no direction of benefit" in row["imprecision_reason"]
     crp = sof[sof["outcome"].str.startswith("CRP")].iloc[0]
     assert crp["quantity"] != "change of the mean (%)" and "no direction of benefit" not in crp["imprecision_reason"]
+
+
+def test_a_run_builds_each_frame_once_per_data_and_spec(ds, monkeypatch):
+    """Within frames_kept (each run) an analysis frame is computed once per dataset and spec
+    and handed out as copies; another spec or dataset, or a call outside, computes it."""
+    import hlh_meta.analyses.mortality as mortality
+    from hlh_meta.analyses.frames import frames_kept
+
+    computed = []
+    real = mortality.resolve_mortality
+    monkeypatch.setattr(mortality, "resolve_mortality", lambda *a, **k: computed.append(1) or real(*a, **k))
+    spec = load_spec(bundled_specs_dir() / "mortality.toml")
+    analysis = analysis_for(spec)
+    alone, _ = analysis.frame(ds, spec)
+    analysis.frame(ds, spec)
+    assert len(computed) == 2                        # outside a run: every call
+    with frames_kept():
+        first, _ = analysis.frame(ds, spec)
+        first.loc[first.index[0], "n"] = -1          # a copy: what is kept does not change
+        second, _ = analysis.frame(ds, spec)
+        assert len(computed) == 3
+        analysis.frame(ds, spec.patched({"data": {"exclude_studies": ["henry2019"]}}))
+        assert len(computed) == 4
+    pd.testing.assert_frame_equal(second, alone)
+    analysis.frame(ds, spec)
+    assert len(computed) == 5                        # the run is over: nothing kept

@@ -265,3 +265,28 @@ def test_prior_draws_go_through_the_compiled_model():
                         (z_new, stats.norm())):
         assert stats.kstest(draws, dist.cdf).pvalue > 1e-3
     assert len({float(v) for v in mu}) == mu.size          # every draw its own
+
+
+def test_a_fit_builds_its_model_once_and_prior_draws_leave_it_as_compiled(monkeypatch):
+    """nutpie's compile, the sampler's transforms and the prior draws share the model of a
+    structure, built once. Prior draws of other hyperparameters (data of the same structure)
+    put the model's own data back: the compiled model's initial points read them, so a later
+    fit of the first priors gives the draws it gave before."""
+    from hlh_meta.inference import sampling
+    from hlh_meta.models import binomial, points, posterior
+
+    sampling.clear_cache()
+    points.clear_cache()
+    posterior.clear_prior_cache()
+    built = []
+    real = binomial.build_binomial_model
+    monkeypatch.setattr(binomial, "build_binomial_model", lambda inp: built.append(1) or real(inp))
+    kwargs = dict(events="events", total="total", study="study", draws=100, tune=100, seed=4)
+    first = hm.fit_binomial(FIVE, **kwargs)
+    assert len(built) == 1                          # not once more for the transforms and the prior draws
+    other = hm.fit_binomial(FIVE, priors={"mu": {"dist": "Normal", "mu": 3.0, "sigma": 0.1}}, **kwargs)
+    assert abs(float(other.prior["mu"].mean()) - 3.0) < 0.05       # its own prior was drawn
+    again = hm.fit_binomial(FIVE, **kwargs)
+    assert len(built) == 1
+    np.testing.assert_array_equal(first.posterior["mu"].values, again.posterior["mu"].values)
+    np.testing.assert_array_equal(first.prior["mu"].values, again.prior["mu"].values)

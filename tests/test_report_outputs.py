@@ -449,3 +449,29 @@ def test_the_pooled_statement_and_summary_of_findings_carry_the_context(saved):
     assert sof["context"].iloc[0].startswith("uncontrolled series without a comparator")
     assert sof["publication_bias"].iloc[0] == "suspected"      # the bundled tables hold cohorts without deaths
     assert "Context: uncontrolled series" in (folder / "report.html").read_text()
+
+
+def test_sensitivity_figure_stays_legible():
+    """Long quantity labels and variant names: panel titles do not run into each other and
+    every variant's name lies inside the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from hlh_meta.report.figures import sensitivity
+
+    variants = ["primary", "leave out a", "flat composition priors (what the sources say of unknown trigger mixes "
+                "ignored)", "peer-reviewed sources only (alabdulla_imperial, henry2019)"]
+    label = "all included strata (each with its own trigger, age and route mix)"
+    rows = [{"variant": v, "key": f"k{j}", "label": f"{label} {j}", "quantity": "mortality, typical study (%)",
+             "median": 30.0 + i, "q2.5": 15.0, "q97.5": 50.0} for j in range(3) for i, v in enumerate(variants)]
+    table = pd.DataFrame(rows)
+    fig = sensitivity(SimpleNamespace(tables={"sensitivity": table}, table=lambda name: table))
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert len(titles) == 3
+    for left, right in zip(titles, titles[1:]):
+        assert left.x1 <= right.x0, "panel titles overlap"
+    names = [t.get_window_extent(renderer) for t in fig.axes[0].get_yticklabels()]
+    assert len(names) == len(variants)
+    assert all(fig.bbox.x0 - 1 <= b.x0 for b in names), "a variant's name runs off the figure"

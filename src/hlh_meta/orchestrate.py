@@ -331,9 +331,17 @@ def _stale(given: list[SpecLike], todo: list[int], out: Path, data: object, emit
     return left
 
 
-def _run(given: list[SpecLike], todo: list[int], out: Path, data: object, outcomes: dict[int, RunOutcome],
-         emit: Listener, *, listening: bool, force: bool, compare: bool, sensitivity: bool, skip_empty: bool,
-         skip_fresh: bool, terms: str, options: dict) -> None:
+def _run(*args, **kwargs) -> None:
+    """:func:`_run_specs`, with each analysis frame built once (:mod:`.analyses.frames`)."""
+    from .analyses.frames import frames_kept
+
+    with frames_kept():
+        _run_specs(*args, **kwargs)
+
+
+def _run_specs(given: list[SpecLike], todo: list[int], out: Path, data: object, outcomes: dict[int, RunOutcome],
+               emit: Listener, *, listening: bool, force: bool, compare: bool, sensitivity: bool, skip_empty: bool,
+               skip_fresh: bool, terms: str, options: dict) -> None:
     """Check every spec in ``todo``, then run and write each analysis that has rows."""
     from .analyses import analysis_for, as_spec
     from .pipeline import CompileAhead

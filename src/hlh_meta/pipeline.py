@@ -16,6 +16,7 @@ from typing import Any
 
 from .analyses import analysis_for, as_spec
 from .analyses.base import PRIMARY
+from .analyses.frames import frames_kept
 from .data import Dataset, as_dataset
 from .freshness import fingerprint, library_versions
 from .errors import DataError
@@ -103,7 +104,7 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None
     ds = as_dataset(ds)                      # a Dataset, a path of tables (read and checked) or None: the bundled data
     analysis = analysis_for(spec)
     analysis.check_spec(spec)                # bad priors or report keys name the spec file and key, before any work
-    with _named_as_given(ds):                # rows that cannot become counts or effects: a workbook's sheets named
+    with _named_as_given(ds), frames_kept():  # a workbook's sheets named in errors; each frame built once
         spec = analysis.resolve(ds, spec)    # what the data decide (reference levels), the same for every variant
         analysis.check_request(ds, spec, sensitivity)   # chains, draws and tune within the machine's memory
         started = time.perf_counter()

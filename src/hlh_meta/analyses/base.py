@@ -31,6 +31,7 @@ from ..inference import SamplerSettings, gate_summary
 from ..models.engine import ModelInputs, check_request, fit_model
 from ..models.priors import BINOMIAL_DEFAULTS, resolve_priors
 from ..spec import Spec
+from .frames import kept
 from .quantity_id import Contrast, QuantityId
 from .registry import check_keys
 
@@ -238,6 +239,11 @@ class Analysed:
 
 class AnalysisType:
     """Base of the registered analysis types; subclasses fill in the hooks."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "frame" in cls.__dict__:              # computed once per dataset and spec within a run (.frames)
+            cls.frame = kept(cls.__dict__["frame"])
 
     kind: ClassVar[str]
     #: the spec keys this type reads, by section (:func:`keys_read`); the spec check refuses any other

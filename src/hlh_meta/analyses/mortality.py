@@ -229,7 +229,7 @@ class Mortality(AnalysisType):
         FigureSpec("shrinkage", "shrinkage", "Each row's estimate as the between-study SD (tau) varies, and tau's "
                    "prior and posterior beneath: where the lines fan out the estimates depend on tau, and where the "
                    "posterior sits on its prior the data do not decide it.", select=("p",)),
-        FigureSpec("trace", "trace", "Trace and rank plots of the main parameters."),
+        FigureSpec("trace", "trace", "Density and rank plots of the main parameters, one line per chain."),
         FigureSpec("prior_posterior", "prior_posterior", "Prior against posterior for the intercept and the "
                    "between-study SD."),
         FigureSpec("ppc", "ppc", "Posterior predictive check: each observed value against the distribution of "

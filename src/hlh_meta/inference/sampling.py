@@ -274,6 +274,11 @@ def compile_structure(build: Callable[[], pm.Model], key: Hashable):
     return compiled
 
 
+def is_compiled(key: Hashable) -> bool:
+    """Whether the structure ``key`` has a compiled model in this process's cache."""
+    return key in _CACHE
+
+
 def _nutpie_compiled(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str, np.ndarray]):
     compiled = compile_structure(build, key)
     # the model's data have fixed shapes (compiled in): a swap of another shape would read

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import arviz as az
 import numpy as np
@@ -21,6 +22,7 @@ from ..inference.sampling import check_memory, compile_structure, memory_needed
 from .coding import level_coords
 from .design import Design
 from .posterior import complete, prior_sampler
+from .shared import shared_model
 from .structure import LOG_PRIOR, Structure
 
 
@@ -76,6 +78,7 @@ class ModelInputs:
         return next(iter(self.observed))
 
     def model(self) -> pm.Model:
+        """A new PyMC model of these inputs (their data, labels and coordinates)."""
         return self.build(self)
 
     def all_coords(self) -> dict[str, list]:
@@ -90,6 +93,13 @@ class ModelInputs:
             if lat.n_units:
                 out[f"{g}_unit"] = lat.keys
         return out
+
+
+def _build_for(inputs: ModelInputs, settings: SamplerSettings) -> Callable[[], pm.Model]:
+    """The model builder a fit hands the sampler: nutpie compiles the shared model of the
+    structure (:func:`shared_model`); PyMC's sampler gets a model of its own with these
+    inputs' data and labels."""
+    return partial(shared_model, inputs) if settings.sampler == "nutpie" else inputs.model
 
 
 def onehot(index: np.ndarray, size: int) -> np.ndarray:
@@ -146,7 +156,7 @@ def fit_model(inputs: ModelInputs, settings: SamplerSettings, extras: bool = Tru
     if studies == 1 and inputs.priors["tau"]["dist"] != "Fixed":
         warnings.warn("one study in the fit: the between-study SD tau is not informed by the data; its posterior "
                       "is its prior, and so is the spread of a new study's prediction", ThinDataWarning, stacklevel=3)
-    idata, diag = sample_gated(inputs.model, inputs.structure, inputs.data, settings, inputs.gate)
+    idata, diag = sample_gated(_build_for(inputs, settings), inputs.structure, inputs.data, settings, inputs.gate)
     if not diag.passed:
         warnings.warn(f"the diagnostics gate failed after {diag.attempts} attempt(s): {'; '.join(diag.problems)}; "
                       "the draws may not represent the posterior (hlh_meta.diagnostics(idata) has the details)",
@@ -159,6 +169,6 @@ def compile_model(inputs: ModelInputs, settings: SamplerSettings) -> None:
     prior draws' forward sampler) without sampling: run in another process, it leaves the compiled
     functions in the disk cache for this machine's later fits."""
     if settings.sampler == "nutpie":        # its compiled model also draws the prior
-        compile_structure(inputs.model, inputs.structure)
+        compile_structure(partial(shared_model, inputs), inputs.structure)
     else:
         prior_sampler(inputs.model, inputs.structure)

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
+
+from .shared import shared_model
 
 if TYPE_CHECKING:
     from .engine import ModelInputs
@@ -41,7 +44,7 @@ def _transforms(inp: "ModelInputs"):
     import pytensor
     import pytensor.tensor as pt
 
-    model = inp.model()
+    model = shared_model(inp)
     ins, outs, names, rvs = [], [], [], []
     entry: tuple[list[str] | None, Any, list[str] | None, Any]
     try:
@@ -96,8 +99,7 @@ def _layout(compiled) -> dict[str, tuple[slice, tuple[int, ...]]]:
 def compiled_with(inp: "ModelInputs", data: Mapping[str, np.ndarray] | None = None):
     """nutpie's compiled model of ``inp``'s structure with ``data`` (default: ``inp``'s) swapped in."""
     from ..inference.sampling import compiled_for
-
-    return compiled_for(inp.model, inp.structure, dict(inp.data if data is None else data))
+    return compiled_for(partial(shared_model, inp), inp.structure, dict(inp.data if data is None else data))
 
 
 def flat_points(compiled, points: xr.Dataset) -> np.ndarray:

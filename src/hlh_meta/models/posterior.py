@@ -13,6 +13,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable, Hashable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING
 
 import arviz as az
@@ -24,6 +25,7 @@ from ..inference import Diagnostics, SamplerSettings
 from ..inference.trace import draws_dataset
 from .points import GROUP as POINTS
 from .points import unconstrained
+from .shared import _SHARED, shared_model
 from .structure import LOG_PRIOR
 
 if TYPE_CHECKING:
@@ -109,10 +111,9 @@ def _expanded_prior(inp: "ModelInputs", seed: int | None) -> dict[str, tuple]:
 
     from ..inference.callbacks import expand_points
     from ..inference.sampling import compiled_for
-
     entry = _POINT_CACHE.get(inp.structure)
     if entry is None:
-        model = inp.model()
+        model = shared_model(inp)
         draws = replace_rng_nodes(make_initial_point_expression(
             free_rvs=model.free_RVs, rvs_to_transforms=model.rvs_to_transforms, initval_strategies={},
             jitter_rvs=set(), default_strategy="prior", return_transformed=True))
@@ -123,9 +124,7 @@ def _expanded_prior(inp: "ModelInputs", seed: int | None) -> dict[str, tuple]:
         while len(_POINT_CACHE) > 32:
             _POINT_CACHE.pop(next(iter(_POINT_CACHE)))
     model, point, rngs, value_names, names = entry
-    for name, value in inp.data.items():     # the prior hyperparameters are data
-        model[name].set_value(np.asarray(value, dtype=model[name].dtype))
-    compiled = compiled_for(inp.model, inp.structure, inp.data)
+    compiled = compiled_for(partial(shared_model, inp), inp.structure, inp.data)
     where = {name: (part, shape) for name, part, shape in zip(*compiled.shape_info)}
     free = [name for name, (part, _) in where.items() if part.stop <= compiled.n_dim]
     if free != value_names:
@@ -135,8 +134,18 @@ def _expanded_prior(inp: "ModelInputs", seed: int | None) -> dict[str, tuple]:
         raise KeyError(f"the compiled model does not store {', '.join(missing)}")
     reseed_rngs(rngs, np.random.default_rng(seed).integers(2**30))
     points = np.empty((PRIOR_DRAWS, compiled.n_dim))
-    for i in range(PRIOR_DRAWS):
-        points[i] = np.concatenate([np.asarray(v, dtype=float).ravel() for v in point()])
+    # the prior hyperparameters are data: this fit's are set into the shared model while its
+    # parameters are drawn, then the model's own are put back (the compiled model's initial
+    # points read them, and its later fits must not depend on which prior was drawn before)
+    kept = {name: model[name].get_value() for name in inp.data}
+    try:
+        for name, value in inp.data.items():
+            model[name].set_value(np.asarray(value, dtype=model[name].dtype))
+        for i in range(PRIOR_DRAWS):
+            points[i] = np.concatenate([np.asarray(v, dtype=float).ravel() for v in point()])
+    finally:
+        for name, value in kept.items():
+            model[name].set_value(value)
     values = expand_points(compiled, points)
     dims = model.named_vars_to_dims
     return {name: (dims.get(name, ()), values[:, where[name][0]].reshape((PRIOR_DRAWS, *where[name][1]))[None])
@@ -302,7 +311,9 @@ def complete(idata: az.InferenceData, inp: "ModelInputs", settings: SamplerSetti
 
 
 def clear_prior_cache() -> None:
-    """Forget the compiled prior samplers and cached prior draws (as a fresh process would)."""
+    """Forget the compiled prior samplers, cached prior draws and the models shared by
+    structure (as a fresh process would)."""
+    _SHARED.clear()
     _PRIOR_CACHE.clear()
     _POINT_CACHE.clear()
     _PRIOR_DRAWS_CACHE.clear()

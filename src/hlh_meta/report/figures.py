@@ -8,6 +8,7 @@ global state); functions that draw one panel accept ``ax=`` as ArviZ's do.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -202,8 +203,11 @@ def trace(result, spec: FigureSpec | None = None):
     panels = sum(int(np.prod(post[n].shape[2:])) for n in names)
     fig = Figure(figsize=(10, 1.9 * panels))
     axes = fig.subplots(panels, 2, squeeze=False)
-    az.plot_trace(result.idata, var_names=names, kind="rank_bars", compact=False, axes=axes)
-    fig.suptitle("Trace and rank plots (chains should overlap and ranks look uniform)", fontsize=10)
+    # rank plots as vertical lines (each chain's rank histogram as deviations from uniform): the
+    # same information as bars, with a tenth of the artists (half the time to draw and save)
+    az.plot_trace(result.idata, var_names=names, kind="rank_vlines", compact=False, axes=axes)
+    fig.suptitle("Density and rank plots (chains should overlap; each chain's ranks should stay near the dashed "
+                 "line of uniform ranks)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -356,10 +360,12 @@ def sensitivity(result, spec: FigureSpec | None = None):
             if not r.empty:
                 ax.errorbar(r["median"], [at[v] for v in r.index], fmt="o", ms=3, color=color, lw=0.8,
                             xerr=[r["median"] - r["q2.5"], r["q97.5"] - r["median"]])
-        ax.set_title(f"{label}\n{quantity}" if label else quantity, fontsize=7)
+        # wrapped to the panel's width: a long label must not run into the next panel's title
+        ax.set_title("\n".join(textwrap.fill(t, 52) for t in ((label, quantity) if label else (quantity,))),
+                     fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
-    for row in axes:
-        row[0].set_yticks(y, variants, fontsize=7)
+    for row in axes:        # long variant names on two lines, inside the figure's margin for them
+        row[0].set_yticks(y, [textwrap.fill(v, 56, max_lines=2, placeholder=" ...") for v in variants], fontsize=6.5)
     height = fig.get_figheight()           # a tall figure: keep the title 0.1 in from the top, panels below it
     fig.suptitle("Sensitivity: each variant's median and 95% interval; grey band = primary 95% interval", fontsize=9,
                  y=1 - 0.1 / height, va="top")

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ..analyses import analysis_for, as_spec
 from ..analyses.base import PRIMARY
+from ..analyses.frames import frames_kept
 from ..data import Dataset, as_dataset
 from ..spec import Spec
 from .executors import run_groups
@@ -68,9 +69,10 @@ def run_sensitivity(spec: Spec | str, ds: Dataset | str | None = None,
     spec = as_spec(spec)
     ds = as_dataset(ds)
     analysis = analysis_for(spec)
-    spec = analysis.resolve(ds, spec)
-    variants = [PRIMARY] + analysis.expand_variants(ds, spec)
-    planned = plan(spec, ds, variants)
+    with frames_kept():                   # the primary's frame built once for resolving, planning and its fit
+        spec = analysis.resolve(ds, spec)
+        variants = [PRIMARY] + analysis.expand_variants(ds, spec)
+        planned = plan(spec, ds, variants)
     frames = run_groups(spec, planned, executor=executor, workers=workers, scheduler=scheduler, progress=progress,
                         alongside=alongside)
     return pd.concat(frames, ignore_index=True).reindex(columns=["id"] + COLUMNS + ["seconds"])
