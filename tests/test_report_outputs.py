@@ -475,3 +475,59 @@ def test_sensitivity_figure_stays_legible():
     names = [t.get_window_extent(renderer) for t in fig.axes[0].get_yticklabels()]
     assert len(names) == len(variants)
     assert all(fig.bbox.x0 - 1 <= b.x0 for b in names), "a variant's name runs off the figure"
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((folder / "figures").iterdir())}
+
+
+def test_figures_drawn_beside_this_process_are_the_same(saved, tmp_path):
+    """A FigureDrawer's process draws some figures while this one writes the rest: the same
+    files, the PNG images byte for byte, as a save that draws every figure itself."""
+    from hlh_meta.pipeline import DRAWN_AWAY, FigureDrawer
+
+    result, folder = saved
+    with FigureDrawer() as drawer:
+        assert drawer._pool is not None
+        result.save(tmp_path / "drawn", drawer=drawer)
+    here, there = _files(folder), _files(tmp_path / "drawn")
+    assert sorted(here) == sorted(there) and any(n.startswith(DRAWN_AWAY) for n in here)
+    assert {n: b for n, b in here.items() if n.endswith(".png")} == {n: b for n, b in there.items() if n.endswith(".png")}
+
+
+def test_figures_of_a_drawer_that_died_are_drawn_here(saved, tmp_path):
+    """Its process killed while it holds figures: those are drawn in this process, and no
+    more work is handed to it (the next save draws every figure here)."""
+    from hlh_meta.pipeline import FigureDrawer
+
+    result, folder = saved
+    with FigureDrawer() as drawer:
+        handed = drawer.hand(result, tmp_path)
+        assert handed is not None
+        for process in list(drawer._pool._processes.values()):
+            process.kill()
+            process.join()
+        drawer.collect(handed, result, tmp_path)
+        assert drawer._pool is None
+        assert sorted(p.stem for p in tmp_path.glob("*.png")) == sorted(handed[0])
+        result.save(tmp_path / "drawn", drawer=drawer)
+    assert sorted(_files(tmp_path / "drawn")) == sorted(_files(folder))
+
+
+def test_an_abandoned_save_stops_the_drawer_and_leaves_nothing(saved, tmp_path, monkeypatch):
+    """An error while the drawer's process draws: the error is raised, and neither the folder
+    nor a partial folder nor figures written after the cleanup remain."""
+    import hlh_meta.result as result_module
+    from hlh_meta.pipeline import FigureDrawer
+
+    result, _ = saved
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(result_module, "write_xlsx", broken)
+    with FigureDrawer() as drawer:
+        with pytest.raises(OSError, match="disk full"):
+            result.save(tmp_path / "out" / "mortality", drawer=drawer)
+    out = tmp_path / "out"
+    assert not out.exists() or not list(out.iterdir())         # no folder, no partial folder, no figures

@@ -332,16 +332,19 @@ def _stale(given: list[SpecLike], todo: list[int], out: Path, data: object, emit
 
 
 def _run(*args, **kwargs) -> None:
-    """:func:`_run_specs`, with each analysis frame built once (:mod:`.analyses.frames`)."""
+    """:func:`_run_specs`, with each analysis frame built once (:mod:`.analyses.frames`) and
+    a background process drawing figures beside this one (:class:`.pipeline.FigureDrawer`,
+    started first: it loads matplotlib and ArviZ while the specs are checked and fitted)."""
     from .analyses.frames import frames_kept
+    from .pipeline import FigureDrawer
 
-    with frames_kept():
-        _run_specs(*args, **kwargs)
+    with FigureDrawer() as drawer, frames_kept():
+        _run_specs(*args, drawer=drawer, **kwargs)
 
 
 def _run_specs(given: list[SpecLike], todo: list[int], out: Path, data: object, outcomes: dict[int, RunOutcome],
                emit: Listener, *, listening: bool, force: bool, compare: bool, sensitivity: bool, skip_empty: bool,
-               skip_fresh: bool, terms: str, options: dict) -> None:
+               skip_fresh: bool, terms: str, options: dict, drawer=None) -> None:
     """Check every spec in ``todo``, then run and write each analysis that has rows."""
     from .analyses import analysis_for, as_spec
     from .pipeline import CompileAhead
@@ -383,12 +386,13 @@ def _run_specs(given: list[SpecLike], todo: list[int], out: Path, data: object, 
     with CompileAhead([loaded[i] for i in runnable], ds) as ahead:   # later analyses' models compile meanwhile
         for i in runnable:
             outcomes[i] = _run_one(loaded[i], targets[i], ds, ahead, emit, listening=listening, force=force,
-                                   compare=compare, sensitivity=sensitivity, terms=terms, options=options)
+                                   compare=compare, sensitivity=sensitivity, terms=terms, options=options,
+                                   drawer=drawer)
 
 
 def _run_one(spec: Spec, target: Path, ds: Dataset, ahead: CompileAhead, emit: Listener, *, listening: bool,
-             force: bool, compare: bool, sensitivity: bool, terms: str, options: dict) -> RunOutcome:
-    """Run one analysis and write its folder."""
+             force: bool, compare: bool, sensitivity: bool, terms: str, options: dict, drawer=None) -> RunOutcome:
+    """Run one analysis and write its folder (``drawer``: draws some figures beside this process)."""
     from . import pipeline
 
     name = spec.name
@@ -409,7 +413,7 @@ def _run_one(spec: Spec, target: Path, ds: Dataset, ahead: CompileAhead, emit: L
     seconds = timings.get("sensitivity", timings["total"])      # the sensitivity step includes the primary
     flag = "diagnostics OK" if diag.passed else "DIAGNOSTICS FLAGGED: " + "; ".join(diag.problems)
     emit("analysed", name, f"{seconds:.1f} s; {flag}")
-    result.save(target, force=force, terms=terms)
+    result.save(target, force=force, terms=terms, drawer=drawer)
     emit("written", name, str(target))
     return RunOutcome(name, target, "written", result, seconds, bool(diag.passed))
 

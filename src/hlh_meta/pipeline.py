@@ -218,3 +218,98 @@ class CompileAhead:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+#: figure kinds drawn by the background process of a :class:`FigureDrawer` (about half the
+#: drawing time: ArviZ's density and rank plots, the prior-posterior densities, the posterior
+#: predictive check, the shrinkage plot and the sensitivity panels); this process writes the
+#: posterior, tables and workbook and draws the others meanwhile
+DRAWN_AWAY = ("trace", "prior_posterior", "ppc", "shrinkage", "sensitivity")
+
+
+def _load_figures() -> None:
+    """In the background process: matplotlib, ArviZ and the figures loaded before the first result comes."""
+    from .report import figures  # noqa: F401
+
+
+def _draw_away(result: AnalysisResult, folder: str, names: list[str]) -> None:
+    from .report.figures import save_figures
+
+    save_figures(result, Path(folder), names, make_folder=False)    # the folder is gone if the save was abandoned
+
+
+class FigureDrawer:
+    """A background process that draws and saves some figures of each results folder
+    (those of the kinds in :data:`DRAWN_AWAY`) while this process writes the posterior,
+    tables, workbook and the other figures (:meth:`AnalysisResult.save` with ``drawer``).
+
+    It starts as it is made, so it has loaded matplotlib and ArviZ by the time the first
+    result is written; with one core it does nothing. A figure its process failed to draw
+    (it died, or drawing raised) is drawn in this process: the same figure, or the same error
+    raised here. Used as a context manager; the process is stopped when the block ends.
+    """
+
+    def __init__(self) -> None:
+        self._pool = None
+        if (os.cpu_count() or 1) < 2:
+            return
+        from .sensitivity.executors import submit, worker_pool
+
+        try:
+            pool = worker_pool(1)
+            submit(pool, _load_figures)
+        except Exception:  # noqa: BLE001 - only a head start: without it every figure is drawn here
+            return
+        self._pool = pool
+
+    def hand(self, result: AnalysisResult, folder: Path) -> tuple[list[str], Any] | None:
+        """Start drawing ``result``'s figures of the kinds :data:`DRAWN_AWAY` into ``folder``
+        (which exists); returns their names and the pending work, or None (nothing handed)."""
+        from .report.figures import figure_specs
+        from .sensitivity.executors import submit
+
+        if self._pool is None:
+            return None
+        names = [s.name for s in figure_specs(result) if s.kind in DRAWN_AWAY]
+        if not names:
+            return None
+        try:
+            return names, submit(self._pool, _draw_away, result, str(folder), names)
+        except Exception:  # noqa: BLE001 - a pool that no longer takes work: drawn here
+            self.close()
+            return None
+
+    def collect(self, handed: tuple[list[str], Any], result: AnalysisResult, folder: Path) -> None:
+        """Wait for handed figures; those the process did not draw are drawn here."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        from .report.figures import save_figures
+
+        names, future = handed
+        try:
+            future.result()
+            return
+        except BrokenProcessPool:                    # the process died (killed, out of memory): none are left to it
+            self.close()
+        except Exception:  # noqa: BLE001 - drawn again here, which raises the error here if it is the figure's
+            pass
+        save_figures(result, folder, names)
+
+    def abandon(self, handed: tuple[list[str], Any]) -> None:
+        """The save was abandoned (an error or interrupt here): stop the process before the
+        folder it writes in is removed; a later save draws every figure here."""
+        if not handed[1].done():
+            self.close()
+
+    def close(self) -> None:
+        from .sensitivity.executors import stop_workers
+
+        if self._pool is not None:
+            stop_workers(self._pool)
+            self._pool = None
+
+    def __enter__(self) -> "FigureDrawer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -23,7 +23,7 @@ from .data import Dataset
 from .errors import OutputLocationError, ResultsDamagedError, ResultsExistError
 from .inference import Diagnostics
 from .models.posterior import diagnostics_of
-from .report.figures import figures_for, save_figures
+from .report.figures import figure_specs, figures_for, save_figures
 from .report.html import headline_html, write_report
 from .report.tables import write_xlsx
 from .report.writer import atomic_dir
@@ -237,7 +237,7 @@ class AnalysisResult:
         return headline_html(self)
 
     def save(self, folder: str | Path, force: bool = False, figures: bool = True, report: bool = True, *,
-             terms: str = "python") -> Path:
+             terms: str = "python", drawer=None) -> Path:
         """Write the results folder atomically (nothing is left half-written).
 
         The folder holds ``posterior.nc``, one CSV file per table, ``tables.xlsx``,
@@ -258,6 +258,9 @@ class AnalysisResult:
         terms : {"python", "cli"}, default "python"
             How a refusal names the way out: ``"python"`` (``force=True``, another folder)
             or ``"cli"`` (``--force``, ``--out``).
+        drawer : hlh_meta.pipeline.FigureDrawer, optional
+            A background process that draws some of the figures while this one writes the
+            rest (what ``hlh-meta run``, ``fit`` and ``sensitivity`` use); the files are the same.
 
         Returns
         -------
@@ -274,12 +277,24 @@ class AnalysisResult:
         folder = Path(folder)
         indexed = self.analysis.indexed_tables
         with _python_terms() if terms == "python" else nullcontext(), atomic_dir(folder, force=force) as tmp:
-            self.idata.to_netcdf(tmp / "posterior.nc")
-            for name, frame in self.tables.items():
-                frame.to_csv(tmp / f"{name}.csv", index=name in indexed)
-            write_xlsx(self, tmp / "tables.xlsx")
-            if figures:
-                save_figures(self, tmp / "figures")
+            handed = None
+            if figures and drawer is not None:
+                (tmp / "figures").mkdir()
+                handed = drawer.hand(self, tmp / "figures")
+            try:
+                self.idata.to_netcdf(tmp / "posterior.nc")
+                for name, frame in self.tables.items():
+                    frame.to_csv(tmp / f"{name}.csv", index=name in indexed)
+                write_xlsx(self, tmp / "tables.xlsx")
+                if figures:
+                    away = set(handed[0]) if handed else set()
+                    save_figures(self, tmp / "figures", [s.name for s in figure_specs(self) if s.name not in away])
+                if handed:
+                    drawer.collect(handed, self, tmp / "figures")
+                    handed = None
+            finally:
+                if handed:                                # abandoned: its process stops before the folder goes
+                    drawer.abandon(handed)
             self.manifest[FILE_HASHES] = {f: _sha256(tmp / f) for f in ["posterior.nc"] +
                                           [f"{name}.csv" for name in self.tables]}
             (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2, default=str) + "\n", encoding="utf-8")

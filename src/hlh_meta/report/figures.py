@@ -382,20 +382,26 @@ def figure_specs(result) -> list[FigureSpec]:
     return list(analysis_for(result.kind).figures) + ([SENSITIVITY] if "sensitivity" in result.tables else [])
 
 
-def figures_for(result) -> dict:
-    """Matplotlib figures of a result, by file stem (a figure with nothing to draw is left out)."""
+def figures_for(result, names=None) -> dict:
+    """Matplotlib figures of a result, by file stem (a figure with nothing to draw is left
+    out); ``names``: only the figures of these stems."""
     out = {}
     for spec in figure_specs(result):
+        if names is not None and spec.name not in names:
+            continue
         fig = DRAW[spec.kind](result, spec)
         if fig is not None:
             out[spec.name] = fig
     return out
 
 
-def save_figures(result, folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
+def save_figures(result, folder: Path, names=None, *, make_folder: bool = True) -> list[Path]:
+    """Each figure of ``result`` (``names``: only those stems) as PNG and SVG in ``folder``
+    (created with its parents unless ``make_folder`` is off: then it must exist)."""
+    if make_folder:
+        folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, fig in figures_for(result).items():
+    for name, fig in figures_for(result, names).items():
         for ext, options in (("png", {"dpi": 110}), ("svg", {})):
             path = folder / f"{name}.{ext}"
             fig.savefig(path, **options)
