@@ -49,5 +49,4 @@ def kept(frame: Callable) -> Callable:
             hit = memo[key] = (ds, used, left)
         return hit[1].copy(), hit[2].copy()
 
-    cached.__wrapped_frame__ = frame              # type: ignore[attr-defined]
     return cached

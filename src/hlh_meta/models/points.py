@@ -99,6 +99,7 @@ def _layout(compiled) -> dict[str, tuple[slice, tuple[int, ...]]]:
 def compiled_with(inp: "ModelInputs", data: Mapping[str, np.ndarray] | None = None):
     """nutpie's compiled model of ``inp``'s structure with ``data`` (default: ``inp``'s) swapped in."""
     from ..inference.sampling import compiled_for
+
     return compiled_for(partial(shared_model, inp), inp.structure, dict(inp.data if data is None else data))
 
 

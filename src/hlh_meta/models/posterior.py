@@ -111,6 +111,7 @@ def _expanded_prior(inp: "ModelInputs", seed: int | None) -> dict[str, tuple]:
 
     from ..inference.callbacks import expand_points
     from ..inference.sampling import compiled_for
+
     entry = _POINT_CACHE.get(inp.structure)
     if entry is None:
         model = shared_model(inp)
