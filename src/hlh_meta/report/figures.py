@@ -206,6 +206,8 @@ def trace(result, spec: FigureSpec | None = None):
     # rank plots as vertical lines (each chain's rank histogram as deviations from uniform): the
     # same information as bars, with a tenth of the artists (half the time to draw and save)
     az.plot_trace(result.idata, var_names=names, kind="rank_vlines", compact=False, axes=axes)
+    for ax in axes[:, 1]:
+        ax.xaxis.label.set_fontsize(8)
     fig.suptitle("Density and rank plots (chains should overlap; each chain's ranks should stay near the dashed "
                  "line of uniform ranks)", fontsize=10)
     fig.tight_layout()
