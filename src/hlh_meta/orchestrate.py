@@ -200,9 +200,15 @@ def run_all(specs: SpecLike | Iterable[SpecLike] | None = None, data: Dataset | 
     if skip_fresh and not force:
         todo = _stale(given, todo, out, data, emit, outcomes, compare)
     if todo:
-        _run(given, todo, out, data, outcomes, emit, listening=on_event is not None, force=force, compare=compare,
-             sensitivity=sensitivity, skip_empty=skip_empty, skip_fresh=skip_fresh, terms=terms,
-             options={"executor": executor, "workers": workers, "scheduler": scheduler})
+        from .analyses.frames import frames_kept
+        from .pipeline import FigureDrawer
+
+        # the figure process starts first: it loads matplotlib and ArviZ while the specs are checked and
+        # fitted; within the run each analysis frame is built once
+        with FigureDrawer() as drawer, frames_kept():
+            _run(given, todo, out, data, outcomes, emit, listening=on_event is not None, force=force, compare=compare,
+                 sensitivity=sensitivity, skip_empty=skip_empty, skip_fresh=skip_fresh, terms=terms,
+                 options={"executor": executor, "workers": workers, "scheduler": scheduler}, drawer=drawer)
     return [outcomes[i] for i in range(len(given))]
 
 
@@ -331,21 +337,11 @@ def _stale(given: list[SpecLike], todo: list[int], out: Path, data: object, emit
     return left
 
 
-def _run(*args, **kwargs) -> None:
-    """:func:`_run_specs`, with each analysis frame built once (:mod:`.analyses.frames`) and
-    a background process drawing figures beside this one (:class:`.pipeline.FigureDrawer`,
-    started first: it loads matplotlib and ArviZ while the specs are checked and fitted)."""
-    from .analyses.frames import frames_kept
-    from .pipeline import FigureDrawer
-
-    with FigureDrawer() as drawer, frames_kept():
-        _run_specs(*args, drawer=drawer, **kwargs)
-
-
-def _run_specs(given: list[SpecLike], todo: list[int], out: Path, data: object, outcomes: dict[int, RunOutcome],
-               emit: Listener, *, listening: bool, force: bool, compare: bool, sensitivity: bool, skip_empty: bool,
-               skip_fresh: bool, terms: str, options: dict, drawer=None) -> None:
-    """Check every spec in ``todo``, then run and write each analysis that has rows."""
+def _run(given: list[SpecLike], todo: list[int], out: Path, data: object, outcomes: dict[int, RunOutcome],
+         emit: Listener, *, listening: bool, force: bool, compare: bool, sensitivity: bool, skip_empty: bool,
+         skip_fresh: bool, terms: str, options: dict, drawer=None) -> None:
+    """Check every spec in ``todo``, then run and write each analysis that has rows
+    (``drawer``: a :class:`.pipeline.FigureDrawer` drawing figures beside this process)."""
     from .analyses import analysis_for, as_spec
     from .pipeline import CompileAhead
     from .report.writer import check_output_location, leftover_note, leftovers, safe_child

@@ -286,9 +286,9 @@ class AnalysisResult:
                 for name, frame in self.tables.items():
                     frame.to_csv(tmp / f"{name}.csv", index=name in indexed)
                 write_xlsx(self, tmp / "tables.xlsx")
-                if figures:
-                    away = set(handed[0]) if handed else set()
-                    save_figures(self, tmp / "figures", [s.name for s in figure_specs(self) if s.name not in away])
+                if figures:                               # those not handed to the drawer
+                    save_figures(self, tmp / "figures", None if handed is None else
+                                 [s.name for s in figure_specs(self) if s.name not in handed[0]])
                 if handed:
                     drawer.collect(handed, self, tmp / "figures")
                     handed = None
