@@ -44,9 +44,10 @@ def on_compile(notice: Callable[[bool], None]):
 class SamplerSettings:
     """How a model is sampled; the one place that holds the defaults.
 
-    A fit that fails the diagnostics gate is refitted once (``refit``) with target
-    acceptance :attr:`REFIT_TARGET_ACCEPT` and twice the draws. Frozen; build one from a
-    mapping or options, checked, with :meth:`of`.
+    A fit that fails the diagnostics gate is refitted once (``refit``) with the settings of
+    :meth:`retry`: target acceptance :attr:`REFIT_TARGET_ACCEPT`, twice the draws and twice
+    the tuning steps (at least 1000). Frozen; build one from a mapping or options, checked,
+    with :meth:`of`.
 
     Parameters
     ----------
@@ -93,6 +94,14 @@ class SamplerSettings:
                 object.__setattr__(self, name, int(value))
         if isinstance(self.target_accept, np.floating):
             object.__setattr__(self, "target_accept", float(self.target_accept))
+
+    def retry(self) -> "SamplerSettings":
+        """The settings of the one refit after a failed diagnostics gate: target acceptance
+        :attr:`REFIT_TARGET_ACCEPT` (the fit's own where higher), twice the draws and twice the
+        tuning steps, at least 1000 (a fit of the default 1000 is refitted with 2000, a
+        sensitivity variant's 500 with 1000)."""
+        return replace(self, target_accept=max(self.REFIT_TARGET_ACCEPT, self.target_accept),
+                       draws=self.draws * 2, tune=max(self.tune * 2, 1000))
 
     @classmethod
     def of(cls, sampling: "SamplerSettings | Mapping | None" = None, **options) -> "SamplerSettings":
@@ -198,11 +207,12 @@ def memory_needed(settings: SamplerSettings, values_per_draw: int) -> int:
         chains x slots x (values_per_draw + 20 statistics) x 8 bytes x 3 copies + 1 MiB per chain
 
     ``slots`` is draws + tune (nutpie reserves room for the warm-up too), and for a fit that
-    may be refitted by the diagnostics gate that of the refit, 2 draws + 2 max(tune, 1000).
+    may be refitted by the diagnostics gate that of the refit (:meth:`SamplerSettings.retry`).
     """
     slots = settings.draws + settings.tune
     if settings.refit:
-        slots = max(slots, 2 * settings.draws + 2 * max(settings.tune, 1000))
+        retry = settings.retry()
+        slots = max(slots, retry.draws + retry.tune)
     return settings.chains * (slots * (int(values_per_draw) + _STATS) * _BYTES * _COPIES + _PER_CHAIN)
 
 
@@ -330,7 +340,8 @@ def _sample_once(build, key, data, s: SamplerSettings) -> az.InferenceData:
 
 def sample_gated(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str, np.ndarray],
                  settings: SamplerSettings, gate_vars: list[str]) -> tuple[az.InferenceData, Diagnostics]:
-    """Sample; if the diagnostics gate fails, refit once with a higher target acceptance and twice the draws.
+    """Sample; if the diagnostics gate fails, refit once with :meth:`SamplerSettings.retry`
+    (a higher target acceptance, twice the draws and tuning steps).
 
     ``key`` names the model structure (models of equal keys share one compiled model).
     The returned diagnostics say what still fails; nothing is hidden.
@@ -339,9 +350,7 @@ def sample_gated(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str
     idata = _sample_once(build, key, data, settings)
     diag = check(idata, gate_vars)
     if not diag.passed and settings.refit:
-        retry = replace(settings, target_accept=max(settings.REFIT_TARGET_ACCEPT, settings.target_accept),
-                        draws=settings.draws * 2, tune=max(settings.tune, 1000) * 2)
-        idata = _sample_once(build, key, data, retry)
+        idata = _sample_once(build, key, data, settings.retry())
         diag = check(idata, gate_vars, attempts=2)
     return idata, diag
 
