@@ -2,6 +2,7 @@
 rewritten, and the loaded model gives the same log density, gradient, stored variables and
 draws, bit for bit, as a model compiled without the cache, before and after a data swap."""
 
+import functools
 import os
 import warnings
 
@@ -35,7 +36,8 @@ def fresh():
 
 
 def _files(folder):
-    return sorted(p for p in folder.iterdir() if p.suffix == ".pkl")
+    """The files of rewritten functions (not of initial point functions)."""
+    return sorted(p for p in folder.iterdir() if p.suffix == ".pkl" and not p.name.endswith(".initial.pkl"))
 
 
 def _same_as(fresh, other):
@@ -121,3 +123,87 @@ def test_the_key_names_the_structure_and_the_data_shapes():
 def test_without_a_structure_nothing_is_kept(cache_dir):
     compile_pymc_model(_model())
     assert _files(cache_dir) == []
+
+
+def _initial_files(folder):
+    return sorted(p for p in folder.iterdir() if p.name.endswith(".initial.pkl"))
+
+
+def test_the_initial_point_function_is_kept_and_a_loaded_copy_reads_the_models_data(cache_dir, fresh, monkeypatch):
+    import pymc.initial_point
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FunctionCacheWarning)
+        compile_pymc_model(_model(), STRUCTURE)
+        (path,) = _initial_files(cache_dir)
+        real = pymc.initial_point.make_initial_point_fn
+        built = []
+        monkeypatch.setattr(pymc.initial_point, "make_initial_point_fn",
+                            functools.wraps(real)(lambda **kw: built.append(kw["jitter_rvs"]) or real(**kw)))
+        model = _model()
+        loaded = compile_pymc_model(model, STRUCTURE)
+        monkeypatch.undo()
+    assert not any(built) and _initial_files(cache_dir) == [path]     # the chains' function loaded, not built
+    for seed in (0, 1, 12345):
+        np.testing.assert_array_equal(loaded.initial_point_func(seed), fresh.initial_point_func(seed))
+    # a model whose data change after the compile starts where a freshly built function starts:
+    # tau's support point is its prior scale, data of the model
+    other = _model()
+    built_here = compile_pymc_model(other)                              # not kept: PyMC's own function
+    for m in (model, other):
+        m["scale"].set_value(np.array(0.2))
+    for seed in (0, 3):
+        a, b = loaded.initial_point_func(seed), built_here.initial_point_func(seed)
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, fresh.initial_point_func(seed))
+    model["scale"].set_value(np.array(1.5))
+    np.testing.assert_array_equal(loaded.initial_point_func(0), fresh.initial_point_func(0))
+
+
+def test_an_initial_point_function_of_another_form_is_used_as_it_is_with_a_warning(cache_dir, fresh, monkeypatch):
+    import pymc.initial_point
+
+    real = pymc.initial_point.make_initial_point_fn
+
+    def wrapped(*, model, overrides=None, jitter_rvs=None, default_strategy="support_point", return_transformed=True):
+        fn = real(model=model, overrides=overrides, jitter_rvs=jitter_rvs, default_strategy=default_strategy,
+                  return_transformed=return_transformed)
+        return lambda seed: fn(seed)                                   # not PyMC's closure
+
+    monkeypatch.setattr(function_cache, "_initial_warned", False)
+    monkeypatch.setattr(pymc.initial_point, "make_initial_point_fn", wrapped)
+    with pytest.warns(FunctionCacheWarning, match="make_initial_point_fn returned a function"):
+        compiled = compile_pymc_model(_model(), STRUCTURE)
+    assert _initial_files(cache_dir) == []
+    np.testing.assert_array_equal(compiled.initial_point_func(4), fresh.initial_point_func(4))
+
+
+def test_an_initial_point_maker_with_other_parameters_is_used_as_it_is_with_a_warning(cache_dir, fresh, monkeypatch):
+    import pymc.initial_point
+
+    real = pymc.initial_point.make_initial_point_fn
+
+    def renamed(*, model, overrides=None, jitter_rvs=None, default_strategy="support_point", return_transformed=True,
+                extra=None):
+        return real(model=model, overrides=overrides, jitter_rvs=jitter_rvs, default_strategy=default_strategy,
+                    return_transformed=return_transformed)
+
+    monkeypatch.setattr(callbacks, "_initial_warned", False)
+    monkeypatch.setattr(pymc.initial_point, "make_initial_point_fn", renamed)
+    with pytest.warns(FunctionCacheWarning, match="make_initial_point_fn is not what"):
+        compiled = compile_pymc_model(_model(), STRUCTURE)
+    assert _initial_files(cache_dir) == []
+    np.testing.assert_array_equal(compiled.initial_point_func(4), fresh.initial_point_func(4))
+
+
+def test_an_initial_point_file_that_cannot_be_read_is_built_again_and_replaced(cache_dir, fresh):
+    compile_pymc_model(_model(), STRUCTURE)
+    (path,) = _initial_files(cache_dir)
+    path.write_bytes(b"not a pickle")
+    with pytest.warns(FunctionCacheWarning, match="could not be used"):
+        again = compile_pymc_model(_model(), STRUCTURE)
+    np.testing.assert_array_equal(again.initial_point_func(2), fresh.initial_point_func(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FunctionCacheWarning)
+        np.testing.assert_array_equal(compile_pymc_model(_model(), STRUCTURE).initial_point_func(2),
+                                      fresh.initial_point_func(2))     # the replaced file loads

@@ -376,6 +376,33 @@ def _functions(compile_pymc, model, structure):
 _functions_warned = False
 
 
+def _initial_point_maker(model, structure):
+    """PyMC's ``make_initial_point_fn`` with the function it builds kept on disk
+    (:func:`.function_cache.cached_initial_point_fn`), or as it is (with one
+    FunctionCacheWarning per process) where its parameters are not what the cache was written for."""
+    global _initial_warned
+    import pymc.initial_point
+
+    from .function_cache import INITIAL_PARAMETERS, FunctionCacheWarning, cached_initial_point_fn, key_of
+
+    make = pymc.initial_point.make_initial_point_fn
+    try:
+        params = tuple(inspect.signature(make).parameters)
+    except (TypeError, ValueError):
+        params = ()
+    if params == INITIAL_PARAMETERS:
+        return cached_initial_point_fn(make, key_of(structure, model))
+    if not _initial_warned:
+        _initial_warned = True
+        warnings.warn("pymc.initial_point.make_initial_point_fn is not what hlh_meta's cache of compiled functions "
+                      "was written for; each process builds the initial point function again (same draws, slower)",
+                      FunctionCacheWarning, stacklevel=4)
+    return make
+
+
+_initial_warned = False
+
+
 def _fast(model, structure=None):
     """nutpie's compile with the generated callbacks; raises _FastPathError when they fail.
     ``structure``: the model's structure, naming its functions in the disk cache (None: not kept)."""
@@ -409,7 +436,11 @@ def _fast(model, structure=None):
         if structure is None:
             compiled = nutpie.compile_pymc_model(model)
         else:
-            with mock.patch.object(compile_pymc, "_make_functions", _functions(compile_pymc, model, structure)):
+            import pymc.initial_point
+
+            with mock.patch.object(compile_pymc, "_make_functions", _functions(compile_pymc, model, structure)), \
+                    mock.patch.object(pymc.initial_point, "make_initial_point_fn",
+                                      _initial_point_maker(model, structure)):
                 compiled = nutpie.compile_pymc_model(model)
     if sorted(used) != ["expand_numba", "logp_numba"]:
         raise _FastPathError("nutpie's compile did not build both generated callbacks")

@@ -18,8 +18,14 @@ compiles a structure first writes the functions and then uses their unpickled co
 that the numba code it compiles is the code a later process loads (numba keys a function
 by its graph's node order, which unpickling sets). A file that cannot be read is compiled
 again and replaced, with one :class:`FunctionCacheWarning` per process.
-``tests/test_function_cache.py`` holds log density, gradient and draws of a loaded model equal,
-bit for bit, to those of a fresh compile.
+
+PyMC's initial point function, which nutpie's compile builds first (half a second a
+structure), is kept beside them (:func:`cached_initial_point_fn`): a PyTensor function too,
+it pickles with the values of the model data it reads, so a loaded copy takes the current
+values of the model's data and dimension lengths, by name, before every call, as the
+function built from the model reads them.
+``tests/test_function_cache.py`` holds log density, gradient, initial points and draws of a
+loaded model equal, bit for bit, to those of a fresh compile.
 """
 
 from __future__ import annotations
@@ -158,5 +164,132 @@ def cached_make_functions(make, key: str | None, flat_initial_point):
             return n_dim, n_expanded, logp_fn, expand_fn, initial, shape_info
         _, _, _, logp_fn, expand_fn, _ = pickle.loads(blob)     # the copies a later process will load
         return n_dim, n_expanded, logp_fn, expand_fn, initial, shape_info
+
+    return cached
+
+
+#: the parameters of PyMC's ``make_initial_point_fn`` that :func:`cached_initial_point_fn` stands in for
+INITIAL_PARAMETERS = ("model", "overrides", "jitter_rvs", "default_strategy", "return_transformed")
+
+#: the names of the variables the function made by PyMC's ``make_initial_point_fn`` closes over,
+#: which a kept copy is built from: the compiled PyTensor function (also its ``__wrapped__``),
+#: its random generators and the names of its outputs
+_INITIAL_CLOSURE = ("func", "rngs", "varnames")
+
+
+def _closure(fn) -> dict:
+    code = getattr(fn, "__code__", None)
+    cells = getattr(fn, "__closure__", None) or ()
+    if code is None or tuple(code.co_freevars) != _INITIAL_CLOSURE or len(cells) != len(_INITIAL_CLOSURE):
+        return {}
+    return {name: cell.cell_contents for name, cell in zip(code.co_freevars, cells)}
+
+
+def _model_shared(model) -> dict:
+    """The model's data and mutable dimension lengths by name (None for a name held twice)."""
+    from pytensor.compile.sharedvalue import SharedVariable
+
+    found: dict = {}
+    for var in [*model.data_vars, *model.dim_lengths.values()]:
+        if isinstance(var, SharedVariable) and var.name:
+            found[var.name] = var if found.get(var.name, var) is var else None
+    return found
+
+
+def _data_pairs(func, model) -> list | None:
+    """Each shared input of ``func`` that is not a random generator, with the model's shared
+    variable of its name; None where one has no such variable (the copy could not follow the
+    model's data)."""
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.tensor.random.var import RandomGeneratorSharedVariable
+
+    shared = _model_shared(model)
+    pairs = []
+    for item in func.maker.inputs:
+        var = item.variable
+        if not isinstance(var, SharedVariable) or isinstance(var, RandomGeneratorSharedVariable):
+            continue
+        theirs = shared.get(var.name)
+        if theirs is None:
+            return None
+        pairs.append((var, theirs))
+    return pairs
+
+
+def _seeded(func, varnames: list[str], pairs: list):
+    """A kept initial point function as PyMC's own: the model's current data into the copy's
+    shared inputs, the random generators seeded, the values by name."""
+    from pymc.pytensorf import find_rng_nodes, reseed_rngs
+
+    rngs = find_rng_nodes(func.maker.fgraph.outputs)
+
+    @functools.wraps(func)
+    def inner(seed, *args, **kwargs):
+        for mine, theirs in pairs:
+            mine.set_value(theirs.get_value())
+        reseed_rngs(rngs, seed)
+        return dict(zip(varnames, func(*args, **kwargs)))
+
+    return inner
+
+
+def _initial_mismatch_warning() -> None:
+    global _initial_warned
+    if not _initial_warned:
+        _initial_warned = True
+        warnings.warn("pymc.initial_point.make_initial_point_fn returned a function that is not what hlh_meta's "
+                      "cache of compiled functions was written for; each process builds the initial point function "
+                      "again (same draws, slower)", FunctionCacheWarning, stacklevel=4)
+
+
+_initial_warned = False
+
+
+def cached_initial_point_fn(make, key: str | None):
+    """PyMC's ``make_initial_point_fn`` (``make``) with the function it builds kept on disk
+    under ``key`` (None: not kept): the jittered one that gives the chains' starting points
+    (other calls during a compile, such as ``Model.initial_point``, build theirs). A function of another form than PyMC's (its closure),
+    or one reading shared variables that are not the model's named data, is used as it is,
+    not kept (the first with one :class:`FunctionCacheWarning` per process)."""
+    import cloudpickle
+
+    signature = inspect.signature(make)
+
+    @functools.wraps(make)
+    def cached(*args, **kwargs):
+        given = signature.bind(*args, **kwargs)
+        given.apply_defaults()
+        a = given.arguments
+        model = a["model"]
+        if key is None or a["overrides"] or not a["jitter_rvs"]:
+            return make(*args, **kwargs)
+        jitter = sorted(v.name for v in a["jitter_rvs"])
+        name = hashlib.sha256(repr([key, jitter, a["default_strategy"], a["return_transformed"]]).encode()).hexdigest()
+        path = directory() / f"{name}.initial.pkl"
+        if path.exists():
+            try:
+                fmt, func, varnames = pickle.loads(path.read_bytes())
+                if fmt != _FORMAT:
+                    raise ValueError(f"format {fmt}, expected {_FORMAT}")
+                pairs = _data_pairs(func, model)
+                if pairs is None:
+                    raise ValueError("the function reads shared variables the model does not hold")
+                return _seeded(func, varnames, pairs)
+            except Exception as exc:  # noqa: BLE001 - a file that cannot be used is built again
+                _warn(path, exc)
+        fn = make(*args, **kwargs)
+        parts = _closure(fn)
+        func = parts.get("func")
+        if getattr(fn, "__wrapped__", None) is not func or not hasattr(func, "maker") \
+                or not isinstance(parts.get("varnames"), list):
+            _initial_mismatch_warning()
+            return fn
+        if _data_pairs(func, model) is None:
+            return fn
+        try:
+            _write(path, cloudpickle.dumps((_FORMAT, func, list(parts["varnames"])), protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception:  # noqa: BLE001 - not kept (a graph that does not pickle, a read-only disk): as before
+            pass
+        return fn
 
     return cached
