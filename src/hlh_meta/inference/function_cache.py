@@ -180,7 +180,7 @@ _INITIAL_CLOSURE = ("func", "rngs", "varnames")
 def _closure(fn) -> dict:
     code = getattr(fn, "__code__", None)
     cells = getattr(fn, "__closure__", None) or ()
-    if code is None or tuple(code.co_freevars) != _INITIAL_CLOSURE or len(cells) != len(_INITIAL_CLOSURE):
+    if code is None or tuple(code.co_freevars) != _INITIAL_CLOSURE or len(cells) != len(code.co_freevars):
         return {}
     return {name: cell.cell_contents for name, cell in zip(code.co_freevars, cells)}
 
@@ -248,9 +248,10 @@ _initial_warned = False
 def cached_initial_point_fn(make, key: str | None):
     """PyMC's ``make_initial_point_fn`` (``make``) with the function it builds kept on disk
     under ``key`` (None: not kept): the jittered one that gives the chains' starting points
-    (other calls during a compile, such as ``Model.initial_point``, build theirs). A function of another form than PyMC's (its closure),
-    or one reading shared variables that are not the model's named data, is used as it is,
-    not kept (the first with one :class:`FunctionCacheWarning` per process)."""
+    (other calls during a compile, such as ``Model.initial_point``, build theirs). A function
+    of another form than PyMC's (its closure), or one reading shared variables that are not
+    the model's named data, is used as it is, not kept (the first with one
+    :class:`FunctionCacheWarning` per process)."""
     import cloudpickle
 
     signature = inspect.signature(make)
