@@ -107,6 +107,14 @@ def test_workbook_reads_to_the_same_dataset_as_the_csv_folder(tmp_path, ds):
     assert str(later) == ("tables.xlsx, sheet 'mortality', row 3, column 'percent': "
                           "no whole number of 44 patients gives 99%")
     assert ds.relabel([later]) == [later]
+    # ... and are, raised within named_as_given (as run_analysis and AnalysisResult.compare do)
+    found = Problem("mortality.csv", 3, "percent", "no whole number of 44 patients gives 99%")
+    with pytest.raises(DataError, match="tables.xlsx, sheet 'mortality', row 3"):
+        with book.named_as_given():
+            raise DataError([found])
+    with pytest.raises(DataError, match="- mortality.csv, row 3"):
+        with ds.named_as_given():
+            raise DataError([found])
     # the optional arms sheet may be left out, as arms.csv may
     no_arms = hm.read_dataset(_workbook(tmp_path / "no_arms.xlsx", skip=("arms",)))
     pd.testing.assert_frame_equal(no_arms.arms, ds.arms)

@@ -10,7 +10,6 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from .analyses.base import PRIMARY
 from .analyses.frames import frames_kept
 from .data import Dataset, as_dataset
 from .freshness import fingerprint, library_versions
-from .errors import DataError
 from .models.engine import compile_model
 from .models.posterior import diagnostics_of
 from .result import AnalysisResult
@@ -32,16 +30,6 @@ PACKAGES = ("hlh-meta", "pymc", "pytensor", "nutpie", "arviz", "numpy", "scipy",
 
 def versions() -> dict[str, str]:
     return {"python": platform.python_version(), **library_versions(PACKAGES)}
-
-
-@contextmanager
-def _named_as_given(ds: Dataset):
-    """Problems found in the tables after reading (they name a table by its CSV file) name
-    each table as it was given, e.g. a workbook's sheet."""
-    try:
-        yield
-    except DataError as exc:
-        raise DataError(ds.relabel(exc.problems)) from None
 
 
 def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None, *, sensitivity: bool = False,
@@ -104,7 +92,7 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None
     ds = as_dataset(ds)                      # a Dataset, a path of tables (read and checked) or None: the bundled data
     analysis = analysis_for(spec)
     analysis.check_spec(spec)                # bad priors or report keys name the spec file and key, before any work
-    with _named_as_given(ds), frames_kept():  # a workbook's sheets named in errors; each frame built once
+    with ds.named_as_given(), frames_kept():  # a workbook's sheets named in errors; each frame built once
         spec = analysis.resolve(ds, spec)    # what the data decide (reference levels), the same for every variant
         analysis.check_request(ds, spec, sensitivity)   # chains, draws and tune within the machine's memory
         started = time.perf_counter()

@@ -19,6 +19,7 @@ import arviz as az
 import pandas as pd
 
 from .analyses import AnalysisType, Quantity, analysis_for
+from .analyses.frames import frames_kept
 from .data import Dataset
 from .errors import OutputLocationError, ResultsDamagedError, ResultsExistError
 from .inference import Diagnostics
@@ -174,10 +175,11 @@ class AnalysisResult:
         ds, spec = self._fitted_to(data)
         analysis = self.analysis
         started = time.perf_counter()
-        spec = analysis.resolve(ds, spec)
-        used, _ = analysis.frame(ds, spec)
-        tables = {name: frame for name, frame in self.tables.items() if name != "comparison"}
-        tables.update(analysis.comparison_step(ds, spec, used, self.idata, step=step))
+        with ds.named_as_given(), frames_kept():     # a workbook's sheets named in errors; each frame built once
+            spec = analysis.resolve(ds, spec)
+            used, _ = analysis.frame(ds, spec)
+            tables = {name: frame for name, frame in self.tables.items() if name != "comparison"}
+            tables.update(analysis.comparison_step(ds, spec, used, self.idata, step=step))
         manifest = {k: v for k, v in self.manifest.items() if k != FILE_HASHES}
         manifest.update(tables=list(tables), compared=True,
                         timings_s={**manifest.get("timings_s", {}), "compare": round(time.perf_counter() - started, 3)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -72,6 +73,15 @@ class Dataset:
             The same problems, naming each table as it was given.
         """
         return [_labelled(p, self.sources) for p in problems]
+
+    @contextmanager
+    def named_as_given(self):
+        """Within the block, a :class:`~hlh_meta.DataError` raised about these tables names
+        each table as it was given (:meth:`relabel`), e.g. a workbook's sheet."""
+        try:
+            yield
+        except DataError as exc:
+            raise DataError(self.relabel(exc.problems)) from None
 
     def study(self, study_id: str) -> pd.Series:
         """One study's row of the ``studies`` table.
