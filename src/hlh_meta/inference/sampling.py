@@ -96,10 +96,15 @@ class SamplerSettings:
             object.__setattr__(self, "target_accept", float(self.target_accept))
 
     def retry(self) -> "SamplerSettings":
-        """The settings of the one refit after a failed diagnostics gate: target acceptance
-        :attr:`REFIT_TARGET_ACCEPT` (the fit's own where higher), twice the draws and twice the
-        tuning steps, at least 1000 (a fit of the default 1000 is refitted with 2000, a
-        sensitivity variant's 500 with 1000)."""
+        """The settings of the one refit after a failed diagnostics gate.
+
+        Returns
+        -------
+        SamplerSettings
+            These settings with target acceptance :attr:`REFIT_TARGET_ACCEPT` (the fit's own
+            where higher), twice the draws and twice the tuning steps, at least 1000 (a fit of
+            the default 1000 is refitted with 2000, a sensitivity variant's 500 with 1000).
+        """
         return replace(self, target_accept=max(self.REFIT_TARGET_ACCEPT, self.target_accept),
                        draws=self.draws * 2, tune=max(self.tune * 2, 1000))
 
