@@ -160,37 +160,33 @@ def test_the_initial_point_function_is_kept_and_a_loaded_copy_reads_the_models_d
     np.testing.assert_array_equal(loaded.initial_point_func(0), fresh.initial_point_func(0))
 
 
-def test_an_initial_point_function_of_another_form_is_used_as_it_is_with_a_warning(cache_dir, fresh, monkeypatch):
-    import pymc.initial_point
-
-    real = pymc.initial_point.make_initial_point_fn
-
+def _other_form(real):
     def wrapped(*, model, overrides=None, jitter_rvs=None, default_strategy="support_point", return_transformed=True):
         fn = real(model=model, overrides=overrides, jitter_rvs=jitter_rvs, default_strategy=default_strategy,
                   return_transformed=return_transformed)
         return lambda seed: fn(seed)                                   # not PyMC's closure
-
-    monkeypatch.setattr(function_cache, "_initial_warned", False)
-    monkeypatch.setattr(pymc.initial_point, "make_initial_point_fn", wrapped)
-    with pytest.warns(FunctionCacheWarning, match="make_initial_point_fn returned a function"):
-        compiled = compile_pymc_model(_model(), STRUCTURE)
-    assert _initial_files(cache_dir) == []
-    np.testing.assert_array_equal(compiled.initial_point_func(4), fresh.initial_point_func(4))
+    return wrapped
 
 
-def test_an_initial_point_maker_with_other_parameters_is_used_as_it_is_with_a_warning(cache_dir, fresh, monkeypatch):
-    import pymc.initial_point
-
-    real = pymc.initial_point.make_initial_point_fn
-
+def _other_parameters(real):
     def renamed(*, model, overrides=None, jitter_rvs=None, default_strategy="support_point", return_transformed=True,
                 extra=None):
         return real(model=model, overrides=overrides, jitter_rvs=jitter_rvs, default_strategy=default_strategy,
                     return_transformed=return_transformed)
+    return renamed
 
+
+@pytest.mark.parametrize("changed, warned", [(_other_form, "make_initial_point_fn returned a function"),
+                                             (_other_parameters, "make_initial_point_fn is not what")],
+                         ids=["function of another form", "maker with other parameters"])
+def test_an_initial_point_function_not_as_written_for_is_used_as_it_is_with_a_warning(cache_dir, fresh, monkeypatch,
+                                                                                     changed, warned):
+    import pymc.initial_point
+
+    monkeypatch.setattr(function_cache, "_initial_warned", False)
     monkeypatch.setattr(callbacks, "_initial_warned", False)
-    monkeypatch.setattr(pymc.initial_point, "make_initial_point_fn", renamed)
-    with pytest.warns(FunctionCacheWarning, match="make_initial_point_fn is not what"):
+    monkeypatch.setattr(pymc.initial_point, "make_initial_point_fn", changed(pymc.initial_point.make_initial_point_fn))
+    with pytest.warns(FunctionCacheWarning, match=warned):
         compiled = compile_pymc_model(_model(), STRUCTURE)
     assert _initial_files(cache_dir) == []
     np.testing.assert_array_equal(compiled.initial_point_func(4), fresh.initial_point_func(4))

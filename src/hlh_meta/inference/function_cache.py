@@ -125,21 +125,25 @@ def _free_values(model, shape_info) -> tuple[list[str], list[tuple]]:
     return names, [tuple(shapes[n]) for n in names]
 
 
+def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> dict:
+    """A call's arguments by parameter name, defaults included."""
+    given = signature.bind(*args, **kwargs)
+    given.apply_defaults()
+    return dict(given.arguments)
+
+
 def cached_make_functions(make, key: str | None, flat_initial_point):
     """nutpie's ``make`` (``_make_functions``) with its functions kept on disk under ``key``
     (None: not kept). ``flat_initial_point``: nutpie's wrapper that turns PyMC's initial
     point function into one of flat arrays (``_rv_dict_to_flat_array_wrapper``); the
-    initial point function itself is compiled in every process (PyMC's holds a lock and
-    does not pickle)."""
+    initial point function is kept by :func:`cached_initial_point_fn`."""
     import cloudpickle
 
     signature = inspect.signature(make)
 
     @functools.wraps(make)
     def cached(*args, **kwargs):
-        given = signature.bind(*args, **kwargs)
-        given.apply_defaults()
-        a = given.arguments
+        a = _arguments(signature, args, kwargs)
         model = a["model"]
         if key is None or a["mode"] != "NUMBA" or not a["compute_grad"] or not a["join_expanded"] \
                 or a["var_names"] is not None:
@@ -258,9 +262,7 @@ def cached_initial_point_fn(make, key: str | None):
 
     @functools.wraps(make)
     def cached(*args, **kwargs):
-        given = signature.bind(*args, **kwargs)
-        given.apply_defaults()
-        a = given.arguments
+        a = _arguments(signature, args, kwargs)
         model = a["model"]
         if key is None or a["overrides"] or not a["jitter_rvs"]:
             return make(*args, **kwargs)
