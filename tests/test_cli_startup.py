@@ -81,3 +81,25 @@ def test_compile_notice_needs_a_terminal(monkeypatch):
     assert cli._Progress(quiet=True, shown=set()).status is None
     with orchestrate._compile_events(None, "m"):
         assert sampling._ON_COMPILE == []                   # no notice without a listener
+
+
+CYCLE = ("import gc, sys\n"
+         "class Cycle:\n"
+         "    def __del__(self):\n"
+         "        sys.__stderr__.write('COLLECTED\\n')\n"
+         "c = Cycle(); c.me = c; del c\n"
+         "gc.disable()\n")
+
+
+@pytest.mark.parametrize("then, collected", [
+    ("sys.exit(0)\n", True),                                                     # the control: CPython collects it
+    ("from hlh_meta.cli import main\nsys.argv[0] = 'hlh-meta'\nsys.exit(main())\n", False),
+    ("from hlh_meta.sensitivity.executors import _quiet_worker\n_quiet_worker()\n", False),
+], ids=["plain interpreter", "command line", "worker process"])
+def test_the_command_line_and_its_workers_leave_what_is_alive_at_exit_to_the_system(then, collected):
+    """CPython's last garbage collection at exit goes through every graph and compiled function
+    a process built (seconds, on the critical path where a pool waits for its workers to exit);
+    hlh-meta's own processes skip it (errors.skip_final_collection)."""
+    res = subprocess.run([sys.executable, "-c", CYCLE + then, "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert ("COLLECTED" in res.stderr) == collected, res.stderr

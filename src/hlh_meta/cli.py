@@ -347,7 +347,10 @@ def _catch_interrupts() -> None:
 
 
 def main() -> None:
+    from .errors import skip_final_collection
+
     _state["program"] = True
+    skip_final_collection()
     _catch_interrupts()
     _state["debug_anywhere"] = "--debug" in sys.argv[1:]   # accepted anywhere on the line, not only before the command
     if _state["debug_anywhere"]:

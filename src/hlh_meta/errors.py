@@ -178,6 +178,18 @@ class Interrupts:
             raise KeyboardInterrupt(cls.pending)
 
 
+def skip_final_collection() -> None:
+    """In a process that hlh-meta runs itself (the command line and its worker processes): at
+    exit, leave the objects still alive to the operating system instead of CPython's last
+    garbage collection, which goes through every PyTensor graph and numba function the process
+    built (1.4 s after `hlh-meta fit`). Registers :func:`gc.freeze` to run at exit, after the
+    results are written and closed; it is not called for a library user's own interpreter."""
+    import atexit
+    import gc
+
+    atexit.register(gc.freeze)
+
+
 class GateWarning(UserWarning):
     """A fit that still fails the diagnostics gate after its refit."""
 

@@ -17,6 +17,7 @@ from .analyses import analysis_for, as_spec
 from .analyses.base import PRIMARY
 from .analyses.frames import frames_kept
 from .data import Dataset, as_dataset
+from .errors import skip_final_collection
 from .freshness import fingerprint, library_versions
 from .models.engine import compile_model
 from .models.posterior import diagnostics_of
@@ -147,6 +148,7 @@ def _compile_in_turn(specs: list[Spec], ds: Dataset, done: list) -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("pytensor").setLevel(logging.ERROR)
     ignore_interrupts()                      # Ctrl-C is for the calling process, which stops this one
+    skip_final_collection()
     for spec, event in zip(specs, done):
         try:
             analysis = analysis_for(spec)

@@ -14,7 +14,7 @@ from functools import partial
 
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import InputError, skip_final_collection
 from ..inference import SamplerSettings
 from ..inference.sampling import gib, machine_memory, memory_budget, memory_needed
 from ..models.engine import values_per_draw
@@ -53,6 +53,7 @@ def _quiet_worker() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("pytensor").setLevel(logging.ERROR)
     ignore_interrupts()
+    skip_final_collection()                # the pool's shutdown waits for this process to exit
 
 
 def ignore_interrupts() -> None:
