@@ -5,11 +5,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-import threading
 import warnings
 from collections.abc import Callable
-from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from functools import partial
@@ -187,71 +185,6 @@ def check_workers(n: int, per_fit: int) -> None:
                          f"at most {fits} fit")
 
 
-class _Feeder:
-    """Hands groups to a pool's ``n`` worker processes one at a time each, in order: a worker
-    is handed its next group (by a thread of this process) when it has finished the last, so
-    the groups no worker has been handed stay free for this process to take (:meth:`left`).
-    (A process pool given every group at once passes a few ahead to its workers, where this
-    process can no longer take them.) The first ``n`` are handed here, so the worker
-    processes start from this thread (:func:`submit`)."""
-
-    def __init__(self, pool: ProcessPoolExecutor, spec: Spec, groups: list[list[Planned]], n: int) -> None:
-        self._pool, self._spec = pool, spec
-        self._pending = deque(groups)
-        self._lock = threading.Lock()
-        self.handed: list[tuple[list[Planned], Future]] = []
-        first = [f for f in (self._hand() for _ in range(n)) if f is not None]
-        self._thread = threading.Thread(target=self._feed, args=(first,), name="hlh-meta-feeder", daemon=True)
-        self._thread.start()
-
-    def _hand(self) -> Future | None:
-        with self._lock:
-            if not self._pending:
-                return None
-            group = self._pending.popleft()
-            future = submit(self._pool, run_group, self._spec, group)
-            self.handed.append((group, future))
-        return future
-
-    def _feed(self, live: list[Future]) -> None:
-        waiting = set(live)
-        try:
-            while waiting:
-                # with a timeout: a future cancelled here before its pool has seen it wakes no waiter
-                wait(waiting, timeout=0.2, return_when=FIRST_COMPLETED)
-                finished = {f for f in waiting if f.done()}
-                waiting -= finished
-                for future in finished:
-                    if future.cancelled() or not isinstance(future.exception(), BrokenProcessPool):
-                        nxt = self._hand()
-                        if nxt is not None:
-                            waiting.add(nxt)
-        except Exception:  # noqa: BLE001 - a pool shut down or broken: the groups not handed stay for this process
-            return
-
-    def left(self):
-        """The groups no worker has been handed, the last first, each taken as it is asked
-        for; then those handed but not started (cancelled here)."""
-        while True:
-            with self._lock:
-                if not self._pending:
-                    break
-                group = self._pending.pop()
-            yield group
-        for group, future in reversed(self.handed):
-            if future.cancel():
-                yield group
-
-    def join(self) -> None:
-        """Wait until no group is being handed (the workers' last groups may still run)."""
-        self._thread.join()
-
-    def stop(self) -> None:
-        """Hand nothing more."""
-        with self._lock:
-            self._pending.clear()
-
-
 def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
                workers: int | None = None, scheduler=None,
                progress: Callable[[int, int, str], None] | None = None,
@@ -304,18 +237,17 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
     if executor == "processes":
         lost = []
         with worker_pool(n) as pool:
-            feeder = None
             try:
-                feeder = _Feeder(pool, spec, remote, n)
+                futures = [(g, submit(pool, run_group, spec, g)) for g in remote]
                 run_alongside()
                 run_here(local)
-                # Groups no worker has been handed run here too (the last first), so this process
-                # does not wait idle while a worker compiles model after model.
-                for group in feeder.left():
-                    run_here([group])
-                feeder.join()
-                for group, fut in feeder.handed:
-                    if fut.cancelled():                          # ran here instead
+                # Groups no worker has taken yet run here too (the last submitted first), so this
+                # process does not wait idle while a worker compiles model after model.
+                for group, fut in reversed(futures):
+                    if fut.cancel():
+                        run_here([group])
+                for group, fut in futures:
+                    if fut.cancelled():                          # run here instead
                         continue
                     try:
                         frames = fut.result()
@@ -327,8 +259,6 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
                     if progress:
                         progress(len(done), len(planned), group[-1].variant.name)
             except BaseException:
-                if feeder is not None:
-                    feeder.stop()
                 stop_workers(pool)                               # groups not finished are dropped, workers stopped
                 raise
         if lost:
