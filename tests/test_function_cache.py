@@ -176,15 +176,14 @@ def _other_parameters(real):
     return renamed
 
 
-@pytest.mark.parametrize("changed, warned", [(_other_form, "make_initial_point_fn returned a function"),
-                                             (_other_parameters, "make_initial_point_fn is not what")],
+@pytest.mark.parametrize("changed, warned", [(_other_form, r"make_initial_point_fn \(the function it returns\)"),
+                                             (_other_parameters, r"make_initial_point_fn \(its parameters\)")],
                          ids=["function of another form", "maker with other parameters"])
 def test_an_initial_point_function_not_as_written_for_is_used_as_it_is_with_a_warning(cache_dir, fresh, monkeypatch,
                                                                                      changed, warned):
     import pymc.initial_point
 
     monkeypatch.setattr(function_cache, "_initial_warned", False)
-    monkeypatch.setattr(callbacks, "_initial_warned", False)
     monkeypatch.setattr(pymc.initial_point, "make_initial_point_fn", changed(pymc.initial_point.make_initial_point_fn))
     with pytest.warns(FunctionCacheWarning, match=warned):
         compiled = compile_pymc_model(_model(), STRUCTURE)

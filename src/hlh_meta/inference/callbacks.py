@@ -378,29 +378,13 @@ _functions_warned = False
 
 def _initial_point_maker(model, structure):
     """PyMC's ``make_initial_point_fn`` with the function it builds kept on disk
-    (:func:`.function_cache.cached_initial_point_fn`), or as it is (with one
-    FunctionCacheWarning per process) where its parameters are not what the cache was written for."""
-    global _initial_warned
+    (:func:`.function_cache.cached_initial_point_fn`, which checks that PyMC's function is
+    what it was written for)."""
     import pymc.initial_point
 
-    from .function_cache import INITIAL_PARAMETERS, FunctionCacheWarning, cached_initial_point_fn, key_of
+    from .function_cache import cached_initial_point_fn, key_of
 
-    make = pymc.initial_point.make_initial_point_fn
-    try:
-        params = tuple(inspect.signature(make).parameters)
-    except (TypeError, ValueError):
-        params = ()
-    if params == INITIAL_PARAMETERS:
-        return cached_initial_point_fn(make, key_of(structure, model))
-    if not _initial_warned:
-        _initial_warned = True
-        warnings.warn("pymc.initial_point.make_initial_point_fn is not what hlh_meta's cache of compiled functions "
-                      "was written for; each process builds the initial point function again (same draws, slower)",
-                      FunctionCacheWarning, stacklevel=4)
-    return make
-
-
-_initial_warned = False
+    return cached_initial_point_fn(pymc.initial_point.make_initial_point_fn, key_of(structure, model))
 
 
 def _fast(model, structure=None):

@@ -237,13 +237,13 @@ def _seeded(func, varnames: list[str], pairs: list):
     return inner
 
 
-def _initial_mismatch_warning() -> None:
+def _initial_mismatch_warning(what: str) -> None:
     global _initial_warned
     if not _initial_warned:
         _initial_warned = True
-        warnings.warn("pymc.initial_point.make_initial_point_fn returned a function that is not what hlh_meta's "
-                      "cache of compiled functions was written for; each process builds the initial point function "
-                      "again (same draws, slower)", FunctionCacheWarning, stacklevel=4)
+        warnings.warn(f"pymc.initial_point.make_initial_point_fn {what} is not what hlh_meta's cache of compiled "
+                      "functions was written for; each process builds the initial point function again (same draws, "
+                      "slower)", FunctionCacheWarning, stacklevel=4)
 
 
 _initial_warned = False
@@ -252,13 +252,20 @@ _initial_warned = False
 def cached_initial_point_fn(make, key: str | None):
     """PyMC's ``make_initial_point_fn`` (``make``) with the function it builds kept on disk
     under ``key`` (None: not kept): the jittered one that gives the chains' starting points
-    (other calls during a compile, such as ``Model.initial_point``, build theirs). A function
-    of another form than PyMC's (its closure), or one reading shared variables that are not
-    the model's named data, is used as it is, not kept (the first with one
-    :class:`FunctionCacheWarning` per process)."""
+    (other calls during a compile, such as ``Model.initial_point``, build theirs). A ``make``
+    with other parameters than :data:`INITIAL_PARAMETERS`, a function of another form than
+    PyMC's (its closure), or one reading shared variables that are not the model's named
+    data, is used as it is, not kept (the first two with one :class:`FunctionCacheWarning`
+    per process)."""
     import cloudpickle
 
-    signature = inspect.signature(make)
+    try:
+        signature = inspect.signature(make)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is None or tuple(signature.parameters) != INITIAL_PARAMETERS:
+        _initial_mismatch_warning("(its parameters)")
+        return make
 
     @functools.wraps(make)
     def cached(*args, **kwargs):
@@ -285,7 +292,7 @@ def cached_initial_point_fn(make, key: str | None):
         func = parts.get("func")
         if getattr(fn, "__wrapped__", None) is not func or not hasattr(func, "maker") \
                 or not isinstance(parts.get("varnames"), list):
-            _initial_mismatch_warning()
+            _initial_mismatch_warning("(the function it returns)")
             return fn
         if _data_pairs(func, model) is None:
             return fn
