@@ -350,10 +350,10 @@ def _guarded(fn):
     return run
 
 
-def _functions(compile_pymc, model, structure):
-    """nutpie's ``_make_functions`` with its functions kept on disk (:mod:`.function_cache`),
-    or as it is (with one FunctionCacheWarning per process) where it is not what the cache was
-    written for."""
+def _functions(compile_pymc, model, structure, on_written=None):
+    """nutpie's ``_make_functions`` with its functions kept on disk (:mod:`.function_cache`;
+    ``on_written`` is called with the file's path when this compile wrote it), or as it is
+    (with one FunctionCacheWarning per process) where it is not what the cache was written for."""
     global _functions_warned
     from .function_cache import PARAMETERS, FunctionCacheWarning, cached_make_functions, key_of
 
@@ -364,7 +364,7 @@ def _functions(compile_pymc, model, structure):
     except (TypeError, ValueError):
         params = ()
     if params == PARAMETERS and callable(wrapper):
-        return cached_make_functions(make, key_of(structure, model), wrapper)
+        return cached_make_functions(make, key_of(structure, model), wrapper, on_written)
     if not _functions_warned:
         _functions_warned = True
         warnings.warn("nutpie.compile_pymc._make_functions or _rv_dict_to_flat_array_wrapper is not what hlh_meta's "
@@ -395,14 +395,19 @@ def _fast(model, structure=None):
     from nutpie import compile_pymc
     from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
+    from . import compile_helper
+
     numba_cfunc = numba.cfunc
     used = []
+    helper: list = []                      # the helper's job compiling this structure's expand callback
 
     def cfunc(c_sig, **kwargs):            # as nutpie's compile calls it: cached where the wrapper has a key
         def compile_one(py_func):
             if py_func not in _GENERATED:
                 return numba_cfunc(c_sig, **kwargs)(py_func)
             used.append(py_func.__name__)
+            if py_func.__name__ == "expand_numba" and helper:
+                helper.pop().wait()        # then numba loads what the helper compiled (or compiles it here)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=numba.NumbaWarning)
                 try:
@@ -422,13 +427,90 @@ def _fast(model, structure=None):
         else:
             import pymc.initial_point
 
-            with mock.patch.object(compile_pymc, "_make_functions", _functions(compile_pymc, model, structure)), \
+            def written(path):             # a structure new to this machine: the helper compiles its expand callback
+                job = compile_helper.start(path)
+                if job is not None:
+                    helper.append(job)
+
+            with mock.patch.object(compile_pymc, "_make_functions", _functions(compile_pymc, model, structure, written)), \
                     mock.patch.object(pymc.initial_point, "make_initial_point_fn",
                                       _initial_point_maker(model, structure)):
                 compiled = nutpie.compile_pymc_model(model)
     if sorted(used) != ["expand_numba", "logp_numba"]:
         raise _FastPathError("nutpie's compile did not build both generated callbacks")
     return compiled
+
+
+#: the parameters of nutpie's ``_compile_pymc_model_numba`` that :func:`compile_expand_from` calls it with
+_NUMBA_COMPILE = ("model", "pymc_initial_point_fn", "var_names", "kwargs")
+
+
+class _Compiled(Exception):
+    """The expand callback is compiled (and cached): the rest of nutpie's compile is not needed."""
+
+
+def compile_expand_from(path: str) -> None:
+    """Compile the expand callback of the rewritten functions in the function file ``path``
+    (:mod:`.function_cache`) into numba's disk cache, as :func:`_fast` builds it: nutpie's own
+    ``_compile_pymc_model_numba`` runs with ``_make_functions`` giving the file's functions,
+    the log-density callback generated but not compiled, and stops once the expand callback
+    is. The work of :mod:`.compile_helper`'s process; raises where it cannot be done."""
+    import pickle
+    from pathlib import Path
+
+    import numba
+    from nutpie import compile_pymc
+    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+
+    from .function_cache import _FORMAT
+
+    reason = _mismatch()
+    compile_numba = getattr(compile_pymc, "_compile_pymc_model_numba", None)
+    if reason is None and (not callable(compile_numba)
+                           or tuple(inspect.signature(compile_numba).parameters) != _NUMBA_COMPILE):
+        reason = "nutpie.compile_pymc._compile_pymc_model_numba is not what the helper was written for"
+    if reason is not None or compile_numba is None:
+        raise _FastPathError(reason or "nutpie.compile_pymc._compile_pymc_model_numba is missing")
+    fmt, n_dim, n_expanded, logp_fn, expand_fn, shape_info = pickle.loads(Path(path).read_bytes())
+    if fmt != _FORMAT:
+        raise _FastPathError(f"function file format {fmt}, expected {_FORMAT}")
+    numba_cfunc = numba.cfunc
+
+    def make(*args, **kwargs):
+        return n_dim, n_expanded, logp_fn, expand_fn, None, shape_info
+
+    def cfunc(c_sig, **kwargs):
+        def compile_one(py_func):
+            if py_func not in _GENERATED:
+                raise _FastPathError(f"nutpie compiles a callback {py_func.__name__} not generated here")
+            if py_func.__name__ != "expand_numba":
+                return None                                   # the calling process compiles the log density
+            if py_func not in CACHED_SRC_FUNCTIONS:
+                raise _FastPathError("the expand callback has no cache key")
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=numba.NumbaWarning)
+                numba_cfunc(c_sig, cache=True)(py_func)
+            raise _Compiled
+        return compile_one
+
+    with _LOCK, warnings.catch_warnings(), \
+            mock.patch.object(compile_pymc, "_make_c_logp_func", _guarded(_c_logp_func)), \
+            mock.patch.object(compile_pymc, "_make_c_expand_func", _guarded(_c_expand_func)), \
+            mock.patch.object(compile_pymc, "_make_functions", make), \
+            mock.patch.object(numba, "cfunc", cfunc):
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            compile_numba(None, None)
+        except _Compiled:
+            return
+    raise _FastPathError("nutpie's compile did not build the expand callback")
+
+
+def serve_expand_compiles() -> None:
+    """The program of :mod:`.compile_helper`'s process."""
+    from .compile_helper import serve
+
+    serve(compile_expand_from)
 
 
 def _stock(model):

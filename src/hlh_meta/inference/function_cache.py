@@ -132,11 +132,12 @@ def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> dict:
     return dict(given.arguments)
 
 
-def cached_make_functions(make, key: str | None, flat_initial_point):
+def cached_make_functions(make, key: str | None, flat_initial_point, on_written=None):
     """nutpie's ``make`` (``_make_functions``) with its functions kept on disk under ``key``
     (None: not kept). ``flat_initial_point``: nutpie's wrapper that turns PyMC's initial
     point function into one of flat arrays (``_rv_dict_to_flat_array_wrapper``); the
-    initial point function is kept by :func:`cached_initial_point_fn`."""
+    initial point function is kept by :func:`cached_initial_point_fn`. ``on_written``: called
+    with the file's path when this call wrote it (the structure's first compile here)."""
     import cloudpickle
 
     signature = inspect.signature(make)
@@ -167,6 +168,8 @@ def cached_make_functions(make, key: str | None, flat_initial_point):
         except Exception:  # noqa: BLE001 - not kept (a graph that does not pickle, a read-only disk): as before
             return n_dim, n_expanded, logp_fn, expand_fn, initial, shape_info
         _, _, _, logp_fn, expand_fn, _ = pickle.loads(blob)     # the copies a later process will load
+        if on_written is not None:
+            on_written(path)
         return n_dim, n_expanded, logp_fn, expand_fn, initial, shape_info
 
     return cached
