@@ -129,6 +129,7 @@ def test_the_comparison_is_a_step_of_its_own(tmp_path, monkeypatch):
     assert res.exit_code == 0 and "is up to date" in res.output
     res = invoke("run", spec, "--out", str(tmp_path), "--quiet", "--compare")
     assert res.exit_code == 2 and "--force" in res.output       # not up to date for a run that compares
+    figures = sorted(p.name for p in (folder / "figures").iterdir())
     fits = []
     real = sampling.sample_gated
 
@@ -136,10 +137,20 @@ def test_the_comparison_is_a_step_of_its_own(tmp_path, monkeypatch):
         fits.append(1)
         return real(*args, **kwargs)
 
+    import hlh_meta.pipeline as pipeline
+
+    handed = []
+    real_hand = pipeline.FigureDrawer.hand
+
+    def hand(self, *args, **kwargs):
+        handed.append(1)
+        return real_hand(self, *args, **kwargs)
+
     with monkeypatch.context() as m:
         m.setattr(sampling, "sample_gated", counted)
         import hlh_meta.models.engine as engine
         m.setattr(engine, "sample_gated", counted)
+        m.setattr(pipeline.FigureDrawer, "hand", hand)
         res = invoke("compare", spec, "--out", str(tmp_path), "--quiet")
     assert res.exit_code == 0, res.output
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -148,6 +159,9 @@ def test_the_comparison_is_a_step_of_its_own(tmp_path, monkeypatch):
 
     refits = int(pd.read_csv(folder / "comparison.csv")["refits"].sum())
     assert len(fits) == 1 + refits        # the other covariate set and the refits; the primary fit not again
+    # every figure of the fit is drawn again, some of them by the figure process
+    assert handed == [1]
+    assert set(figures) <= {p.name for p in (folder / "figures").iterdir()} and any("trace" in f for f in figures)
     res = invoke("compare", spec, "--out", str(tmp_path))
     assert res.exit_code == 0 and "holds the comparison already" in res.output
 

@@ -269,12 +269,15 @@ def compare_saved(spec: SpecLike, data: Dataset | str | Path | None = None, out:
         emit("compared already", spec.name, f"{target} holds the comparison already (same spec, tables, code and "
                                             "libraries)")
         return RunOutcome(spec.name, target, "up to date")
+    from .pipeline import FigureDrawer
+
     started = time.perf_counter()
-    emit("step", spec.name, "reading the fit")
-    result = AnalysisResult.load(target).compare(ds, step=lambda text: emit("step", spec.name, text))
-    seconds = time.perf_counter() - started
-    emit("analysed", spec.name, f"{seconds:.1f} s; the comparison added to the fit's draws")
-    result.save(target, force=True, terms=terms)
+    with FigureDrawer() as drawer:                  # loads matplotlib and ArviZ while the comparison runs
+        emit("step", spec.name, "reading the fit")
+        result = AnalysisResult.load(target).compare(ds, step=lambda text: emit("step", spec.name, text))
+        seconds = time.perf_counter() - started
+        emit("analysed", spec.name, f"{seconds:.1f} s; the comparison added to the fit's draws")
+        result.save(target, force=True, terms=terms, drawer=drawer)
     emit("written", spec.name, str(target))
     return RunOutcome(spec.name, target, "written", result, seconds, bool(result.diagnostics.passed))
 

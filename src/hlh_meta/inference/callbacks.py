@@ -395,7 +395,7 @@ def _fast(model, structure=None):
     from nutpie import compile_pymc
     from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
-    from . import compile_helper
+    from .compile_helper import start as start_helper
 
     numba_cfunc = numba.cfunc
     used = []
@@ -428,7 +428,7 @@ def _fast(model, structure=None):
             import pymc.initial_point
 
             def written(path):             # a structure new to this machine: the helper compiles its expand callback
-                job = compile_helper.start(path)
+                job = start_helper(path)
                 if job is not None:
                     helper.append(job)
 
