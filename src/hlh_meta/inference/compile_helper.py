@@ -124,6 +124,9 @@ class _Helper:
         if self.alive():
             self.process.kill()
             self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 _HELPER: list[_Helper] = []
