@@ -121,24 +121,3 @@ def test_the_helper_exits_when_the_process_that_started_it_is_gone():
         time.sleep(0.2)
     os.kill(pid, 9)
     pytest.fail("the helper process outlived the process that started it")
-
-
-@pytest.mark.skipif(not hasattr(os, "getpriority") or (os.cpu_count() or 1) < 2,
-                    reason="POSIX priorities, and the helper is used with two or more cores only")
-def test_the_helper_runs_below_the_priority_of_the_process_that_started_it(monkeypatch):
-    from hlh_meta.inference import compile_helper
-
-    monkeypatch.setattr(compile_helper, "ENTRY", "import time; from hlh_meta.inference.compile_helper import serve; "
-                                                 "serve(lambda path: time.sleep(300))")
-    monkeypatch.setattr(compile_helper, "_HELPER", [])
-    monkeypatch.delenv(compile_helper.OFF, raising=False)
-    assert compile_helper.start("any file") is not None
-    helper = compile_helper._HELPER[0]
-    try:
-        mine = os.getpriority(os.PRIO_PROCESS, 0)
-        deadline = time.monotonic() + 60
-        while os.getpriority(os.PRIO_PROCESS, helper.process.pid) != min(mine + compile_helper.NICENESS, 19):
-            assert time.monotonic() < deadline and helper.alive(), "the helper did not lower its priority"
-            time.sleep(0.1)
-    finally:
-        helper.stop()

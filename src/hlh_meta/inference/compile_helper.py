@@ -16,7 +16,7 @@ standard input and output (one line each way). It is used only for a structure t
 compiles first on the machine (its function file was just written), only with two or more
 cores, and not where :data:`OFF` is set to 0. Where it cannot start, fails or exits, this
 process compiles the expand callback itself (one :class:`CompileHelperWarning` per process
-says why); the helper runs at a lower priority (:data:`NICENESS`) and exits when this process does.
+says why); the helper exits when this process does.
 """
 
 from __future__ import annotations
@@ -37,12 +37,6 @@ OFF = "HLH_META_COMPILE_HELPER"
 ENTRY = "from hlh_meta.inference.callbacks import serve_expand_compiles; serve_expand_compiles()"
 
 _OK = "ok"
-
-#: the helper's scheduling priority below its caller's (``os.nice``): where every core is busy
-#: (a first ``hlh-meta run`` compiles one analysis's models in the calling process and the
-#: next one's in the compile-ahead process) the log-density compiles, which the analyses wait
-#: for, get the cores first and the helpers the time they leave; with a free core it changes nothing
-NICENESS = 10
 
 
 class CompileHelperWarning(UserWarning):
@@ -167,8 +161,6 @@ def serve(work: Callable[[str], None]) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)          # Ctrl-C is for the process that started it
-    if hasattr(os, "nice"):
-        os.nice(NICENESS)
     warnings.simplefilter("ignore")
     parent = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else os.getppid()
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
