@@ -38,6 +38,7 @@ the model is compiled by plain ``nutpie.compile_pymc_model`` and one
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -323,10 +324,7 @@ def _mismatch() -> str | None:
         builder = getattr(compile_pymc, name, None)
         if not callable(builder):
             return f"nutpie.compile_pymc.{name} is missing"
-        try:
-            params = tuple(inspect.signature(builder).parameters)
-        except (TypeError, ValueError):
-            return f"nutpie.compile_pymc.{name} has no readable signature"
+        params = _parameters(builder)
         if params != expected:
             return f"nutpie.compile_pymc.{name} takes ({', '.join(params)}), expected ({', '.join(expected)})"
     if not callable(getattr(compile_pymc, "make_user_data", None)):
@@ -337,6 +335,14 @@ def _mismatch() -> str | None:
         if not hasattr(cache, name):
             return f"pytensor.link.numba.cache.{name} is missing"
     return None
+
+
+def _parameters(fn) -> tuple[str, ...]:
+    """The names of ``fn``'s parameters; () where it is not callable or its signature cannot be read."""
+    try:
+        return tuple(inspect.signature(fn).parameters) if callable(fn) else ()
+    except (TypeError, ValueError):
+        return ()
 
 
 def _guarded(fn):
@@ -359,11 +365,7 @@ def _functions(compile_pymc, model, structure, on_written=None):
 
     make = getattr(compile_pymc, "_make_functions", None)
     wrapper = getattr(compile_pymc, "_rv_dict_to_flat_array_wrapper", None)
-    try:
-        params = tuple(inspect.signature(make).parameters) if callable(make) else ()
-    except (TypeError, ValueError):
-        params = ()
-    if params == PARAMETERS and callable(wrapper):
+    if _parameters(make) == PARAMETERS and callable(wrapper):
         return cached_make_functions(make, key_of(structure, model), wrapper, on_written)
     if not _functions_warned:
         _functions_warned = True
@@ -387,13 +389,45 @@ def _initial_point_maker(model, structure):
     return cached_initial_point_fn(pymc.initial_point.make_initial_point_fn, key_of(structure, model))
 
 
+@contextlib.contextmanager
+def _generating(compile_one, **replaced):
+    """Within the block (one compile at a time, under a lock): nutpie's two wrapper builders
+    replaced by the generated callbacks, ``numba.cfunc(c_sig, ...)(py_func)`` by
+    ``compile_one(py_func, c_sig, kwargs)``, and each of ``replaced`` (a name in
+    ``nutpie.compile_pymc``) by its value."""
+    import numba
+    from nutpie import compile_pymc
+
+    def cfunc(c_sig, **kwargs):
+        return lambda py_func: compile_one(py_func, c_sig, kwargs)
+
+    with _LOCK, warnings.catch_warnings(), contextlib.ExitStack() as stack:
+        warnings.simplefilter("ignore", FutureWarning)
+        stack.enter_context(mock.patch.object(compile_pymc, "_make_c_logp_func", _guarded(_c_logp_func)))
+        stack.enter_context(mock.patch.object(compile_pymc, "_make_c_expand_func", _guarded(_c_expand_func)))
+        stack.enter_context(mock.patch.object(numba, "cfunc", cfunc))
+        for name, value in replaced.items():
+            stack.enter_context(mock.patch.object(compile_pymc, name, value))
+        yield
+
+
+def _compile_cached(numba_cfunc, py_func, c_sig):
+    """numba's compile of a generated callback, cached where it has a cache key (numba's
+    warning that a callback without one is not cached silenced)."""
+    import numba
+    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=numba.NumbaWarning)
+        return numba_cfunc(c_sig, cache=py_func in CACHED_SRC_FUNCTIONS)(py_func)
+
+
 def _fast(model, structure=None):
     """nutpie's compile with the generated callbacks; raises _FastPathError when they fail.
     ``structure``: the model's structure, naming its functions in the disk cache (None: not kept)."""
     import numba
     import nutpie
     from nutpie import compile_pymc
-    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
     from .compile_helper import start as start_helper
 
@@ -401,41 +435,32 @@ def _fast(model, structure=None):
     used = []
     helper: list = []                      # the helper's job compiling this structure's expand callback
 
-    def cfunc(c_sig, **kwargs):            # as nutpie's compile calls it: cached where the wrapper has a key
-        def compile_one(py_func):
-            if py_func not in _GENERATED:
-                return numba_cfunc(c_sig, **kwargs)(py_func)
-            used.append(py_func.__name__)
-            if py_func.__name__ == "expand_numba" and helper:
-                helper.pop().wait()        # then numba loads what the helper compiled (or compiles it here)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=numba.NumbaWarning)
-                try:
-                    return numba_cfunc(c_sig, cache=py_func in CACHED_SRC_FUNCTIONS)(py_func)
-                except Exception as exc:  # noqa: BLE001
-                    raise _FastPathError(f"compiling the generated {py_func.__name__} failed: "
-                                         f"{type(exc).__name__}: {exc}") from exc
-        return compile_one
+    def compile_one(py_func, c_sig, kwargs):   # as nutpie's compile calls it: cached where the wrapper has a key
+        if py_func not in _GENERATED:
+            return numba_cfunc(c_sig, **kwargs)(py_func)
+        used.append(py_func.__name__)
+        if py_func.__name__ == "expand_numba" and helper:
+            helper.pop().wait()            # then numba loads what the helper compiled (or compiles it here)
+        try:
+            return _compile_cached(numba_cfunc, py_func, c_sig)
+        except Exception as exc:  # noqa: BLE001
+            raise _FastPathError(f"compiling the generated {py_func.__name__} failed: "
+                                 f"{type(exc).__name__}: {exc}") from exc
 
-    with _LOCK, warnings.catch_warnings(), \
-            mock.patch.object(compile_pymc, "_make_c_logp_func", _guarded(_c_logp_func)), \
-            mock.patch.object(compile_pymc, "_make_c_expand_func", _guarded(_c_expand_func)), \
-            mock.patch.object(numba, "cfunc", cfunc):
-        warnings.simplefilter("ignore", FutureWarning)
-        if structure is None:
+    if structure is None:
+        with _generating(compile_one):
             compiled = nutpie.compile_pymc_model(model)
-        else:
-            import pymc.initial_point
+    else:
+        import pymc.initial_point
 
-            def written(path):             # a structure new to this machine: the helper compiles its expand callback
-                job = start_helper(path)
-                if job is not None:
-                    helper.append(job)
+        def written(path):                 # a structure new to this machine: the helper compiles its expand callback
+            job = start_helper(path)
+            if job is not None:
+                helper.append(job)
 
-            with mock.patch.object(compile_pymc, "_make_functions", _functions(compile_pymc, model, structure, written)), \
-                    mock.patch.object(pymc.initial_point, "make_initial_point_fn",
-                                      _initial_point_maker(model, structure)):
-                compiled = nutpie.compile_pymc_model(model)
+        with _generating(compile_one, _make_functions=_functions(compile_pymc, model, structure, written)), \
+                mock.patch.object(pymc.initial_point, "make_initial_point_fn", _initial_point_maker(model, structure)):
+            compiled = nutpie.compile_pymc_model(model)
     if sorted(used) != ["expand_numba", "logp_numba"]:
         raise _FastPathError("nutpie's compile did not build both generated callbacks")
     return compiled
@@ -464,13 +489,12 @@ def compile_expand_from(path: str) -> None:
 
     from .function_cache import _FORMAT
 
-    reason = _mismatch()
     compile_numba = getattr(compile_pymc, "_compile_pymc_model_numba", None)
-    if reason is None and (not callable(compile_numba)
-                           or tuple(inspect.signature(compile_numba).parameters) != _NUMBA_COMPILE):
+    reason = _mismatch()
+    if reason is None and (compile_numba is None or _parameters(compile_numba) != _NUMBA_COMPILE):
         reason = "nutpie.compile_pymc._compile_pymc_model_numba is not what the helper was written for"
     if reason is not None or compile_numba is None:
-        raise _FastPathError(reason or "nutpie.compile_pymc._compile_pymc_model_numba is missing")
+        raise _FastPathError(str(reason))
     fmt, n_dim, n_expanded, logp_fn, expand_fn, shape_info = pickle.loads(Path(path).read_bytes())
     if fmt != _FORMAT:
         raise _FastPathError(f"function file format {fmt}, expected {_FORMAT}")
@@ -479,26 +503,17 @@ def compile_expand_from(path: str) -> None:
     def make(*args, **kwargs):
         return n_dim, n_expanded, logp_fn, expand_fn, None, shape_info
 
-    def cfunc(c_sig, **kwargs):
-        def compile_one(py_func):
-            if py_func not in _GENERATED:
-                raise _FastPathError(f"nutpie compiles a callback {py_func.__name__} not generated here")
-            if py_func.__name__ != "expand_numba":
-                return None                                   # the calling process compiles the log density
-            if py_func not in CACHED_SRC_FUNCTIONS:
-                raise _FastPathError("the expand callback has no cache key")
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=numba.NumbaWarning)
-                numba_cfunc(c_sig, cache=True)(py_func)
-            raise _Compiled
-        return compile_one
+    def compile_one(py_func, c_sig, kwargs):
+        if py_func not in _GENERATED:
+            raise _FastPathError(f"nutpie compiles a callback {py_func.__name__} not generated here")
+        if py_func.__name__ != "expand_numba":
+            return None                                   # the calling process compiles the log density
+        if py_func not in CACHED_SRC_FUNCTIONS:
+            raise _FastPathError("the expand callback has no cache key")
+        _compile_cached(numba_cfunc, py_func, c_sig)
+        raise _Compiled
 
-    with _LOCK, warnings.catch_warnings(), \
-            mock.patch.object(compile_pymc, "_make_c_logp_func", _guarded(_c_logp_func)), \
-            mock.patch.object(compile_pymc, "_make_c_expand_func", _guarded(_c_expand_func)), \
-            mock.patch.object(compile_pymc, "_make_functions", make), \
-            mock.patch.object(numba, "cfunc", cfunc):
-        warnings.simplefilter("ignore", FutureWarning)
+    with _generating(compile_one, _make_functions=make):
         try:
             compile_numba(None, None)
         except _Compiled:

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import warnings
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,8 +65,8 @@ def enabled() -> bool:
 class Job:
     """One file sent to the helper; :meth:`wait` returns once the helper answered for it."""
 
-    def __init__(self, helper: "_Helper", number: int) -> None:
-        self._helper, self.number = helper, number
+    def __init__(self, helper: "_Helper") -> None:
+        self._helper = helper
         self.reason: str | None = None
         self.done = False
 
@@ -85,9 +86,7 @@ class _Helper:
         self.process = subprocess.Popen([sys.executable, "-c", ENTRY, str(os.getpid())], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
                                         env=env)
-        self._sent = 0
-        self._answered = 0
-        self._jobs: dict[int, Job] = {}
+        self._pending: deque[Job] = deque()                # sent and not yet answered, in order
         self._lock = threading.Lock()
         atexit.register(self.stop)
 
@@ -96,11 +95,11 @@ class _Helper:
 
     def send(self, path: str) -> Job:
         with self._lock:
-            self._sent += 1
-            job = self._jobs[self._sent] = Job(self, self._sent)
+            job = Job(self)
             assert self.process.stdin is not None
             self.process.stdin.write(path + "\n")
             self.process.stdin.flush()
+            self._pending.append(job)
             return job
 
     def collect(self, job: Job) -> None:
@@ -111,12 +110,11 @@ class _Helper:
                 line = self.process.stdout.readline()
                 if not line:                                   # the helper exited: every job left fails
                     code = self.process.wait()
-                    for waiting in self._jobs.values():
+                    for waiting in self._pending:
                         waiting.done, waiting.reason = True, f"the helper process exited with status {code}"
-                    self._jobs.clear()
+                    self._pending.clear()
                     return
-                self._answered += 1
-                answered = self._jobs.pop(self._answered)
+                answered = self._pending.popleft()
                 answer = line.rstrip("\n")
                 answered.done, answered.reason = True, None if answer == _OK else answer
 
