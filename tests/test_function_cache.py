@@ -4,6 +4,7 @@ draws, bit for bit, as a model compiled without the cache, before and after a da
 
 import functools
 import os
+import pickle
 import warnings
 
 import numpy as np
@@ -87,6 +88,7 @@ def test_a_file_that_cannot_be_read_is_compiled_again_and_replaced(cache_dir, fr
     compile_pymc_model(_model(), STRUCTURE)
     (path,) = _files(cache_dir)
     path.write_bytes(b"not a pickle")
+    _outline(cache_dir).unlink()              # (with an outline the file is not read)
     with pytest.warns(FunctionCacheWarning, match="could not be used"):
         again = compile_pymc_model(_model(), STRUCTURE)
     _same_as(fresh, again)
@@ -107,6 +109,60 @@ def test_a_changed_nutpie_function_is_used_as_it_is_with_a_warning(cache_dir, fr
         compiled = compile_pymc_model(_model(), STRUCTURE)
     _same_as(fresh, compiled)
     assert _files(cache_dir) == []
+
+
+def _outline(folder):
+    (path,) = sorted(folder.glob("*.outline"))
+    return path
+
+
+def test_a_later_compile_loads_the_callbacks_from_the_outline_without_the_functions(cache_dir, fresh, monkeypatch):
+    first = compile_pymc_model(_model(), STRUCTURE)
+    assert type(first.logp_func).__name__ == "Function"                 # the first compile has the functions
+    outline = _outline(cache_dir)
+
+    def unread(*args, **kwargs):
+        raise AssertionError("the functions were loaded")
+
+    monkeypatch.setattr(function_cache, "cached_make_functions", unread)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = compile_pymc_model(_model(), STRUCTURE)
+    assert type(loaded.logp_func).__name__ == "_Unlinked"
+    assert outline.exists()
+    for callback in ("compiled_logp_func", "compiled_expand_func"):    # the same compiled callbacks
+        keys = [CACHED_SRC_FUNCTIONS.get(getattr(c, callback)._pyfunc) for c in (first, loaded)]
+        assert keys[0] is not None and keys[0] == keys[1], callback
+    _same_as(fresh, loaded)
+    _same_as(_swap(fresh), _swap(loaded))
+    a, b = _sample(_swap(fresh)), _sample(_swap(loaded))
+    for name in ("tau", "beta", "eta"):
+        np.testing.assert_array_equal(a.posterior[name].values, b.posterior[name].values)
+    with _model() as other:                          # the model's own data, not those of the first compile
+        other["y"].set_value(np.array([1, 4, 0, 2], dtype=other["y"].dtype))
+    _same_as(compile_pymc_model(other), compile_pymc_model(other, STRUCTURE))
+
+
+@pytest.mark.parametrize("spoil", ["keys", "names", "bytes"])
+def test_an_outline_whose_callbacks_are_not_in_numbas_cache_loads_the_functions(cache_dir, fresh, spoil):
+    compile_pymc_model(_model(), STRUCTURE)
+    outline = _outline(cache_dir)
+    right = pickle.loads(outline.read_bytes())
+    fmt, n_dim, n_expanded, shape_info, shared, inner = right
+    if spoil == "keys":             # callbacks numba never compiled: a cache miss
+        inner = ["not-a-key-" + k for k in inner]
+    elif spoil == "names":          # a data variable the model does not hold
+        shared = [[*names, "no-such-data"] for names in shared]
+    blob = b"not a pickle" if spoil == "bytes" else pickle.dumps((fmt, n_dim, n_expanded, shape_info, shared, inner))
+    outline.write_bytes(blob)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = compile_pymc_model(_model(), STRUCTURE)
+    assert type(again.logp_func).__name__ == "Function"
+    _same_as(fresh, again)
+    _same_as(_swap(fresh), _swap(again))
+    assert repr(pickle.loads(_outline(cache_dir).read_bytes())) == repr(right)   # written again
+    assert type(compile_pymc_model(_model(), STRUCTURE).logp_func).__name__ == "_Unlinked"
 
 
 def test_the_key_names_the_structure_and_the_data_shapes():

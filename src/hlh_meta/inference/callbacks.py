@@ -356,17 +356,18 @@ def _guarded(fn):
     return run
 
 
-def _functions(compile_pymc, model, structure, on_written=None):
-    """nutpie's ``_make_functions`` with its functions kept on disk (:mod:`.function_cache`;
-    ``on_written`` is called with the file's path when this compile wrote it), or as it is
-    (with one FunctionCacheWarning per process) where it is not what the cache was written for."""
+def _functions(compile_pymc, key, on_written=None):
+    """nutpie's ``_make_functions`` with its functions kept on disk under ``key``
+    (:mod:`.function_cache`; ``on_written`` is called with the file's path when this compile
+    wrote it), or as it is (with one FunctionCacheWarning per process) where it is not what
+    the cache was written for."""
     global _functions_warned
-    from .function_cache import PARAMETERS, FunctionCacheWarning, cached_make_functions, key_of
+    from .function_cache import PARAMETERS, FunctionCacheWarning, cached_make_functions
 
     make = getattr(compile_pymc, "_make_functions", None)
     wrapper = getattr(compile_pymc, "_rv_dict_to_flat_array_wrapper", None)
     if _parameters(make) == PARAMETERS and callable(wrapper):
-        return cached_make_functions(make, key_of(structure, model), wrapper, on_written)
+        return cached_make_functions(make, key, wrapper, on_written)
     if not _functions_warned:
         _functions_warned = True
         warnings.warn("nutpie.compile_pymc._make_functions or _rv_dict_to_flat_array_wrapper is not what hlh_meta's "
@@ -378,15 +379,27 @@ def _functions(compile_pymc, model, structure, on_written=None):
 _functions_warned = False
 
 
-def _initial_point_maker(model, structure):
+def _outlined(compile_pymc, key):
+    """nutpie's ``_make_functions`` from the structure's outline (:func:`.function_cache.outlined_make_functions`),
+    or None where there is none or nutpie's function is not what the cache was written for."""
+    from .function_cache import PARAMETERS, outlined_make_functions
+
+    make = getattr(compile_pymc, "_make_functions", None)
+    wrapper = getattr(compile_pymc, "_rv_dict_to_flat_array_wrapper", None)
+    if _parameters(make) != PARAMETERS or not callable(wrapper):
+        return None
+    return outlined_make_functions(make, key, wrapper)
+
+
+def _initial_point_maker(key):
     """PyMC's ``make_initial_point_fn`` with the function it builds kept on disk
     (:func:`.function_cache.cached_initial_point_fn`, which checks that PyMC's function is
     what it was written for)."""
     import pymc.initial_point
 
-    from .function_cache import cached_initial_point_fn, key_of
+    from .function_cache import cached_initial_point_fn
 
-    return cached_initial_point_fn(pymc.initial_point.make_initial_point_fn, key_of(structure, model))
+    return cached_initial_point_fn(pymc.initial_point.make_initial_point_fn, key)
 
 
 @contextlib.contextmanager
@@ -430,6 +443,7 @@ def _fast(model, structure=None):
     from nutpie import compile_pymc
 
     from .compile_helper import start as start_helper
+    from .function_cache import drop_outline, key_of, write_outline
 
     numba_cfunc = numba.cfunc
     used = []
@@ -447,23 +461,38 @@ def _fast(model, structure=None):
             raise _FastPathError(f"compiling the generated {py_func.__name__} failed: "
                                  f"{type(exc).__name__}: {exc}") from exc
 
+    key = None if structure is None else key_of(structure, model)
+
+    def compiled(**replaced):
+        used.clear()
+        with _generating(compile_one, **replaced), contextlib.ExitStack() as stack:
+            if structure is not None:
+                import pymc.initial_point
+
+                stack.enter_context(mock.patch.object(pymc.initial_point, "make_initial_point_fn",
+                                                      _initial_point_maker(key)))
+            result = nutpie.compile_pymc_model(model)
+        if sorted(used) != ["expand_numba", "logp_numba"]:
+            raise _FastPathError("nutpie's compile did not build both generated callbacks")
+        return result
+
     if structure is None:
-        with _generating(compile_one):
-            compiled = nutpie.compile_pymc_model(model)
-    else:
-        import pymc.initial_point
+        return compiled()
+    outlined = _outlined(compile_pymc, key)
+    if outlined is not None:               # the callbacks straight from numba's cache, the functions not loaded
+        try:
+            return compiled(_make_functions=_guarded(outlined))
+        except _FastPathError:
+            drop_outline(key)              # not in numba's cache after all: the functions are loaded
 
-        def written(path):                 # a structure new to this machine: the helper compiles its expand callback
-            job = start_helper(path)
-            if job is not None:
-                helper.append(job)
+    def written(path):                     # a structure new to this machine: the helper compiles its expand callback
+        job = start_helper(path)
+        if job is not None:
+            helper.append(job)
 
-        with _generating(compile_one, _make_functions=_functions(compile_pymc, model, structure, written)), \
-                mock.patch.object(pymc.initial_point, "make_initial_point_fn", _initial_point_maker(model, structure)):
-            compiled = nutpie.compile_pymc_model(model)
-    if sorted(used) != ["expand_numba", "logp_numba"]:
-        raise _FastPathError("nutpie's compile did not build both generated callbacks")
-    return compiled
+    result = compiled(_make_functions=_functions(compile_pymc, key, written))
+    write_outline(key, result.n_dim, result.n_expanded, result.shape_info, result.logp_func, result.expand_func)
+    return result
 
 
 #: the parameters of nutpie's ``_compile_pymc_model_numba`` that :func:`compile_expand_from` calls it with

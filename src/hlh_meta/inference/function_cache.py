@@ -175,6 +175,104 @@ def cached_make_functions(make, key: str | None, flat_initial_point, on_written=
     return cached
 
 
+#: the format of an outline file (:func:`write_outline`)
+_OUTLINE_FORMAT = 1
+
+
+def _outline_path(key: str) -> Path:
+    return directory() / f"{key}.outline"
+
+
+def write_outline(key: str | None, n_dim: int, n_expanded: int, shape_info, logp_fn, expand_fn) -> None:
+    """Beside a structure's functions, what a later process needs to load the callbacks
+    numba compiled from them without unpickling and linking the functions again (about 1 s
+    a structure): the sizes, nutpie's ``shape_info``, the names of each function's shared
+    inputs in order, and PyTensor's cache keys of the two functions' compiled code. Written
+    after a compile whose callbacks numba keeps on disk; nothing is written where a function
+    has no cache key or the disk refuses (the next process then loads the functions)."""
+    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+
+    if key is None:
+        return
+    inner = []
+    for fn in (logp_fn, expand_fn):
+        py_func = getattr(getattr(getattr(fn, "vm", None), "jit_fn", None), "py_func", None)
+        if py_func is None or py_func not in CACHED_SRC_FUNCTIONS:
+            return
+        inner.append(CACHED_SRC_FUNCTIONS[py_func])
+    shared = [[v.name for v in fn.get_shared()] for fn in (logp_fn, expand_fn)]
+    try:
+        _write(_outline_path(key), pickle.dumps((_OUTLINE_FORMAT, int(n_dim), int(n_expanded), shape_info, shared,
+                                                 inner), protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # noqa: BLE001 - not kept (a read-only disk): later processes load the functions
+        pass
+
+
+def drop_outline(key: str | None) -> None:
+    """Remove a structure's outline (its callbacks were not in numba's cache after all)."""
+    if key is not None:
+        _outline_path(key).unlink(missing_ok=True)
+
+
+class _Unlinked:
+    """Stands in for one of a structure's PyTensor functions where numba loads the callback
+    compiled from it from its disk cache: its shared inputs (the model's own, by name) and a
+    compiled function that is only a name for PyTensor's cache key. Calling it, or numba
+    compiling a callback around it on a cache miss, fails: the caller then loads the real
+    functions."""
+
+    def __init__(self, shared: list, inner_key: str):
+        from types import SimpleNamespace
+
+        from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+
+        def unlinked(*args):
+            raise RuntimeError("a structure's function loaded from its outline was called")
+
+        unlinked.py_func = unlinked                  # type: ignore[attr-defined]  # as a numba dispatcher has
+        CACHED_SRC_FUNCTIONS[unlinked] = inner_key
+        self._shared = shared
+        self.vm = SimpleNamespace(jit_fn=unlinked)
+
+    def get_shared(self) -> list:
+        return list(self._shared)
+
+
+def outlined_make_functions(make, key: str | None, flat_initial_point):
+    """nutpie's ``make`` (``_make_functions``) from the structure's outline
+    (:func:`write_outline`) where there is one: the sizes and ``shape_info`` as written, and
+    in place of the two PyTensor functions stand-ins (:class:`_Unlinked`) that give the
+    model's shared variables of the names the functions read; None where there is no
+    outline or it cannot be used (the caller loads the functions). ``flat_initial_point``: as
+    for :func:`cached_make_functions`."""
+    if key is None:
+        return None
+    try:
+        fmt, n_dim, n_expanded, shape_info, shared, inner = pickle.loads(_outline_path(key).read_bytes())
+    except Exception:  # noqa: BLE001 - none, or one that cannot be read: the functions are loaded
+        return None
+    if fmt != _OUTLINE_FORMAT:
+        return None
+    signature = inspect.signature(make)
+
+    @functools.wraps(make)
+    def outlined(*args, **kwargs):
+        a = _arguments(signature, args, kwargs)
+        model = a["model"]
+        if a["mode"] != "NUMBA" or not a["compute_grad"] or not a["join_expanded"] or a["var_names"] is not None:
+            raise ValueError("nutpie asked for functions the outline does not describe")
+        by_name = _model_shared(model)
+        missing = [n for names in shared for n in names if by_name.get(n) is None]
+        if missing:
+            raise ValueError(f"the model holds no shared variable {missing[0]!r} the outline names")
+        stand_ins = [_Unlinked([by_name[n] for n in names], k) for names, k in zip(shared, inner)]
+        names, shapes = _free_values(model, shape_info)
+        initial = flat_initial_point(a["pymc_initial_point_fn"], names=names, shapes=shapes)
+        return n_dim, n_expanded, stand_ins[0], stand_ins[1], initial, shape_info
+
+    return outlined
+
+
 #: the parameters of PyMC's ``make_initial_point_fn`` that :func:`cached_initial_point_fn` stands in for
 INITIAL_PARAMETERS = ("model", "overrides", "jitter_rvs", "default_strategy", "return_transformed")
 
