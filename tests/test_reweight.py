@@ -98,3 +98,22 @@ def test_another_structure_or_no_stored_draws_is_not_reweighted(primary):
     bare = idata.copy()
     del bare["unconstrained_posterior"]
     assert reweight(inputs, bare, prepare_binomial(FRAME, priors=PRIORS), SETTINGS).idata is None
+
+
+def test_a_fits_draws_in_the_samplers_coordinates_are_the_samplers_own(primary, monkeypatch):
+    """nutpie stores each value variable: a fit keeps those (no transform compiled), laid out as
+    the transforms of the constrained draws give them, which is the path without a compiled model."""
+    from hlh_meta.inference import sampling
+    from hlh_meta.models import points
+
+    inputs, idata = primary
+    kept = idata[points.GROUP]
+    np.testing.assert_allclose(kept["tau_log__"].values, np.log(idata.posterior["tau"].values), rtol=0, atol=1e-12)
+    post = idata.posterior.assign({k: kept[k] for k in kept})                    # as the sampler stored them
+    assert points.unconstrained(inputs, post).equals(kept)
+    marked = post.assign(tau_log__=post["tau_log__"] + 1e-3)                     # not the transform of tau
+    np.testing.assert_array_equal(points.unconstrained(inputs, marked)["tau_log__"].values, marked["tau_log__"].values)
+    monkeypatch.setattr(sampling, "compiled_model", lambda key: None)            # no compiled model: transforms
+    transformed = points.unconstrained(inputs, post)
+    assert list(transformed) == list(kept) and all(transformed[k].dims == kept[k].dims for k in kept)
+    np.testing.assert_allclose(transformed["tau_log__"].values, kept["tau_log__"].values, rtol=0, atol=1e-12)

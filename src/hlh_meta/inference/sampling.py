@@ -289,6 +289,11 @@ def compile_structure(build: Callable[[], pm.Model], key: Hashable):
     return compiled
 
 
+def compiled_model(key: Hashable):
+    """The compiled model of the structure ``key`` in this process's cache, or None (nothing is compiled)."""
+    return _CACHE.get(key)
+
+
 def is_compiled(key: Hashable) -> bool:
     """Whether the structure ``key`` has a compiled model in this process's cache."""
     return key in _CACHE

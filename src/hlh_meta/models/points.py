@@ -2,7 +2,8 @@
 
 A fit keeps its draws of every sampled parameter in the sampler's own coordinates (ArviZ's
 ``unconstrained_posterior`` group: ``tau_log__``, ``z``, the stick-breaking fractions on
-the log-odds scale, ...), computed with the transforms of the PyMC model itself. Put back
+the log-odds scale, ...): the sampler's own values where it stores them (nutpie does), else
+computed with the transforms of the PyMC model itself. Put back
 through the compiled model (nutpie's expand function, :func:`expand`), with the fit's data
 or other data of the same structure swapped in, they give every derived variable at those
 draws: the log-likelihood of other data, a prediction for a new profile, or the draws of a
@@ -73,10 +74,39 @@ def model_of(inp: "ModelInputs"):
     return _transforms(inp)[3]
 
 
+def _as_sampled(inp: "ModelInputs", post: xr.Dataset) -> xr.Dataset | None:
+    """The draws in the sampler's coordinates where ``post`` holds them as the sampler kept
+    them (nutpie stores every value variable beside the model's variables), named and laid
+    out as :func:`unconstrained` gives them; None where the structure has no compiled model
+    in this process or ``post`` lacks one of its value variables."""
+    from ..inference.sampling import compiled_model
+
+    compiled = compiled_model(inp.structure)
+    if compiled is None:
+        return None
+    layout = _layout(compiled)
+    names = [name for name, (part, _) in layout.items() if part.stop <= compiled.n_dim]
+    if not names or any(n not in post or post[n].shape[2:] != layout[n][1] for n in names):
+        return None
+    model = shared_model(inp)
+    value_of = {model.rvs_to_values[rv].name: rv.name for rv in model.free_RVs}
+    out = {}
+    for name in names:
+        rv = value_of.get(name)
+        v = post[name].values
+        dims = list(post[rv].dims[2:]) if rv in post and post[rv].shape[2:] == v.shape[2:] else \
+            [f"{name}_dim_{i}" for i in range(v.ndim - 2)]
+        out[name] = xr.DataArray(v, dims=["chain", "draw", *dims])
+    return xr.Dataset(out, coords={c: post.coords[c] for c in ("chain", "draw")})
+
+
 def unconstrained(inp: "ModelInputs", post: xr.Dataset) -> xr.Dataset | None:
     """The draws of ``post`` (every sampled variable, before the readable posterior drops the
     sampler's parameterisation) in the sampler's coordinates, one variable per value
     variable; None where the model's transforms cannot be applied to draws alone."""
+    kept = _as_sampled(inp, post)
+    if kept is not None:
+        return kept
     entry = _transforms(inp)
     if entry[1] is None or any(r not in post for r in entry[2]):
         return None
