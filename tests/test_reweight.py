@@ -60,6 +60,15 @@ def test_a_data_variant_reweighted_matches_the_grid_posterior(primary):
     assert got.idata.log_likelihood["events"].sizes["row"] == len(FRAME)
 
 
+def test_a_variant_of_the_same_density_is_reweighted_with_equal_weights(primary):
+    """A log ratio that is the same at every draw (ArviZ's Pareto fit gives k = inf for it)
+    means equal weights: the variant is the primary's draws, not a refit."""
+    inputs, idata = primary
+    got = reweight(inputs, idata, prepare_binomial(FRAME, priors=PRIORS), SETTINGS)
+    assert got.idata is not None and got.pareto_k == -np.inf and got.ess == pytest.approx(4000)
+    _check(got.idata, FRAME["events"], 1.5, 1.0, got.ess)
+
+
 def test_weights_that_cannot_be_trusted_leave_the_variant_to_a_refit(primary):
     inputs, idata = primary
     far = FRAME.assign(events=FRAME["total"] - 1)            # nearly every patient dies: far from the primary

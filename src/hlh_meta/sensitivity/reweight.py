@@ -88,6 +88,19 @@ def _primary_density(primary_inputs: ModelInputs, primary: az.InferenceData) -> 
     return _PRIMARY[2], _PRIMARY[3]
 
 
+def _smoothed(log_ratio: np.ndarray) -> tuple[np.ndarray, float]:
+    """Pareto-smoothed importance weights (normalised) of ``log_ratio`` and their Pareto k
+    (-inf for a constant ratio: equal weights, where ArviZ's fit of the tail gives inf)."""
+    log_ratio = np.asarray(log_ratio, dtype=float).reshape(-1)
+    if np.ptp(log_ratio) == 0:
+        return np.full(len(log_ratio), 1.0 / len(log_ratio)), -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        smoothed, k = az.psislw(log_ratio.copy(), reff=1.0)
+    weights = np.exp(np.asarray(smoothed, dtype=float).reshape(-1))
+    return weights / weights.sum(), float(k)
+
+
 def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: ModelInputs, settings: SamplerSettings,
              k_max: float = PARETO_K_REFIT) -> Reweighted:
     """The variant of model inputs ``inputs`` from the primary fit ``primary`` (of
@@ -115,12 +128,8 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
         return Reweighted(None)
     if not np.isfinite(log_ratio).any() or np.isnan(log_ratio).any():
         return Reweighted(None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        smoothed, k = az.psislw(log_ratio.copy(), reff=1.0)
-    weights = np.exp(np.asarray(smoothed, dtype=float).reshape(-1))
-    weights /= weights.sum()
-    k, ess = float(k), float(1.0 / np.sum(weights**2))
+    weights, k = _smoothed(log_ratio)
+    ess = float(1.0 / np.sum(weights**2))
     if not k <= k_max:
         return Reweighted(None, k, ess)
     index = _systematic(weights, len(flat), settings.seed or 0)
