@@ -24,6 +24,10 @@ structure), is kept beside them (:func:`cached_initial_point_fn`): a PyTensor fu
 it pickles with the values of the model data it reads, so a loaded copy takes the current
 values of the model's data and dimension lengths, by name, before every call, as the
 function built from the model reads them.
+Once numba holds a structure's two callbacks, an outline is kept beside its functions
+(:func:`write_outline`): a later process builds the callbacks from it and numba loads them
+from its cache, without unpickling and linking the functions (:func:`outlined_make_functions`;
+about 1 s a structure).
 ``tests/test_function_cache.py`` holds log density, gradient, initial points and draws of a
 loaded model equal, bit for bit, to those of a fresh compile.
 """
