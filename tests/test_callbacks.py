@@ -154,15 +154,22 @@ for current in sys.argv[1:]:
 """
 
 
-def test_the_bundled_models_compile_to_the_same_cache_keys_in_every_process():
+def test_the_bundled_models_compile_to_the_same_cache_keys_in_every_process(tmp_path):
     """The callbacks' cache keys (which hold PyTensor's key of the compiled graph) of the
     bundled analyses' models are equal in two processes, so a later process loads what an
     earlier one compiled. With data of unknown shapes, PyTensor's shape rewrites chose among
-    equal shapes in a different order in each process and every process compiled again."""
+    equal shapes in a different order in each process and every process compiled again.
+    Both build the functions (an empty function cache: no outline, whose callbacks, missing
+    from numba's cache after a change of this module, would be generated twice)."""
+    import os
+
+    from hlh_meta.inference import function_cache
+
     root = Path(__file__).parents[1]
     specs = [str(root / "models" / f"{name}.toml") for name in ("mortality", "biomarkers")]
-    runs = [subprocess.Popen([sys.executable, "-c", _KEYS_OF_BUNDLED, *specs], stdout=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    env = {**os.environ, function_cache.DIRECTORY: str(tmp_path)}
+    runs = [subprocess.Popen([sys.executable, "-c", _KEYS_OF_BUNDLED, *specs], stdout=subprocess.PIPE, text=True,
+                             env=env) for _ in range(2)]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     assert all(run.returncode == 0 for run in runs)
     first = outputs[0].splitlines()

@@ -356,24 +356,33 @@ def _guarded(fn):
     return run
 
 
+def _kept_functions(compile_pymc):
+    """nutpie's ``_make_functions`` and ``_rv_dict_to_flat_array_wrapper`` where they are what
+    :mod:`.function_cache` was written for, else None."""
+    from .function_cache import PARAMETERS
+
+    make = getattr(compile_pymc, "_make_functions", None)
+    wrapper = getattr(compile_pymc, "_rv_dict_to_flat_array_wrapper", None)
+    return (make, wrapper) if _parameters(make) == PARAMETERS and callable(wrapper) else None
+
+
 def _functions(compile_pymc, key, on_written=None):
     """nutpie's ``_make_functions`` with its functions kept on disk under ``key``
     (:mod:`.function_cache`; ``on_written`` is called with the file's path when this compile
     wrote it), or as it is (with one FunctionCacheWarning per process) where it is not what
     the cache was written for."""
     global _functions_warned
-    from .function_cache import PARAMETERS, FunctionCacheWarning, cached_make_functions
+    from .function_cache import FunctionCacheWarning, cached_make_functions
 
-    make = getattr(compile_pymc, "_make_functions", None)
-    wrapper = getattr(compile_pymc, "_rv_dict_to_flat_array_wrapper", None)
-    if _parameters(make) == PARAMETERS and callable(wrapper):
-        return cached_make_functions(make, key, wrapper, on_written)
+    kept = _kept_functions(compile_pymc)
+    if kept is not None:
+        return cached_make_functions(kept[0], key, kept[1], on_written)
     if not _functions_warned:
         _functions_warned = True
         warnings.warn("nutpie.compile_pymc._make_functions or _rv_dict_to_flat_array_wrapper is not what hlh_meta's "
                       "cache of compiled functions was written for; each process rewrites the model's functions "
                       "again (same draws, slower)", FunctionCacheWarning, stacklevel=4)
-    return make
+    return getattr(compile_pymc, "_make_functions", None)
 
 
 _functions_warned = False
@@ -382,13 +391,10 @@ _functions_warned = False
 def _outlined(compile_pymc, key):
     """nutpie's ``_make_functions`` from the structure's outline (:func:`.function_cache.outlined_make_functions`),
     or None where there is none or nutpie's function is not what the cache was written for."""
-    from .function_cache import PARAMETERS, outlined_make_functions
+    from .function_cache import outlined_make_functions
 
-    make = getattr(compile_pymc, "_make_functions", None)
-    wrapper = getattr(compile_pymc, "_rv_dict_to_flat_array_wrapper", None)
-    if _parameters(make) != PARAMETERS or not callable(wrapper):
-        return None
-    return outlined_make_functions(make, key, wrapper)
+    kept = _kept_functions(compile_pymc)
+    return None if kept is None else outlined_make_functions(kept[0], key, kept[1])
 
 
 def _initial_point_maker(key):
@@ -509,14 +515,11 @@ def compile_expand_from(path: str) -> None:
     ``_compile_pymc_model_numba`` runs with ``_make_functions`` giving the file's functions,
     the log-density callback generated but not compiled, and stops once the expand callback
     is. The work of :mod:`.compile_helper`'s process; raises where it cannot be done."""
-    import pickle
-    from pathlib import Path
-
     import numba
     from nutpie import compile_pymc
     from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
-    from .function_cache import _FORMAT
+    from .function_cache import read_functions
 
     compile_numba = getattr(compile_pymc, "_compile_pymc_model_numba", None)
     reason = _mismatch()
@@ -524,9 +527,7 @@ def compile_expand_from(path: str) -> None:
         reason = "nutpie.compile_pymc._compile_pymc_model_numba is not what the helper was written for"
     if reason is not None or compile_numba is None:
         raise _FastPathError(str(reason))
-    fmt, n_dim, n_expanded, logp_fn, expand_fn, shape_info = pickle.loads(Path(path).read_bytes())
-    if fmt != _FORMAT:
-        raise _FastPathError(f"function file format {fmt}, expected {_FORMAT}")
+    n_dim, n_expanded, logp_fn, expand_fn, shape_info = read_functions(path)
     numba_cfunc = numba.cfunc
 
     def make(*args, **kwargs):

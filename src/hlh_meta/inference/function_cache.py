@@ -136,6 +136,21 @@ def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> dict:
     return dict(given.arguments)
 
 
+def read_functions(path: str | Path) -> tuple:
+    """``(n_dim, n_expanded, logp_fn, expand_fn, shape_info)`` from a structure's function
+    file; raises ValueError for a file of another format (and what unpickling raises)."""
+    fmt, n_dim, n_expanded, logp_fn, expand_fn, shape_info = pickle.loads(Path(path).read_bytes())
+    if fmt != _FORMAT:
+        raise ValueError(f"format {fmt}, expected {_FORMAT}")
+    return n_dim, n_expanded, logp_fn, expand_fn, shape_info
+
+
+def _kept_call(a: dict) -> bool:
+    """Whether nutpie's ``_make_functions`` was called (arguments ``a`` by name) for what the
+    kept files describe: numba code, a gradient, the stored variables joined, all of them."""
+    return a["mode"] == "NUMBA" and bool(a["compute_grad"]) and bool(a["join_expanded"]) and a["var_names"] is None
+
+
 def cached_make_functions(make, key: str | None, flat_initial_point, on_written=None):
     """nutpie's ``make`` (``_make_functions``) with its functions kept on disk under ``key``
     (None: not kept). ``flat_initial_point``: nutpie's wrapper that turns PyMC's initial
@@ -150,15 +165,12 @@ def cached_make_functions(make, key: str | None, flat_initial_point, on_written=
     def cached(*args, **kwargs):
         a = _arguments(signature, args, kwargs)
         model = a["model"]
-        if key is None or a["mode"] != "NUMBA" or not a["compute_grad"] or not a["join_expanded"] \
-                or a["var_names"] is not None:
+        if key is None or not _kept_call(a):
             return make(*args, **kwargs)
         path = directory() / f"{key}.pkl"
         if path.exists():
             try:
-                fmt, n_dim, n_expanded, logp_fn, expand_fn, shape_info = pickle.loads(path.read_bytes())
-                if fmt != _FORMAT:
-                    raise ValueError(f"format {fmt}, expected {_FORMAT}")
+                n_dim, n_expanded, logp_fn, expand_fn, shape_info = read_functions(path)
                 names, shapes = _free_values(model, shape_info)
                 initial = flat_initial_point(a["pymc_initial_point_fn"], names=names, shapes=shapes)
                 return n_dim, n_expanded, logp_fn, expand_fn, initial, shape_info
@@ -263,7 +275,7 @@ def outlined_make_functions(make, key: str | None, flat_initial_point):
     def outlined(*args, **kwargs):
         a = _arguments(signature, args, kwargs)
         model = a["model"]
-        if a["mode"] != "NUMBA" or not a["compute_grad"] or not a["join_expanded"] or a["var_names"] is not None:
+        if not _kept_call(a):
             raise ValueError("nutpie asked for functions the outline does not describe")
         by_name = _model_shared(model)
         missing = [n for names in shared for n in names if by_name.get(n) is None]
