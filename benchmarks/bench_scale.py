@@ -60,7 +60,7 @@ import numpy as np
 from hlh_meta.analyses import analysis_for, load_spec
 from hlh_meta.analyses.base import PRIMARY
 from hlh_meta.data import read_dataset, load_dataset
-from hlh_meta.inference.callbacks import logp_points
+from hlh_meta.inference.point_calls import logp_points
 from hlh_meta.inference.sampling import compiled_for
 spec = load_spec(sys.argv[1])
 ds = load_dataset() if sys.argv[2] == "bundled" else read_dataset(sys.argv[2])

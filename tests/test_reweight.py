@@ -11,10 +11,11 @@ import pytest
 from scipy import stats
 from quadrature import grid_posterior, marginal_summary
 
-from hlh_meta.inference import SamplerSettings
+from hlh_meta.inference import GATE, SamplerSettings
 from hlh_meta.models.binomial import prepare_binomial
 from hlh_meta.models.engine import fit_model
-from hlh_meta.sensitivity.reweight import reweight
+from hlh_meta.sensitivity import reweight as reweighting
+from hlh_meta.sensitivity.reweight import left_out_studies, reweight
 
 FRAME = pd.DataFrame({"study": [f"s{i}" for i in range(6)], "events": [3, 7, 2, 9, 4, 6],
                       "total": [12, 20, 10, 25, 15, 18]})
@@ -28,8 +29,8 @@ def primary():
     return inputs, fit_model(inputs, SETTINGS, extras=False)
 
 
-def _check(idata, events, mu_sd, tau_sd, ess, **grid):
-    mu, tau, post = grid_posterior(events, FRAME["total"], mu_sd=mu_sd, tau_sd=tau_sd, **grid)
+def _check(idata, events, mu_sd, tau_sd, ess, totals=FRAME["total"], **grid):
+    mu, tau, post = grid_posterior(events, totals, mu_sd=mu_sd, tau_sd=tau_sd, **grid)
     for name, grid, mass in (("mu", mu, post.sum(axis=1)), ("tau", tau, post.sum(axis=0))):
         exact = marginal_summary(grid, mass)
         draws = idata.posterior[name].values.reshape(-1)
@@ -69,11 +70,53 @@ def test_a_variant_of_the_same_density_is_reweighted_with_equal_weights(primary)
     _check(got.idata, FRAME["events"], 1.5, 1.0, got.ess)
 
 
+def test_a_variant_leaving_a_study_out_is_weighted_with_the_studys_effect_integrated(primary, monkeypatch):
+    """Leaving study s3 out: weighted by its likelihood with its effect integrated over the
+    prior (a smaller Pareto k than weights given the sampled effect), the variant matches the
+    grid posterior of the other five studies, and s3's effect follows its prior, N(0, 1)."""
+    inputs, idata = primary
+    keep = (FRAME["study"] != "s3").to_numpy()
+    variant = prepare_binomial(FRAME, priors=PRIORS, weights=keep.astype(float))
+    assert left_out_studies(inputs, variant) == [3]
+    got = reweight(inputs, idata, variant, SETTINGS)
+    assert got.idata is not None and got.pareto_k <= 0.5
+    _check(got.idata, FRAME["events"][keep], 1.5, 1.0, got.ess, totals=FRAME["total"][keep])
+    post = got.idata.posterior
+    logit = np.log(post["p"].isel(row=3) / (1 - post["p"].isel(row=3)))        # mu + tau z of s3's only row
+    z = ((logit - post["mu"]) / post["tau"]).values.reshape(-1)
+    assert abs(z.mean()) < 4 / np.sqrt(len(z)) and abs(z.std() - 1) < 0.06
+    monkeypatch.setattr(reweighting, "_integrated", lambda *a: None)
+    as_sampled = reweight(inputs, idata, variant, SETTINGS)
+    assert got.pareto_k < as_sampled.pareto_k and got.ess > as_sampled.ess
+
+
+def test_only_a_variant_that_leaves_whole_studies_out_and_changes_nothing_else_is_integrated(primary):
+    inputs, _ = primary
+    out = np.ones(len(FRAME))
+    out[[1, 4]] = 0.0
+    assert left_out_studies(inputs, prepare_binomial(FRAME, priors=PRIORS, weights=out)) == [1, 4]
+    assert left_out_studies(inputs, prepare_binomial(FRAME, priors=PRIORS)) == []
+    events = FRAME["events"].copy()
+    events[2] += 1
+    assert left_out_studies(inputs, prepare_binomial(FRAME.assign(events=events), priors=PRIORS, weights=out)) == []
+    wider = {**PRIORS, "mu": {"dist": "Normal", "mu": 0.0, "sigma": 3.0}}
+    assert left_out_studies(inputs, prepare_binomial(FRAME, priors=wider, weights=out)) == []
+
+
 def test_weights_that_cannot_be_trusted_leave_the_variant_to_a_refit(primary):
     inputs, idata = primary
     far = FRAME.assign(events=FRAME["total"] - 1)            # nearly every patient dies: far from the primary
     got = reweight(inputs, idata, prepare_binomial(far, priors=PRIORS), SETTINGS)
     assert got.idata is None and got.pareto_k > 0.5 and got.ess < 100
+
+
+def test_weights_with_fewer_effective_draws_than_a_refit_must_reach_leave_the_variant_to_a_refit(primary):
+    """A much narrower prior on mu: smooth weights (k well below 0.5), but fewer effective
+    draws than the diagnostics gate asks of a refit's bulk ESS."""
+    inputs, idata = primary
+    narrow = prepare_binomial(FRAME, priors={**PRIORS, "mu": {"dist": "Normal", "mu": 0.0, "sigma": 0.2}})
+    got = reweight(inputs, idata, narrow, SETTINGS)
+    assert got.pareto_k <= 0.5 and got.ess < GATE["ess_bulk_min"] and got.idata is None
 
 
 @pytest.mark.parametrize("prior, logpdf", [

@@ -208,55 +208,6 @@ def _c_expand_func(n_dim, n_expanded, expand_fn, user_data, shared_vars, shared_
                   n_dim=n_dim, n_expanded=n_expanded)
 
 
-def expand_points(compiled, points: np.ndarray) -> np.ndarray:
-    """Every stored variable at each unconstrained point: the rows of ``points`` (n, n_dim)
-    through the compiled model's expand callback (with its swapped data), as (n,
-    n_expanded) in the order of ``compiled.shape_info``. A non-zero status raises."""
-    import ctypes
-
-    points = np.ascontiguousarray(points, dtype=np.float64)
-    n_dim, n_expanded = int(compiled.n_dim), int(compiled.n_expanded)
-    if points.ndim != 2 or points.shape[1] != n_dim:
-        raise ValueError(f"points of shape {points.shape} for a model of {n_dim} unconstrained values")
-    out = np.empty((points.shape[0], n_expanded))
-    call = compiled.compiled_expand_func.ctypes
-    double = ctypes.POINTER(ctypes.c_double)
-    data = ctypes.c_void_p(compiled.user_data.ctypes.data)
-    for i in range(points.shape[0]):
-        status = call(n_dim, n_expanded, points[i].ctypes.data_as(double), out[i].ctypes.data_as(double), data)
-        if status != 0:
-            raise RuntimeError(f"the expand callback returned status {status} at point {i}")
-    return out
-
-
-def logp_points(compiled, points: np.ndarray) -> np.ndarray:
-    """The model's log density (in the sampler's unconstrained space) at each row of
-    ``points`` (n, n_dim), through the compiled model's log-density callback with its swapped
-    data; -inf where the callback reports a non-finite density."""
-    import ctypes
-
-    points = np.ascontiguousarray(points, dtype=np.float64)
-    n_dim = int(compiled.n_dim)
-    if points.ndim != 2 or points.shape[1] != n_dim:
-        raise ValueError(f"points of shape {points.shape} for a model of {n_dim} unconstrained values")
-    out = np.empty(points.shape[0])
-    grad = np.empty(n_dim)
-    value = np.empty(1)
-    call = compiled.compiled_logp_func.ctypes
-    double = ctypes.POINTER(ctypes.c_double)
-    data = ctypes.c_void_p(compiled.user_data.ctypes.data)
-    g, v = grad.ctypes.data_as(double), value.ctypes.data_as(double)
-    for i in range(points.shape[0]):
-        status = call(n_dim, points[i].ctypes.data_as(double), g, v, data)
-        if status in (3, 4):                 # non-finite gradient or density
-            out[i] = -np.inf if status == 4 or not np.isfinite(value[0]) else value[0]
-        elif status != 0:
-            raise RuntimeError(f"the log-density callback returned status {status} at point {i}")
-        else:
-            out[i] = value[0]
-    return out
-
-
 #: set to 1 (or true, yes) to switch off every use of nutpie's and PyMC's undocumented internals:
 #: the generated callbacks, the direct trace conversion, prior draws and derived variables
 #: through the compiled model's expand callback (each then takes its public path)

@@ -173,7 +173,7 @@ def _callback(fn, compiled, flat: np.ndarray):
 
 def expand(compiled, flat: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
     """The stored variables ``names`` at each row of ``flat`` (draws, n_dim): (draws, *shape) each."""
-    from ..inference.callbacks import expand_points
+    from ..inference.point_calls import expand_points
 
     layout = _layout(compiled)
     missing = [n for n in names if n not in layout]
@@ -185,7 +185,7 @@ def expand(compiled, flat: np.ndarray, names: list[str]) -> dict[str, np.ndarray
 
 def log_density(compiled, flat: np.ndarray) -> np.ndarray:
     """The model's log density (unconstrained space, its swapped data) at each row of ``flat``."""
-    from ..inference.callbacks import logp_points
+    from ..inference.point_calls import logp_points
 
     return _callback(logp_points, compiled, flat)
 

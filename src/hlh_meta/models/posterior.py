@@ -109,7 +109,7 @@ def _expanded_prior(inp: "ModelInputs", seed: int | None) -> dict[str, tuple]:
     from pymc.pytensorf import compile as compile_fn
     from pymc.pytensorf import find_rng_nodes, replace_rng_nodes, reseed_rngs
 
-    from ..inference.callbacks import expand_points
+    from ..inference.point_calls import expand_points
     from ..inference.sampling import compiled_for
 
     entry = _POINT_CACHE.get(inp.structure)

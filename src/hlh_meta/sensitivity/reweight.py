@@ -3,7 +3,7 @@
 A variant whose model has the primary's structure differs from it only in data: study
 weights, counts, a prior's hyperparameters. Its posterior is the primary posterior times the
 ratio of the two models' densities, which the compiled model gives at each primary draw in
-the sampler's coordinates (:func:`hlh_meta.inference.callbacks.logp_points`, the primary's
+the sampler's coordinates (:func:`hlh_meta.inference.point_calls.logp_points`, the primary's
 data and the variant's swapped in turn). The log ratios are Pareto-smoothed (``az.psislw``,
 as priorsense does for power-scaling); where the Pareto k is at most
 :data:`~hlh_meta.analyses.crossval.PARETO_K_REFIT` the draws, resampled in proportion to
@@ -12,6 +12,13 @@ variant's data to give every derived variable of the variant, as a fit would. Ab
 weights cannot be trusted and the variant is refitted. Nothing else differs from a refit:
 the result is summarised by the same code, and its row says how it was computed, the
 Pareto k and the effective sample size of the weights.
+
+A variant that leaves whole studies out (leave one out, a subset of sources) is weighted by
+the inverse of those studies' likelihood with each one's effect integrated over its prior
+(:func:`~hlh_meta.analyses.crossval.integrated_study_loglik`, the weights of integrated
+importance sampling that cross-validation uses), not given its sampled effect; the effect of
+a study the variant leaves out is drawn again from its prior, which is its posterior there.
+The weights then carry only how far the shared parameters move, and are much more even.
 """
 
 from __future__ import annotations
@@ -24,8 +31,8 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from ..analyses.crossval import PARETO_K_REFIT
-from ..inference import SamplerSettings
+from ..analyses.crossval import PARETO_K_REFIT, integrated_study_loglik
+from ..inference import GATE, SamplerSettings
 from ..inference.trace import draws_dataset
 from ..models.engine import ModelInputs
 from ..models.normal_exact import tau_log_density
@@ -53,6 +60,26 @@ def tau_family_change(primary_inputs: ModelInputs, inputs: ModelInputs) -> bool:
         and np.array_equal(primary_inputs.weights, inputs.weights)
 
 
+def left_out_studies(primary_inputs: ModelInputs, inputs: ModelInputs) -> list[int]:
+    """The studies (indices into the primary's ``studies``) that ``inputs`` leave out whole
+    and nothing else: the same structure and data but the row weights, which are 1 on every
+    row of these studies in the primary and 0 in the variant, and unchanged elsewhere. Empty
+    where the variant differs in anything else."""
+    a, b = primary_inputs, inputs
+    if a.structure != b.structure or list(a.studies) != list(b.studies) or a.data.keys() != b.data.keys() \
+            or not np.array_equal(a.study_index, b.study_index):
+        return []
+    if any(not np.array_equal(v, b.data[k]) for k, v in a.data.items() if k != "weight"):
+        return []
+    changed = np.asarray(a.weights) != np.asarray(b.weights)
+    left = sorted({int(s) for s in a.study_index[changed]})
+    for s in left:
+        rows = a.study_index == s
+        if not (np.all(np.asarray(a.weights)[rows] == 1.0) and np.all(np.asarray(b.weights)[rows] == 0.0)):
+            return []
+    return left
+
+
 def _prior_of_tau(inputs: ModelInputs, tau: np.ndarray) -> np.ndarray:
     """The log prior density of ``tau`` (draws, with any trailing dimensions summed) under ``inputs``' prior."""
     values = tau_log_density(inputs.priors["tau"], np.asarray(tau, dtype=float))
@@ -75,8 +102,9 @@ def _systematic(weights: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.minimum(np.searchsorted(np.cumsum(weights), u), len(weights) - 1)
 
 
-#: the primary fit last reweighted from, its draws in the sampler's coordinates and its log density there
-#: (the same for every variant of a sensitivity run: computed once)
+#: the primary fit last reweighted from, its draws in the sampler's coordinates, its log density
+#: there and (once asked for) each study's integrated log-likelihood at each draw (the same for
+#: every variant of a sensitivity run: computed once)
 _PRIMARY: list = []
 
 
@@ -84,8 +112,25 @@ def _primary_density(primary_inputs: ModelInputs, primary: az.InferenceData) -> 
     if not (_PRIMARY and _PRIMARY[0] is primary and _PRIMARY[1] is primary_inputs):
         base = compiled_with(primary_inputs)
         flat = flat_points(base, primary[GROUP])
-        _PRIMARY[:] = [primary, primary_inputs, flat, log_density(base, flat)]
+        _PRIMARY[:] = [primary, primary_inputs, flat, log_density(base, flat), ()]
     return _PRIMARY[2], _PRIMARY[3]
+
+
+def _integrated(primary_inputs: ModelInputs, primary: az.InferenceData) -> np.ndarray | None:
+    """Each study's log-likelihood with its effect integrated out (draws, studies) at the
+    primary's draws (:func:`~hlh_meta.analyses.crossval.integrated_study_loglik`), or None."""
+    _primary_density(primary_inputs, primary)
+    if isinstance(_PRIMARY[4], tuple):        # not computed yet
+        ll = integrated_study_loglik(primary_inputs, primary)
+        _PRIMARY[4] = None if ll is None else \
+            ll.reindex(study=list(primary_inputs.studies)).values.reshape(-1, len(primary_inputs.studies))
+    return _PRIMARY[4]
+
+
+def _effect_slice(compiled, inputs: ModelInputs) -> slice | None:
+    """Where the study effects ``z`` lie in a point of the compiled model (None: not sampled)."""
+    model = model_of(inputs)
+    return slices(compiled).get(model.rvs_to_values[model["z"]].name) if "z" in model.named_vars else None
 
 
 def _smoothed(log_ratio: np.ndarray) -> tuple[np.ndarray, float]:
@@ -105,7 +150,9 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
              k_max: float = PARETO_K_REFIT) -> Reweighted:
     """The variant of model inputs ``inputs`` from the primary fit ``primary`` (of
     ``primary_inputs``), or why not (``idata`` None): another structure, draws not kept in
-    the sampler's coordinates, a sampler other than nutpie, or a Pareto k above ``k_max``.
+    the sampler's coordinates, a sampler other than nutpie, a Pareto k above ``k_max``, or
+    weights whose effective sample size is below the diagnostics gate's minimum ESS (the
+    least a refit must reach).
     ``settings``: the variant's sampler settings (its seed seeds the resampling; they are
     recorded in the result as a fit's are)."""
     sampler = json.loads(primary.posterior.attrs.get("sampler", "{}"))
@@ -113,10 +160,15 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
     if (inputs.structure != primary_inputs.structure and not by_prior) or GROUP not in primary.groups() or \
             sampler.get("sampler") != "nutpie":
         return Reweighted(None)
-    shift = None
+    shift, left = None, left_out_studies(primary_inputs, inputs)
     try:
         flat, base_density = _primary_density(primary_inputs, primary)
-        if by_prior:        # the primary's compiled model gives every stored variable; the priors' ratio weighs
+        integrated = _integrated(primary_inputs, primary) if left else None
+        if integrated is not None:      # studies left out: their effects integrated out of the weights
+            other = compiled_with(inputs)
+            log_ratio = -integrated[:, left].sum(axis=1)
+            effects = _effect_slice(other, inputs)
+        elif by_prior:        # the primary's compiled model gives every stored variable; the priors' ratio weighs
             other = compiled_with(primary_inputs)
             tau = expand(other, flat, ["tau"])["tau"]
             shift = _prior_of_tau(inputs, tau) - _prior_of_tau(primary_inputs, tau)
@@ -130,11 +182,15 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
         return Reweighted(None)
     weights, k = _smoothed(log_ratio)
     ess = float(1.0 / np.sum(weights**2))
-    if not k <= k_max:
+    if not k <= k_max or ess < GATE["ess_bulk_min"]:
         return Reweighted(None, k, ess)
     index = _systematic(weights, len(flat), settings.seed or 0)
+    points = flat[index]
+    if integrated is not None and effects is not None:     # a left-out study's effect is its prior's
+        points[:, [effects.start + s for s in left]] = \
+            np.random.default_rng([settings.seed or 0, 1]).standard_normal((len(points), len(left)))
     try:
-        idata = _as_fit(inputs, other, flat[index], primary, settings,
+        idata = _as_fit(inputs, other, points, primary, settings,
                         None if shift is None else shift[index])
     except PointsUnavailable:
         return Reweighted(None, k, ess)
