@@ -1,6 +1,6 @@
 """Which model a validation record ran against: the SHA-256 of the model's source files.
 
-Each record in validation/results (sbc.md, coverage.md) carries, per engine it validated, a
+Each record in validation/results (sbc.md, coverage.md, reweighting.md) carries, per engine it validated, a
 line
 
     Model sources (binomial): sha256 <64 hex digits> over src/hlh_meta/models/{binomial,...}.py
@@ -41,6 +41,9 @@ RERUN: dict[str, dict[str, str]] = {
     },
     "coverage.md": {
         "binomial": "PYTHONPATH=src .venv/bin/python validation/interval_coverage.py --sims 500 --cache DIR",
+    },
+    "reweighting.md": {
+        "binomial": "PYTHONPATH=src .venv/bin/python validation/reweighting.py --draws 5000",
     },
 }
 

@@ -164,10 +164,10 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
     try:
         flat, base_density = _primary_density(primary_inputs, primary)
         integrated = _integrated(primary_inputs, primary) if left else None
-        if integrated is not None:      # studies left out: their effects integrated out of the weights
+        effects = None if integrated is None else _effect_slice(compiled_with(inputs), inputs)
+        if effects is not None:      # studies left out: their effects integrated out of the weights
             other = compiled_with(inputs)
             log_ratio = -integrated[:, left].sum(axis=1)
-            effects = _effect_slice(other, inputs)
         elif by_prior:        # the primary's compiled model gives every stored variable; the priors' ratio weighs
             other = compiled_with(primary_inputs)
             tau = expand(other, flat, ["tau"])["tau"]
@@ -186,7 +186,7 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
         return Reweighted(None, k, ess)
     index = _systematic(weights, len(flat), settings.seed or 0)
     points = flat[index]
-    if integrated is not None and effects is not None:     # a left-out study's effect is its prior's
+    if effects is not None:     # a left-out study's effect is its prior's
         points[:, [effects.start + s for s in left]] = \
             np.random.default_rng([settings.seed or 0, 1]).standard_normal((len(points), len(left)))
     try:
