@@ -37,6 +37,14 @@ def _summary(draws: np.ndarray) -> dict[str, float]:
     return {"median": q[1], "sd": draws.std(ddof=1), "q2.5": q[0], "q97.5": q[2]}
 
 
+def _mcse_sd(draws: np.ndarray) -> float:
+    """Monte Carlo SE of the SD of (chain, draw) draws, by the delta method on the squared
+    deviations and their effective sample size (ArviZ's own ``mcse(method="sd")`` fails on
+    a plain array with numpy 2.4)."""
+    sq = (draws - draws.mean()) ** 2
+    return float(np.sqrt(sq.var(ddof=1) / az.ess(sq)) / (2.0 * np.sqrt(sq.mean())))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=5000, help="draws per chain of each reference fit")
@@ -78,7 +86,7 @@ def main() -> int:
         refit = _summary(fits["refit"].reshape(-1))
         se = {s: float(az.mcse(fits["reference"], method="quantile", prob=p))
               for s, p in (("median", 0.5), ("q2.5", 0.025), ("q97.5", 0.975))}
-        se["sd"] = float(az.mcse(fits["reference"], method="sd"))
+        se["sd"] = _mcse_sd(fits["reference"])
         cells = " | ".join(f"{ref[s]:.2f} ± {se[s]:.2f} | {got[s] - ref[s]:+.2f} | {refit[s] - ref[s]:+.2f}"
                            for s in STATS)
         lines.append(f"| {item.variant.name} | {rows['pareto_k'].iloc[0]:.2f} | {rows['ess'].iloc[0]:.0f} | {cells} |")
@@ -95,7 +103,7 @@ def main() -> int:
         f"Bundled mortality analysis (`models/mortality.toml`), headline quantity (percent), at commit {commit}. "
         f"Each variant the sensitivity command reweights from the primary draws (Pareto k and the weights' "
         f"effective sample size as its row gives them) against a reference fit of 4 × {args.draws} draws "
-        f"(± its Monte Carlo SE, ArviZ) and against the refit it replaces "
+        f"(± its Monte Carlo SE: ArviZ's for the quantiles, the delta method for the SD) and against the refit it replaces "
         f"({short.chains} × {short.draws} draws, {short.tune} tuning steps).",
         "",
         head,

@@ -165,7 +165,7 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
         flat, base_density = _primary_density(primary_inputs, primary)
         integrated = _integrated(primary_inputs, primary) if left else None
         effects = None if integrated is None else _effect_slice(compiled_with(inputs), inputs)
-        if effects is not None:      # studies left out: their effects integrated out of the weights
+        if integrated is not None and effects is not None:     # left-out studies' effects integrated out
             other = compiled_with(inputs)
             log_ratio = -integrated[:, left].sum(axis=1)
         elif by_prior:        # the primary's compiled model gives every stored variable; the priors' ratio weighs
