@@ -45,6 +45,20 @@ def _mcse_sd(draws: np.ndarray) -> float:
     return float(np.sqrt(sq.var(ddof=1) / az.ess(sq)) / (2.0 * np.sqrt(sq.mean())))
 
 
+def _every_quantity(name: str, summaries: dict) -> str:
+    """A table row over every quantity the variant reports, on the unbounded scale (log odds,
+    log ratio, log tau): the largest shift of the median from the reference's, in the
+    reference's SDs, and the range of SD / reference SD - 1, reweighted and refitted."""
+    ref = summaries["reference"].dropna(subset=["unbounded_sd"])
+    cells = []
+    for how in ("reweighted", "refit"):
+        got = summaries[how].loc[ref.index]
+        shift = ((got["unbounded_median"] - ref["unbounded_median"]) / ref["unbounded_sd"]).abs().max()
+        ratio = 100 * (got["unbounded_sd"] / ref["unbounded_sd"] - 1)
+        cells += [f"{shift:.2f}", f"{ratio.min():+.0f}% to {ratio.max():+.0f}%"]
+    return f"| {name} | {len(ref)} | " + " | ".join(cells) + " |"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=5000, help="draws per chain of each reference fit")
@@ -55,7 +69,7 @@ def main() -> int:
     from hlh_meta.analyses.base import PRIMARY
     from hlh_meta.data import as_dataset
     from hlh_meta.models.engine import fit_model
-    from hlh_meta.sensitivity.runner import plan, run_planned, variant_settings
+    from hlh_meta.sensitivity.runner import plan, run_planned, variant_rows, variant_settings
 
     t0 = time.perf_counter()
     digest = records.model_source_digest("binomial")
@@ -68,7 +82,7 @@ def main() -> int:
     base = (primary.inputs, fit_model(primary.inputs, analysis.settings(spec), extras=False))
     short = variant_settings(spec)
     long = dataclasses.replace(short, draws=args.draws, tune=1000)
-    lines = []
+    lines, wide = [], []
     for item in planned[1:]:
         if item.inputs is None:
             continue
@@ -77,11 +91,13 @@ def main() -> int:
             continue
         key = rows["key"].iloc[0]
         got = {s: float(rows[s].iloc[0]) for s in STATS}
-        fits = {}
+        fits, summaries = {}, {"reweighted": rows.set_index("id")}
         for name, settings in (("refit", short), ("reference", long)):
             idata = fit_model(item.inputs, settings, extras=False)
             q = next(q for q in analysis.quantities(idata) if q.key == key)
             fits[name] = np.asarray(q.draws, dtype=float).reshape(idata.posterior.sizes["chain"], -1)
+            summaries[name] = variant_rows(spec, item.variant, idata).set_index("id")
+        wide.append(_every_quantity(item.variant.name, summaries))
         ref = _summary(fits["reference"].reshape(-1))
         refit = _summary(fits["refit"].reshape(-1))
         se = {s: float(az.mcse(fits["reference"], method="quantile", prob=p))
@@ -109,6 +125,16 @@ def main() -> int:
         head,
         "|" + "---|" * (3 + 3 * len(STATS)),
         *lines,
+        "",
+        "Every quantity the variant reports (mortality of each profile, odds ratios, tau), on the "
+        "unbounded scale (log odds, log ratio, log tau): the largest shift of a median from the "
+        "reference's, in the reference's posterior SDs, and the range of each SD's relative "
+        "difference from the reference's.",
+        "",
+        "| variant | quantities | worst median shift (SDs), reweighted | SD vs reference, reweighted "
+        "| worst median shift (SDs), refit | SD vs reference, refit |",
+        "|---|---|---|---|---|---|",
+        *wide,
         "",
         f"Command: `PYTHONPATH=src .venv/bin/python validation/reweighting.py --draws {args.draws}` "
         f"({(time.perf_counter() - t0) / 60:.1f} min).",
