@@ -62,7 +62,7 @@ def integrated_study_loglik(inp: ModelInputs, idata: az.InferenceData, nodes: in
     stored unconstrained draws (:mod:`hlh_meta.models.points`), rows with weight 1. None
     where the fit has no such draws or no study effect ``z`` with a standard normal prior
     (the caller then uses :func:`study_loglik`)."""
-    from ..models.points import GROUP, PointsUnavailable, compiled_with, expand, flat_points, model_of, slices
+    from ..models.points import GROUP, PointsUnavailable, compiled_with, expand, flat_points, model_of
 
     sampler = json.loads(idata.posterior.attrs.get("sampler", "{}")).get("sampler")
     if GROUP not in idata.groups() or inp.structure.engine != "binomial" or sampler != "nutpie":
@@ -73,7 +73,7 @@ def integrated_study_loglik(inp: ModelInputs, idata: az.InferenceData, nodes: in
     try:
         compiled = compiled_with(inp)
         flat = flat_points(compiled, idata[GROUP])
-        part = slices(compiled).get(model.rvs_to_values[model["z"]].name)
+        part = effect_slice(inp, compiled)
         if part is None:
             return None
         keep = inp.weights > 0
@@ -91,6 +91,15 @@ def integrated_study_loglik(inp: ModelInputs, idata: az.InferenceData, nodes: in
     chains, draws = int(idata.posterior.sizes["chain"]), int(idata.posterior.sizes["draw"])
     return xr.DataArray(total.reshape(chains, draws, len(studies)), dims=("chain", "draw", "study"),
                         coords={"study": studies})
+
+
+def effect_slice(inp: ModelInputs, compiled) -> slice | None:
+    """Where the study effects ``z`` lie in a point of ``inp``'s compiled model (None: the model
+    samples none)."""
+    from ..models.points import model_of, slices
+
+    model = model_of(inp)
+    return slices(compiled).get(model.rvs_to_values[model["z"]].name) if "z" in model.named_vars else None
 
 
 def _standard_normal(model: pm.Model, rv) -> bool:

@@ -31,7 +31,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from ..analyses.crossval import PARETO_K_REFIT, integrated_study_loglik
+from ..analyses.crossval import PARETO_K_REFIT, effect_slice, integrated_study_loglik
 from ..inference import GATE, SamplerSettings
 from ..inference.trace import draws_dataset
 from ..models.engine import ModelInputs
@@ -106,13 +106,14 @@ def _systematic(weights: np.ndarray, n: int, seed: int) -> np.ndarray:
 #: there and (once asked for) each study's integrated log-likelihood at each draw (the same for
 #: every variant of a sensitivity run: computed once)
 _PRIMARY: list = []
+_NOT_YET = object()     # the integrated log-likelihood before it is first asked for
 
 
 def _primary_density(primary_inputs: ModelInputs, primary: az.InferenceData) -> tuple[np.ndarray, np.ndarray]:
     if not (_PRIMARY and _PRIMARY[0] is primary and _PRIMARY[1] is primary_inputs):
         base = compiled_with(primary_inputs)
         flat = flat_points(base, primary[GROUP])
-        _PRIMARY[:] = [primary, primary_inputs, flat, log_density(base, flat), ()]
+        _PRIMARY[:] = [primary, primary_inputs, flat, log_density(base, flat), _NOT_YET]
     return _PRIMARY[2], _PRIMARY[3]
 
 
@@ -120,17 +121,11 @@ def _integrated(primary_inputs: ModelInputs, primary: az.InferenceData) -> np.nd
     """Each study's log-likelihood with its effect integrated out (draws, studies) at the
     primary's draws (:func:`~hlh_meta.analyses.crossval.integrated_study_loglik`), or None."""
     _primary_density(primary_inputs, primary)
-    if isinstance(_PRIMARY[4], tuple):        # not computed yet
+    if _PRIMARY[4] is _NOT_YET:
         ll = integrated_study_loglik(primary_inputs, primary)
         _PRIMARY[4] = None if ll is None else \
             ll.reindex(study=list(primary_inputs.studies)).values.reshape(-1, len(primary_inputs.studies))
     return _PRIMARY[4]
-
-
-def _effect_slice(compiled, inputs: ModelInputs) -> slice | None:
-    """Where the study effects ``z`` lie in a point of the compiled model (None: not sampled)."""
-    model = model_of(inputs)
-    return slices(compiled).get(model.rvs_to_values[model["z"]].name) if "z" in model.named_vars else None
 
 
 def _smoothed(log_ratio: np.ndarray) -> tuple[np.ndarray, float]:
@@ -164,9 +159,9 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
     try:
         flat, base_density = _primary_density(primary_inputs, primary)
         integrated = _integrated(primary_inputs, primary) if left else None
-        effects = None if integrated is None else _effect_slice(compiled_with(inputs), inputs)
+        other = compiled_with(inputs) if integrated is not None else None
+        effects = None if other is None else effect_slice(inputs, other)
         if integrated is not None and effects is not None:     # left-out studies' effects integrated out
-            other = compiled_with(inputs)
             log_ratio = -integrated[:, left].sum(axis=1)
         elif by_prior:        # the primary's compiled model gives every stored variable; the priors' ratio weighs
             other = compiled_with(primary_inputs)
