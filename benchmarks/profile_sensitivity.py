@@ -13,8 +13,15 @@ disk cache), sampling (nutpie's own run), trace conversion, diagnostics gate, ga
 (samples beyond one per fit), completing the InferenceData, prior draws, the variants'
 summary rows, support diagnostics (power-scaling, az.psens), the summary table, the
 leave-one-study-out comparison, planning the variants (frames and model inputs), the
-robustness table, figures and the report, process-pool start-up (with worker processes).
-Only the calling process is profiled: with worker processes, their steps are not counted.
+robustness table, figures and the report, process-pool start-up (with worker processes);
+reweighting variants from the primary's draws, the integrated log-likelihood of left-out
+studies, the compiled callbacks called at many points (expand, log density), building the
+PyMC models. Only the calling process is profiled: with worker processes, their steps are
+not counted.
+
+Then the floor under the cost per variant that the refits set: the variants refitted and
+reweighted (sensitivity.csv's ``method``), the mean seconds of one sampling run (nutpie's
+own, retries included) and what the refits' sampling alone costs per variant.
 """
 
 from __future__ import annotations
@@ -52,6 +59,10 @@ STEPS = {
     "save: report": ("report/html.py", "write_report"),
     "save: all": ("hlh_meta/result.py", "save"),
     "process pool (start-up, waiting)": ("concurrent/futures/_base.py", "result"),
+    "reweighting variants": ("sensitivity/reweight.py", "reweight"),
+    "integrated log-likelihood": ("analyses/crossval.py", "integrated_study_loglik"),
+    "callbacks at many points": ("inference/point_calls.py", "_in_threads"),
+    "building PyMC models": ("models/engine.py", "model"),
 }
 
 
@@ -94,7 +105,11 @@ def child(args) -> dict:
     compiles = sum(v[0] for (file, _, func), v in stats.items()
                    if func == "compile_pymc_model" and file.endswith("inference/callbacks.py"))
     steps["gated refits (extra samples)"] = calls["n"] - fits["n"]
-    return {"import": t1 - t0, "total": total, "steps": steps, "compiles": compiles, "fits": fits["n"],
+    methods = {}
+    if args.sensitivity:
+        first = result.tables["sensitivity"].drop_duplicates("variant")
+        methods = first.loc[first["variant"] != "primary", "method"].fillna("").value_counts().to_dict()
+    return {"methods": methods, "import": t1 - t0, "total": total, "steps": steps, "compiles": compiles, "fits": fits["n"],
             "samples": calls["n"], "timings": result.manifest["timings_s"],
             "variants": int(result.tables["sensitivity"]["variant"].nunique()) - 1 if args.sensitivity else 0}
 
@@ -128,6 +143,13 @@ def main() -> None:
         print(f"{step:<42} {a:>8.1f} {b:>12.1f} {b - a:>11.1f} {(b - a) / max(n, 1):>12.2f}{unit}")
     print(f"{'total after import':<42} {fit['total']:>8.1f} {sens['total']:>12.1f} {sens['total'] - fit['total']:>11.1f} "
           f"{(sens['total'] - fit['total']) / max(n, 1):>12.2f} s   ({n} variants)")
+    refits, reweighted = sens["methods"].get("refit", 0), sens["methods"].get("reweighted", 0)
+    sampled = sens["steps"]["sampling (nutpie)"] - fit["steps"]["sampling (nutpie)"]
+    extra = sens["samples"] - fit["samples"]
+    if extra > 0:
+        print(f"\nvariants: {refits} refitted, {reweighted} reweighted, {n - refits - reweighted} with nothing to fit; "
+              f"{extra} sampling runs for them (retries included), {sampled / extra:.2f} s each: the refits' "
+              f"sampling alone costs {sampled / max(n, 1):.2f} s per variant")
 
 
 if __name__ == "__main__":

@@ -346,3 +346,44 @@ def test_a_run_builds_each_frame_once_per_data_and_spec(ds, monkeypatch):
     pd.testing.assert_frame_equal(second, alone)
     analysis.frame(ds, spec)
     assert len(computed) == 5                        # the run is over: nothing kept
+
+
+def test_a_run_works_out_the_sensitivity_variants_once(ds, monkeypatch, tmp_path):
+    """The variants are worked out once per dataset and spec within frames_kept (each caller
+    gets its own list of the same variants), every call outside; `hlh-meta sensitivity`'s
+    checks before sampling and its run share them."""
+    import hlh_meta.orchestrate as orchestrate
+    import hlh_meta.pipeline as pipeline
+    from hlh_meta.analyses.frames import frames_kept
+
+    spec = load_spec(bundled_specs_dir() / "mortality.toml")
+    analysis = analysis_for(spec)
+    calls = []
+    real = analysis.families["judgements"]
+    monkeypatch.setitem(type(analysis).families, "judgements", lambda *a: calls.append(1) or real(*a))
+    alone = analysis.expand_variants(ds, spec)
+    analysis.expand_variants(ds, spec)
+    assert len(calls) == 2                           # outside a run: every call
+    with frames_kept():
+        first = analysis.expand_variants(ds, spec)
+        first.clear()                                # the caller's own list
+        second = analysis.expand_variants(ds, spec)
+        assert len(calls) == 3 and second == alone
+        analysis.expand_variants(ds, spec.patched({"data": {"exclude_studies": ["henry2019"]}}))
+        assert len(calls) == 4
+
+    def run(spec, ds, **kw):                         # no sampling: the variants as the run would work them out
+        resolved = analysis.resolve(ds, spec)
+        with frames_kept():
+            analysis.expand_variants(ds, resolved)   # the run's check
+            analysis.expand_variants(ds, resolved)   # run_sensitivity
+        raise Stop
+
+    class Stop(Exception):
+        pass
+
+    calls.clear()
+    monkeypatch.setattr(pipeline, "run_analysis", run)
+    with pytest.raises(Stop):
+        orchestrate.run_all([bundled_specs_dir() / "mortality.toml"], out=tmp_path, data=ds.path, sensitivity=True)
+    assert len(calls) == 1

@@ -495,6 +495,20 @@ def test_figures_drawn_beside_this_process_are_the_same(saved, tmp_path):
     assert {n: b for n, b in here.items() if n.endswith(".png")} == {n: b for n, b in there.items() if n.endswith(".png")}
 
 
+def test_the_drawer_takes_the_sensitivity_panels_and_leaves_the_trace_plot_here():
+    """The sensitivity panels, the costliest figure, go to the background process; the trace
+    plot is then drawn here, so neither process waits long for the other. Without the panels
+    the split is as before."""
+    from hlh_meta.pipeline import DRAWN_AWAY, KEPT_WITH_SENSITIVITY, drawn_away
+
+    kinds = ["forest", "intervals", "shrinkage", "trace", "prior_posterior", "ppc"]
+    assert drawn_away(kinds) == [k for k in kinds if k in DRAWN_AWAY] and "trace" in drawn_away(kinds)
+    with_panels = drawn_away([*kinds, "sensitivity"])
+    assert "sensitivity" in with_panels and "trace" not in with_panels
+    assert set(with_panels) == set(DRAWN_AWAY) - set(KEPT_WITH_SENSITIVITY)
+    assert drawn_away(["forest", "intervals"]) == []
+
+
 def test_figures_of_a_drawer_that_died_are_drawn_here(saved, tmp_path):
     """Its process killed while it holds figures: those are drawn in this process, and no
     more work is handed to it (the next save draws every figure here)."""

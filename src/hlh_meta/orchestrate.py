@@ -346,6 +346,7 @@ def _run(given: list[SpecLike], todo: list[int], out: Path, data: object, outcom
     """Check every spec in ``todo``, then run and write each analysis that has rows
     (``drawer``: a :class:`.pipeline.FigureDrawer` drawing figures beside this process)."""
     from .analyses import analysis_for, as_spec
+    from .analyses.frames import frames_kept
     from .pipeline import CompileAhead
     from .report.writer import check_output_location, leftover_note, leftovers, safe_child
     from .result import _python_terms
@@ -356,37 +357,39 @@ def _run(given: list[SpecLike], todo: list[int], out: Path, data: object, outcom
     if len(set(names)) != len(names):
         raise SpecError(", ".join(str(spec.path) for spec in loaded.values()), "analysis.name",
                         "two specs share a name (it names the results folder)")
-    runnable = []
-    for i, spec in loaded.items():
-        analysis = analysis_for(spec)
-        analysis.check_spec(spec)                    # keys checked against the analysis type (priors, threshold, ...)
-        analysis.settings(spec)                      # [sampling] values (a seed of -1) before any sampling
-        used, _ = analysis.frame(ds, spec)           # data and spec problems surface before any sampling
-        if used.empty:
-            why = f"no row of the tables is usable for this {spec.kind} analysis"
-            if not skip_empty:
-                raise spec.error("data", why)
-            emit("no usable rows", spec.name, f"{why}; skipped")
-            if skip_fresh and not isinstance(given[i], Spec) and Path(spec.path).is_file():
-                record_skip(out, spec.name, Path(spec.path), ds.sha256)
-            outcomes[i] = RunOutcome(spec.name, out / spec.name, "no usable rows")
-            continue
-        if sensitivity:
-            analysis.expand_variants(ds, spec)
-        analysis.check_request(ds, analysis.resolve(ds, spec), sensitivity)   # within the machine's memory
-        runnable.append(i)
-    targets = {i: safe_child(out, loaded[i].name) for i in runnable}
-    with _python_terms() if terms == "python" else nullcontext():
-        for target in targets.values():
-            check_output_location(target, force)
-    for i, target in targets.items():                # leftovers of killed runs: removed, or reported before sampling
-        for path in leftovers(target, remove=True):
-            emit("leftover", loaded[i].name, leftover_note(path))
-    with CompileAhead([loaded[i] for i in runnable], ds) as ahead:   # later analyses' models compile meanwhile
-        for i in runnable:
-            outcomes[i] = _run_one(loaded[i], targets[i], ds, ahead, emit, listening=listening, force=force,
-                                   compare=compare, sensitivity=sensitivity, terms=terms, options=options,
-                                   drawer=drawer)
+    with frames_kept():        # each frame and list of variants worked out once, for the checks and the runs
+        runnable = []
+        for i, spec in loaded.items():
+            analysis = analysis_for(spec)
+            analysis.check_spec(spec)                    # keys checked against the analysis type (priors, threshold, ...)
+            analysis.settings(spec)                      # [sampling] values (a seed of -1) before any sampling
+            used, _ = analysis.frame(ds, spec)           # data and spec problems surface before any sampling
+            if used.empty:
+                why = f"no row of the tables is usable for this {spec.kind} analysis"
+                if not skip_empty:
+                    raise spec.error("data", why)
+                emit("no usable rows", spec.name, f"{why}; skipped")
+                if skip_fresh and not isinstance(given[i], Spec) and Path(spec.path).is_file():
+                    record_skip(out, spec.name, Path(spec.path), ds.sha256)
+                outcomes[i] = RunOutcome(spec.name, out / spec.name, "no usable rows")
+                continue
+            resolved = analysis.resolve(ds, spec)        # reference levels: as the run will resolve them
+            if sensitivity:
+                analysis.expand_variants(ds, resolved)
+            analysis.check_request(ds, resolved, sensitivity)   # within the machine's memory
+            runnable.append(i)
+        targets = {i: safe_child(out, loaded[i].name) for i in runnable}
+        with _python_terms() if terms == "python" else nullcontext():
+            for target in targets.values():
+                check_output_location(target, force)
+        for i, target in targets.items():                # leftovers of killed runs: removed, or reported before sampling
+            for path in leftovers(target, remove=True):
+                emit("leftover", loaded[i].name, leftover_note(path))
+        with CompileAhead([loaded[i] for i in runnable], ds) as ahead:   # later analyses' models compile meanwhile
+            for i in runnable:
+                outcomes[i] = _run_one(loaded[i], targets[i], ds, ahead, emit, listening=listening, force=force,
+                                       compare=compare, sensitivity=sensitivity, terms=terms, options=options,
+                                       drawer=drawer)
 
 
 def _run_one(spec: Spec, target: Path, ds: Dataset, ahead: CompileAhead, emit: Listener, *, listening: bool,

@@ -215,6 +215,19 @@ class CompileAhead:
 #: predictive check, the shrinkage plot and the sensitivity panels); this process writes the
 #: posterior, tables and workbook and draws the others meanwhile
 DRAWN_AWAY = ("trace", "prior_posterior", "ppc", "shrinkage", "sensitivity")
+#: kinds drawn here instead when the sensitivity panels go to the background process: the panels
+#: of the bundled mortality sensitivity analysis take about 5 s to draw and save, as long as the
+#: rest of the background process's figures, and the trace plot (about 2 s) evens the two halves
+KEPT_WITH_SENSITIVITY = ("trace",)
+
+
+def drawn_away(kinds: list[str]) -> list[str]:
+    """Which of a result's figure kinds the background process draws (:data:`DRAWN_AWAY`, less
+    :data:`KEPT_WITH_SENSITIVITY` where the sensitivity panels are among them)."""
+    away = [k for k in kinds if k in DRAWN_AWAY]
+    if "sensitivity" in away:
+        away = [k for k in away if k not in KEPT_WITH_SENSITIVITY]
+    return away
 
 
 def _load_figures() -> None:
@@ -230,7 +243,7 @@ def _draw_away(result: AnalysisResult, folder: str, names: list[str]) -> None:
 
 class FigureDrawer:
     """A background process that draws and saves some figures of each results folder
-    (those of the kinds in :data:`DRAWN_AWAY`) while this process writes the posterior,
+    (those of the kinds :func:`drawn_away` picks) while this process writes the posterior,
     tables, workbook and the other figures (:meth:`AnalysisResult.save` with ``drawer``).
 
     It starts as it is made, so it has loaded matplotlib and ArviZ by the time the first
@@ -253,14 +266,16 @@ class FigureDrawer:
         self._pool = pool
 
     def hand(self, result: AnalysisResult, folder: Path) -> tuple[list[str], Any] | None:
-        """Start drawing ``result``'s figures of the kinds :data:`DRAWN_AWAY` into ``folder``
+        """Start drawing ``result``'s figures of the kinds :func:`drawn_away` picks into ``folder``
         (which exists); returns their names and the pending work, or None (nothing handed)."""
         from .report.figures import figure_specs
         from .sensitivity.executors import submit
 
         if self._pool is None:
             return None
-        names = [s.name for s in figure_specs(result) if s.kind in DRAWN_AWAY]
+        specs = figure_specs(result)
+        away = drawn_away([s.kind for s in specs])
+        names = [s.name for s in specs if s.kind in away]
         if not names:
             return None
         try:

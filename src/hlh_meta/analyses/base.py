@@ -31,7 +31,7 @@ from ..inference import SamplerSettings, gate_summary
 from ..models.engine import ModelInputs, check_request, fit_model
 from ..models.priors import BINOMIAL_DEFAULTS, resolve_priors
 from ..spec import Spec
-from .frames import kept
+from .frames import kept, kept_list
 from .quantity_id import Contrast, QuantityId
 from .registry import check_keys
 
@@ -487,8 +487,10 @@ class AnalysisType:
             tables = {"summary_of_findings": findings, **tables}
         return Analysed(self, spec, idata, quantities, tables)
 
+    @kept_list
     def expand_variants(self, ds: Dataset, spec: Spec) -> list[Variant]:
-        """The variants the spec's ``[sensitivity] families`` declare (default: all of this type's)."""
+        """The variants the spec's ``[sensitivity] families`` declare (default: all of this type's);
+        within :func:`~.frames.frames_kept` worked out once per dataset and spec."""
         families = spec.get("sensitivity", "families")
         families = list(self.families) if families is None else families
         if not families or not all(isinstance(f, str) for f in families):

@@ -1,4 +1,4 @@
-"""One analysis frame per dataset and spec within a run.
+"""One analysis frame (and one list of sensitivity variants) per dataset and spec within a run.
 
 Building an analysis frame (the rows entering the model, and why the others do not) reads
 and resolves every table; one run asks for the same frame several times (the checks
@@ -35,18 +35,34 @@ def frames_kept() -> Iterator[None]:
         _KEPT.reset(token)
 
 
+def _kept_call(what: str, owner, ds, spec, compute: Callable):
+    """``compute()``, once per ``what``, analysis type, dataset and spec content within
+    :func:`frames_kept` (every call outside it)."""
+    memo = _KEPT.get()
+    if memo is None:
+        return compute()
+    key = (what, type(owner), id(ds), str(spec.path), json.dumps(spec.raw, sort_keys=True, default=repr))
+    hit = memo.get(key)
+    if hit is None or hit[0] is not ds:           # the dataset is held, so its id is not reused meanwhile
+        hit = memo[key] = (ds, compute())
+    return hit[1]
+
+
 def kept(frame: Callable) -> Callable:
     """An analysis type's ``frame(self, ds, spec)`` computed once within :func:`frames_kept`."""
     @functools.wraps(frame)
     def cached(self, ds, spec) -> tuple[pd.DataFrame, pd.DataFrame]:
-        memo = _KEPT.get()
-        if memo is None:
-            return frame(self, ds, spec)
-        key = (type(self), id(ds), str(spec.path), json.dumps(spec.raw, sort_keys=True, default=repr))
-        hit = memo.get(key)
-        if hit is None or hit[0] is not ds:       # the dataset is held, so its id is not reused meanwhile
-            used, left = frame(self, ds, spec)
-            hit = memo[key] = (ds, used, left)
-        return hit[1].copy(), hit[2].copy()
+        used, left = _kept_call("frame", self, ds, spec, lambda: frame(self, ds, spec))
+        return used.copy(), left.copy()
+
+    return cached
+
+
+def kept_list(method: Callable) -> Callable:
+    """An analysis type's ``method(self, ds, spec)`` returning a list (of immutable items, e.g.
+    the sensitivity variants) computed once within :func:`frames_kept`; each call gets its own list."""
+    @functools.wraps(method)
+    def cached(self, ds, spec) -> list:
+        return list(_kept_call(method.__name__, self, ds, spec, lambda: method(self, ds, spec)))
 
     return cached
