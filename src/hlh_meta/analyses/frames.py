@@ -5,7 +5,8 @@ and resolves every table; one run asks for the same frame several times (the che
 before any sampling, the reference levels, the fit, the memory estimate). Inside
 :func:`frames_kept` each analysis type's ``frame`` is computed once per dataset and spec
 content and handed out as copies; outside it, every call computes the frame, as a caller
-that changes a dataset between calls expects.
+that changes a dataset between calls expects. The list of sensitivity variants, which
+builds a frame for each alternative reading of the judgements, is kept the same way.
 """
 
 from __future__ import annotations
