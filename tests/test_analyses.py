@@ -387,3 +387,17 @@ def test_a_run_works_out_the_sensitivity_variants_once(ds, monkeypatch, tmp_path
     with pytest.raises(Stop):
         orchestrate.run_all([bundled_specs_dir() / "mortality.toml"], out=tmp_path, data=ds.path, sensitivity=True)
     assert len(calls) == 1
+
+
+def test_a_log_ratio_beyond_floating_point_is_an_unbounded_increase_without_a_warning():
+    """A predictive draw far in a heavy-tailed tau prior's tail (the HalfCauchy variant of the
+    biomarkers' sensitivity analysis) has a ratio beyond floating point: its percent
+    reduction is -inf (an unbounded increase), with no overflow warning on the terminal."""
+    import warnings
+
+    from hlh_meta.analyses.biomarkers import _reduction
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = _reduction(np.array([np.log(0.25), 0.0, 800.0]))
+    assert out[0] == pytest.approx(75.0) and out[1] == 0.0 and out[2] == -np.inf

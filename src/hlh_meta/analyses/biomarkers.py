@@ -48,7 +48,10 @@ def display(biomarker: str) -> str:
 
 
 def _reduction(log_ratio: np.ndarray) -> np.ndarray:
-    return 100 * (1 - np.exp(log_ratio))
+    """Percent reduction of a log ratio; -inf where the ratio is beyond floating point (a
+    predictive draw of a heavy-tailed tau prior's variant), without numpy's overflow warning."""
+    with np.errstate(over="ignore"):
+        return 100 * (1 - np.exp(log_ratio))
 
 
 def _change(outcome: str, reduction: tuple[float, float, float], interval: str = "95% CrI") -> str:
