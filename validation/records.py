@@ -1,6 +1,6 @@
 """Which model a validation record ran against: the SHA-256 of the model's source files.
 
-Each record in validation/results (sbc.md, coverage.md, reweighting.md) carries, per engine it validated, a
+Each record in validation/results (sbc.md, coverage.md, reweighting.md, reweighting_biomarkers.md) carries, per engine it validated, a
 line
 
     Model sources (binomial): sha256 <64 hex digits> over src/hlh_meta/models/{binomial,...}.py
@@ -44,6 +44,9 @@ RERUN: dict[str, dict[str, str]] = {
     },
     "reweighting.md": {
         "binomial": "PYTHONPATH=src .venv/bin/python validation/reweighting.py --draws 5000",
+    },
+    "reweighting_biomarkers.md": {
+        "normal": "PYTHONPATH=src .venv/bin/python validation/reweighting.py --draws 5000 --spec models/biomarkers.toml",
     },
 }
 

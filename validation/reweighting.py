@@ -1,6 +1,6 @@
-"""Reweighted sensitivity variants against long refits, on the bundled mortality analysis.
+"""Reweighted sensitivity variants against long refits, on a bundled analysis (mortality by default).
 
-For every variant of models/mortality.toml that the sensitivity command computes by
+For every variant of the spec (models/mortality.toml unless ``--spec``) that the sensitivity command computes by
 reweighting the primary draws (sensitivity/reweight.py), the variant is also fitted twice:
 as the command would refit it (``[sensitivity]`` draws and tuning) and as a reference with
 many more draws (``--draws`` per chain, 4 chains). The record gives, for the headline
@@ -9,8 +9,9 @@ each quantile (ArviZ), and the errors of the reweighted and the short refit agai
 reference: reweighting is fit for purpose where its errors are of the size of those of the
 refit it replaces.
 
-Run:  PYTHONPATH=src .venv/bin/python validation/reweighting.py [--draws 5000]
-Writes validation/results/reweighting.md (a few minutes on 2 cores).
+Run:  PYTHONPATH=src .venv/bin/python validation/reweighting.py [--draws 5000] [--spec models/biomarkers.toml]
+Writes validation/results/reweighting.md for the mortality analysis, reweighting_<name>.md
+for another spec (a few minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -63,22 +64,27 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=5000, help="draws per chain of each reference fit")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--spec", default="models/mortality.toml", help="the bundled analysis whose variants are checked")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     from hlh_meta.analyses import analysis_for, as_spec
     from hlh_meta.analyses.base import PRIMARY
+    from hlh_meta.analyses.biomarkers import display
     from hlh_meta.data import as_dataset
     from hlh_meta.models.engine import fit_model
     from hlh_meta.sensitivity.runner import plan, run_planned, variant_rows, variant_settings
 
     t0 = time.perf_counter()
-    digest = records.model_source_digest("binomial")
-    spec = as_spec("models/mortality.toml")
+    spec = as_spec(args.spec)
     ds = as_dataset(None)
     analysis = analysis_for(spec)
     spec = analysis.resolve(ds, spec)
     planned = plan(spec, ds, [PRIMARY] + analysis.expand_variants(ds, spec))
     primary = planned[0]
+    engine = primary.inputs.structure.engine
+    digest = records.model_source_digest(engine)
+    record = "reweighting.md" if spec.name == "mortality" else f"reweighting_{spec.name}.md"
+    headline = ""
     base = (primary.inputs, fit_model(primary.inputs, analysis.settings(spec), extras=False))
     short = variant_settings(spec)
     long = dataclasses.replace(short, draws=args.draws, tune=1000)
@@ -90,6 +96,8 @@ def main() -> int:
         if rows["method"].iloc[0] != "reweighted":
             continue
         key = rows["key"].iloc[0]
+        headline = headline or ("percent" if spec.name == "mortality" else
+                                f"{display(rows['label'].iloc[0])}, {rows['quantity'].iloc[0]}")
         got = {s: float(rows[s].iloc[0]) for s in STATS}
         fits, summaries = {}, {"reweighted": rows.set_index("id")}
         for name, settings in (("refit", short), ("reference", long)):
@@ -107,16 +115,18 @@ def main() -> int:
                            for s in STATS)
         lines.append(f"| {item.variant.name} | {rows['pareto_k'].iloc[0]:.2f} | {rows['ess'].iloc[0]:.0f} | {cells} |")
         print(lines[-1], flush=True)
-    if records.model_source_digest("binomial") != digest:
-        print("the binomial model sources changed during the run: no record written", file=sys.stderr)
+    if records.model_source_digest(engine) != digest:
+        print(f"the {engine} model sources changed during the run: no record written", file=sys.stderr)
         return 2
+    reported = "mortality of each profile, odds ratios, tau" if spec.name == "mortality" else \
+        "each one sensitivity.csv compares: per biomarker its percent reduction and tau"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     head = "| variant | k | ESS | " + " | ".join(f"{s} reference | {s} reweighted − ref | {s} refit − ref"
                                                 for s in STATS) + " |"
     text = "\n".join([
         "# Reweighted sensitivity variants against long refits",
         "",
-        f"Bundled mortality analysis (`models/mortality.toml`), headline quantity (percent), at commit {commit}. "
+        f"Bundled {spec.name} analysis (`{args.spec}`), headline quantity ({headline}), at commit {commit}. "
         f"Each variant the sensitivity command reweights from the primary draws (Pareto k and the weights' "
         f"effective sample size as its row gives them) against a reference fit of 4 × {args.draws} draws "
         f"(± its Monte Carlo SE: ArviZ's for the quantiles, the delta method for the SD) and against the refit it replaces "
@@ -126,7 +136,7 @@ def main() -> int:
         "|" + "---|" * (3 + 3 * len(STATS)),
         *lines,
         "",
-        "Every quantity the variant reports (mortality of each profile, odds ratios, tau), on the "
+        f"Every quantity the variant reports ({reported}), on the "
         "unbounded scale (log odds, log ratio, log tau): the largest shift of a median from the "
         "reference's, in the reference's posterior SDs, and the range of each SD's relative "
         "difference from the reference's.",
@@ -136,14 +146,15 @@ def main() -> int:
         "|---|---|---|---|---|---|",
         *wide,
         "",
-        f"Command: `PYTHONPATH=src .venv/bin/python validation/reweighting.py --draws {args.draws}` "
+        f"Command: `PYTHONPATH=src .venv/bin/python validation/reweighting.py --draws {args.draws}"
+        f"{'' if record == 'reweighting.md' else ' --spec ' + args.spec}` "
         f"({(time.perf_counter() - t0) / 60:.1f} min).",
         "",
-        records.digest_line("binomial"),
+        records.digest_line(engine),
         "",
     ])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "reweighting.md").write_text(text, encoding="utf-8")
+    (args.out / record).write_text(text, encoding="utf-8")
     print(text)
     return 0
 
