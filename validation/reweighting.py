@@ -76,6 +76,8 @@ def main() -> int:
 
     t0 = time.perf_counter()
     spec = as_spec(args.spec)
+    if spec.kind not in ("mortality", "biomarkers"):
+        ap.error(f"{args.spec} is a {spec.kind} analysis; the record is written for mortality and biomarkers")
     ds = as_dataset(None)
     analysis = analysis_for(spec)
     spec = analysis.resolve(ds, spec)
