@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass, replace
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -102,30 +103,41 @@ def _systematic(weights: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.minimum(np.searchsorted(np.cumsum(weights), u), len(weights) - 1)
 
 
-#: the primary fit last reweighted from, its draws in the sampler's coordinates, its log density
-#: there and (once asked for) each study's integrated log-likelihood at each draw (the same for
-#: every variant of a sensitivity run: computed once)
-_PRIMARY: list = []
 _NOT_YET = object()     # the integrated log-likelihood before it is first asked for
 
 
-def _primary_density(primary_inputs: ModelInputs, primary: az.InferenceData) -> tuple[np.ndarray, np.ndarray]:
-    if not (_PRIMARY and _PRIMARY[0] is primary and _PRIMARY[1] is primary_inputs):
+@dataclass
+class _Primary:
+    """The primary fit last reweighted from, its draws in the sampler's coordinates, its log
+    density there and (once asked for) each study's integrated log-likelihood at each draw:
+    the same for every variant of a sensitivity run, so computed once."""
+    fit: az.InferenceData
+    inputs: ModelInputs
+    flat: np.ndarray
+    density: np.ndarray
+    integrated: Any = _NOT_YET         # (draws, studies), None where it cannot be computed, or _NOT_YET
+
+
+_PRIMARY: list[_Primary] = []       # at most one: the last primary fit
+
+
+def _primary(primary_inputs: ModelInputs, primary: az.InferenceData) -> _Primary:
+    if not (_PRIMARY and _PRIMARY[0].fit is primary and _PRIMARY[0].inputs is primary_inputs):
         base = compiled_with(primary_inputs)
         flat = flat_points(base, primary[GROUP])
-        _PRIMARY[:] = [primary, primary_inputs, flat, log_density(base, flat), _NOT_YET]
-    return _PRIMARY[2], _PRIMARY[3]
+        _PRIMARY[:] = [_Primary(primary, primary_inputs, flat, log_density(base, flat))]
+    return _PRIMARY[0]
 
 
 def _integrated(primary_inputs: ModelInputs, primary: az.InferenceData) -> np.ndarray | None:
     """Each study's log-likelihood with its effect integrated out (draws, studies) at the
     primary's draws (:func:`~hlh_meta.analyses.crossval.integrated_study_loglik`), or None."""
-    _primary_density(primary_inputs, primary)
-    if _PRIMARY[4] is _NOT_YET:
+    kept = _primary(primary_inputs, primary)
+    if kept.integrated is _NOT_YET:
         ll = integrated_study_loglik(primary_inputs, primary)
-        _PRIMARY[4] = None if ll is None else \
+        kept.integrated = None if ll is None else \
             ll.reindex(study=list(primary_inputs.studies)).values.reshape(-1, len(primary_inputs.studies))
-    return _PRIMARY[4]
+    return kept.integrated
 
 
 def _smoothed(log_ratio: np.ndarray) -> tuple[np.ndarray, float]:
@@ -157,7 +169,8 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
         return Reweighted(None)
     shift, left = None, left_out_studies(primary_inputs, inputs)
     try:
-        flat, base_density = _primary_density(primary_inputs, primary)
+        kept = _primary(primary_inputs, primary)
+        flat, base_density = kept.flat, kept.density
         integrated = _integrated(primary_inputs, primary) if left else None
         other = compiled_with(inputs) if integrated is not None else None
         effects = None if other is None else effect_slice(inputs, other)
