@@ -85,7 +85,7 @@ def main() -> int:
     primary = planned[0]
     engine = primary.inputs.structure.engine
     digest = records.model_source_digest(engine)
-    record = "reweighting.md" if spec.name == "mortality" else f"reweighting_{spec.name}.md"
+    record = "reweighting.md" if spec.kind == "mortality" else f"reweighting_{spec.name}.md"
     headline = ""
     base = (primary.inputs, fit_model(primary.inputs, analysis.settings(spec), extras=False))
     short = variant_settings(spec)
@@ -98,7 +98,7 @@ def main() -> int:
         if rows["method"].iloc[0] != "reweighted":
             continue
         key = rows["key"].iloc[0]
-        headline = headline or ("percent" if spec.name == "mortality" else
+        headline = headline or ("percent" if spec.kind == "mortality" else
                                 f"{display(rows['label'].iloc[0])}, {rows['quantity'].iloc[0]}")
         got = {s: float(rows[s].iloc[0]) for s in STATS}
         fits, summaries = {}, {"reweighted": rows.set_index("id")}
@@ -120,7 +120,7 @@ def main() -> int:
     if records.model_source_digest(engine) != digest:
         print(f"the {engine} model sources changed during the run: no record written", file=sys.stderr)
         return 2
-    reported = "mortality of each profile, odds ratios, tau" if spec.name == "mortality" else \
+    reported = "mortality of each profile, odds ratios, tau" if spec.kind == "mortality" else \
         "each one sensitivity.csv compares: per biomarker its percent reduction and tau"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     head = "| variant | k | ESS | " + " | ".join(f"{s} reference | {s} reweighted − ref | {s} refit − ref"
