@@ -81,7 +81,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "sensitivity": {
         "families": Key(list, None, "variant families (default: all of the analysis type)"),
         "draws": Key(int, 500, "draws per chain of each variant's fit (the primary analysis keeps [sampling])"),
-        "tune": Key(int, 500, "tuning steps per chain of each variant's fit"),
+        "tune": Key(int, 300, "tuning steps per chain of each variant's fit"),
     },
 }
 

@@ -1,0 +1,104 @@
+"""What a refitted sensitivity variant costs under other tuning lengths and target acceptances.
+
+Run:  .venv/bin/python benchmarks/bench_variant_settings.py [--spec models/mortality.toml]
+          [--settings 500:0.9 300:0.9 500:0.95 300:0.95] [--seeds 4]
+
+Runs the spec's sensitivity analysis once in this process (serially) to collect the variants
+that are refitted (not reweighted), then samples each of them again under each setting
+``TUNE:TARGET_ACCEPT`` (the spec's ``[sensitivity] draws`` per chain, its chains) with
+``--seeds`` seeds, the settings alternating run by run so that all see the same load. Each
+sampling goes through the diagnostics gate as a fit's first attempt does, without its retry.
+Printed per setting: the mean seconds of one sampling, how many failed the gate and why, and
+the expected seconds of a refit with the gate's retry::
+
+    mean + failed share x mean seconds of the retry
+
+where the retry's seconds are those of one sampling scaled by its iterations
+(:meth:`hlh_meta.SamplerSettings.retry`: twice the draws, twice the tuning steps and at least 1000).
+A shorter warm-up is worth taking only where the gate fails no more often: the gate holds every
+variant to the same R-hat, ESS and divergence standard whatever its warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import ROOT, Version, header  # noqa: E402
+
+
+def collect(spec: str) -> list[tuple]:
+    """The arguments of each refitted variant's gated sampling in a serial sensitivity run."""
+    import hlh_meta as hm
+    from hlh_meta.inference import sampling
+    from hlh_meta.models import engine
+
+    seen: list[tuple] = []
+    gated = sampling.sample_gated
+
+    def recording(build, key, data, settings, gate_vars):
+        seen.append((build, key, dict(data), settings, gate_vars))
+        return gated(build, key, data, settings, gate_vars)
+
+    engine.sample_gated = recording
+    try:
+        hm.run_analysis(spec, sensitivity=True, executor="serial")
+    finally:
+        engine.sample_gated = gated
+    return seen[1:]                                   # the first is the primary fit
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", default="models/mortality.toml")
+    ap.add_argument("--settings", nargs="+", default=["500:0.9", "300:0.9", "500:0.95", "300:0.95"],
+                    help="TUNE:TARGET_ACCEPT pairs to compare")
+    ap.add_argument("--seeds", type=int, default=4)
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    header([Version("new", ROOT)])
+    from hlh_meta.inference import sampling
+    from hlh_meta.inference.diagnostics import check
+
+    pairs = [(int(t), float(a)) for t, a in (s.split(":") for s in args.settings)]
+    t0 = time.perf_counter()
+    refits = collect(args.spec)
+    print(f"{args.spec}: {len(refits)} refitted variants collected in {time.perf_counter() - t0:.0f} s; "
+          f"{args.seeds} seeds x {len(pairs)} settings each\n")
+    runs: dict[tuple, list[tuple[float, bool, str]]] = {p: [] for p in pairs}
+    for seed in range(args.seeds):
+        for build, key, data, settings, gate_vars in refits:
+            for tune, accept in pairs:
+                s = replace(settings, tune=tune, target_accept=accept, seed=10_000 + seed)
+                start = time.perf_counter()
+                idata = sampling._sample_once(build, key, data, s)
+                seconds = time.perf_counter() - start
+                diag = check(idata, gate_vars)
+                runs[(tune, accept)].append((seconds, diag.passed, "; ".join(diag.problems)))
+    draws = refits[0][3].draws if refits else 0
+    print(f"{'tune':>5} {'target':>6} {'runs':>5} {'s/sampling':>10} {'failed':>7} {'expected s/refit':>16}  why")
+    for (tune, accept), rs in runs.items():
+        seconds = float(np.mean([r[0] for r in rs]))
+        failed = [r[2] for r in rs if not r[1]]
+        retry = replace(refits[0][3], tune=tune).retry() if refits else None
+        scale = (retry.draws + retry.tune) / (draws + tune) if retry else 0.0
+        expected = seconds * (1 + len(failed) / len(rs) * scale)
+        kinds: dict[str, int] = {}
+        for why in failed:
+            for part in why.split("; "):
+                name = "divergences" if "divergent" in part else re.match(r"\D*", part).group().strip()  # type: ignore[union-attr]
+                kinds[name] = kinds.get(name, 0) + 1
+        print(f"{tune:>5} {accept:>6} {len(rs):>5} {seconds:>10.2f} {len(failed):>7} {expected:>16.2f}  "
+              f"{', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}")
+
+
+if __name__ == "__main__":
+    main()
