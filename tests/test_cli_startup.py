@@ -4,6 +4,7 @@ none of the modelling libraries; a first compile of a model shows a status line.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,22 @@ def test_the_command_line_and_its_workers_leave_what_is_alive_at_exit_to_the_sys
     res = subprocess.run([sys.executable, "-c", CYCLE + then, "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert ("COLLECTED" in res.stderr) == collected, res.stderr
+
+
+LEVEL = ("import os, sys\n{before}from hlh_meta.cli import _numba_level\n_numba_level()\nimport numba\n"
+         "print(os.environ.get('NUMBA_OPT'), int(numba.config.OPT))\n")
+
+
+@pytest.mark.parametrize("before, env, expected", [
+    ("", None, "1 1"),                       # the command's level where nothing asks for another
+    ("", "3", "3 3"),                        # the user's NUMBA_OPT wins
+    ("import numba\n", None, "None 3"),      # numba already imported: it has read its level, nothing is set
+])
+def test_the_command_compiles_at_numba_level_1_unless_told_otherwise(before, env, expected):
+    environ = {k: v for k, v in os.environ.items() if k != "NUMBA_OPT"}
+    if env is not None:
+        environ["NUMBA_OPT"] = env
+    res = subprocess.run([sys.executable, "-c", LEVEL.format(before=before)], capture_output=True, text=True,
+                         timeout=120, env=environ)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[-2] == expected

@@ -8,6 +8,7 @@ so; the traceback with --debug).
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from contextlib import ExitStack, contextmanager
@@ -346,9 +347,27 @@ def _catch_interrupts() -> None:
     sys.unraisablehook = unraisable
 
 
+#: numba's LLVM optimisation level the command compiles models at, unless the environment sets
+#: ``NUMBA_OPT``: on the bundled mortality model, level 1 compiles a new model structure about a
+#: sixth faster than numba's default (3), and the compiled log density, its gradient and the
+#: stored variables run as fast; level 0 runs over ten times slower
+#: (``benchmarks/bench_numba_opt.py``). numba does not key its disk cache on the level, so code
+#: compiled at either level is reused by both.
+NUMBA_OPT = "1"
+
+
+def _numba_level() -> None:
+    """Ask numba for :data:`NUMBA_OPT`, unless ``NUMBA_OPT`` is set or numba is already imported
+    (numba reads the variable once, when it is imported). Worker processes and the compile
+    helper inherit it with the environment."""
+    if "numba" not in sys.modules:
+        os.environ.setdefault("NUMBA_OPT", NUMBA_OPT)
+
+
 def main() -> None:
     from .errors import skip_final_collection
 
+    _numba_level()
     _state["program"] = True
     skip_final_collection()
     _catch_interrupts()
