@@ -348,8 +348,8 @@ def _catch_interrupts() -> None:
 
 
 #: numba's LLVM optimisation level the command compiles models at, unless the environment sets
-#: ``NUMBA_OPT``: on the bundled mortality model, level 1 compiles a new model structure about a
-#: sixth faster than numba's default (3), and the compiled log density, its gradient and the
+#: ``NUMBA_OPT``: on the bundled mortality model, level 1 compiles a new model structure in about
+#: 15% less time than numba's default (3), and the compiled log density, its gradient and the
 #: stored variables run as fast; level 0 runs over ten times slower
 #: (``benchmarks/bench_numba_opt.py``). numba does not key its disk cache on the level, so code
 #: compiled at either level is reused by both.
