@@ -13,12 +13,15 @@ ROOT = Path(__file__).parents[1]
 BENCH = ROOT / "benchmarks"
 
 
-@pytest.mark.parametrize("script", ["bench_cli.py", "bench_fit.py", "bench_run.py", "bench_sensitivity.py",
-                                    "profile_sensitivity.py"])
+#: the scripts that time this checkout alone (no --old)
+NEW_ONLY = ("profile_sensitivity.py", "bench_variant_settings.py", "bench_numba_opt.py")
+
+
+@pytest.mark.parametrize("script", ["bench_cli.py", "bench_fit.py", "bench_run.py", "bench_sensitivity.py", *NEW_ONLY])
 def test_script_starts(script):
     res = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert "--old" in res.stdout or script == "profile_sensitivity.py"
+    assert "--old" in res.stdout or script in NEW_ONLY
 
 
 def test_profiled_steps_name_existing_functions():
@@ -44,3 +47,9 @@ def test_internals_the_benchmarks_use():
     assert callable(sampling.clear_cache) and callable(posterior.clear_prior_cache)
     assert hasattr(sampling, "_CACHE") and callable(sampling._sample_once) and callable(sampling.sample_gated)
     assert callable(sampling.compile_pymc_model)
+    from hlh_meta.models import engine        # bench_variant_settings.py records the gated fits here
+
+    assert callable(engine.sample_gated) and callable(engine.shared_model) and callable(sampling.compile_structure)
+    from hlh_meta.analyses.base import PRIMARY, AnalysisType
+
+    assert PRIMARY.name == "primary" and callable(AnalysisType.variant_inputs)
