@@ -22,7 +22,6 @@ variant to the same R-hat, ESS and divergence standard whatever its warm-up.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 import warnings
@@ -66,7 +65,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     header([Version("new", ROOT)])
     from hlh_meta.inference import sampling
-    from hlh_meta.inference.diagnostics import check
+    from hlh_meta.inference.diagnostics import check, check_name
 
     pairs = [(int(t), float(a)) for t, a in (s.split(":") for s in args.settings)]
     t0 = time.perf_counter()
@@ -94,8 +93,7 @@ def main() -> None:
         kinds: dict[str, int] = {}
         for why in failed:
             for part in why.split("; "):
-                name = "divergences" if "divergent" in part else re.match(r"\D*", part).group().strip()  # type: ignore[union-attr]
-                kinds[name] = kinds.get(name, 0) + 1
+                kinds[check_name(part)] = kinds.get(check_name(part), 0) + 1
         print(f"{tune:>5} {accept:>6} {len(rs):>5} {seconds:>10.2f} {len(failed):>7} {expected:>16.2f}  "
               f"{', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}")
 

@@ -78,3 +78,11 @@ def test_check_reports_every_failure():
     text = " | ".join(diag.problems)
     assert "R-hat" in text and "bulk ESS" in text and "tail ESS" in text and "4 divergent" in text
     assert diag.r_hat_max > GATE["r_hat_max"]
+
+
+def test_each_gate_problem_is_named_by_its_check():
+    from hlh_meta.inference.diagnostics import check_name
+
+    assert [check_name(p) for p in ("R-hat 1.011 > 1.01", "bulk ESS 343 < 400", "tail ESS 292 < 400",
+                                    "1 divergent transitions", "3 divergent transitions")] == \
+        ["R-hat", "bulk ESS", "tail ESS", "divergences", "divergences"]

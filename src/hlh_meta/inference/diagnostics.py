@@ -25,6 +25,12 @@ from ..errors import GateWarning
 GATE = {"r_hat_max": 1.01, "ess_bulk_min": 400, "ess_tail_min": 400, "divergences_max": 0}
 
 
+def check_name(problem: str) -> str:
+    """The check a problem of :attr:`Diagnostics.problems` names: ``"divergences"``,
+    ``"R-hat"``, ``"bulk ESS"`` or ``"tail ESS"``."""
+    return "divergences" if "divergen" in problem else re.match(r"\D*", problem).group().strip()  # type: ignore[union-attr]
+
+
 @contextmanager
 def gate_summary(what: str):
     """The :class:`GateWarning` of every fit made in the block (one per refit of a
@@ -43,7 +49,7 @@ def gate_summary(what: str):
     for message in failed:
         problems = message.split(": ", 1)[-1].split("; the draws")[0]
         for problem in problems.split("; "):
-            name = "divergences" if "divergen" in problem else re.match(r"\D*", problem).group().strip()  # type: ignore[union-attr]
+            name = check_name(problem)
             if name not in checks:
                 checks.append(name)
     warnings.warn(f"the diagnostics gate failed in {len(failed)} of the fits for {what}: {', '.join(checks)}; their "
