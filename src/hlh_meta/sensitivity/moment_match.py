@@ -6,7 +6,8 @@ target ``p`` (a sensitivity variant's posterior) fails when ``p`` lies away from
 Moment matching (Paananen, Piironen, Bürkner & Vehtari 2021, *Implicitly adaptive importance
 sampling*, Statistics and Computing 31:16) moves the draws by affine maps that give them the
 weighted mean, then the weighted marginal variances, then the weighted covariance, each map
-kept only where it lowers the Pareto k. The maps change the proposal to ``g_T``, the density
+kept only where it lowers the Pareto k (or, once the k is low enough, where it raises the
+weights' effective sample size by a tenth). The maps change the proposal to ``g_T``, the density
 of the moved draws, whose log density at a moved draw is ``g``'s at the draw it came from less
 the log determinant of the accumulated linear map.
 
@@ -31,6 +32,10 @@ import numpy as np
 
 #: the most maps tried in turn (each needs the target's log density at every draw)
 MAX_STEPS = 12
+
+#: the least a map must lower the Pareto k, or (once the k is low enough) raise the effective
+#: sample size by (a fraction), to be kept: smaller gains cost a log density at every draw each
+MIN_GAIN_K, MIN_GAIN_ESS = 0.01, 0.1
 
 Density = Callable[[np.ndarray], np.ndarray]
 
@@ -161,11 +166,11 @@ def moment_match(draws: np.ndarray, proposal_density: np.ndarray, target: Densit
             tried += 1
             at_y = target(y)
             w_y, k_y, ess_y = smoothed(at_y - proposal_density)
-            if k_y < k:
+            if (k_y < k - MIN_GAIN_K) if k > k_max else (k_y <= k_max and ess_y > (1 + MIN_GAIN_ESS) * ess):
                 x, at_x, w, k, ess = y, at_y, w_y, k_y, ess_y
                 matrix, offset = step @ matrix, (offset - m) @ step.T + mw
                 steps.append(kind)
                 break
         else:
-            break                                  # no map lowered the k
+            break                                  # no map improved the weights
     return best
