@@ -107,39 +107,16 @@ def test_weights_that_cannot_be_trusted_leave_the_variant_to_a_refit(primary):
     inputs, idata = primary
     far = FRAME.assign(events=FRAME["total"] - 1)            # nearly every patient dies: far from the primary
     got = reweight(inputs, idata, prepare_binomial(far, priors=PRIORS), SETTINGS)
-    assert got.idata is None and got.pareto_k > 0.5 and got.ess < 100       # moment matching does not reach it
+    assert got.idata is None and got.pareto_k > 0.5 and got.ess < 100
 
 
 def test_weights_with_fewer_effective_draws_than_a_refit_must_reach_leave_the_variant_to_a_refit(primary):
     """A much narrower prior on mu: smooth weights (k well below 0.5), but fewer effective
-    draws than the diagnostics gate asks of a refit's bulk ESS (moment matching off)."""
+    draws than the diagnostics gate asks of a refit's bulk ESS."""
     inputs, idata = primary
     narrow = prepare_binomial(FRAME, priors={**PRIORS, "mu": {"dist": "Normal", "mu": 0.0, "sigma": 0.2}})
-    got = reweight(inputs, idata, narrow, SETTINGS, moment_matching=False)
+    got = reweight(inputs, idata, narrow, SETTINGS)
     assert got.pareto_k <= 0.5 and got.ess < GATE["ess_bulk_min"] and got.idata is None
-
-
-@pytest.mark.parametrize("what", ["narrower mu prior", "four more deaths in one study", "two more deaths in each study"])
-def test_weights_that_fail_as_they_are_are_moment_matched_and_match_the_grid_posterior(primary, what):
-    """Variants whose weights over the primary draws fail (k above 0.5, or too few effective
-    draws): the draws moved by moment matching first, the variant's posterior matches the
-    grid's, and the row says so (method, the split-form k and ESS)."""
-    inputs, idata = primary
-    events, mu_sd = FRAME["events"].copy(), 1.5
-    if what == "narrower mu prior":
-        mu_sd = 0.2
-    elif what == "four more deaths in one study":
-        events[1] += 4
-    else:
-        events += 2
-    variant = prepare_binomial(FRAME.assign(events=events), priors={**PRIORS, "mu": {**PRIORS["mu"], "sigma": mu_sd}})
-    plain = reweight(inputs, idata, variant, SETTINGS, moment_matching=False)
-    assert plain.idata is None and (plain.pareto_k > 0.5 or plain.ess < GATE["ess_bulk_min"])
-    got = reweight(inputs, idata, variant, SETTINGS)
-    assert got.idata is not None and got.method == "moment-matched"
-    assert got.pareto_k <= 0.5 and got.ess >= GATE["ess_bulk_min"] and got.ess > plain.ess
-    _check(got.idata, events, mu_sd, 1.0, got.ess)
-    assert (got.idata.observed_data["events"].values == events.to_numpy()).all()
 
 
 @pytest.mark.parametrize("prior, logpdf", [

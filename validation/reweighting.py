@@ -1,8 +1,7 @@
 """Reweighted sensitivity variants against long refits, on a bundled analysis (mortality by default).
 
 For every variant of the spec (models/mortality.toml unless ``--spec``) that the sensitivity command computes by
-reweighting the primary draws (sensitivity/reweight.py: ``reweighted``, or ``moment-matched``
-where the draws were moved first, sensitivity/moment_match.py), the variant is also fitted twice:
+reweighting the primary draws (sensitivity/reweight.py), the variant is also fitted twice:
 as the command would refit it (``[sensitivity]`` draws and tuning) and as a reference with
 many more draws (``--draws`` per chain, 4 chains). The record gives, for the headline
 quantity, the median, SD and 95% interval limits of each, the reference's Monte Carlo SE of
@@ -73,7 +72,7 @@ def main() -> int:
     from hlh_meta.analyses.biomarkers import display
     from hlh_meta.data import as_dataset
     from hlh_meta.models.engine import fit_model
-    from hlh_meta.sensitivity.runner import WEIGHTED, plan, run_planned, variant_rows, variant_settings
+    from hlh_meta.sensitivity.runner import plan, run_planned, variant_rows, variant_settings
 
     t0 = time.perf_counter()
     spec = as_spec(args.spec)
@@ -96,8 +95,7 @@ def main() -> int:
         if item.inputs is None:
             continue
         rows = run_planned(spec, item, None, base)
-        method = rows["method"].iloc[0]
-        if method not in WEIGHTED:
+        if rows["method"].iloc[0] != "reweighted":
             continue
         key = rows["key"].iloc[0]
         headline = headline or ("percent" if spec.kind == "mortality" else
@@ -109,7 +107,7 @@ def main() -> int:
             q = next(q for q in analysis.quantities(idata) if q.key == key)
             fits[name] = np.asarray(q.draws, dtype=float).reshape(idata.posterior.sizes["chain"], -1)
             summaries[name] = variant_rows(spec, item.variant, idata).set_index("id")
-        wide.append(_every_quantity(f"{item.variant.name} ({method})", summaries))
+        wide.append(_every_quantity(item.variant.name, summaries))
         ref = _summary(fits["reference"].reshape(-1))
         refit = _summary(fits["refit"].reshape(-1))
         se = {s: float(az.mcse(fits["reference"], method="quantile", prob=p))
@@ -117,7 +115,7 @@ def main() -> int:
         se["sd"] = _mcse_sd(fits["reference"])
         cells = " | ".join(f"{ref[s]:.2f} ± {se[s]:.2f} | {got[s] - ref[s]:+.2f} | {refit[s] - ref[s]:+.2f}"
                            for s in STATS)
-        lines.append(f"| {item.variant.name} | {method} | {rows['pareto_k'].iloc[0]:.2f} | {rows['ess'].iloc[0]:.0f} | {cells} |")
+        lines.append(f"| {item.variant.name} | {rows['pareto_k'].iloc[0]:.2f} | {rows['ess'].iloc[0]:.0f} | {cells} |")
         print(lines[-1], flush=True)
     if records.model_source_digest(engine) != digest:
         print(f"the {engine} model sources changed during the run: no record written", file=sys.stderr)
@@ -125,20 +123,19 @@ def main() -> int:
     reported = "mortality of each profile, odds ratios, tau" if spec.kind == "mortality" else \
         "each one sensitivity.csv compares: per biomarker its percent reduction and tau"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    head = "| variant | method | k | ESS | " + " | ".join(f"{s} reference | {s} reweighted − ref | {s} refit − ref"
+    head = "| variant | k | ESS | " + " | ".join(f"{s} reference | {s} reweighted − ref | {s} refit − ref"
                                                 for s in STATS) + " |"
     text = "\n".join([
         "# Reweighted sensitivity variants against long refits",
         "",
         f"Bundled {spec.name} analysis (`{args.spec}`), headline quantity ({headline}), at commit {commit}. "
-        f"Each variant the sensitivity command reweights from the primary draws (`reweighted`; `moment-matched`: "
-        f"the draws moved by moment matching first; Pareto k and the weights' "
+        f"Each variant the sensitivity command reweights from the primary draws (Pareto k and the weights' "
         f"effective sample size as its row gives them) against a reference fit of 4 × {args.draws} draws "
         f"(± its Monte Carlo SE: ArviZ's for the quantiles, the delta method for the SD) and against the refit it replaces "
         f"({short.chains} × {short.draws} draws, {short.tune} tuning steps).",
         "",
         head,
-        "|" + "---|" * (4 + 3 * len(STATS)),
+        "|" + "---|" * (3 + 3 * len(STATS)),
         *lines,
         "",
         f"Every quantity the variant reports ({reported}), on the "

@@ -24,8 +24,8 @@ The weights then carry only how far the shared parameters move, and are much mor
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Any
 
 import arviz as az
@@ -40,7 +40,6 @@ from ..models.normal_exact import tau_log_density
 from ..models.points import GROUP, PointsUnavailable, compiled_with, expand, flat_points, log_density, model_of, slices
 from ..models.posterior import complete, diagnostics_of
 from ..models.structure import LOG_PRIOR
-from .moment_match import moment_match, smoothed
 
 #: the families of tau's prior a change between which is reweighted: all have the positive
 #: reals as support, so the primary's draws cover the variant's posterior
@@ -91,14 +90,11 @@ def _prior_of_tau(inputs: ModelInputs, tau: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Reweighted:
     """The outcome of an attempt: the variant's InferenceData (None: refit), the Pareto k of
-    its weights and their effective sample size (NaN where the attempt could not be made), and
-    how it was computed: ``reweighted`` (the primary's draws weighted) or ``moment-matched``
-    (the draws moved first, :mod:`.moment_match`)."""
+    its weights and their effective sample size (NaN where the attempt could not be made)."""
 
     idata: az.InferenceData | None
     pareto_k: float = float("nan")
     ess: float = float("nan")
-    method: str = "reweighted"
 
 
 def _systematic(weights: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -144,14 +140,26 @@ def _integrated(primary_inputs: ModelInputs, primary: az.InferenceData) -> np.nd
     return kept.integrated
 
 
+def _smoothed(log_ratio: np.ndarray) -> tuple[np.ndarray, float]:
+    """Pareto-smoothed importance weights (normalised) of ``log_ratio`` and their Pareto k
+    (-inf for a constant ratio: equal weights, where ArviZ's fit of the tail gives inf)."""
+    log_ratio = np.asarray(log_ratio, dtype=float).reshape(-1)
+    if np.ptp(log_ratio) == 0:
+        return np.full(len(log_ratio), 1.0 / len(log_ratio)), -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        smoothed, k = az.psislw(log_ratio.copy(), reff=1.0)
+    weights = np.exp(np.asarray(smoothed, dtype=float).reshape(-1))
+    return weights / weights.sum(), float(k)
+
+
 def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: ModelInputs, settings: SamplerSettings,
-             k_max: float = PARETO_K_REFIT, moment_matching: bool = True) -> Reweighted:
+             k_max: float = PARETO_K_REFIT) -> Reweighted:
     """The variant of model inputs ``inputs`` from the primary fit ``primary`` (of
     ``primary_inputs``), or why not (``idata`` None): another structure, draws not kept in
-    the sampler's coordinates, a sampler other than nutpie, or weights with a Pareto k above
-    ``k_max`` or an effective sample size below the diagnostics gate's minimum ESS (the least
-    a refit must reach) both as they are and, for a variant of the primary's structure, after
-    moment matching (``moment_matching``; :mod:`.moment_match`).
+    the sampler's coordinates, a sampler other than nutpie, a Pareto k above ``k_max``, or
+    weights whose effective sample size is below the diagnostics gate's minimum ESS (the
+    least a refit must reach).
     ``settings``: the variant's sampler settings (its seed seeds the resampling; they are
     recorded in the result as a fit's are)."""
     sampler = json.loads(primary.posterior.attrs.get("sampler", "{}"))
@@ -159,7 +167,7 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
     if (inputs.structure != primary_inputs.structure and not by_prior) or GROUP not in primary.groups() or \
             sampler.get("sampler") != "nutpie":
         return Reweighted(None)
-    shift, left, target_at_draws = None, left_out_studies(primary_inputs, inputs), None
+    shift, left = None, left_out_studies(primary_inputs, inputs)
     try:
         kept = _primary(primary_inputs, primary)
         flat, base_density = kept.flat, kept.density
@@ -175,37 +183,26 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
             log_ratio = shift
         else:
             other = compiled_with(inputs)
-            target_at_draws = log_density(other, flat)
-            log_ratio = target_at_draws - base_density
+            log_ratio = log_density(other, flat) - base_density
     except PointsUnavailable:
         return Reweighted(None)
     if not np.isfinite(log_ratio).any() or np.isnan(log_ratio).any():
         return Reweighted(None)
-    weights, k, ess = smoothed(log_ratio)
-    points, method = flat, "reweighted"
-    if not (k <= k_max and ess >= GATE["ess_bulk_min"]):
-        matched = None
-        if moment_matching and not by_prior:   # the variant's own density at moved draws
-            try:
-                matched = moment_match(flat, base_density, partial(log_density, other),
-                                       partial(log_density, compiled_with(primary_inputs)), k_max=k_max,
-                                       ess_min=GATE["ess_bulk_min"], target_at_draws=target_at_draws)
-            except PointsUnavailable:
-                matched = None
-        if matched is None or not matched.passes(k_max, GATE["ess_bulk_min"]):
-            return Reweighted(None, k, ess)
-        points, weights, k, ess, method = matched.points, matched.weights, matched.pareto_k, matched.ess, \
-            "moment-matched"
-    index = _systematic(weights, len(points), settings.seed or 0)
-    points = points[index]
+    weights, k = _smoothed(log_ratio)
+    ess = float(1.0 / np.sum(weights**2))
+    if not k <= k_max or ess < GATE["ess_bulk_min"]:
+        return Reweighted(None, k, ess)
+    index = _systematic(weights, len(flat), settings.seed or 0)
+    points = flat[index]
     if effects is not None:     # a left-out study's effect is its prior's
         points[:, [effects.start + s for s in left]] = \
             np.random.default_rng([settings.seed or 0, 1]).standard_normal((len(points), len(left)))
     try:
-        idata = _as_fit(inputs, other, points, primary, settings, None if shift is None else shift[index])
+        idata = _as_fit(inputs, other, points, primary, settings,
+                        None if shift is None else shift[index])
     except PointsUnavailable:
         return Reweighted(None, k, ess)
-    return Reweighted(idata, k, ess, method)
+    return Reweighted(idata, k, ess)
 
 
 def _as_fit(inputs: ModelInputs, compiled, points: np.ndarray, primary: az.InferenceData,

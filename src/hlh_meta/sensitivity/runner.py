@@ -31,10 +31,6 @@ COLUMNS = ["variant", "family", "quantity", "key", "label", "mean", "sd", "media
            "ess", "mcse_mean", "diagnostics_passed", "diagnostics_problems", "note"]
 
 
-#: the ``method`` of a variant computed from the primary's draws by importance weights
-WEIGHTED = ("reweighted", "moment-matched")
-
-
 @dataclass(frozen=True)
 class Planned:
     """A variant with its model inputs, or why it cannot be fitted (``note``)."""
@@ -109,11 +105,9 @@ def run_planned(spec: Spec, item: Planned, idata=None, base: tuple[ModelInputs, 
     """Fit one planned variant (``idata``: its fit when the caller has it already) and summarise it.
 
     ``base``: the primary analysis's model inputs and fit; a variant of the same structure is
-    first computed by reweighting its draws (:mod:`.reweight`; moved by moment matching first
-    where the weights of the draws as they are cannot be trusted) and refitted only where the
-    Pareto k of the weights is too high. The rows say which (``method``: ``reweighted``,
-    ``moment-matched`` or ``refit``), with the k, the weights' effective sample size and, for
-    weighted draws, the Monte Carlo SE of each mean (SD / sqrt(ESS))."""
+    first computed by reweighting its draws (:mod:`.reweight`) and refitted only where the
+    Pareto k of the weights is too high. The rows say which (``method``), with the k, the
+    weights' effective sample size and, reweighted, the Monte Carlo SE of each mean (SD / sqrt(ESS))."""
     t = time.perf_counter()
     if item.inputs is None:
         return _note_row(item.variant, item.note).assign(seconds=0.0)
@@ -125,14 +119,14 @@ def run_planned(spec: Spec, item: Planned, idata=None, base: tuple[ModelInputs, 
             tried = reweight(base[0], base[1], item.inputs, settings)
             how.update(pareto_k=tried.pareto_k, ess=tried.ess)
             if tried.idata is not None:
-                idata, how["method"] = tried.idata, tried.method
+                idata, how["method"] = tried.idata, "reweighted"
         if idata is None:
             with warnings.catch_warnings():    # a variant's gate result and thin data are rows of the table
                 warnings.simplefilter("ignore", GateWarning)
                 warnings.simplefilter("ignore", ThinDataWarning)
                 idata = fit_model(item.inputs, settings, extras=False)
     rows = variant_rows(spec, item.variant, idata).assign(**how, seconds=round(time.perf_counter() - t, 3))
-    if how["method"] in WEIGHTED and "sd" in rows:     # Monte Carlo SE of a mean of weighted draws
+    if how["method"] == "reweighted" and "sd" in rows:     # Monte Carlo SE of a mean of weighted draws
         rows["mcse_mean"] = rows["sd"] / np.sqrt(how["ess"])
     return rows
 
