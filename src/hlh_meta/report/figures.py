@@ -347,8 +347,13 @@ def sensitivity(result, spec: FigureSpec | None = None):
     ncol = min(3, len(keys))
     nrow = -(-len(keys) // ncol)
     fig = Figure(figsize=(3.2 * ncol + 3.4, nrow * (1.2 + 0.24 * len(variants))))
-    axes = fig.subplots(nrow, ncol, sharey=True, squeeze=False)
+    # the same rows in every panel, named in the first column only: the other columns have no
+    # y ticks at all (shared ticks would make each panel lay out and draw every name again)
+    axes = fig.subplots(nrow, ncol, squeeze=False)
     y = np.arange(len(variants))[::-1]
+    for ax in axes.ravel():
+        ax.set_ylim(-0.6, len(variants) - 0.4)
+        ax.set_yticks([])
     for ax in axes.ravel()[len(keys):]:
         ax.set_visible(False)
     for ax, (key, quantity, label) in zip(axes.ravel(), keys):
