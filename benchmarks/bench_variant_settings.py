@@ -25,6 +25,7 @@ import argparse
 import sys
 import time
 import warnings
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,10 +91,7 @@ def main() -> None:
         retry = replace(refits[0][3], tune=tune).retry() if refits else None
         scale = (retry.draws + retry.tune) / (draws + tune) if retry else 0.0
         expected = seconds * (1 + len(failed) / len(rs) * scale)
-        kinds: dict[str, int] = {}
-        for why in failed:
-            for part in why.split("; "):
-                kinds[check_name(part)] = kinds.get(check_name(part), 0) + 1
+        kinds = Counter(check_name(part) for why in failed for part in why.split("; "))
         print(f"{tune:>5} {accept:>6} {len(rs):>5} {seconds:>10.2f} {len(failed):>7} {expected:>16.2f}  "
               f"{', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}")
 
