@@ -1,11 +1,12 @@
 """What a refitted sensitivity variant costs under other tuning lengths and target acceptances.
 
 Run:  .venv/bin/python benchmarks/bench_variant_settings.py [--spec models/mortality.toml]
-          [--settings 500:0.9 300:0.9 500:0.95 300:0.95] [--seeds 4]
+          [--settings 500:0.9 300:0.9 500:0.95 300:0.95 300:0.9:300] [--seeds 4]
 
 Runs the spec's sensitivity analysis once in this process (serially) to collect the variants
 that are refitted (not reweighted), then samples each of them again under each setting
-``TUNE:TARGET_ACCEPT`` (the spec's ``[sensitivity] draws`` per chain, its chains) with
+``TUNE:TARGET_ACCEPT[:DRAWS]`` (draws per chain: the spec's ``[sensitivity] draws`` unless
+given; the spec's chains) with
 ``--seeds`` seeds, the settings alternating run by run so that all see the same load. Each
 sampling goes through the diagnostics gate as a fit's first attempt does, without its retry.
 Printed per setting: the mean seconds of one sampling, how many failed the gate and why, and
@@ -60,7 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default="models/mortality.toml")
     ap.add_argument("--settings", nargs="+", default=["500:0.9", "300:0.9", "500:0.95", "300:0.95"],
-                    help="TUNE:TARGET_ACCEPT pairs to compare")
+                    help="TUNE:TARGET_ACCEPT[:DRAWS] settings to compare (DRAWS: per chain; default the spec's)")
     ap.add_argument("--seeds", type=int, default=4)
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -68,7 +69,7 @@ def main() -> None:
     from hlh_meta.inference import sampling
     from hlh_meta.inference.diagnostics import check, check_name
 
-    pairs = [(int(t), float(a)) for t, a in (s.split(":") for s in args.settings)]
+    pairs = [(int(p[0]), float(p[1]), int(p[2]) if len(p) > 2 else None) for p in (s.split(":") for s in args.settings)]
     t0 = time.perf_counter()
     refits = collect(args.spec)
     print(f"{args.spec}: {len(refits)} refitted variants collected in {time.perf_counter() - t0:.0f} s; "
@@ -76,23 +77,23 @@ def main() -> None:
     runs: dict[tuple, list[tuple[float, bool, str]]] = {p: [] for p in pairs}
     for seed in range(args.seeds):
         for build, key, data, settings, gate_vars in refits:
-            for tune, accept in pairs:
-                s = replace(settings, tune=tune, target_accept=accept, seed=10_000 + seed)
+            for tune, accept, n in pairs:
+                s = replace(settings, tune=tune, target_accept=accept, draws=n or settings.draws, seed=10_000 + seed)
                 start = time.perf_counter()
                 idata = sampling._sample_once(build, key, data, s)
                 seconds = time.perf_counter() - start
                 diag = check(idata, gate_vars)
-                runs[(tune, accept)].append((seconds, diag.passed, "; ".join(diag.problems)))
-    draws = refits[0][3].draws if refits else 0
-    print(f"{'tune':>5} {'target':>6} {'runs':>5} {'s/sampling':>10} {'failed':>7} {'expected s/refit':>16}  why")
-    for (tune, accept), rs in runs.items():
+                runs[(tune, accept, n)].append((seconds, diag.passed, "; ".join(diag.problems)))
+    print(f"{'tune':>5} {'target':>6} {'draws':>5} {'runs':>5} {'s/sampling':>10} {'failed':>7} {'expected s/refit':>16}  why")
+    for (tune, accept, n), rs in runs.items():
+        draws = n or (refits[0][3].draws if refits else 0)
         seconds = float(np.mean([r[0] for r in rs]))
         failed = [r[2] for r in rs if not r[1]]
-        retry = replace(refits[0][3], tune=tune).retry() if refits else None
+        retry = replace(refits[0][3], tune=tune, draws=draws).retry() if refits else None
         scale = (retry.draws + retry.tune) / (draws + tune) if retry else 0.0
         expected = seconds * (1 + len(failed) / len(rs) * scale)
         kinds = Counter(check_name(part) for why in failed for part in why.split("; "))
-        print(f"{tune:>5} {accept:>6} {len(rs):>5} {seconds:>10.2f} {len(failed):>7} {expected:>16.2f}  "
+        print(f"{tune:>5} {accept:>6} {draws:>5} {len(rs):>5} {seconds:>10.2f} {len(failed):>7} {expected:>16.2f}  "
               f"{', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}")
 
 

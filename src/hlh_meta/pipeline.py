@@ -10,6 +10,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from .models.engine import compile_model
 from .models.posterior import diagnostics_of
 from .result import AnalysisResult
 from .sensitivity import robustness, run_sensitivity
-from .sensitivity.executors import ignore_interrupts, worker_start
+from .sensitivity.executors import ignore_interrupts, worker_start, workers_started
 from .spec import Spec
 
 PACKAGES = ("hlh-meta", "pymc", "pytensor", "nutpie", "arviz", "numpy", "scipy", "pandas", "xarray", "pandera")
@@ -93,7 +94,9 @@ def run_analysis(spec: Spec | str | Path, ds: Dataset | str | Path | None = None
     ds = as_dataset(ds)                      # a Dataset, a path of tables (read and checked) or None: the bundled data
     analysis = analysis_for(spec)
     analysis.check_spec(spec)                # bad priors or report keys name the spec file and key, before any work
-    with ds.named_as_given(), frames_kept():  # a workbook's sheets named in errors; each frame built once
+    # a sensitivity run's worker processes start now, importing while the variants are planned
+    early = workers_started(spec, executor, workers) if sensitivity else nullcontext()
+    with early, ds.named_as_given(), frames_kept():  # a workbook's sheets named in errors; each frame built once
         spec = analysis.resolve(ds, spec)    # what the data decide (reference levels), the same for every variant
         analysis.check_request(ds, spec, sensitivity)   # chains, draws and tune within the machine's memory
         started = time.perf_counter()

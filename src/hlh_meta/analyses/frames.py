@@ -49,6 +49,20 @@ def _kept_call(what: str, owner, ds, spec, compute: Callable):
     return hit[1]
 
 
+def kept_for_dataset(what, ds, compute: Callable):
+    """``compute()``, once per ``what`` (a hashable naming it and its options) and dataset
+    within :func:`frames_kept` (every call outside it): for a step that reads the dataset
+    alone, such as resolving the mortality strata, which every variant's frame repeats."""
+    memo = _KEPT.get()
+    if memo is None:
+        return compute()
+    key = ("dataset", what, id(ds))
+    hit = memo.get(key)
+    if hit is None or hit[0] is not ds:           # the dataset is held, so its id is not reused meanwhile
+        hit = memo[key] = (ds, compute())
+    return hit[1]
+
+
 def kept(frame: Callable) -> Callable:
     """An analysis type's ``frame(self, ds, spec)`` computed once within :func:`frames_kept`."""
     @functools.wraps(frame)

@@ -34,6 +34,7 @@ from .support import CONFLICT, rests_note
 from .families import SHARED, prior_family
 from .judgements import judged
 from .findings import binomial_findings
+from .frames import kept_for_dataset
 from .forest_rows import count_rows, group_name, subgroup_table
 from .heterogeneity import mortality_heterogeneity
 from .registry import register
@@ -246,7 +247,9 @@ class Mortality(AnalysisType):
     # ---- frame
     def frame(self, ds: Dataset, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
         ds = judged(ds, spec)
-        strata = resolve_mortality(ds, attribution=spec.get("data", "attribution"))
+        attribution = spec.get("data", "attribution")
+        strata = kept_for_dataset(("mortality strata", attribution), ds,
+                                  lambda: resolve_mortality(ds, attribution=attribution)).copy()
         studies = ds.studies.set_index("study_id")
         chosen: dict[str, str] = spec.get("data", "partitions")
         for sid in sorted(chosen):

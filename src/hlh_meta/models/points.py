@@ -172,14 +172,19 @@ def _callback(fn, compiled, flat: np.ndarray):
 
 
 def expand(compiled, flat: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    """The stored variables ``names`` at each row of ``flat`` (draws, n_dim): (draws, *shape) each."""
+    """The stored variables ``names`` at each row of ``flat`` (draws, n_dim): (draws, *shape) each.
+    Each distinct row goes through the callback once (resampled draws repeat rows)."""
     from ..inference.point_calls import expand_points
 
     layout = _layout(compiled)
     missing = [n for n in names if n not in layout]
     if missing:
         raise PointsUnavailable(f"the compiled model does not store {', '.join(missing)}")
-    values = _callback(expand_points, compiled, flat)
+    flat = np.asarray(flat, dtype=np.float64)
+    rows, again = np.unique(flat, axis=0, return_inverse=True) if len(flat) > 1 else (flat, None)
+    values = _callback(expand_points, compiled, rows)
+    if again is not None and len(rows) < len(flat):
+        values = values[np.asarray(again).reshape(-1)]
     return {n: values[:, layout[n][0]].reshape((len(flat), *layout[n][1])) for n in names}
 
 

@@ -6,10 +6,11 @@ import multiprocessing
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from functools import partial
 
 import pandas as pd
@@ -155,6 +156,51 @@ def default_workers(spec: Spec, groups: int) -> int:
 WORKER_PROCESS_BYTES = 600 << 20
 
 
+#: the pool :func:`workers_started` started, with its number of processes, or None
+_STARTED: ContextVar[tuple[ProcessPoolExecutor, int] | None] = ContextVar("hlh_meta_started_workers", default=None)
+
+
+def _import_sampling() -> None:
+    """In a worker process started early: what running a group of variants imports (PyMC,
+    PyTensor, numba, nutpie and hlh_meta's analyses), before the first group arrives."""
+    import nutpie  # noqa: F401
+
+    from . import runner  # noqa: F401
+
+
+@contextmanager
+def workers_started(spec: Spec, executor: str = "processes", workers: int | None = None) -> Iterator[None]:
+    """Within this block, :func:`run_groups` gives its groups to worker processes started as
+    the block begins, not once the variants are planned: the first one imports the sampling
+    stack (about 3 s) while this process works out and plans the variants, on a core that
+    is idle meanwhile. Nothing is started for another executor, bad ``workers`` (refused where
+    the groups run) or where no worker would run (:func:`default_workers`); a pool that
+    :func:`run_groups` does not use is stopped there, and every process at the end of the block."""
+    pool = None
+    try:
+        check_executor(executor, workers)
+        wanted = (workers or default_workers(spec, sys.maxsize)) if executor == "processes" else 0
+    except InputError:
+        wanted = 0
+    if wanted:
+        try:
+            pool = worker_pool(wanted)
+            submit(pool, _import_sampling)
+        except Exception:  # noqa: BLE001 - only a head start: run_groups starts its own pool
+            pool = None
+    token = _STARTED.set(None if pool is None else (pool, wanted))
+    try:
+        yield
+    except BaseException:
+        if pool is not None:
+            stop_workers(pool)
+        raise
+    finally:
+        _STARTED.reset(token)
+    if pool is not None:
+        pool.shutdown(wait=True)       # idle by now (or stopped already): its processes exit
+
+
 def check_executor(executor: str, workers: int | None = None, scheduler=None) -> None:
     """Refuse (:class:`~hlh_meta.errors.InputError`) an executor that is not one of
     :data:`EXECUTORS`, a ``workers`` that is not a whole number of at least 1, and ``workers``
@@ -194,6 +240,7 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
     ``alongside`` runs in this process once the other workers have their groups (first,
     with the serial executor): e.g. the primary analysis, while workers compile other models.
     An InferenceData it returns is the primary variant's fit wherever that runs here.
+    Inside :func:`workers_started` the worker processes it started take the groups.
     """
     check_executor(executor, workers, scheduler)
     groups = group_variants(planned)
@@ -230,13 +277,17 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
             check_workers(n, max((memory_needed(variant_settings(spec), values_per_draw(it.inputs))
                                   for g in others for it in g if it.inputs is not None), default=0))
             local, remote = primary_group, others
+    started, size = _STARTED.get() or (None, 0)
+    if started is not None and (not remote or n > size):
+        stop_workers(started)            # not needed here (or too few): its processes go now
+        started = None
     if executor != "dask" and not remote:
         run_alongside()
         run_here(local)
         return _order(planned, done)
     if executor == "processes":
         lost = []
-        with worker_pool(n) as pool:
+        with nullcontext(started) if started is not None else worker_pool(n) as pool:
             try:
                 futures = [(g, submit(pool, run_group, spec, g)) for g in remote]
                 run_alongside()
