@@ -266,17 +266,19 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
     local, remote, n = groups, [], 0
     if executor == "processes":
         # The group holding the primary analysis runs here, alongside the pool: this process has
-        # usually compiled its model already (``hlh-meta sensitivity`` fits the primary first).
+        # usually compiled its model already (``hlh-meta sensitivity`` fits the primary first);
+        # so do the variants with nothing to fit (a row saying why), for which no worker starts.
         # The other groups go to worker processes, largest first; with no idle cores to give a
         # worker (or no other group) every group runs here in turn, as with the serial executor.
         primary_group = [g for g in groups if any(it.variant.family == "primary" for it in g)]
-        others = sorted((g for g in groups if g not in primary_group), key=len, reverse=True)
+        notes = [g for g in groups if g not in primary_group and all(it.inputs is None for it in g)]  # nothing to fit
+        others = sorted((g for g in groups if g not in primary_group and g not in notes), key=len, reverse=True)
         # no more workers than groups to give them (a pool starts its processes as work arrives)
         n = min(workers or default_workers(spec, len(others)), len(others)) if others else 0
         if n:
             check_workers(n, max((memory_needed(variant_settings(spec), values_per_draw(it.inputs))
                                   for g in others for it in g if it.inputs is not None), default=0))
-            local, remote = primary_group, others
+            local, remote = primary_group + notes, others
     started, size = _STARTED.get() or (None, 0)
     if started is not None and (not remote or n > size):
         stop_workers(started)            # not needed here (or too few): its processes go now
