@@ -324,28 +324,38 @@ def test_fibrinogen_is_a_change_without_a_reduction_threshold_in_the_summary_of_
 
 def test_a_run_builds_each_frame_once_per_data_and_spec(ds, monkeypatch):
     """Within frames_kept (each run) an analysis frame is computed once per dataset and spec
-    and handed out as copies; another spec or dataset, or a call outside, computes it."""
+    and handed out as copies; another spec or dataset, or a call outside, computes it. The
+    mortality strata, which read the dataset alone, are resolved once per dataset."""
+    from dataclasses import replace
+
     import hlh_meta.analyses.mortality as mortality
     from hlh_meta.analyses.frames import frames_kept
 
-    computed = []
-    real = mortality.resolve_mortality
-    monkeypatch.setattr(mortality, "resolve_mortality", lambda *a, **k: computed.append(1) or real(*a, **k))
+    computed, resolved = [], []
+    real_exclude, real_resolve = mortality.excluded_studies, mortality.resolve_mortality
+    monkeypatch.setattr(mortality, "excluded_studies", lambda *a, **k: computed.append(1) or real_exclude(*a, **k))
+    monkeypatch.setattr(mortality, "resolve_mortality", lambda *a, **k: resolved.append(1) or real_resolve(*a, **k))
     spec = load_spec(bundled_specs_dir() / "mortality.toml")
     analysis = analysis_for(spec)
     alone, _ = analysis.frame(ds, spec)
     analysis.frame(ds, spec)
-    assert len(computed) == 2                        # outside a run: every call
+    assert len(computed) == 2 and len(resolved) == 2          # outside a run: every call
     with frames_kept():
         first, _ = analysis.frame(ds, spec)
         first.loc[first.index[0], "n"] = -1          # a copy: what is kept does not change
         second, _ = analysis.frame(ds, spec)
-        assert len(computed) == 3
-        analysis.frame(ds, spec.patched({"data": {"exclude_studies": ["henry2019"]}}))
-        assert len(computed) == 4
+        assert len(computed) == 3 and len(resolved) == 3
+        other, _ = analysis.frame(ds, spec.patched({"data": {"exclude_studies": ["henry2019"]}}))
+        assert len(computed) == 4 and len(resolved) == 3      # another spec: its frame, the same strata
+        assert "henry2019" in set(second["study_id"]) and "henry2019" not in set(other["study_id"])
+        analysis.frame(replace(ds), spec)                      # another dataset (a copy): both again
+        assert len(computed) == 5 and len(resolved) == 4
+        attribution = spec.patched({"data": {"attribution": "alternative"}})
+        analysis.frame(ds, attribution)                        # other strata of the same dataset
+        assert len(computed) == 6 and len(resolved) == 5
     pd.testing.assert_frame_equal(second, alone)
     analysis.frame(ds, spec)
-    assert len(computed) == 5                        # the run is over: nothing kept
+    assert len(computed) == 7 and len(resolved) == 6          # the run is over: nothing kept
 
 
 def test_a_run_works_out_the_sensitivity_variants_once(ds, monkeypatch, tmp_path):

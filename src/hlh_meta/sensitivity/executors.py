@@ -161,11 +161,10 @@ _STARTED: ContextVar[tuple[ProcessPoolExecutor, int] | None] = ContextVar("hlh_m
 
 
 def _import_sampling() -> None:
-    """In a worker process started early: what running a group of variants imports (PyMC,
-    PyTensor, numba, nutpie and hlh_meta's analyses), before the first group arrives."""
+    """In a worker process started early, before the first group arrives: what running a
+    group imports beyond this module's own imports (PyMC, PyTensor and hlh_meta's analyses,
+    which the worker loaded to find this function), nutpie."""
     import nutpie  # noqa: F401
-
-    from . import runner  # noqa: F401
 
 
 @contextmanager
