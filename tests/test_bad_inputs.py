@@ -550,10 +550,12 @@ def test_groups_of_lost_workers_run_here(monkeypatch):
     in this process, with one warning."""
     from concurrent.futures import Future, ThreadPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
+    from types import SimpleNamespace
 
     import pandas as pd
 
     import hlh_meta.sensitivity.executors as executors
+    from hlh_meta.analyses import load_spec
     from hlh_meta.analyses.base import PRIMARY, Variant
     from hlh_meta.sensitivity.runner import Planned
 
@@ -570,11 +572,15 @@ def test_groups_of_lost_workers_run_here(monkeypatch):
             return fut
 
     monkeypatch.setattr(executors, "ProcessPoolExecutor", DeadPool)
+    monkeypatch.setattr(executors, "values_per_draw", lambda inputs: 1)
     monkeypatch.setattr(executors, "run_group",
                         lambda spec, items, fitted=None, base=None: [pd.DataFrame({"variant": [it.variant.name]}) for it in items])
-    planned = [Planned(PRIMARY, note="x"), Planned(Variant("a", "f"), note="y"), Planned(Variant("b", "f"), note="z")]
+    # two variants of other structures (a variant with nothing to fit never goes to a worker)
+    planned = [Planned(PRIMARY, note="x"), Planned(Variant("a", "f"), SimpleNamespace(structure="A")),
+               Planned(Variant("b", "f"), SimpleNamespace(structure="B"))]
     with pytest.warns(executors.WorkersLostWarning, match="a worker was killed"):
-        frames = executors.run_groups(None, planned, executor="processes", workers=1)
+        frames = executors.run_groups(load_spec(HERE / "specs" / "mortality_small.toml"), planned,
+                                      executor="processes", workers=1)
     assert [f["variant"].iloc[0] for f in frames] == ["primary", "a", "b"]
 
 

@@ -57,3 +57,23 @@ def test_an_error_in_one_block_is_raised(monkeypatch):
 def test_points_of_the_wrong_width_are_refused(compiled):
     with pytest.raises(ValueError, match="unconstrained values"):
         logp_points(compiled, np.zeros((3, int(compiled.n_dim) + 1)))
+
+
+@pytest.mark.parametrize("repeated", [True, False])
+def test_expand_gives_each_row_its_values_in_order(compiled, monkeypatch, repeated):
+    """points.expand calls the callback once per distinct row (resampled draws repeat rows)
+    and returns the rows' values in their own order, repeated or not, as row-by-row calls do."""
+    from hlh_meta.models.points import _layout, expand
+
+    base = np.random.default_rng(2).normal(size=(40, int(compiled.n_dim)))
+    rows = base[np.random.default_rng(3).integers(0, 40, size=120)] if repeated else base[::-1]
+    names = list(_layout(compiled))
+    called = []
+    real = point_calls.expand_points
+    monkeypatch.setattr(point_calls, "expand_points", lambda c, p: called.append(len(p)) or real(c, p))
+    got = expand(compiled, rows, names)
+    assert called == [len(np.unique(rows, axis=0))]
+    for i in (0, 5, len(rows) - 1):
+        one = expand(compiled, rows[i:i + 1], names)
+        for n in names:
+            np.testing.assert_array_equal(got[n][i], one[n][0])

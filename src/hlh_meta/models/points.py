@@ -182,9 +182,10 @@ def expand(compiled, flat: np.ndarray, names: list[str]) -> dict[str, np.ndarray
         raise PointsUnavailable(f"the compiled model does not store {', '.join(missing)}")
     flat = np.asarray(flat, dtype=np.float64)
     rows, again = np.unique(flat, axis=0, return_inverse=True) if len(flat) > 1 else (flat, None)
-    values = _callback(expand_points, compiled, rows)
-    if again is not None and len(rows) < len(flat):
-        values = values[np.asarray(again).reshape(-1)]
+    if again is None or len(rows) == len(flat):            # no row repeats: in their own order
+        values = _callback(expand_points, compiled, flat)
+    else:                                                   # the distinct rows (sorted), then back in order
+        values = _callback(expand_points, compiled, rows)[np.asarray(again).reshape(-1)]
     return {n: values[:, layout[n][0]].reshape((len(flat), *layout[n][1])) for n in names}
 
 
