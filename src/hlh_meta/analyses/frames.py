@@ -36,31 +36,32 @@ def frames_kept() -> Iterator[None]:
         _KEPT.reset(token)
 
 
-def _kept_call(what: str, owner, ds, spec, compute: Callable):
-    """``compute()``, once per ``what``, analysis type, dataset and spec content within
-    :func:`frames_kept` (every call outside it)."""
+def _once(key, ds, compute: Callable):
+    """``compute()``, once per ``key`` and dataset ``ds`` within :func:`frames_kept` (every
+    call outside it)."""
     memo = _KEPT.get()
     if memo is None:
         return compute()
-    key = (what, type(owner), id(ds), str(spec.path), json.dumps(spec.raw, sort_keys=True, default=repr))
+    key = (key, id(ds))
     hit = memo.get(key)
     if hit is None or hit[0] is not ds:           # the dataset is held, so its id is not reused meanwhile
         hit = memo[key] = (ds, compute())
     return hit[1]
+
+
+def _kept_call(what: str, owner, ds, spec, compute: Callable):
+    """``compute()``, once per ``what``, analysis type, dataset and spec content within
+    :func:`frames_kept` (every call outside it)."""
+    if _KEPT.get() is None:
+        return compute()
+    return _once((what, type(owner), str(spec.path), json.dumps(spec.raw, sort_keys=True, default=repr)), ds, compute)
 
 
 def kept_for_dataset(what, ds, compute: Callable):
     """``compute()``, once per ``what`` (a hashable naming it and its options) and dataset
     within :func:`frames_kept` (every call outside it): for a step that reads the dataset
     alone, such as resolving the mortality strata, which every variant's frame repeats."""
-    memo = _KEPT.get()
-    if memo is None:
-        return compute()
-    key = ("dataset", what, id(ds))
-    hit = memo.get(key)
-    if hit is None or hit[0] is not ds:           # the dataset is held, so its id is not reused meanwhile
-        hit = memo[key] = (ds, compute())
-    return hit[1]
+    return _once(("dataset", what), ds, compute)
 
 
 def kept(frame: Callable) -> Callable:
