@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -169,9 +170,16 @@ def main() -> None:
             tables(work / "data", k)
             path = spec(work, args.draws, args.tune)
             env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
-            proc = subprocess.run([sys.executable, "-c", CHILD, str(path), str(work / "data"),
-                                   "compare" if args.compare else "fit"], capture_output=True,
-                                  text=True, timeout=args.timeout, env=env, cwd=work)
+            try:
+                proc = subprocess.run([sys.executable, "-c", CHILD, str(path), str(work / "data"),
+                                       "compare" if args.compare else "fit"], capture_output=True,
+                                      text=True, timeout=args.timeout, env=env, cwd=work)
+            except subprocess.TimeoutExpired as exc:       # the phases it reached, from its progress lines
+                err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+                print(f"\n{k} studies: not finished after {args.timeout:.0f} s; the phases it reached "
+                      f"(seconds since its start):")
+                print("\n".join(line for line in err.splitlines() if re.match(r"\s*[\d.]+ s  ", line)))
+                continue
             if proc.returncode != 0:
                 print(f"{k} studies: failed\n{proc.stderr[-3000:]}")
                 continue
