@@ -14,7 +14,8 @@ fresh process per size. The child prints each phase as it starts (the status lin
 steps) and the time since the start; the parent prints the machine and, per size, the
 time of each phase (compile included in the first sampling). ``--compare`` adds the
 comparison of the spec's covariate sets (``run_analysis(compare=True)``, as ``hlh-meta fit
---compare``).
+--compare``). A size that runs past ``--timeout`` seconds (default 1800) is stopped and prints
+the phases it reached.
 
 ``--gradient``: the time of one evaluation of the log density and its gradient (the
 sampler's unit of work) of the primary model on the bundled data and on each size, through
