@@ -126,7 +126,7 @@ def main() -> None:
             for v in vs:
                 n = info[(v.name, tuple(m))]["fitted"]
                 marginal[v.name] = [(s - f) / n for s, f in zip(walls[v.name], fits[v.name])]
-            print(ratio_line(f"marginal cost per fitted variant ({label}; target <= 0.5 s)", marginal, digits=2)
+            print(ratio_line(f"marginal cost per fitted variant ({label}; target <= 0.35x of 66c4c18, issue 24)", marginal, digits=2)
                   + "; variants fitted: " + ", ".join(f"{v.name} {info[(v.name, tuple(m))]['fitted']}" for v in vs))
     if args.compare:
         rows: dict[str, list] = {}
