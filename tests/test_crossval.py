@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -45,15 +47,26 @@ def test_importance_sampling_agrees_with_exact_refits_on_twelve_studies():
 
 
 @pytest.mark.filterwarnings("ignore::hlh_meta.GateWarning")
-def test_integrated_loglik_is_the_quadrature_of_the_study_likelihood():
+@pytest.mark.parametrize("path", ["expand", "batched"])
+def test_integrated_loglik_is_the_quadrature_of_the_study_likelihood(path, monkeypatch):
     """One study of one stratum: the integrated log-likelihood at a draw equals the integral
-    of Binomial(y | n, expit(mu + tau z)) over z ~ Normal(0, 1), by adaptive quadrature."""
+    of Binomial(y | n, expit(mu + tau z)) over z ~ Normal(0, 1), by adaptive quadrature,
+    with the rows' log-likelihood through the compiled model's expand callback and through
+    the batched function of the log-likelihood alone (the path taken where the first would
+    take longer than compiling the second)."""
     from scipy import integrate, stats
     from scipy.special import expit
 
+    from hlh_meta.models import batched
+
+    monkeypatch.setattr(batched, "WORTH_COMPILING_S", np.inf if path == "expand" else -1.0)
+    built = []
+    monkeypatch.setattr(batched, "_build", lambda *a, _b=batched._build: built.append(1) or _b(*a))
+    batched.clear_cache()
     frame = pd.DataFrame({"study": ["a", "b", "c"], "events": [2, 9, 4], "total": [10, 12, 15]})
     full = hm.fit_binomial(frame, draws=50, tune=100, chains=1, seed=1)
     got = integrated_study_loglik(prepare_binomial(frame), full)
+    assert bool(built) == (path == "batched")
     post = full.posterior
     for d in (0, 17, 49):
         mu, tau = float(post["mu"][0, d]), float(post["tau"][0, d])
@@ -102,3 +115,54 @@ def test_bundled_comparison_agrees_with_exact_refits(ds):
     for name in exact.index:
         tol = 4 * np.hypot(fast.loc[name, "elpd_mcse"], exact.loc[name, "elpd_mcse"]) + 0.1
         assert abs(fast.loc[name, "elpd_loso"] - exact.loc[name, "elpd_loso"]) < tol, name
+
+
+def test_batched_values_are_the_compiled_models(ds):
+    """The bundled primary mortality model (unknown route shares, the mixture likelihood,
+    prediction profiles): the batched function's row log-likelihood and profile
+    probabilities equal the compiled model's expand callback at random points."""
+    from hlh_meta.analyses import analysis_for, load_spec
+    from hlh_meta.analyses.base import PRIMARY
+    from hlh_meta.models.batched import batched_values
+    from hlh_meta.models.points import compiled_with, expand
+
+    spec = load_spec(Path(__file__).parents[1] / "models" / "mortality.toml")
+    analysis = analysis_for(spec)
+    inp = analysis.variant_inputs(ds, analysis.resolve(ds, spec), PRIMARY)
+    compiled = compiled_with(inp)
+    points = np.random.default_rng(4).standard_normal((40, int(compiled.n_dim))) * 0.7
+    names = ["loglik", "p_typical"]
+    want, got = expand(compiled, points, names), batched_values(inp, compiled, points, names)
+    for name in names:
+        assert got[name].shape == want[name].shape and len(got[name]) == 40
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::hlh_meta.GateWarning")
+def test_a_model_that_cannot_be_batched_takes_the_expand_path(monkeypatch):
+    """Where PyTensor cannot vectorise the graph, batched_values warns once and raises
+    PointsUnavailable, and the integrated log-likelihood comes through the expand callback
+    with the same numbers."""
+    import pytensor.graph.replace as replace
+
+    from hlh_meta.models import batched
+    from hlh_meta.models.points import PointsUnavailable
+
+    frame = pd.DataFrame({"study": ["a", "b", "c"], "events": [2, 9, 4], "total": [10, 12, 15]})
+    full = hm.fit_binomial(frame, draws=50, tune=100, chains=1, seed=1)
+    inp = prepare_binomial(frame)
+    monkeypatch.setattr(batched, "WORTH_COMPILING_S", np.inf)
+    by_expand = integrated_study_loglik(inp, full)
+
+    def refuse(*args, **kwargs):
+        raise NotImplementedError("no vectorize rule")
+
+    monkeypatch.setattr(replace, "vectorize_graph", refuse)
+    monkeypatch.setattr(batched, "WORTH_COMPILING_S", -1.0)
+    monkeypatch.setattr(batched, "_WARNED", set())
+    batched.clear_cache()
+    with pytest.warns(RuntimeWarning, match="cannot be evaluated in batches"):
+        fallback = integrated_study_loglik(inp, full)
+    np.testing.assert_array_equal(fallback.values, by_expand.values)
+    with pytest.raises(PointsUnavailable):
+        batched.batched_values(inp, None, np.zeros((1, 1)), ["loglik"])

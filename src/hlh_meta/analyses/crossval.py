@@ -28,6 +28,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 import xarray as xr
+from scipy import sparse
 from scipy.special import logsumexp
 
 from ..models.engine import ModelInputs
@@ -62,7 +63,7 @@ def integrated_study_loglik(inp: ModelInputs, idata: az.InferenceData, nodes: in
     stored unconstrained draws (:mod:`hlh_meta.models.points`), rows with weight 1. None
     where the fit has no such draws or no study effect ``z`` with a standard normal prior
     (the caller then uses :func:`study_loglik`)."""
-    from ..models.points import GROUP, PointsUnavailable, compiled_with, expand, flat_points, model_of
+    from ..models.points import GROUP, PointsUnavailable, compiled_with, flat_points, model_of
 
     sampler = json.loads(idata.posterior.attrs.get("sampler", "{}")).get("sampler")
     if GROUP not in idata.groups() or inp.structure.engine != "binomial" or sampler != "nutpie":
@@ -76,21 +77,42 @@ def integrated_study_loglik(inp: ModelInputs, idata: az.InferenceData, nodes: in
         part = effect_slice(inp, compiled)
         if part is None:
             return None
-        keep = inp.weights > 0
+        keep = np.flatnonzero(inp.weights > 0)
         studies = list(inp.studies)
-        member = np.zeros((len(inp.row_labels), len(studies)))
-        member[np.flatnonzero(keep), inp.study_index[keep]] = 1.0
+        member = sparse.csr_matrix((np.ones(len(keep)), (keep, inp.study_index[keep])),
+                                   shape=(len(inp.row_labels), len(studies)))
         z, w = np.polynomial.hermite_e.hermegauss(nodes)
+        loglik = _row_loglik(inp, compiled, flat, nodes)
         terms = []
         for node, weight in zip(z, w / w.sum()):
             flat[:, part] = node
-            terms.append(expand(compiled, flat, ["loglik"])["loglik"] @ member + np.log(weight))
+            terms.append(np.asarray(member.T @ loglik(flat).T).T + np.log(weight))
     except PointsUnavailable:
         return None
     total = logsumexp(np.stack(terms), axis=0)                  # (draws, studies)
     chains, draws = int(idata.posterior.sizes["chain"]), int(idata.posterior.sizes["draw"])
     return xr.DataArray(total.reshape(chains, draws, len(studies)), dims=("chain", "draw", "study"),
                         coords={"study": studies})
+
+
+def _row_loglik(inp: ModelInputs, compiled, flat: np.ndarray, calls: int):
+    """A function from points (draws, n_dim) to the rows' log-likelihood (draws, rows): through
+    the compiled model's expand callback, or, where that would take longer than compiling it
+    (many rows, each point also expanding the profiles), a function of the log-likelihood
+    alone (:mod:`hlh_meta.models.batched`); the same numbers either way."""
+    from ..models.batched import batched_values, worth_compiling
+    from ..models.points import PointsUnavailable, expand
+
+    def by_expand(points: np.ndarray) -> np.ndarray:
+        return expand(compiled, points, ["loglik"])["loglik"]
+
+    if worth_compiling(by_expand, flat, calls):
+        try:
+            batched_values(inp, compiled, flat[:1], ["loglik"])
+            return lambda points: batched_values(inp, compiled, points, ["loglik"])["loglik"]
+        except PointsUnavailable:
+            pass
+    return by_expand
 
 
 def effect_slice(inp: ModelInputs, compiled) -> slice | None:
