@@ -406,6 +406,19 @@ def test_a_real_fit_end_to_end_labels_its_quantities_and_a_variant_built_to_move
     row = rob.loc["mortality_typical"]
     row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
     assert not row["robust"] and row["largest_shift_sd"] >= 0.5
+    # the report says so beside the finding itself and in its row of the summary of findings
+    from hlh_meta.report.html import _by_support, _findings_rows, _robustness_words
+
+    words = _robustness_words(res)
+    typical = str(by_key["mortality_typical"].id)
+    assert words[typical].startswith("Sensitivity analyses: NOT robust") and row["most_influential_variant"] in words[typical]
+    listed = [t for group in _by_support(res.analysis.statements(res.quantities), words).values() for t in group]
+    statement = next(t for q, t in res.analysis.statements(res.quantities) if q is by_key["mortality_typical"])
+    assert f"{statement} {words[typical]}" in listed
+    ids = list(res.table("summary_of_findings")["id"])
+    assert any(words.get(i) for i in ids), ids
+    for i, r in zip(ids, _findings_rows(res)):
+        assert (words[i] in r["context"]) if words.get(i) else "Sensitivity" not in r["context"]
 
 
 def test_a_variant_without_draws_on_the_unbounded_scale_is_judged_as_reported():

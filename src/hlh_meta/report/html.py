@@ -54,11 +54,35 @@ def _figures(result, figure_dir: Path | None) -> list[dict]:
     return [{"name": s.name, "png": pngs[s.name], "caption": s.caption} for s in specs if s.name in pngs]
 
 
-def _by_support(statements) -> dict[str, list[str]]:
-    """Statements grouped by their quantity's support label (``data``, ``weak``, ``prior``)."""
+def _robustness_words(result) -> dict[str, str]:
+    """What the sensitivity analysis found of each quantity (by its id), where the result has
+    a robustness table: a sentence to put beside the quantity's statement and its row of the
+    summary of findings, so that a finding that an analysis choice moves is never read alone."""
+    rob = result.tables.get("robustness")
+    if rob is None or rob.empty:
+        return {}
+    out = {}
+    for _, r in rob.iterrows():
+        if r["verdict"] == "NOT robust":
+            out[str(r["id"])] = (f"Sensitivity analyses: NOT robust; its median moves most under "
+                                 f"'{r['most_influential_variant']}' (to {r['its_median']:.2f} from "
+                                 f"{r['primary_median']:.2f}, {r['largest_shift_sd']:.1f} posterior SD on the "
+                                 f"{r['judged_on']} scale).")
+        elif r["verdict"] == "undetermined":
+            out[str(r["id"])] = ("Sensitivity analyses: undetermined (failed the diagnostics gate: "
+                                 f"{r['undetermined_by']}).")
+        elif r["verdict"] == "robust":
+            out[str(r["id"])] = "Sensitivity analyses: robust to the variants run."
+    return out
+
+
+def _by_support(statements, robust: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Statements grouped by their quantity's support label (``data``, ``weak``, ``prior``),
+    each followed by what the sensitivity analysis found of its quantity (``robust``: by id)."""
     out: dict[str, list[str]] = {"data": [], "weak": [], "prior": []}
     for q, text in statements:
-        out[q.label_support or "prior"].append(text)
+        words = (robust or {}).get(str(q.id))
+        out[q.label_support or "prior"].append(f"{text} {words}" if words else text)
     return out
 
 
@@ -67,17 +91,23 @@ def _findings_rows(result) -> list[dict]:
     sof = result.tables.get("summary_of_findings")
     if sof is None or sof.empty:
         return []
-    return [{"outcome": r["outcome"], "studies": r["studies"], "patients": r["patients"], "estimate": r["estimate"],
-             "prediction": r["prediction_interval"], "support": r["support"], "design": r["design"],
-             "certainty": r["certainty"], "context": r.get("context", "") if isinstance(r.get("context"), str) else "",
-             "judgements": [(v.replace("_", " "), r[v], r[f"{v}_reason"]) for v in VERDICTS]}
-            for _, r in sof.iterrows()]
+    robust = _robustness_words(result)
+    rows = []
+    for _, r in sof.iterrows():
+        context = r.get("context", "") if isinstance(r.get("context"), str) else ""
+        words = robust.get(str(r.get("id", "")), "")
+        rows.append({"outcome": r["outcome"], "studies": r["studies"], "patients": r["patients"],
+                     "estimate": r["estimate"], "prediction": r["prediction_interval"], "support": r["support"],
+                     "design": r["design"], "certainty": r["certainty"],
+                     "context": " ".join(part for part in (context, words) if part),
+                     "judgements": [(v.replace("_", " "), r[v], r[f"{v}_reason"]) for v in VERDICTS]})
+    return rows
 
 
 def headline_html(result) -> str:
     """A compact view for Jupyter: the findings the data support, the summary of findings
     and the forest plot."""
-    found = _by_support(result.analysis.statements(result.quantities))
+    found = _by_support(result.analysis.statements(result.quantities), _robustness_words(result))
     return _ENV.get_template("headline.html.j2").render(
         result=result, diag=result.diagnostics, findings=found, sof=_findings_rows(result),
         forest=_png(forest(result)))
@@ -99,7 +129,7 @@ def render(result, figure_dir: Path | None = None) -> str:
         sampler=json.loads(post.attrs.get("sampler", "{}")),
         description=result.manifest.get("spec", {}).get("analysis", {}).get("description", ""),
         robustness=list(result.tables["robustness"]["sentence"]) if "robustness" in result.tables else [],
-        findings=_by_support(analysis.statements(result.quantities)), methods=analysis.methods(result.idata),
+        findings=_by_support(analysis.statements(result.quantities), _robustness_words(result)), methods=analysis.methods(result.idata),
         derived=_table(quantities_table(result.table("derived"))), sof=_findings_rows(result), tables=tables,
         figures=_figures(result, figure_dir),
     )
