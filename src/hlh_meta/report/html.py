@@ -21,7 +21,6 @@ from ..inference import GATE
 from ..models.priors import describe
 from .figures import figure_specs, figures_for, forest
 from ..analyses.findings import VERDICTS
-from ..sensitivity.robustness import FLIP_PROBABILITY, SHIFT_SD, WIDTH_RATIO
 from .tables import heterogeneity_table, quantities_table
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("hlh_meta.report", "templates"),
@@ -65,10 +64,11 @@ def _robustness_words(result) -> dict[str, str]:
     out = {}
     for _, r in rob.iterrows():
         if r["verdict"] == "NOT robust":
-            why = [f"{int(r['variants_moving'])} variant(s) move its median {SHIFT_SD:g} posterior SD or more or "
-                   f"change its interval width {WIDTH_RATIO:g}-fold"] if int(r["variants_moving"]) else []
-            why += [f"{int(r['variants_flipping'])} change the probability of its conclusion by "
-                    f"{FLIP_PROBABILITY:g} or more or across 0.5"] if int(r["variants_flipping"]) else []
+            # the rule's limits are stated once, in the report's sensitivity section
+            why = [f"{int(r['variants_moving'])} variant(s) move its median or its interval width past the "
+                   "rule's limits"] if int(r["variants_moving"]) else []
+            why += [f"{int(r['variants_flipping'])} change the probability of its conclusion"] \
+                if int(r["variants_flipping"]) else []
             out[str(r["id"])] = (f"Sensitivity analyses: NOT robust ({'; '.join(why)}); its median moves most under "
                                  f"'{r['most_influential_variant']}' (to {r['its_median']:.2f} from "
                                  f"{r['primary_median']:.2f}, {r['largest_shift_sd']:.1f} posterior SD on the "
