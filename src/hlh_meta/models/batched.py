@@ -62,10 +62,9 @@ def _build(inp: "ModelInputs", compiled, names: tuple[str, ...]):
     return fn, data_names
 
 
-def batched_values(inp: "ModelInputs", compiled, points: np.ndarray, names: list[str],
-                   data: dict | None = None) -> dict[str, np.ndarray]:
+def batched_values(inp: "ModelInputs", compiled, points: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
     """The stored variables ``names`` of ``inp``'s model at each row of ``points`` (points,
-    n_dim, in ``compiled``'s order) with ``data`` (default ``inp``'s) in the model: (points,
+    n_dim, in ``compiled``'s order) with ``inp``'s data in the model: (points,
     *shape) each, the numbers :func:`.points.expand` gives. The function is compiled once
     per structure and set of names in a process; PointsUnavailable where the graph cannot
     be vectorised (one warning per process)."""
@@ -86,8 +85,7 @@ def batched_values(inp: "ModelInputs", compiled, points: np.ndarray, names: list
             _FUNCTIONS.pop(next(iter(_FUNCTIONS)))
     fn, data_names = _FUNCTIONS[key]
     model = model_of(inp)
-    values = dict(inp.data if data is None else data)
-    args = [np.asarray(values[n], dtype=model[n].dtype) for n in data_names]
+    args = [np.asarray(inp.data[n], dtype=model[n].dtype) for n in data_names]
     out = fn(np.ascontiguousarray(points, dtype=np.float64), *args)
     return {n: np.asarray(v) for n, v in zip(names, out)}
 

@@ -101,11 +101,12 @@ def _findings_rows(result) -> list[dict]:
     for _, r in sof.iterrows():
         context = r.get("context", "") if isinstance(r.get("context"), str) else ""
         words = robust.get(str(r.get("id", "")), "")
+        if words:
+            context = f"{context.rstrip('. ')}. {words}" if context else words
         rows.append({"outcome": r["outcome"], "studies": r["studies"], "patients": r["patients"],
                      "estimate": r["estimate"], "prediction": r["prediction_interval"], "support": r["support"],
                      "design": r["design"], "certainty": r["certainty"],
-                     "context": " ".join(part for part in (context.rstrip(". ") + "." if context and words else context,
-                                                           words) if part),
+                     "context": context,
                      "judgements": [(v.replace("_", " "), r[v], r[f"{v}_reason"]) for v in VERDICTS]})
     return rows
 
