@@ -63,3 +63,83 @@ def test_a_fit_failing_the_gate_is_refitted_once_with_the_retry_settings(monkeyp
     tried.clear()
     sampling.sample_gated(None, "key", {}, SamplerSettings.of(seed=1, refit=False, **given), ["mu"])
     assert len(tried) == 1
+
+
+def _gate(problems_by_attempt):
+    """A stand-in diagnostics check that fails with the listed problems, attempt by attempt
+    (an empty list passes)."""
+    from hlh_meta.inference.diagnostics import Diagnostics
+
+    calls = iter(problems_by_attempt)
+    return lambda idata, names, attempts=1: Diagnostics(1.0, 100.0, 100.0, 0, attempts, list(next(calls)))
+
+
+@pytest.mark.parametrize("second, tries, attempts", [
+    ([], 2, 2),                                   # the added chains are enough: no refit
+    (["tail ESS 390 < 400"], 3, 3),               # still too few together: the refit follows
+])
+def test_too_few_effective_draws_get_as_many_chains_again_before_a_refit(monkeypatch, second, tries, attempts):
+    from hlh_meta.inference import sampling
+
+    tried, combined = [], []
+    monkeypatch.setattr(sampling, "_sample_once", lambda build, key, data, s: tried.append(s) or s)
+    monkeypatch.setattr(sampling, "with_chains_of", lambda a, b: combined.append((a, b)) or "together")
+    monkeypatch.setattr(sampling, "check", _gate([["tail ESS 379 < 400", "bulk ESS 390 < 400"], second, ["R-hat"]]))
+    settings = SamplerSettings.of(seed=3, draws=500, tune=300)
+    idata, diag = sampling.sample_gated(None, "key", {}, settings, ["mu"])
+    assert len(tried) == tries and diag.attempts == attempts
+    more = tried[1]
+    assert (more.draws, more.tune, more.chains, more.target_accept) == (500, 300, 4, 0.9)
+    assert more.seed not in (None, settings.seed) and more.seed == sampling.another_seed(3)
+    assert combined == [(settings, more)]
+    if second:
+        assert tried[2] == settings.retry() and idata == settings.retry()
+    else:
+        assert idata == "together"
+
+
+@pytest.mark.parametrize("problems", [["2 divergent transitions", "tail ESS 300 < 400"], ["R-hat 1.03 > 1.01"]])
+def test_divergences_or_disagreeing_chains_go_straight_to_the_refit(monkeypatch, problems):
+    from hlh_meta.inference import sampling
+
+    tried = []
+    monkeypatch.setattr(sampling, "_sample_once", lambda build, key, data, s: tried.append(s) or s)
+    monkeypatch.setattr(sampling, "check", _gate([problems, []]))
+    settings = SamplerSettings.of(seed=3)
+    _, diag = sampling.sample_gated(None, "key", {}, settings, ["mu"])
+    assert tried == [settings, settings.retry()] and diag.attempts == 2
+
+
+def test_another_seed_is_fixed_by_the_seed_and_valid():
+    from hlh_meta.inference.sampling import another_seed
+
+    seeds = {another_seed(s) for s in (0, 1, 2**63 - 1, 20260301)}
+    assert len(seeds) == 4 and all(0 <= s < 2**63 for s in seeds)
+    assert another_seed(5) == another_seed(5) and another_seed(None) is None
+    SamplerSettings.of(seed=another_seed(2**63 - 1)).validate()
+
+
+@pytest.mark.filterwarnings("ignore::hlh_meta.GateWarning")
+def test_chains_added_are_independent_and_kept_whole():
+    """Two real runs of a small model with the first seed and the seed drawn from it: the
+    combined InferenceData holds all eight chains in order, numbered 0-7, each run's values
+    unchanged, and no chain of the second run repeats one of the first."""
+    import pandas as pd
+
+    from hlh_meta.inference import sampling
+    from hlh_meta.models.binomial import prepare_binomial
+    from hlh_meta.models.engine import _build_for
+
+    inp = prepare_binomial(pd.DataFrame({"study": ["a", "b", "c"], "events": [2, 9, 4], "total": [10, 12, 15]}))
+    settings = SamplerSettings.of(seed=11, draws=60, tune=60)
+    build = _build_for(inp, settings)
+    first = sampling._sample_once(build, inp.structure, inp.data, settings)
+    more = sampling._sample_once(build, inp.structure, inp.data,
+                                 SamplerSettings.of(seed=sampling.another_seed(11), draws=60, tune=60))
+    both = sampling.with_chains_of(first, more)
+    for group in ("posterior", "sample_stats"):
+        assert list(both[group].chain.values) == list(range(8))
+    mu = both.posterior["mu"].values
+    np.testing.assert_array_equal(mu[:4], first.posterior["mu"].values)
+    np.testing.assert_array_equal(mu[4:], more.posterior["mu"].values)
+    assert not any(np.array_equal(mu[i], mu[j]) for i in range(4) for j in range(4, 8))

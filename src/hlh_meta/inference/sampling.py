@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, fields, replace
 import arviz as az
 import numpy as np
 import pymc as pm
+import xarray as xr
 
 from ..errors import Interrupts, SamplingInterrupted, SettingError, plain
 from .callbacks import compile_pymc_model
-from .diagnostics import Diagnostics, check
+from .diagnostics import Diagnostics, check, check_name
 from .trace import sample_to_inference_data
 
 SAMPLERS = ("nutpie", "pymc")
@@ -46,8 +47,9 @@ class SamplerSettings:
 
     A fit that fails the diagnostics gate is refitted once (``refit``) with the settings of
     :meth:`retry`: target acceptance :attr:`REFIT_TARGET_ACCEPT`, twice the draws and twice
-    the tuning steps (at least 1000). Frozen; build one from a mapping or options, checked,
-    with :meth:`of`.
+    the tuning steps (at least 1000); one that fails only for too few effective draws first
+    gets as many chains again, which are added to its own (:func:`sample_gated`). Frozen;
+    build one from a mapping or options, checked, with :meth:`of`.
 
     Parameters
     ----------
@@ -351,7 +353,11 @@ def _sample_once(build, key, data, s: SamplerSettings) -> az.InferenceData:
 def sample_gated(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str, np.ndarray],
                  settings: SamplerSettings, gate_vars: list[str]) -> tuple[az.InferenceData, Diagnostics]:
     """Sample; if the diagnostics gate fails, refit once with :meth:`SamplerSettings.retry`
-    (a higher target acceptance, twice the draws and tuning steps).
+    (a higher target acceptance, twice the draws and tuning steps). Where the only failures
+    are too few effective draws (bulk or tail ESS: no divergence, R-hat within the gate),
+    as many chains are first run again with another seed (:func:`another_seed`) and added
+    to the first run's (:func:`with_chains_of`); the refit follows only if those together
+    still fail.
 
     ``key`` names the model structure (models of equal keys share one compiled model).
     The returned diagnostics say what still fails; nothing is hidden.
@@ -359,10 +365,41 @@ def sample_gated(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str
     settings.validate()
     idata = _sample_once(build, key, data, settings)
     diag = check(idata, gate_vars)
-    if not diag.passed and settings.refit:
-        idata = _sample_once(build, key, data, settings.retry())
-        diag = check(idata, gate_vars, attempts=2)
-    return idata, diag
+    if diag.passed or not settings.refit:
+        return idata, diag
+    if all(check_name(p) in ("bulk ESS", "tail ESS") for p in diag.problems):
+        # the chains agree and nothing diverged: only too few effective draws. As many chains
+        # again (other seeds) and the runs together give about twice the ESS, for the cost of
+        # one more run of these settings instead of a refit of twice the draws and tuning
+        more = _sample_once(build, key, data, replace(settings, seed=another_seed(settings.seed)))
+        together = with_chains_of(idata, more)
+        diag = check(together, gate_vars, attempts=2)
+        if diag.passed:
+            return together, diag
+    idata = _sample_once(build, key, data, settings.retry())
+    return idata, check(idata, gate_vars, attempts=diag.attempts + 1)
+
+
+def another_seed(seed: int | None) -> int | None:
+    """A seed for chains run beside those of ``seed`` (None: a fresh one), drawn from it, so
+    that the chains of the two runs are independent and the same seed gives the same runs."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([seed, 1]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def with_chains_of(idata: az.InferenceData, more: az.InferenceData) -> az.InferenceData:
+    """The chains of ``more`` after those of ``idata``, as one InferenceData (numbered 0, 1,
+    ...); groups without chains are ``idata``'s."""
+    groups = {}
+    for name in idata.groups():
+        first = idata[name]
+        if "chain" in first.dims and name in more.groups():
+            both = xr.concat([first, more[name]], dim="chain", combine_attrs="override")
+            groups[name] = both.assign_coords(chain=np.arange(both.sizes["chain"]))
+        else:
+            groups[name] = first
+    return az.InferenceData(**groups)
 
 
 def clear_cache() -> None:
