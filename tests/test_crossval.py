@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import hlh_meta as hm
+from hlh_meta.analyses import crossval
 from hlh_meta.analyses.crossval import PARETO_K_REFIT, exact_lpd, integrated_study_loglik, psis_lpd, study_loglik
 from hlh_meta.models.binomial import prepare_binomial
 
@@ -161,8 +162,33 @@ def test_a_model_that_cannot_be_batched_takes_the_expand_path(monkeypatch):
     monkeypatch.setattr(batched, "WORTH_COMPILING_S", -1.0)
     monkeypatch.setattr(batched, "_WARNED", set())
     batched.clear_cache()
+    crossval.clear_cache()                   # the same fit and inputs: computed again, not the one kept
     with pytest.warns(RuntimeWarning, match="cannot be evaluated in batches"):
         fallback = integrated_study_loglik(inp, full)
     np.testing.assert_array_equal(fallback.values, by_expand.values)
     with pytest.raises(PointsUnavailable):
         batched.batched_values(inp, None, np.zeros((1, 1)), ["loglik"])
+
+
+@pytest.mark.filterwarnings("ignore::hlh_meta.GateWarning")
+def test_the_integrated_loglik_asked_again_is_not_computed_twice(monkeypatch):
+    """Asked again for the same fit and equal inputs (a sensitivity run asks for the primary
+    fit's, which its comparison computed), the last one comes back, equal and a copy; other
+    inputs or another fit are computed."""
+    frame = pd.DataFrame({"study": ["a", "b", "c"], "events": [2, 9, 4], "total": [10, 12, 15]})
+    full = hm.fit_binomial(frame, draws=50, tune=100, chains=1, seed=1)
+    computed = []
+    monkeypatch.setattr(crossval, "_integrated", lambda *a, _f=crossval._integrated: computed.append(1) or _f(*a))
+    crossval.clear_cache()
+    first = integrated_study_loglik(prepare_binomial(frame), full)
+    again = integrated_study_loglik(prepare_binomial(frame), full)          # equal inputs, another object
+    assert len(computed) == 1 and again is not first
+    np.testing.assert_array_equal(again.values, first.values)
+    again[...] = 0.0                                                        # a caller's change is its own
+    np.testing.assert_array_equal(integrated_study_loglik(prepare_binomial(frame), full).values, first.values)
+    other = prepare_binomial(frame.assign(events=[3, 9, 4]))
+    integrated_study_loglik(other, full)
+    assert len(computed) == 2
+    refit = hm.fit_binomial(frame, draws=50, tune=100, chains=1, seed=2)
+    integrated_study_loglik(prepare_binomial(frame), refit)
+    assert len(computed) == 3

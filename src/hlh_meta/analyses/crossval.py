@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import weakref
 
 import arviz as az
 import numpy as np
@@ -54,6 +55,26 @@ def study_loglik(idata: az.InferenceData, var: str) -> xr.DataArray:
 NODES = 12
 
 
+def _same_inputs(a: ModelInputs, b: ModelInputs) -> bool:
+    """Whether two model inputs give the same integrated log-likelihood: equal structure,
+    studies, rows' studies, weights and data."""
+    return a is b or (a.structure == b.structure and list(a.studies) == list(b.studies)
+                      and np.array_equal(a.study_index, b.study_index) and np.array_equal(a.weights, b.weights)
+                      and a.data.keys() == b.data.keys()
+                      and all(np.array_equal(v, b.data[k]) for k, v in a.data.items()))
+
+
+#: the last integrated log-likelihood computed, with the fit (held weakly), the inputs and the
+#: nodes it was computed for: a sensitivity run asks again for the primary fit's, which its
+#: comparison of covariate sets computed already
+_LAST: list[tuple[weakref.ref, ModelInputs, int, xr.DataArray | None]] = []
+
+
+def clear_cache() -> None:
+    """Forget the last integrated log-likelihood kept (:func:`integrated_study_loglik`)."""
+    _LAST.clear()
+
+
 def integrated_study_loglik(inp: ModelInputs, idata: az.InferenceData, nodes: int = NODES) -> xr.DataArray | None:
     """Each study's log-likelihood at each draw (chain, draw, study) with its effect
     integrated over its prior: log of the integral of p(y_s | phi, z) over z ~ Normal(0, 1),
@@ -62,7 +83,17 @@ def integrated_study_loglik(inp: ModelInputs, idata: az.InferenceData, nodes: in
     remain valid, they are only less even). Computed by the fit's compiled model from the
     stored unconstrained draws (:mod:`hlh_meta.models.points`), rows with weight 1. None
     where the fit has no such draws or no study effect ``z`` with a standard normal prior
-    (the caller then uses :func:`study_loglik`)."""
+    (the caller then uses :func:`study_loglik`). The last one computed is kept: asked again
+    for the same fit, inputs and nodes, it is not computed twice (a copy comes back)."""
+    if _LAST and _LAST[0][0]() is idata and _LAST[0][2] == nodes and _same_inputs(_LAST[0][1], inp):
+        kept = _LAST[0][3]
+        return None if kept is None else kept.copy()
+    total = _integrated(inp, idata, nodes)
+    _LAST[:] = [(weakref.ref(idata), inp, nodes, total)]
+    return None if total is None else total.copy()
+
+
+def _integrated(inp: ModelInputs, idata: az.InferenceData, nodes: int) -> xr.DataArray | None:
     from ..models.points import GROUP, PointsUnavailable, compiled_with, flat_points, model_of
 
     sampler = json.loads(idata.posterior.attrs.get("sampler", "{}")).get("sampler")
