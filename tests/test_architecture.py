@@ -13,7 +13,7 @@ import pytest
 
 SRC = Path(__file__).parents[1] / "src" / "hlh_meta"
 #: each top-level module or sub-package and its layer; a layer imports only from lower ones
-LAYERS = {"errors": -1, "spec": 0, "data": 1, "freshness": 2, "effects": 2, "inference": 2, "models": 3, "analyses": 4,
+LAYERS = {"errors": -1, "spec": 0, "workers": 0, "data": 1, "freshness": 2, "effects": 2, "inference": 2, "models": 3, "analyses": 4,
           "sensitivity": 5, "report": 5, "result": 6, "pipeline": 7, "orchestrate": 8,
           "cli": 9}
 

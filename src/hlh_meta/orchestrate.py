@@ -14,6 +14,7 @@ a run that finds every folder up to date does not import it.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -26,6 +27,7 @@ from .data.dataset import bundled_data_dir, table_digests
 from .errors import SpecError
 from .freshness import record_skip, skipped_before, up_to_date
 from .spec import Spec, bundled_specs_dir
+from .workers import started_ahead, workers_for
 
 if TYPE_CHECKING:
     from .pipeline import CompileAhead
@@ -200,15 +202,19 @@ def run_all(specs: SpecLike | Iterable[SpecLike] | None = None, data: Dataset | 
     if skip_fresh and not force:
         todo = _stale(given, todo, out, data, emit, outcomes, compare)
     if todo:
-        from .analyses.frames import frames_kept
-        from .pipeline import FigureDrawer
+        # a sensitivity run's worker processes start before this process imports the modelling
+        # stack, which they import meanwhile on the other cores
+        with started_ahead(_workers_ahead(given[todo[0]], sensitivity, executor, workers), WORKER_IMPORTS):
+            from .analyses.frames import frames_kept
+            from .pipeline import FigureDrawer
 
-        # the figure process starts first: it loads matplotlib and ArviZ while the specs are checked and
-        # fitted; within the run each analysis frame is built once
-        with FigureDrawer() as drawer, frames_kept():
-            _run(given, todo, out, data, outcomes, emit, listening=on_event is not None, force=force, compare=compare,
-                 sensitivity=sensitivity, skip_empty=skip_empty, skip_fresh=skip_fresh, terms=terms,
-                 options={"executor": executor, "workers": workers, "scheduler": scheduler}, drawer=drawer)
+            # the figure process starts next: it loads matplotlib and ArviZ while the specs are checked
+            # and fitted; within the run each analysis frame is built once
+            with FigureDrawer() as drawer, frames_kept():
+                _run(given, todo, out, data, outcomes, emit, listening=on_event is not None, force=force,
+                     compare=compare, sensitivity=sensitivity, skip_empty=skip_empty, skip_fresh=skip_fresh,
+                     terms=terms, options={"executor": executor, "workers": workers, "scheduler": scheduler},
+                     drawer=drawer)
     return [outcomes[i] for i in range(len(given))]
 
 
@@ -284,6 +290,30 @@ def compare_saved(spec: SpecLike, data: Dataset | str | Path | None = None, out:
 
 def _silent(kind: str, name: str, text: str) -> None:
     pass
+
+
+#: what a worker started ahead imports before its first group of variants arrives: what
+#: running a group needs (the sensitivity executors, with PyMC, PyTensor and the analyses) and nutpie
+WORKER_IMPORTS = ("hlh_meta.sensitivity.executors", "nutpie")
+
+
+def _workers_ahead(spec: SpecLike, sensitivity: bool, executor: str, workers: int | None) -> int:
+    """How many worker processes to start ahead for a run of ``spec`` (:func:`.workers.started_ahead`):
+    ``workers``, or as :func:`.workers.workers_for` the spec's ``[sampling] chains`` (one
+    worker where the spec does not give them: the count of every machine of 2 to 11 cores
+    at the default 4 chains); none without a sensitivity analysis on local processes, or on
+    one core. A guess: where the run wants another number, these stop and that many start."""
+    cores = os.cpu_count() or 1
+    if not sensitivity or executor != "processes" or cores < 2:
+        return 0
+    if isinstance(workers, int) and not isinstance(workers, bool):
+        return workers if workers >= 1 else 0
+    try:
+        raw = spec.raw if isinstance(spec, Spec) else tomllib.loads(Path(spec).read_text(encoding="utf-8"))
+        chains = raw.get("sampling", {}).get("chains")
+        return workers_for(chains, cores) if isinstance(chains, int) and not isinstance(chains, bool) else 1
+    except (OSError, ValueError, TypeError, AttributeError):       # unreadable: the run reports it
+        return 0
 
 
 def _as_list(specs: SpecLike | Iterable[SpecLike] | None) -> list[SpecLike]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import warnings
@@ -15,11 +14,22 @@ from functools import partial
 
 import pandas as pd
 
-from ..errors import InputError, skip_final_collection
+from ..errors import InputError
 from ..inference import SamplerSettings
 from ..inference.sampling import gib, machine_memory, memory_budget, memory_needed
 from ..models.engine import values_per_draw
 from ..spec import Spec
+from ..workers import (  # noqa: F401 - the process helpers, also reached from here (callers, tests)
+    _quiet_worker,
+    ignore_interrupts,
+    main_hidden,
+    spawn_pool,
+    stop_workers,
+    submit,
+    take_ahead,
+    worker_start,
+    workers_for,
+)
 from .reweight import tau_family_change
 from .runner import Planned, run_group, variant_settings
 
@@ -46,92 +56,10 @@ def _order(planned: list[Planned], frames_by_name: dict[str, pd.DataFrame]) -> l
     return [frames_by_name[p.variant.name] for p in planned]
 
 
-def _quiet_worker() -> None:
-    """Worker processes report through their results; library notes (BLAS linking) are not for the terminal."""
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    logging.getLogger("pytensor").setLevel(logging.ERROR)
-    ignore_interrupts()
-    skip_final_collection()                # the pool's shutdown waits for this process to exit
-
-
-def ignore_interrupts() -> None:
-    """In a worker process: Ctrl-C, which a terminal sends to every process of the group, is
-    for the calling process, which stops the workers itself (no traceback from a worker)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})     # started blocked (worker_start)
-
-
-def stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Stop a pool's worker processes now (after an interrupt): their groups are dropped, and
-    the pool is not left waiting for them to finish."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())    # shutdown forgets them
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        try:
-            process.terminate()
-        except (OSError, AttributeError):
-            pass
-
-
-@contextmanager
-def main_hidden():
-    """While worker processes start: a worker needs hlh_meta, never the caller's main module,
-    which the spawn start method would otherwise import in each worker. That import fails for a
-    main module that is no file (a script fed on standard input) and runs an unguarded script
-    again in each worker; hidden, every main module works (a script, ``python -c``, standard
-    input, a notebook)."""
-    main = sys.modules.get("__main__")
-    if main is None:
-        yield
-        return
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
-    main.__dict__.pop("__file__", None)
-    main.__spec__ = None
-    try:
-        yield
-    finally:
-        main.__dict__.pop("__spec__", None)
-        main.__dict__.update(saved)
-
-
-@contextmanager
-def worker_start():
-    """While worker processes start: the caller's main module hidden (:func:`main_hidden`) and
-    Ctrl-C blocked, so a new process starts with it blocked (a signal mask is inherited) and no
-    Ctrl-C can raise in it while it imports hlh_meta, before it can set it aside
-    (:func:`ignore_interrupts`); a Ctrl-C meanwhile waits in this process and arrives at the end."""
-    import signal
-    import threading
-
-    with main_hidden():
-        if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            yield
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, before)
-
-
 def worker_pool(n: int) -> ProcessPoolExecutor:
-    """A pool of ``n`` quiet worker processes, spawned (not forked: this process may hold
-    sampler threads); give it work with :func:`submit`, which works from any main module."""
-    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_quiet_worker)
-
-
-def submit(pool: ProcessPoolExecutor, fn, *args):
-    """``pool.submit(fn, *args)`` as a worker process starts (:func:`worker_start`): a pool
-    starts its worker processes as work is submitted."""
-    with worker_start():
-        return pool.submit(fn, *args)
+    """A pool of ``n`` quiet worker processes, spawned (:func:`hlh_meta.workers.spawn_pool`);
+    give it work with :func:`submit`, which works from any main module."""
+    return spawn_pool(n, ProcessPoolExecutor)
 
 
 class WorkersLostWarning(UserWarning):
@@ -139,17 +67,10 @@ class WorkersLostWarning(UserWarning):
 
 
 def default_workers(spec: Spec, groups: int) -> int:
-    """Worker processes when none are asked for. Every fit already samples its chains on
-    parallel threads, in the calling process as in each worker, so beyond one a worker only
-    pays where the cores hold one more fit's chains: one worker per ``chains`` cores beyond
-    the calling process's. One worker runs wherever there are two cores or more: compiling a
-    model structure uses one core, and the worker compiles the other structures while this
-    process samples (`hlh-meta sensitivity models/mortality.toml` on 2 cores: 60 s against
-    72 s with none, benchmarks/RESULTS.md)."""
-    chains = SamplerSettings.of(spec.section("sampling")).chains
-    cores = os.cpu_count() or 1
-    wanted = max(1, cores // chains - 1) if cores >= 2 else 0
-    return min(groups, wanted)
+    """Worker processes when none are asked for (:func:`hlh_meta.workers.workers_for` with the
+    spec's chains and this machine's cores; `hlh-meta sensitivity models/mortality.toml` on 2
+    cores: 60 s with one worker against 72 s with none, benchmarks/RESULTS.md), at most ``groups``."""
+    return min(groups, workers_for(SamplerSettings.of(spec.section("sampling")).chains, os.cpu_count() or 1))
 
 
 #: memory of a worker process beside its fit: Python with PyMC, PyTensor, numba and nutpie loaded
@@ -174,14 +95,21 @@ def workers_started(spec: Spec, executor: str = "processes", workers: int | None
     stack (about 3 s) while this process works out and plans the variants, on a core that
     is idle meanwhile. Nothing is started for another executor, bad ``workers`` (refused where
     the groups run) or where no worker would run (:func:`default_workers`); a pool that
-    :func:`run_groups` does not use is stopped there, and every process at the end of the block."""
+    :func:`run_groups` does not use is stopped there, and every process at the end of the block.
+    Workers started ahead as the command began (:func:`hlh_meta.workers.started_ahead`) are
+    taken over where they are as many as wanted, else stopped."""
     pool = None
     try:
         check_executor(executor, workers)
         wanted = (workers or default_workers(spec, sys.maxsize)) if executor == "processes" else 0
     except InputError:
         wanted = 0
-    if wanted:
+    ahead = take_ahead()
+    if ahead is not None and wanted and ahead[1] == wanted:
+        pool = ahead[0]
+    elif ahead is not None:
+        stop_workers(ahead[0])
+    if wanted and pool is None:
         try:
             pool = worker_pool(wanted)
             submit(pool, _import_sampling)
