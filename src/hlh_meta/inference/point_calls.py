@@ -42,6 +42,14 @@ def _checked(points: np.ndarray, n_dim: int) -> np.ndarray:
     return points
 
 
+def _rows(array: np.ndarray, pointer):
+    """A function from a row number of the C-contiguous 2-d ``array`` to a ``pointer`` to
+    that row's first value: the row's address cast, not a new array view per row (which
+    costs several times as much as the cast, at every one of many thousand calls)."""
+    base, stride = array.ctypes.data, array.strides[0]
+    return lambda i: ctypes.cast(base + i * stride, pointer)
+
+
 def expand_points(compiled, points: np.ndarray) -> np.ndarray:
     """Every stored variable at each unconstrained point: the rows of ``points`` (n, n_dim)
     through the compiled model's expand callback (with its swapped data), as (n,
@@ -53,9 +61,11 @@ def expand_points(compiled, points: np.ndarray) -> np.ndarray:
     double = ctypes.POINTER(ctypes.c_double)
     data = ctypes.c_void_p(compiled.user_data.ctypes.data)
 
+    row_in, row_out = _rows(points, double), _rows(out, double)
+
     def run(start: int, stop: int) -> None:
         for i in range(start, stop):
-            status = call(n_dim, n_expanded, points[i].ctypes.data_as(double), out[i].ctypes.data_as(double), data)
+            status = call(n_dim, n_expanded, row_in(i), row_out(i), data)
             if status != 0:
                 raise RuntimeError(f"the expand callback returned status {status} at point {i}")
 
@@ -73,12 +83,13 @@ def logp_points(compiled, points: np.ndarray) -> np.ndarray:
     call = compiled.compiled_logp_func.ctypes
     double = ctypes.POINTER(ctypes.c_double)
     data = ctypes.c_void_p(compiled.user_data.ctypes.data)
+    row_in = _rows(points, double)
 
     def run(start: int, stop: int) -> None:
         grad, value = np.empty(n_dim), np.empty(1)             # each thread its own
         g, v = grad.ctypes.data_as(double), value.ctypes.data_as(double)
         for i in range(start, stop):
-            status = call(n_dim, points[i].ctypes.data_as(double), g, v, data)
+            status = call(n_dim, row_in(i), g, v, data)
             if status in (3, 4):                 # non-finite gradient or density
                 out[i] = -np.inf if status == 4 or not np.isfinite(value[0]) else value[0]
             elif status != 0:
