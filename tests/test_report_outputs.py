@@ -549,3 +549,36 @@ def test_an_abandoned_save_stops_the_drawer_and_leaves_nothing(saved, tmp_path, 
             result.save(tmp_path / "out" / "mortality", drawer=drawer)
     out = tmp_path / "out"
     assert not out.exists() or not list(out.iterdir())         # no folder, no partial folder, no figures
+
+
+def test_a_report_without_sensitivity_analyses_says_its_findings_are_untested(saved):
+    """A folder written without the sensitivity analysis says, in the report and the notebook
+    view, that no finding has been tested against other analysis choices, and how to test them."""
+    from hlh_meta.report.html import render
+
+    result, folder = saved
+    assert "sensitivity" not in result.tables
+    report = render(result, folder / "figures")
+    section = report.split('<h2 id="sensitivity">')[1].split("<h2>")[0]
+    assert "Not run for this report" in section
+    assert f"hlh-meta sensitivity {result.manifest['spec_file']}" in section
+    assert "Sensitivity analyses not run" in result._repr_html_()
+
+
+def test_the_report_says_when_a_fit_took_more_than_one_attempt(saved, monkeypatch):
+    """The sampler line gives the settings asked for; a fit that took more than one attempt
+    (added chains, or the gate's refit) says so with the chains and draws its posterior holds."""
+    from dataclasses import replace
+
+    from hlh_meta.report.html import render
+
+    result, folder = saved
+    diag = result.diagnostics
+    post = result.idata.posterior
+    for attempts in (1, 2):
+        with monkeypatch.context() as m:
+            m.setattr(type(result), "diagnostics", property(lambda self: replace(diag, attempts=attempts)))
+            report = render(result, folder / "figures")
+        said = (f"This fit took {attempts} attempts: its posterior holds {post.sizes['chain']} chains × "
+                f"{post.sizes['draw']} draws.")
+        assert (said in report) == (attempts > 1) and ("attempts: its posterior" in report) == (attempts > 1)

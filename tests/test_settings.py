@@ -71,7 +71,13 @@ def _gate(problems_by_attempt):
     from hlh_meta.inference.diagnostics import Diagnostics
 
     calls = iter(problems_by_attempt)
-    return lambda idata, names, attempts=1: Diagnostics(1.0, 100.0, 100.0, 0, attempts, list(next(calls)))
+
+    def check(idata, names, attempts=1):
+        problems = list(next(calls))
+        ess = [float(p.split()[2]) for p in problems if "ESS" in p]
+        return Diagnostics(1.0, min(ess, default=500.0), min(ess, default=500.0), 0, attempts, problems)
+
+    return check
 
 
 @pytest.mark.parametrize("second, tries, attempts", [
@@ -98,8 +104,9 @@ def test_too_few_effective_draws_get_as_many_chains_again_before_a_refit(monkeyp
         assert idata == "together"
 
 
-@pytest.mark.parametrize("problems", [["2 divergent transitions", "tail ESS 300 < 400"], ["R-hat 1.03 > 1.01"]])
-def test_divergences_or_disagreeing_chains_go_straight_to_the_refit(monkeypatch, problems):
+@pytest.mark.parametrize("problems", [["2 divergent transitions", "tail ESS 300 < 400"], ["R-hat 1.03 > 1.01"],
+                                      ["bulk ESS 150 < 400"]])          # too few for twice as many to pass
+def test_divergences_disagreeing_chains_or_far_too_few_draws_go_straight_to_the_refit(monkeypatch, problems):
     from hlh_meta.inference import sampling
 
     tried = []

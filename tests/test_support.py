@@ -419,6 +419,9 @@ def test_a_real_fit_end_to_end_labels_its_quantities_and_a_variant_built_to_move
     assert any(words.get(i) for i in ids), ids
     for i, r in zip(ids, _findings_rows(res)):
         assert (words[i] in r["context"]) if words.get(i) else "Sensitivity" not in r["context"]
+    from hlh_meta.report.html import render
+
+    assert "Not run for this report" not in render(res) and "Sensitivity analyses not run" not in res._repr_html_()
 
 
 def test_a_variant_without_draws_on_the_unbounded_scale_is_judged_as_reported():

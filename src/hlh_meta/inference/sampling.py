@@ -21,7 +21,7 @@ import xarray as xr
 
 from ..errors import Interrupts, SamplingInterrupted, SettingError, plain
 from .callbacks import compile_pymc_model
-from .diagnostics import Diagnostics, check, check_name
+from .diagnostics import GATE, Diagnostics, check, check_name
 from .trace import sample_to_inference_data
 
 SAMPLERS = ("nutpie", "pymc")
@@ -355,9 +355,9 @@ def sample_gated(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str
     """Sample; if the diagnostics gate fails, refit once with :meth:`SamplerSettings.retry`
     (a higher target acceptance, twice the draws and tuning steps). Where the only failures
     are too few effective draws (bulk or tail ESS: no divergence, R-hat within the gate),
-    as many chains are first run again with another seed (:func:`another_seed`) and added
-    to the first run's (:func:`with_chains_of`); the refit follows only if those together
-    still fail.
+    at least :data:`ADDED_CHAINS_ESS` of the gate's minimum, as many chains are first run
+    again with another seed (:func:`another_seed`) and added to the first run's
+    (:func:`with_chains_of`); the refit follows only if those together still fail.
 
     ``key`` names the model structure (models of equal keys share one compiled model).
     The returned diagnostics say what still fails; nothing is hidden.
@@ -367,10 +367,12 @@ def sample_gated(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str
     diag = check(idata, gate_vars)
     if diag.passed or not settings.refit:
         return idata, diag
-    if all(check_name(p) in ("bulk ESS", "tail ESS") for p in diag.problems):
-        # the chains agree and nothing diverged: only too few effective draws. As many chains
-        # again (other seeds) and the runs together give about twice the ESS, for the cost of
-        # one more run of these settings instead of a refit of twice the draws and tuning
+    if all(check_name(p) in ("bulk ESS", "tail ESS") for p in diag.problems) \
+            and min(diag.ess_bulk_min, diag.ess_tail_min) >= ADDED_CHAINS_ESS * GATE["ess_bulk_min"]:
+        # the chains agree and nothing diverged: only too few effective draws, and not so few
+        # that twice as many would still fail. As many chains again (other seeds) and the runs
+        # together give about twice the ESS, for the cost of one more run of these settings
+        # instead of a refit of twice the draws and tuning
         more = _sample_once(build, key, data, replace(settings, seed=another_seed(settings.seed)))
         together = with_chains_of(idata, more)
         diag = check(together, gate_vars, attempts=2)
@@ -378,6 +380,11 @@ def sample_gated(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str
             return together, diag
     idata = _sample_once(build, key, data, settings.retry())
     return idata, check(idata, gate_vars, attempts=diag.attempts + 1)
+
+
+#: the least ESS, as a share of the gate's minimum, at which a fit failing only on ESS gets
+#: as many chains again (about twice the ESS) rather than the refit straight away
+ADDED_CHAINS_ESS = 0.5
 
 
 def another_seed(seed: int | None) -> int | None:

@@ -133,7 +133,7 @@ def render(result, figure_dir: Path | None = None) -> str:
         result=result, manifest=result.manifest, spec=result.manifest.get("spec", {}), diag=result.diagnostics,
         gate=GATE, priors={k: describe(v) for k, v in priors.items()},
         covariates=json.loads(post.attrs.get("covariates", "[]")),
-        sampler=json.loads(post.attrs.get("sampler", "{}")),
+        sampler=json.loads(post.attrs.get("sampler", "{}")), drawn={"chains": post.sizes["chain"], "draws": post.sizes["draw"]},
         description=result.manifest.get("spec", {}).get("analysis", {}).get("description", ""),
         robustness=list(result.tables["robustness"]["sentence"]) if "robustness" in result.tables else [],
         findings=_by_support(analysis.statements(result.quantities), _robustness_words(result)), methods=analysis.methods(result.idata),
