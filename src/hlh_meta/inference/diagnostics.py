@@ -71,7 +71,8 @@ class Diagnostics:
     divergences : int
         The number of divergent transitions.
     attempts : int, default 1
-        Fits made: 2 after the gate's refit.
+        Sampling runs made: 2 after the chains added for too few effective draws or after
+        the gate's refit, 3 after both (:func:`hlh_meta.inference.sample_gated`).
     problems : list of str, optional
         The checks that failed, in words; empty when the fit passed.
     """

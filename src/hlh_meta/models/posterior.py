@@ -333,7 +333,7 @@ def diagnostics_of(idata: az.InferenceData) -> Diagnostics:
     -------
     Diagnostics
         Worst R-hat, bulk and tail ESS, divergent transitions, the number of attempts
-        (2 after a refit) and the problems that remain (``passed`` when none), as
+        (2 after added chains or a refit, 3 after both) and the problems that remain (``passed`` when none), as
         recorded in ``idata.posterior.attrs["diagnostics"]``.
 
     Raises
