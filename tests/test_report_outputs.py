@@ -582,3 +582,24 @@ def test_the_report_says_when_a_fit_took_more_than_one_attempt(saved, monkeypatc
         said = (f"This fit took {attempts} attempts: its posterior holds {post.sizes['chain']} chains × "
                 f"{post.sizes['draw']} draws.")
         assert (said in report) == (attempts > 1) and ("attempts: its posterior" in report) == (attempts > 1)
+
+
+def test_the_sensitivity_figure_draws_only_quantities_the_primary_has():
+    """A quantity that only a variant estimates (another partition makes strata of a level
+    the primary has none of) has no primary interval: it gets no panel, and the others do."""
+    from hlh_meta.report.figures import sensitivity
+
+    own = "mortality:own_strata:"
+    rows = [{"id": own + i, "variant": v, "key": "mortality_own_strata", "label": lab,
+             "quantity": "mortality of own strata (%)", "median": m, "q2.5": 15.0, "q97.5": 50.0}
+            for i, v, lab, m in (("trigger=infection", "primary", "infection (observed 1/3)", 30.0),
+                                 ("trigger=infection", "partition x = overall", "infection (observed 2/5)", 35.0),
+                                 ("route=intravenous", "partition x = overall", "intravenous route (observed 1/2)", 40.0))]
+    table = pd.DataFrame(rows)
+    fig = sensitivity(SimpleNamespace(tables={"sensitivity": table}, table=lambda name: table))
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(shown) == 1 and "observed 1/3" in shown[0].get_title()       # the primary's words
+    medians = sorted(float(x) for line in shown[0].lines for x in line.get_xdata() if 20 < float(x) < 45)
+    assert 35.0 in medians                 # the variant's row of the same quantity, worded otherwise, is drawn
+    only = table[table["id"] == own + "route=intravenous"]
+    assert sensitivity(SimpleNamespace(tables={"sensitivity": only}, table=lambda name: only)) is None

@@ -210,7 +210,7 @@ class Mortality(AnalysisType):
     group_by = "trigger"
     group_columns = ("trigger", "age_group", "partition")
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
-    robustness_keys = ("mortality_typical", "odds_ratio", "tau")
+    robustness_keys = ("mortality_typical", "mortality_own_strata", "odds_ratio", "tau")
     indexed_tables = ("summary",)
     threshold_range = (0.0, 100.0, "mortality in percent")
     figures = (

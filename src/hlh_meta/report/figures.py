@@ -337,12 +337,17 @@ def sensitivity(result, spec: FigureSpec | None = None):
         return None
     sens = result.table("sensitivity")
     sens = sens[sens["median"].notna()]
-    # one panel per (key, label), worded as the primary words it (a variant may word it otherwise)
+    # one panel per quantity (its id: a variant may word or label it otherwise, e.g. another
+    # observed count of a level's own strata), titled as the primary words it. A quantity only
+    # some variants estimate (another partition can make strata of a level the primary has none
+    # of) has no primary interval to compare with: no panel
     labels = sens["label"].fillna("")
+    ident = sens["id"].astype(str) if "id" in sens else sens["key"].astype(str) + "|" + labels
     primary = sens["variant"] == "primary"
-    words = dict(zip(zip(sens.loc[primary, "key"], labels[primary]), sens.loc[primary, "quantity"]))
-    first = dict(zip(zip(sens["key"], labels), sens["quantity"]))
-    keys = [(k, words.get((k, lab), q), lab) for (k, lab), q in first.items()]
+    keys = [(i, q, lab) for i, q, lab in zip(ident[primary], sens.loc[primary, "quantity"], labels[primary])]
+    keys = list({i: (i, q, lab) for i, q, lab in keys}.values())
+    if not keys:
+        return None
     variants = list(dict.fromkeys(sens["variant"]))
     ncol = min(3, len(keys))
     nrow = -(-len(keys) // ncol)
@@ -356,8 +361,8 @@ def sensitivity(result, spec: FigureSpec | None = None):
         ax.set_yticks([])
     for ax in axes.ravel()[len(keys):]:
         ax.set_visible(False)
-    for ax, (key, quantity, label) in zip(axes.ravel(), keys):
-        rows = sens[(sens["key"] == key) & (sens["label"].fillna("") == label)].set_index("variant")
+    for ax, (ident_, quantity, label) in zip(axes.ravel(), keys):
+        rows = sens[ident == ident_].set_index("variant")
         prim = rows.loc["primary"]
         ax.axvspan(prim["q2.5"], prim["q97.5"], color="#dddddd", zorder=0)
         ax.axvline(prim["median"], color=POOL, lw=1)
