@@ -22,6 +22,7 @@ from ..spec import Spec
 from ..workers import (  # noqa: F401 - the process helpers, also reached from here (callers, tests)
     _quiet_worker,
     ignore_interrupts,
+    import_modules,
     main_hidden,
     spawn_pool,
     stop_workers,
@@ -81,13 +82,6 @@ WORKER_PROCESS_BYTES = 600 << 20
 _STARTED: ContextVar[tuple[ProcessPoolExecutor, int] | None] = ContextVar("hlh_meta_started_workers", default=None)
 
 
-def _import_sampling() -> None:
-    """In a worker process started early, before the first group arrives: what running a
-    group imports beyond this module's own imports (PyMC, PyTensor and hlh_meta's analyses,
-    which the worker loaded to find this function), nutpie."""
-    import nutpie  # noqa: F401
-
-
 @contextmanager
 def workers_started(spec: Spec, executor: str = "processes", workers: int | None = None) -> Iterator[None]:
     """Within this block, :func:`run_groups` gives its groups to worker processes started as
@@ -112,7 +106,7 @@ def workers_started(spec: Spec, executor: str = "processes", workers: int | None
     if wanted and pool is None:
         try:
             pool = worker_pool(wanted)
-            submit(pool, _import_sampling)
+            submit(pool, import_modules, (__name__, "nutpie"))   # what running a group imports
         except Exception:  # noqa: BLE001 - only a head start: run_groups starts its own pool
             pool = None
     token = _STARTED.set(None if pool is None else (pool, wanted))
