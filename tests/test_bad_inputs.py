@@ -695,5 +695,22 @@ def test_stopped_workers_do_not_keep_the_caller_waiting():
         fut = submit(pool, time.sleep, 120)
         while not fut.running() and time.perf_counter() - started < 60:
             time.sleep(0.1)
+        manager = pool._executor_manager_thread
         stop_workers(pool)
+        # the pool's manager thread has ended: the exit hook of process pools finds its pipe closed
+        assert not manager.is_alive()
     assert time.perf_counter() - started < 60
+
+
+def test_stopping_a_pool_without_a_manager_thread():
+    """stop_workers on a pool that lacks the private attributes it reads: stopped all the same."""
+    from hlh_meta.sensitivity.executors import stop_workers
+
+    calls = []
+
+    class Bare:
+        def shutdown(self, wait=True, cancel_futures=False):
+            calls.append((wait, cancel_futures))
+
+    stop_workers(Bare())
+    assert calls == [(False, True)]

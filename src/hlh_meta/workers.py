@@ -52,14 +52,27 @@ def ignore_interrupts() -> None:
 
 def stop_workers(pool: ProcessPoolExecutor) -> None:
     """Stop a pool's worker processes now (after an interrupt): their groups are dropped, and
-    the pool is not left waiting for them to finish."""
+    the pool is not left waiting for them to finish.
+
+    The pool's manager thread is then given up to :data:`STOP_WAIT_S` to finish (it closes its
+    wake-up pipe as it ends): left running, it could close that pipe while the interpreter's
+    exit hook for process pools writes to it, which prints "Exception ignored ... Bad file
+    descriptor" as the command ends. A pool without that (private) thread is stopped the same
+    way, without the wait."""
     processes = list((getattr(pool, "_processes", None) or {}).values())    # shutdown forgets them
+    manager = getattr(pool, "_executor_manager_thread", None)              # so does shutdown(wait=False)
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         try:
             process.terminate()
         except (OSError, AttributeError):
             pass
+    if manager is not None and hasattr(manager, "join"):
+        manager.join(timeout=STOP_WAIT_S)
+
+
+#: seconds :func:`stop_workers` waits for a stopped pool's manager thread to end
+STOP_WAIT_S = 5.0
 
 
 @contextmanager
