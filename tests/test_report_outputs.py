@@ -404,6 +404,7 @@ def test_own_strata_describe_patients_who_exist(saved):
         level = q.label.split(" ", 1)[0]
         rows = used[used["trigger"] == level]
         assert q.label.endswith(f"(observed {int(rows['deaths'].sum())}/{int(rows['n'].sum())})"), q.label
+        assert ":" not in q.label, q.label          # the sentences about it put a colon after the label
         assert q.patients_informing == int(rows["n"].sum())
     for q in result.quantities:
         if q.key == "mortality_typical" and any(c.startswith("standardised") for c in q.caveats):

@@ -697,7 +697,7 @@ def _own_strata(post, prior, comp: Compositions, category: str, label: str, fixe
     counts = f"{int(observed[rows].sum())}/{int(comp.n[rows].sum())}" if observed is not None else ""
     stem = label.split(" (", 1)[0]
     return Quantity(key="mortality_own_strata", outcome="mortality",
-                    label=f"{stem}: {OWN_STRATA}" + (f" (observed {counts})" if counts else ""),
+                    label=f"{stem}, {OWN_STRATA}" + (f" (observed {counts})" if counts else ""),   # no colon: sentences put one after it
                     description="mortality among the level's own strata (%)", scale="percent", draws=mean(post),
                     prior=mean(prior), profile=fixed, levels=levels, thresholds=THRESHOLDS, n_studies=n_studies,
                     studies_informing=len(set(comp.study[rows])), patients_informing=int(comp.n[rows].sum()))
