@@ -79,6 +79,46 @@ def test_no_level_depends_on_the_reference():
         assert abs(np.median(a[level]) - np.median(b[level])) < 5 * se + 0.005, level
 
 
+@pytest.mark.parametrize("k", [2, 3, 4, 6])
+def test_sum_to_zero_basis_is_pymc_zero_sum_normal(k):
+    """The free values' map is PyMC's ZeroSumTransform, and iid Normal(0, s) free values have
+    the density of pm.ZeroSumNormal(sigma=s) at the effects they give."""
+    import pymc as pm
+    import pytensor.tensor as pt
+    from pymc.distributions.transforms import ZeroSumTransform
+
+    from hlh_meta.models.coding import sum_to_zero_basis
+
+    basis = sum_to_zero_basis(k)
+    rng = np.random.default_rng(k)
+    for _ in range(5):
+        free, s = rng.normal(size=k - 1), rng.uniform(0.3, 2.0)
+        effects = basis @ free
+        np.testing.assert_allclose(effects, ZeroSumTransform([-1]).backward(pt.as_tensor(free)).eval(), atol=1e-14)
+        assert abs(effects.sum()) < 1e-12
+        zsn = pm.logp(pm.ZeroSumNormal.dist(sigma=s, shape=k), effects).eval()
+        np.testing.assert_allclose(stats.norm(0, s).logpdf(free).sum(), zsn, rtol=1e-12)
+
+
+def test_effect_maps_give_contrasts_against_each_reference():
+    """Two categorical covariates: beta's rows are each level's effect less its covariate's
+    reference effect (zero for a numeric column), and the reference rows pick the first level."""
+    from hlh_meta.models.coding import blocks, effect_maps
+
+    df = SIX.assign(age=["a", "c", "a", "c", "a", "a"], x=np.linspace(-1, 1, 6))
+    design = prepare_binomial(df, covariates=["trig", "age", "x"]).design
+    bl = blocks(design)
+    effects, contrasts, starts = effect_maps(design, bl)
+    free = np.random.default_rng(1).normal(size=effects.shape[1])
+    every, beta = effects @ free, contrasts @ free
+    for b, start in zip(bl, starts):
+        own = every[start:start + len(b.levels)]
+        assert abs(own.sum()) < 1e-12
+        np.testing.assert_allclose(beta[list(b.columns)], own[1:] - own[0], atol=1e-14)
+    numeric = [j for j in range(len(design.names)) if j not in {c for b in bl for c in b.columns}]
+    assert numeric and np.all(beta[numeric] == 0.0)
+
+
 def test_exchangeable_needs_a_centred_normal():
     with pytest.raises(PriorError, match="coding = 'treatment'"):
         prepare_binomial(SIX, covariates=["trig"], priors={"beta": {"dist": "StudentT", "nu": 3, "mu": 0, "sigma": 1}})

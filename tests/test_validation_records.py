@@ -83,6 +83,7 @@ def test_simulator_is_the_shipped_likelihood():
     import pymc as pm
 
     from hlh_meta.models.binomial import prepare_binomial
+    from hlh_meta.models.coding import sum_to_zero_basis
 
     df, truth = simulate.draw(np.random.default_rng(11))
     inp = prepare_binomial(df, **simulate.FIT_ARGS, profiles=simulate.PROFILE)
@@ -90,7 +91,9 @@ def test_simulator_is_the_shipped_likelihood():
     model = inp.model()
     values = {"mu_levels": truth["m"], "tau": truth["tau"], "z_new": 0.0,
               "z": np.array([truth["z"][s] for s in inp.studies]),
-              **{f"level_effect_{g}": e for g, e in truth["effects"].items()}}
+              # the sampled free values of each covariate's sum-to-zero effects (orthonormal basis: B.T e)
+              **{f"level_effect_{g}_free": sum_to_zero_basis(len(e)).T @ np.asarray(e)
+                 for g, e in truth["effects"].items()}}
     for g, lat in inp.design.latent.items():
         if lat.n_units:
             assert len(lat.weight) == lat.n_units          # one part per unknown: no 'parts' rules here
@@ -139,3 +142,21 @@ def test_an_equivalence_line_carries_a_record_over_only_from_a_digest_it_accepts
                       records.equivalence_line("binomial", d, "e" * 64, 1e-15, 10, 4, "identical"),
                       records.equivalence_line("normal", b, a, 1e-15, 10, 4, "identical")])
     assert records.accepted_digests(text) == {"binomial": {a, b, c}}
+
+
+def test_equivalence_is_judged_per_engine():
+    """validation/equivalence.py: each engine's largest difference over its own models, and a
+    model whose values changed shape is not equivalent."""
+    import equivalence
+
+    point = {"logp": [1.0, 2.0], "grad": [[0.5], [0.25]]}
+    old = {"a": {**point, "engine": "binomial"}, "b": {**point, "engine": "binomial"},
+           "c": {**point, "engine": "normal"}, "draws": {"mu": [[0.0]]}}
+    new = {"a": {**point, "engine": "binomial"}, "b": {**point, "logp": [1.0, 2.0 + 1e-6], "engine": "binomial"},
+           "c": {**point, "engine": "normal"}, "draws": {"mu": [[0.0]]}}
+    worst, lines = equivalence.compare(old, new)
+    assert worst["binomial"][1] == 2 and worst["normal"] == (0.0, 1)
+    assert worst["binomial"][0] == pytest.approx(1e-6 / 2.0)
+    assert lines[-1].endswith("identical")
+    new["c"] = {**point, "grad": [[0.5, 1.0], [0.25, 1.0]], "engine": "normal"}
+    assert equivalence.compare(old, new)[0]["normal"][0] == float("inf")

@@ -6,7 +6,8 @@ coefficient ``beta`` is the contrast (log odds ratio) of that level against the 
 
 - ``exchangeable`` (the default): the levels are exchangeable a priori. Each level has an
   effect around the mean of the levels, with a sum-to-zero Normal prior
-  (``pm.ZeroSumNormal``) whose scale makes every contrast between two levels
+  (``pm.ZeroSumNormal``'s density, sampled as its k - 1 free values ``level_effect_<covariate>_free``
+  and mapped by a constant matrix: :func:`sum_to_zero_basis`) whose scale makes every contrast between two levels
   ``Normal(0, sigma_beta)``, the spec's ``beta`` prior; the intercept's prior (``mu``) is the
   prior of the mean of the levels' log-odds. ``mu`` (the log-odds of the profile at every
   reference level) and ``beta`` (each level against its reference) are derived from these,
@@ -80,18 +81,26 @@ def level_effects(design: Design, priors: dict, mask):
 
     grand = make_rv("mu_levels", priors["mu"], param="mu")
     scale = hyperparameters("beta", {"dist": "Normal", "sigma": priors["beta"]["sigma"]})["sigma"]
+    top = [grand]
+    bl = blocks(design)
     beta = pt.zeros(len(design.names))
     offset = 0.0
-    top = [grand]
-    in_block = set()
-    for b in blocks(design):
-        # sum-to-zero effects of sigma_beta / sqrt(2): a contrast of two levels is Normal(0, sigma_beta)
-        effect = pm.ZeroSumNormal(f"level_effect_{b.name}", sigma=scale / np.sqrt(2.0), dims=f"{b.name}_level")
-        top.append(effect)
-        cols = list(b.columns)
-        beta = pt.set_subtensor(beta[cols], effect[1:] - effect[0])
-        offset = offset + mask[cols[0]] * effect[0]
-        in_block.update(cols)
+    in_block = {j for b in bl for j in b.columns}
+    if bl:
+        # sum-to-zero effects of sigma_beta / sqrt(2) (a contrast of two levels is Normal(0, sigma_beta)):
+        # ZeroSumNormal's density in its own free coordinates (sum_to_zero_basis), k - 1 values a
+        # covariate; every level effect, contrast and reference effect is a constant matrix times them
+        free = [pm.Normal(f"level_effect_{b.name}_free", 0.0, scale / np.sqrt(2.0), shape=len(b.levels) - 1)
+                for b in bl]
+        top.extend(free)
+        effects, contrasts, starts = effect_maps(design, bl)
+        values = pt.concatenate(free) if len(free) > 1 else free[0]
+        every = pt.dot(effects, values)
+        for b, start in zip(bl, starts):
+            pm.Deterministic(f"level_effect_{b.name}", every[start:start + len(b.levels)], dims=f"{b.name}_level")
+        beta = pt.dot(contrasts, values)
+        # mu holds each covariate's reference-level effect, unless the covariate is masked off (0)
+        offset = pt.dot(mask[[b.columns[0] for b in bl]], pt.dot(effects[starts], values))
     numeric = [j for j in range(len(design.names)) if j not in in_block]
     if numeric:
         slope = pm.Normal("beta_numeric", mu=hyperparameters("beta", {"dist": "Normal", "mu": 0.0})["mu"],
@@ -102,6 +111,33 @@ def level_effects(design: Design, priors: dict, mask):
         beta = beta + 0.0 * hyperparameters("beta", {"dist": "Normal", "mu": 0.0})["mu"]
     mu = pm.Deterministic("mu", grand + offset)
     return mu, pm.Deterministic("beta", beta, dims="covariate"), top
+
+
+def sum_to_zero_basis(k: int) -> np.ndarray:
+    """The (k, k - 1) matrix that takes k - 1 free values to k effects that sum to zero: the map
+    of PyMC's ``ZeroSumTransform`` (so its free coordinates), with orthonormal columns, so that
+    free values iid ``Normal(0, s)`` give the effects ``pm.ZeroSumNormal(sigma=s)``'s density."""
+    return np.vstack([np.eye(k - 1) - 1.0 / (np.sqrt(k) + k), np.full((1, k - 1), -1.0 / np.sqrt(k))])
+
+
+def effect_maps(design: Design, bl: list[Block]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """For the free values of every categorical covariate's effects (covariate after covariate,
+    :func:`sum_to_zero_basis`): the matrix giving all level effects (each covariate's levels,
+    reference first, from ``starts``), the matrix giving each design column's contrast with
+    its covariate's reference (rows of other columns zero), and where each covariate's
+    effects start."""
+    sizes = [len(b.levels) for b in bl]
+    starts = [int(x) for x in np.cumsum([0] + sizes[:-1])]
+    effects = np.zeros((sum(sizes), sum(sizes) - len(sizes)))
+    contrast = np.zeros((len(design.names), sum(sizes)))
+    free = 0
+    for b, k, start in zip(bl, sizes, starts):
+        effects[start:start + k, free:free + k - 1] = sum_to_zero_basis(k)
+        free += k - 1
+        for level, col in enumerate(b.columns, start=1):
+            contrast[col, start + level] = 1.0
+            contrast[col, start] = -1.0
+    return effects, contrast @ effects, starts
 
 
 def level_coords(design: Design) -> dict[str, list[str]]:
