@@ -44,7 +44,10 @@ def test_importance_sampling_agrees_with_exact_refits_on_twelve_studies():
             if pareto_k <= PARETO_K_REFIT:
                 checked[method] += 1
                 assert abs(est - exact) < 4 * np.hypot(se, exact_se) + 0.05, (method, sid, est, exact, se, exact_se)
-    assert checked["as sampled"] >= 4 and checked["integrated"] >= max(8, checked["as sampled"]), checked
+    # how many of the 12 the weights given the sampled effect leave below the threshold varies with the
+    # draws: 6, 3, 4 and 1 with seeds 3-6, and 2 with seed 3 where the compiled code rounds otherwise
+    # (another machine, another order of the tests); the integrated weights left all 12 with each
+    assert checked["as sampled"] >= 1 and checked["integrated"] >= max(8, checked["as sampled"]), checked
 
 
 @pytest.mark.filterwarnings("ignore::hlh_meta.GateWarning")

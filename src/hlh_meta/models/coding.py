@@ -94,13 +94,17 @@ def level_effects(design: Design, priors: dict, mask):
                 for b in bl]
         top.extend(free)
         effects, contrasts, starts = effect_maps(design, bl)
-        values = pt.concatenate(free) if len(free) > 1 else free[0]
-        every = pt.dot(effects, values)
+        values = (pt.concatenate(free) if len(free) > 1 else free[0])[None, :]
+
+        def times(matrix):      # matrix @ values as a broadcast product: no BLAS call, whose sums
+            return (matrix * values).sum(axis=1)     # can differ in the last bits from process to process
+
+        every = times(effects)
         for b, start in zip(bl, starts):
             pm.Deterministic(f"level_effect_{b.name}", every[start:start + len(b.levels)], dims=f"{b.name}_level")
-        beta = pt.dot(contrasts, values)
+        beta = times(contrasts)
         # mu holds each covariate's reference-level effect, unless the covariate is masked off (0)
-        offset = pt.dot(mask[[b.columns[0] for b in bl]], pt.dot(effects[starts], values))
+        offset = (mask[[b.columns[0] for b in bl]] * times(effects[starts])).sum()
     numeric = [j for j in range(len(design.names)) if j not in in_block]
     if numeric:
         slope = pm.Normal("beta_numeric", mu=hyperparameters("beta", {"dist": "Normal", "mu": 0.0})["mu"],

@@ -24,7 +24,8 @@ def run_sensitivity(spec: Spec | str, ds: Dataset | str | None = None,
     Variants are checked (names, studies, families) and planned before any sampling. A
     variant that leaves nothing to fit is kept as a row saying so. Variants are grouped by
     model structure and each group runs in one worker, so no structure is compiled twice
-    in a worker; the same seeds give the same numbers whichever executor runs them.
+    in a worker; the same seeds give the same numbers whichever executor runs them (to the last
+    bits of compiled arithmetic, which in some runs differ between processes).
 
     Parameters
     ----------
