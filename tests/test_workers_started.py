@@ -105,8 +105,9 @@ def test_run_groups_gives_its_groups_to_the_started_pool(ds, tmp_path, monkeypat
     assert _gone(processes)
     cols = [c for c in serial.columns if c != "seconds"]
     # the same draws, up to the last bits of compiled arithmetic: in some runs of the test suite on an
-    # AMD EPYC VM the two processes' numbers differed by up to 4e-5 (relative; cause not found)
-    pd.testing.assert_frame_equal(serial[cols], local[cols], rtol=1e-3)
+    # AMD EPYC VM the two processes' numbers differed by up to 4e-5 (relative; cause not found), and a
+    # probability by one draw of 2,000 that crossed its threshold (0.481 against 0.482)
+    pd.testing.assert_frame_equal(serial[cols], local[cols], rtol=1e-3, atol=2.5e-3)
 
 
 def test_a_pool_with_no_group_to_take_is_stopped_at_once(ds, tmp_path):
