@@ -22,7 +22,9 @@ liveness analysis takes seconds), and results are copied element by element afte
 check. The source is registered with PyTensor's numba cache under a key built from the
 PyTensor function's own cache key, the record layout (array positions, offsets and dtypes, not
 nutpie's names for the arrays), this module's source and the numba
-and nutpie versions, so a later process loads the compiled wrapper from disk. Status codes are nutpie's; the record layout,
+and nutpie versions, so a later process loads the compiled wrapper from disk (by
+:mod:`.cached_load`, which reads the wrapper's symbols from its object code instead of parsing
+the module's bitcode). Status codes are nutpie's; the record layout,
 ``with_data`` and the sampler are nutpie's, untouched. ``tests/test_callbacks.py`` holds
 values, status codes and draws equal, bit for bit, to nutpie's own compile, before and
 after a data swap, and checks that a second process loads the wrappers from the cache.
@@ -381,13 +383,19 @@ def _generating(compile_one, **replaced):
         yield
 
 
+#: the names of the generated callbacks (and of the numba libraries that hold them)
+_CALLBACK_NAMES = ("logp_numba", "expand_numba")
+
+
 def _compile_cached(numba_cfunc, py_func, c_sig):
     """numba's compile of a generated callback, cached where it has a cache key (numba's
     warning that a callback without one is not cached silenced)."""
     import numba
     from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
-    with warnings.catch_warnings():
+    from .cached_load import lean_loads
+
+    with warnings.catch_warnings(), lean_loads(*_CALLBACK_NAMES):
         warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=numba.NumbaWarning)
         return numba_cfunc(c_sig, cache=py_func in CACHED_SRC_FUNCTIONS)(py_func)
 
