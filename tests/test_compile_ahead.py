@@ -113,3 +113,67 @@ def test_a_background_process_that_cannot_start_is_no_error(ds, monkeypatch):
     with CompileAhead(specs, ds) as ahead:
         assert ahead._process is None
         ahead.wait(specs[1])                      # returns at once
+
+
+def test_the_heaviest_compile_runs_first_and_outcomes_keep_their_order(ds, tmp_path, monkeypatch):
+    """A mortality analysis (compile_weight 2) runs before a biomarkers one given first; its
+    model is the one this process compiles, the other's goes to the background process; the
+    outcomes come back in the order given."""
+    from hlh_meta import orchestrate
+    from hlh_meta.analyses import analysis_for
+    from hlh_meta.orchestrate import RunOutcome, run_all
+
+    ran, ahead_of = [], []
+    monkeypatch.setattr(orchestrate, "_run_one",
+                        lambda spec, target, ds, ahead, emit, **kw: ran.append(spec.name) or RunOutcome(spec.name, target, "written"))
+    real = CompileAhead.__init__
+
+    def recording(self, specs, data):
+        ahead_of.append([s.name for s in specs])
+        real(self, [], data)                           # nothing compiled in the background here
+
+    monkeypatch.setattr(CompileAhead, "__init__", recording)
+    specs = [SPECS / "biomarkers_small.toml", SPECS / "mortality_small.toml"]
+    names = [load_spec(p).name for p in specs]
+    assert [analysis_for(load_spec(p)).compile_weight for p in specs] == [1, 2]
+    outcomes = run_all(specs, ds, tmp_path / "out", skip_fresh=False)
+    assert ran == names[::-1] and ahead_of == [names[::-1]]
+    assert [o.name for o in outcomes] == names
+
+
+def test_the_background_process_runs_at_a_lower_priority(monkeypatch):
+    import hlh_meta.pipeline as pipeline
+
+    asked = []
+    monkeypatch.setattr(pipeline.os, "nice", lambda by: asked.append(by) or by)
+    pipeline.lower_priority()
+    assert asked == [pipeline.BACKGROUND_NICE] and pipeline.BACKGROUND_NICE > 0
+
+    def refused(by):
+        raise PermissionError("not permitted")
+
+    monkeypatch.setattr(pipeline.os, "nice", refused)
+    pipeline.lower_priority()                          # not permitted: nothing changes, nothing raised
+    monkeypatch.delattr(pipeline.os, "nice")
+    pipeline.lower_priority()                          # no os.nice on this platform
+
+
+def test_the_background_process_lowers_its_priority(ds, tmp_path):
+    """The process CompileAhead starts runs at a lower priority than this one (where os.nice exists)."""
+    import pytest
+
+    if not hasattr(os, "nice"):
+        pytest.skip("no os.nice on this platform")
+    import hlh_meta.pipeline as pipeline
+
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    first, second = _intercept_only(tmp_path, "one"), _intercept_only(tmp_path, "two")
+    with CompileAhead([load_spec(first), load_spec(second)], ds) as ahead:
+        assert ahead._process is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            theirs = os.getpriority(os.PRIO_PROCESS, ahead._process.pid)
+            if theirs != mine:
+                break
+            time.sleep(0.2)
+        assert theirs == min(mine + pipeline.BACKGROUND_NICE, 19)

@@ -3,8 +3,9 @@ run``, ``fit`` and ``sensitivity`` do, less parsing arguments and printing.
 
 Every spec is checked before any analysis samples; an analysis whose folder is up to date,
 or that no row of the tables can enter, is skipped and said so; the output locations are
-checked and the leftovers of killed runs removed before any sampling; while one analysis
-runs, a background process compiles the later ones' models
+checked and the leftovers of killed runs removed before any sampling; the analyses run in
+the order given, those of the heaviest compile first (``compile_weight`` of their type), and
+while one runs, a background process compiles the later ones' models
 (:class:`hlh_meta.pipeline.CompileAhead`). Progress and notices reach the caller as events
 (``on_event(kind, name, text)``, the kinds in :data:`EVENTS`).
 
@@ -415,6 +416,8 @@ def _run(given: list[SpecLike], todo: list[int], out: Path, data: object, outcom
         for i, target in targets.items():                # leftovers of killed runs: removed, or reported before sampling
             for path in leftovers(target, remove=True):
                 emit("leftover", loaded[i].name, leftover_note(path))
+        # the heaviest compile first (stable: otherwise in the order given; outcomes keep that order)
+        runnable.sort(key=lambda i: -analysis_for(loaded[i]).compile_weight)
         with CompileAhead([loaded[i] for i in runnable], ds) as ahead:   # later analyses' models compile meanwhile
             for i in runnable:
                 outcomes[i] = _run_one(loaded[i], targets[i], ds, ahead, emit, listening=listening, force=force,

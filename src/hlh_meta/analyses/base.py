@@ -256,6 +256,10 @@ class AnalysisType:
     group_columns: ClassVar[tuple[str, ...]] = ()
     #: quantity keys the sensitivity analysis compares across variants
     robustness_keys: ClassVar[tuple[str, ...]] = ()
+    #: how long this type's models take to compile, relative to the others: ``hlh-meta run`` runs
+    #: the analyses of the heaviest first, so that the model compiled while nothing else is
+    #: compiled yet is the longest one (the others compile meanwhile in a background process)
+    compile_weight: ClassVar[int] = 1
     #: tables whose row labels are their index
     indexed_tables: ClassVar[tuple[str, ...]] = ("summary",)
     #: the open interval ``[report] threshold`` must lie in (None: unbounded on that side), and
