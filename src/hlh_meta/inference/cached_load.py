@@ -28,6 +28,7 @@ TESTED_NUMBA = ("0.65",)
 _ELF64_LE = b"\x7fELF\x02\x01"
 _SHT_SYMTAB = 2
 _SHN_UNDEF = 0
+_STT_NOT_SYMBOLS = (3, 4)          # section and file entries name no function or variable
 
 
 class LeanLoadWarning(UserWarning):
@@ -38,8 +39,9 @@ _warned = False
 
 
 def defined_symbols(obj: bytes) -> set[str] | None:
-    """The names of the symbols an ELF64 little-endian object file defines (its symbol table's
-    named entries with a section), or None where ``obj`` is not such a file or cannot be read."""
+    """The names of the functions and variables an ELF64 little-endian object file defines (its
+    symbol table's named entries with a section, less section and file entries), or None where
+    ``obj`` is not such a file or cannot be read."""
     try:
         if obj[:6] != _ELF64_LE:
             return None
@@ -59,8 +61,8 @@ def defined_symbols(obj: bytes) -> set[str] | None:
             strings = sections[link]
             str_off, str_size = strings[4], strings[5]
             for at in range(offset, offset + size, 24):
-                name_at, _, _, shndx = struct.unpack_from("<IBBH", obj, at)
-                if name_at == 0 or shndx == _SHN_UNDEF:
+                name_at, info, _, shndx = struct.unpack_from("<IBBH", obj, at)
+                if name_at == 0 or shndx == _SHN_UNDEF or info & 0xF in _STT_NOT_SYMBOLS:
                     continue
                 end = obj.index(b"\0", str_off + name_at, str_off + str_size)
                 names.add(obj[str_off + name_at:end].decode())
