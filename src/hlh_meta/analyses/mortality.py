@@ -211,8 +211,9 @@ class Mortality(AnalysisType):
     group_columns = ("trigger", "age_group", "partition")
     families = {"priors": prior_family(PRIOR_SETS), **SHARED}
     robustness_keys = ("mortality_typical", "mortality_own_strata", "odds_ratio", "tau")
-    #: the mixture likelihood over latent trigger strata: on an empty compile cache the bundled
-    #: model compiles in about 37 s on a 2-core AMD EPYC VM, the biomarkers model in about 20 s
+    #: the mixture likelihood over latent trigger strata compiles longest: on an empty compile
+    #: cache on a 2-core AMD EPYC VM a first ``hlh-meta fit`` of the bundled model took 40.5 s,
+    #: and the biomarkers model compiled in 28 s while the mortality model compiled beside it
     compile_weight = 2
     indexed_tables = ("summary",)
     threshold_range = (0.0, 100.0, "mortality in percent")

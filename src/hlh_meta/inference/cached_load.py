@@ -72,7 +72,7 @@ def defined_symbols(obj: bytes) -> set[str] | None:
 
 
 def _mismatch() -> str | None:
-    """Why numba's library class is not what :func:`_lean_unserialize` was written for, or None."""
+    """Why numba's library class is not what :func:`_lean` was written for, or None."""
     try:
         import numba
         from numba.core import codegen
