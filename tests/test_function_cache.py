@@ -12,7 +12,8 @@ import pytest
 from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 from test_callbacks import _call_expand, _call_logp, _model, _sample, _swap
 
-from hlh_meta.inference import callbacks, function_cache
+from hlh_meta import errors
+from hlh_meta.inference import function_cache
 from hlh_meta.inference.callbacks import compile_pymc_model
 from hlh_meta.inference.function_cache import FunctionCacheWarning
 
@@ -25,8 +26,7 @@ STRUCTURE = ("function-cache-test", 1)
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv(function_cache.DIRECTORY, str(tmp_path))
-    monkeypatch.setattr(function_cache, "_warned", False)
-    monkeypatch.setattr(callbacks, "_functions_warned", False)
+    monkeypatch.setattr(errors, "_WARNED_ONCE", set())       # each fallback warns again in this test
     return tmp_path
 
 
@@ -239,7 +239,6 @@ def test_an_initial_point_function_not_as_written_for_is_used_as_it_is_with_a_wa
                                                                                      changed, warned):
     import pymc.initial_point
 
-    monkeypatch.setattr(function_cache, "_initial_warned", False)
     monkeypatch.setattr(pymc.initial_point, "make_initial_point_fn", changed(pymc.initial_point.make_initial_point_fn))
     with pytest.warns(FunctionCacheWarning, match=warned):
         compiled = compile_pymc_model(_model(), STRUCTURE)

@@ -12,7 +12,8 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from hlh_meta.errors import SamplingInterrupted
+from hlh_meta import errors
+from hlh_meta.errors import SamplingInterrupted, warn_once
 from hlh_meta.inference import callbacks, trace
 
 nutpie = pytest.importorskip("nutpie")
@@ -43,8 +44,7 @@ def fast():
 
 @pytest.fixture
 def fresh_warnings(monkeypatch):
-    monkeypatch.setattr(callbacks, "_warned", False)
-    monkeypatch.setattr(trace, "_warned", False)
+    monkeypatch.setattr(errors, "_WARNED_ONCE", set())
 
 
 def _draws(compiled) -> dict[str, np.ndarray]:
@@ -418,3 +418,23 @@ def test_prior_draws_fall_back_to_the_forward_sampler(monkeypatch, no_prior_cach
         assert prior[name].dims == expected[name].dims and prior[name].shape == expected[name].shape, name
     for name in ("mu", "tau"):
         assert abs(float(prior[name].std()) - float(expected[name].std())) < 0.15, name
+
+
+def test_a_fallback_warns_once_per_process_and_key(monkeypatch):
+    """warn_once: the first call under a key warns (pointing at the caller's caller, as the
+    caller's own warnings.warn with that stacklevel would), later ones under it do not; another key warns."""
+    monkeypatch.setattr(errors, "_WARNED_ONCE", set())
+
+    def fallback(key):
+        warn_once(key, f"fell back ({key})", RuntimeWarning, stacklevel=2)
+
+    import inspect
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fallback("a")
+        line = inspect.currentframe().f_lineno - 1     # the call above
+        fallback("a")
+        fallback("b")
+    assert [str(w.message) for w in caught] == ["fell back (a)", "fell back (b)"]
+    assert (caught[0].filename, caught[0].lineno) == (__file__, line)

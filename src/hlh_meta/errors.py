@@ -190,6 +190,21 @@ def skip_final_collection() -> None:
     atexit.register(gc.freeze)
 
 
+#: the keys :func:`warn_once` has warned under in this process
+_WARNED_ONCE: set[str] = set()
+
+
+def warn_once(key: str, message: str, category: type[Warning], stacklevel: int = 2) -> None:
+    """``warnings.warn(message, category)`` the first time this process asks under ``key``
+    (a fallback said once per process, not at every fit); ``stacklevel`` as for the caller's
+    own ``warnings.warn``."""
+    if key not in _WARNED_ONCE:
+        _WARNED_ONCE.add(key)
+        import warnings
+
+        warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
 class GateWarning(UserWarning):
     """A fit that still fails the diagnostics gate after its refit."""
 

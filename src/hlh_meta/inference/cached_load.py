@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import struct
-import warnings
 from collections.abc import Iterator
+
+from ..errors import warn_once
 
 #: numba releases whose ``CPUCodeLibrary._unserialize`` this stands in for
 TESTED_NUMBA = ("0.65",)
@@ -33,9 +34,6 @@ _STT_NOT_SYMBOLS = (3, 4)          # section and file entries name no function o
 
 class LeanLoadWarning(UserWarning):
     """numba is not what the leaner load was written for; its own load is used (same callbacks, slower)."""
-
-
-_warned = False
 
 
 def defined_symbols(obj: bytes) -> set[str] | None:
@@ -89,12 +87,9 @@ def _mismatch() -> str | None:
 
 
 def _warn(reason: str) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        warnings.warn(f"generated callbacks are loaded from numba's cache by numba's own code ({reason}); the "
+    warn_once("cached_load", f"generated callbacks are loaded from numba's cache by numba's own code ({reason}); the "
                       f"callbacks are the same, each load is slower. The leaner load is tested with numba "
-                      f"{', '.join(TESTED_NUMBA)}.", LeanLoadWarning, stacklevel=3)
+              f"{', '.join(TESTED_NUMBA)}.", LeanLoadWarning, stacklevel=3)
 
 
 def _lean(original, names_of: tuple[str, ...]):

@@ -258,9 +258,6 @@ class _FastPathError(Exception):
     """Something in the generated-callback path failed or did not match."""
 
 
-_warned = False
-
-
 def _mismatch() -> str | None:
     """What in nutpie, numba or PyTensor does not match what the generated callbacks use
     (None when everything does)."""
@@ -324,21 +321,16 @@ def _functions(compile_pymc, key, on_written=None):
     (:mod:`.function_cache`; ``on_written`` is called with the file's path when this compile
     wrote it), or as it is (with one FunctionCacheWarning per process) where it is not what
     the cache was written for."""
-    global _functions_warned
+    from ..errors import warn_once
     from .function_cache import FunctionCacheWarning, cached_make_functions
 
     kept = _kept_functions(compile_pymc)
     if kept is not None:
         return cached_make_functions(kept[0], key, kept[1], on_written)
-    if not _functions_warned:
-        _functions_warned = True
-        warnings.warn("nutpie.compile_pymc._make_functions or _rv_dict_to_flat_array_wrapper is not what hlh_meta's "
-                      "cache of compiled functions was written for; each process rewrites the model's functions "
-                      "again (same draws, slower)", FunctionCacheWarning, stacklevel=4)
+    warn_once("callbacks.functions", "nutpie.compile_pymc._make_functions or _rv_dict_to_flat_array_wrapper is not "
+              "what hlh_meta's cache of compiled functions was written for; each process rewrites the model's "
+              "functions again (same draws, slower)", FunctionCacheWarning, stacklevel=4)
     return getattr(compile_pymc, "_make_functions", None)
-
-
-_functions_warned = False
 
 
 def _outlined(compile_pymc, key):
@@ -531,7 +523,8 @@ def compile_pymc_model(model, structure=None):
     on disk (:mod:`.function_cache`); with nutpie's own callbacks (and one :class:`CallbackFallbackWarning`
     per process) where nutpie, numba or PyTensor are not what they were written for, or
     anything in generating or compiling them fails. The draws are the same either way."""
-    global _warned
+    from ..errors import warn_once
+
     if public_only():
         return _stock(model)
     reason = _mismatch()
@@ -540,10 +533,8 @@ def compile_pymc_model(model, structure=None):
             return _fast(model, structure)
         except _FastPathError as exc:
             reason = str(exc)
-    if not _warned:
-        _warned = True
-        warnings.warn(f"hlh_meta uses nutpie's own compiled callbacks instead of its generated, disk-cached "
-                      f"ones ({reason}); the draws are the same, the first fit of each model in a process is "
-                      f"slower. The generated callbacks are tested with nutpie {TESTED_NUTPIE}.",
-                      CallbackFallbackWarning, stacklevel=2)
+    warn_once("callbacks", f"hlh_meta uses nutpie's own compiled callbacks instead of its generated, disk-cached "
+              f"ones ({reason}); the draws are the same, the first fit of each model in a process is "
+              f"slower. The generated callbacks are tested with nutpie {TESTED_NUTPIE}.",
+              CallbackFallbackWarning, stacklevel=2)
     return _stock(model)

@@ -31,6 +31,8 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import warn_once
+
 #: set to 0 (or false, no) to compile both callbacks in this process
 OFF = "HLH_META_COMPILE_HELPER"
 
@@ -44,15 +46,9 @@ class CompileHelperWarning(UserWarning):
     """The helper process could not compile a model's expand callback; this process compiled it (same draws, slower)."""
 
 
-_warned = False
-
-
 def _warn(reason: str) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        warnings.warn(f"the helper process did not compile the model's expand callback ({reason}); it was compiled "
-                      "in this process (same draws, slower first compile)", CompileHelperWarning, stacklevel=3)
+    warn_once("compile_helper", f"the helper process did not compile the model's expand callback ({reason}); it was "
+              "compiled in this process (same draws, slower first compile)", CompileHelperWarning, stacklevel=3)
 
 
 def enabled() -> bool:

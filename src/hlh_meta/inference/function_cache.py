@@ -41,8 +41,9 @@ import os
 import pickle
 import sys
 import tempfile
-import warnings
 from pathlib import Path
+
+from ..errors import warn_once
 
 #: the parameters of nutpie's ``_make_functions`` this cache stands in for
 PARAMETERS = ("model", "mode", "compute_grad", "join_expanded", "pymc_initial_point_fn", "var_names")
@@ -55,9 +56,6 @@ _FORMAT = 1
 
 class FunctionCacheWarning(UserWarning):
     """A cached file of compiled functions could not be used; the model was compiled again."""
-
-
-_warned = False
 
 
 def directory() -> Path:
@@ -103,11 +101,8 @@ def key_of(structure, model) -> str | None:
 
 
 def _warn(path: Path, exc: BaseException) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        warnings.warn(f"the cached functions {path} could not be used ({type(exc).__name__}: {exc}); the model "
-                      "was compiled again and the file replaced", FunctionCacheWarning, stacklevel=4)
+    warn_once("function_cache", f"the cached functions {path} could not be used ({type(exc).__name__}: {exc}); the "
+              "model was compiled again and the file replaced", FunctionCacheWarning, stacklevel=4)
 
 
 def _write(path: Path, blob: bytes) -> None:
@@ -355,15 +350,9 @@ def _seeded(func, varnames: list[str], pairs: list):
 
 
 def _initial_mismatch_warning(what: str) -> None:
-    global _initial_warned
-    if not _initial_warned:
-        _initial_warned = True
-        warnings.warn(f"pymc.initial_point.make_initial_point_fn {what} is not what hlh_meta's cache of compiled "
-                      "functions was written for; each process builds the initial point function again (same draws, "
-                      "slower)", FunctionCacheWarning, stacklevel=4)
-
-
-_initial_warned = False
+    warn_once("function_cache.initial_point", f"pymc.initial_point.make_initial_point_fn {what} is not what hlh_meta's "
+              "cache of compiled functions was written for; each process builds the initial point function again "
+              "(same draws, slower)", FunctionCacheWarning, stacklevel=4)
 
 
 def cached_initial_point_fn(make, key: str | None):

@@ -28,10 +28,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import SamplingInterrupted
+from ..errors import SamplingInterrupted, warn_once
 from .callbacks import TESTED_NUTPIE, nutpie_untested, public_only
-
-_warned = False
 
 
 class TraceFormatError(RuntimeError):
@@ -196,11 +194,8 @@ def trace_to_inference_data(raw, compiled, *, draws: int | None = None,
 
 
 def _warn_once(reason: str) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        warnings.warn(f"hlh_meta converts nutpie's traces with nutpie's own conversion ({reason}); the draws are "
-                      "the same, the conversion is slower", TraceFallbackWarning, stacklevel=3)
+    warn_once("trace", f"hlh_meta converts nutpie's traces with nutpie's own conversion ({reason}); the draws are "
+              "the same, the conversion is slower", TraceFallbackWarning, stacklevel=3)
 
 
 def _public(idata: az.InferenceData, draws: int, chains: int) -> az.InferenceData:
