@@ -105,14 +105,60 @@ def test_too_few_effective_draws_get_as_many_chains_again_before_a_refit(monkeyp
 
 
 @pytest.mark.parametrize("problems", [["2 divergent transitions", "tail ESS 300 < 400"], ["R-hat 1.03 > 1.01"],
-                                      ["bulk ESS 150 < 400"]])          # too few for twice as many to pass
-def test_divergences_disagreeing_chains_or_far_too_few_draws_go_straight_to_the_refit(monkeypatch, problems):
+                                      ["bulk ESS 150 < 400"],           # too few for twice as many to pass
+                                      ["1 divergent transitions", "R-hat 1.02 > 1.01"]])
+def test_divergences_with_another_problem_disagreeing_chains_or_far_too_few_draws_go_straight_to_the_refit(monkeypatch, problems):
     from hlh_meta.inference import sampling
 
     tried = []
     monkeypatch.setattr(sampling, "_sample_once", lambda build, key, data, s: tried.append(s) or s)
     monkeypatch.setattr(sampling, "check", _gate([problems, []]))
     settings = SamplerSettings.of(seed=3)
+    _, diag = sampling.sample_gated(None, "key", {}, settings, ["mu"])
+    assert tried == [settings, settings.retry()] and diag.attempts == 2
+
+
+@pytest.mark.parametrize("after, tries, attempts", [
+    ([[]], 2, 2),                                                  # smaller steps are enough
+    ([["tail ESS 300 < 400"], []], 3, 3),                          # then too few effective draws: chains added
+    ([["R-hat 1.02 > 1.01"], []], 3, 3),                           # then disagreeing chains: the refit
+    ([["tail ESS 300 < 400"], ["tail ESS 390 < 400"], []], 4, 4),  # added chains not enough: the refit
+])
+def test_divergences_alone_are_sampled_again_at_the_refits_target_acceptance_before_a_refit(monkeypatch, after, tries,
+                                                                                            attempts):
+    """Divergent transitions and nothing else: the same draws and tuning steps again at
+    target acceptance 0.95 with another seed, in place of the first run; that run fails only
+    on ESS: chains added to it; anything else: the refit of twice the draws and tuning."""
+    from hlh_meta.inference import sampling
+
+    tried, combined = [], []
+    monkeypatch.setattr(sampling, "_sample_once", lambda build, key, data, s: tried.append(s) or s)
+    monkeypatch.setattr(sampling, "with_chains_of", lambda a, b: combined.append((a, b)) or "together")
+    monkeypatch.setattr(sampling, "check", _gate([["1 divergent transitions"], *after]))
+    settings = SamplerSettings.of(seed=3, draws=500, tune=300)
+    idata, diag = sampling.sample_gated(None, "key", {}, settings, ["mu"])
+    assert len(tried) == tries and diag.attempts == attempts and not diag.problems
+    smaller = tried[1]
+    assert (smaller.draws, smaller.tune, smaller.chains, smaller.target_accept) == (500, 300, 4, 0.95)
+    assert smaller.seed == sampling.another_seed(3)
+    if after[0] == []:
+        assert idata == smaller
+    elif "ESS" in after[0][0]:
+        more = tried[2]
+        assert more == SamplerSettings.of(seed=sampling.another_seed(smaller.seed), draws=500, tune=300, target_accept=0.95)
+        assert combined == [(smaller, more)]
+        assert idata == ("together" if tries == 3 else settings.retry())
+    else:
+        assert tried[2] == settings.retry() and idata == settings.retry() and not combined
+
+
+def test_divergences_at_the_refits_target_acceptance_already_go_straight_to_the_refit(monkeypatch):
+    from hlh_meta.inference import sampling
+
+    tried = []
+    monkeypatch.setattr(sampling, "_sample_once", lambda build, key, data, s: tried.append(s) or s)
+    monkeypatch.setattr(sampling, "check", _gate([["1 divergent transitions"], []]))
+    settings = SamplerSettings.of(seed=3, target_accept=0.95)
     _, diag = sampling.sample_gated(None, "key", {}, settings, ["mu"])
     assert tried == [settings, settings.retry()] and diag.attempts == 2
 

@@ -71,8 +71,9 @@ class Diagnostics:
     divergences : int
         The number of divergent transitions.
     attempts : int, default 1
-        Sampling runs made: 2 after the chains added for too few effective draws or after
-        the gate's refit, 3 after both (:func:`hlh_meta.inference.sample_gated`).
+        Sampling runs made: 1, and one more for each remedy tried (the run again at a
+        higher target acceptance after divergences alone, the chains added for too few
+        effective draws, the gate's refit), up to 4 (:func:`hlh_meta.inference.sample_gated`).
     problems : list of str, optional
         The checks that failed, in words; empty when the fit passed.
     """

@@ -48,7 +48,9 @@ class SamplerSettings:
     A fit that fails the diagnostics gate is refitted once (``refit``) with the settings of
     :meth:`retry`: target acceptance :attr:`REFIT_TARGET_ACCEPT`, twice the draws and twice
     the tuning steps (at least 1000); one that fails only for too few effective draws first
-    gets as many chains again, which are added to its own (:func:`sample_gated`). Frozen;
+    gets as many chains again, which are added to its own, and one that fails only on
+    divergent transitions is first sampled again at :attr:`REFIT_TARGET_ACCEPT` with the
+    same draws and tuning steps (:func:`sample_gated`). Frozen;
     build one from a mapping or options, checked, with :meth:`of`.
 
     Parameters
@@ -352,34 +354,53 @@ def _sample_once(build, key, data, s: SamplerSettings) -> az.InferenceData:
 
 def sample_gated(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str, np.ndarray],
                  settings: SamplerSettings, gate_vars: list[str]) -> tuple[az.InferenceData, Diagnostics]:
-    """Sample; if the diagnostics gate fails, refit once with :meth:`SamplerSettings.retry`
-    (a higher target acceptance, twice the draws and tuning steps). Where the only failures
-    are too few effective draws (bulk or tail ESS: no divergence, R-hat within the gate),
-    at least :data:`ADDED_CHAINS_ESS` of the gate's minimum, as many chains are first run
-    again with another seed (:func:`another_seed`) and added to the first run's
-    (:func:`with_chains_of`); the refit follows only if those together still fail.
+    """Sample; where the diagnostics gate fails, sample again, the cheapest remedy for the
+    failure first, and the refit of :meth:`SamplerSettings.retry` (a higher target acceptance,
+    twice the draws and tuning steps) where it fails otherwise or still fails:
+
+    - only too few effective draws (bulk or tail ESS: no divergence, R-hat within the gate),
+      at least :data:`ADDED_CHAINS_ESS` of the gate's minimum: as many chains again with
+      another seed (:func:`another_seed`), added to the first run's (:func:`with_chains_of`);
+    - only divergent transitions (R-hat and ESS within the gate), at a target acceptance below
+      :attr:`SamplerSettings.REFIT_TARGET_ACCEPT`: the same draws and tuning steps again at that
+      target acceptance (smaller steps) with another seed, in place of the first run; where
+      that run fails only on ESS it gets the added chains above.
 
     ``key`` names the model structure (models of equal keys share one compiled model).
-    The returned diagnostics say what still fails; nothing is hidden.
+    The returned diagnostics say what still fails and how many sampling runs were made
+    (``attempts``); nothing is hidden.
     """
     settings.validate()
     idata = _sample_once(build, key, data, settings)
     diag = check(idata, gate_vars)
     if diag.passed or not settings.refit:
         return idata, diag
-    if all(check_name(p) in ("bulk ESS", "tail ESS") for p in diag.problems) \
-            and min(diag.ess_bulk_min, diag.ess_tail_min) >= ADDED_CHAINS_ESS * GATE["ess_bulk_min"]:
+    ran = settings
+    if _only(diag, "divergences") and settings.target_accept < settings.REFIT_TARGET_ACCEPT:
+        # the chains agree and have enough effective draws, but a trajectory diverged: smaller
+        # steps, the same length of run, instead of a refit of twice the draws and tuning
+        ran = replace(settings, seed=another_seed(settings.seed), target_accept=settings.REFIT_TARGET_ACCEPT)
+        idata = _sample_once(build, key, data, ran)
+        diag = check(idata, gate_vars, attempts=diag.attempts + 1)
+        if diag.passed:
+            return idata, diag
+    if _only(diag, "bulk ESS", "tail ESS") and min(diag.ess_bulk_min, diag.ess_tail_min) >= ADDED_CHAINS_ESS * GATE["ess_bulk_min"]:
         # the chains agree and nothing diverged: only too few effective draws, and not so few
         # that twice as many would still fail. As many chains again (other seeds) and the runs
         # together give about twice the ESS, for the cost of one more run of these settings
         # instead of a refit of twice the draws and tuning
-        more = _sample_once(build, key, data, replace(settings, seed=another_seed(settings.seed)))
+        more = _sample_once(build, key, data, replace(ran, seed=another_seed(ran.seed)))
         together = with_chains_of(idata, more)
-        diag = check(together, gate_vars, attempts=2)
+        diag = check(together, gate_vars, attempts=diag.attempts + 1)
         if diag.passed:
             return together, diag
     idata = _sample_once(build, key, data, settings.retry())
     return idata, check(idata, gate_vars, attempts=diag.attempts + 1)
+
+
+def _only(diag: Diagnostics, *checks: str) -> bool:
+    """Whether every problem of ``diag`` is one of ``checks`` (:func:`check_name`)."""
+    return all(check_name(p) in checks for p in diag.problems)
 
 
 #: the least ESS, as a share of the gate's minimum, at which a fit failing only on ESS gets
