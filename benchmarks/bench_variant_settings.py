@@ -12,11 +12,13 @@ sampling goes through the diagnostics gate as a fit's first attempt does, withou
 Printed per setting: the mean seconds of one sampling, how many failed the gate and why, and
 the expected seconds of a refit with what the gate does after a failure::
 
-    mean + ESS-only failed share x mean + other failed share x mean seconds of the retry
+    mean + (ESS-only + divergences-only failed share) x mean + other failed share x mean seconds of the retry
 
 A sampling that fails only on ESS gets as many chains again (one more sampling of the same
-settings, :func:`hlh_meta.inference.sampling.sample_gated`; the rare case where both together
-still fail, which adds a retry, is not counted); any other failure is refitted with the retry,
+settings, :func:`hlh_meta.inference.sampling.sample_gated`), and one that fails only on
+divergent transitions below target acceptance 0.95 is sampled once more at 0.95 (about as
+long); the cases where that second sampling fails too, which adds a retry, are not counted;
+any other failure is refitted with the retry,
 whose seconds are those of one sampling scaled by its iterations
 (:meth:`hlh_meta.SamplerSettings.retry`: twice the draws, twice the tuning steps and at least 1000).
 A shorter warm-up is worth taking only where the gate fails no more often: the gate holds every
@@ -92,10 +94,12 @@ def main() -> None:
         draws = n or (refits[0][3].draws if refits else 0)
         seconds = float(np.mean([r[0] for r in rs]))
         failed = [r[2] for r in rs if not r[1]]
-        ess_only = [why for why in failed if all(check_name(part) in ("bulk ESS", "tail ESS") for part in why.split("; "))]
+        one_more = [why for why in failed if all(check_name(part) in ("bulk ESS", "tail ESS") for part in why.split("; "))]
+        if accept < sampling.SamplerSettings.REFIT_TARGET_ACCEPT:     # divergences alone: one more sampling at 0.95
+            one_more += [why for why in failed if all(check_name(part) == "divergences" for part in why.split("; "))]
         retry = replace(refits[0][3], tune=tune, draws=draws).retry() if refits else None
         scale = (retry.draws + retry.tune) / (draws + tune) if retry else 0.0
-        expected = seconds * (1 + len(ess_only) / len(rs) + (len(failed) - len(ess_only)) / len(rs) * scale)
+        expected = seconds * (1 + len(one_more) / len(rs) + (len(failed) - len(one_more)) / len(rs) * scale)
         kinds = Counter(check_name(part) for why in failed for part in why.split("; "))
         print(f"{tune:>5} {accept:>6} {draws:>5} {len(rs):>5} {seconds:>10.2f} {len(failed):>7} {expected:>16.2f}  "
               f"{', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}")
