@@ -1,6 +1,6 @@
 """The main job end to end, old and new code side by side: `hlh-meta run`, `fit` and `sensitivity`.
 
-Run:  .venv/bin/python benchmarks/bench_run.py [--repeats 1] [--sensitivity] [--workers N] [--cold]
+Run:  .venv/bin/python benchmarks/bench_run.py [--repeats 1] [--sensitivity] [--workers N] [--cold] [--seeds S ...]
                                               [--old DIR | --new-only]
 Every command runs in a fresh process with the version's code, data and specs (see
 common.py), output to a temporary folder; wall time and the child's peak resident memory
@@ -15,6 +15,11 @@ The versions alternate command by command (old, new, old, new), so both see the 
   fitted, and all declared) read from sensitivity.csv; also the sum of the per-variant
   seconds that sensitivity.csv records (fits only) and the manifest's timings. With
   --workers N also with N worker processes (--workers 0: the default executor).
+- --seeds S ...: with --sensitivity, run `fit` and `sensitivity` once per seed instead of
+  with the spec's own, each version's mortality spec copied beside it with only its
+  ``[sampling] seed`` changed (``models/_bench_seed_S.toml``, removed afterwards): the refits
+  that fail the diagnostics gate, and so the time a run spends on them, depend on the seed,
+  and every variant of a run shares it; the medians and ratios are then over seeds and repeats.
 - --compare: the new version's explicit comparison step on the folder its `fit` wrote
   (`hlh-meta compare models/mortality.toml`), and `hlh-meta fit models/mortality.toml
   --compare` (fit and comparison in one command); the old version's `fit` compared as a
@@ -31,11 +36,13 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -54,6 +61,25 @@ def timed(version, args: list[str], env: dict | None = None) -> tuple[float, flo
     if proc.returncode != 0:
         raise SystemExit(f"{version.name}: hlh-meta {' '.join(args)} exited {proc.returncode}:\n{out[-3000:]}")
     return wall, usage.ru_maxrss / 1024
+
+
+@contextmanager
+def seeded_spec(version, seed: int | None):
+    """The mortality spec of ``version`` (relative to its root), or a copy beside it with
+    ``[sampling] seed = seed``, removed on leaving."""
+    if seed is None:
+        yield "models/mortality.toml"
+        return
+    original = (version.root / "models" / "mortality.toml").read_text(encoding="utf-8")
+    text, n = re.subn(r"(?m)^seed = \d+", f"seed = {seed}", original)
+    if n != 1:
+        raise SystemExit(f"{version.name}: models/mortality.toml has {n} 'seed = ' lines, not 1")
+    copy = version.root / "models" / f"_bench_seed_{seed}.toml"
+    copy.write_text(text, encoding="utf-8")
+    try:
+        yield str(copy.relative_to(version.root))
+    finally:
+        copy.unlink()
 
 
 def sensitivity_counts(folder: Path) -> dict:
@@ -79,6 +105,8 @@ def main() -> None:
                     help="with --sensitivity: also with N worker processes (0: the default executor)")
     ap.add_argument("--no-serial", dest="serial", action="store_false",
                     help="with --sensitivity --workers N: skip the --serial runs")
+    ap.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                    help="with --sensitivity: the spec's seed replaced by each of these in turn")
     ap.add_argument("--cold", action="store_true", help="the first `hlh-meta run` and `fit` on an empty compile cache")
     ap.add_argument("--compare", action="store_true",
                     help="the new version's `hlh-meta compare` step and `fit --compare`, beside the old `fit`")
@@ -104,16 +132,17 @@ def main() -> None:
         sens = {(v.name, tuple(m)): [] for v in vs for m in modes}
         info = {}
         for _ in range(args.repeats):
-            for v in vs:
-                with tempfile.TemporaryDirectory() as tmp:
-                    fits[v.name].append(timed(v, ["fit", "models/mortality.toml", "--out", tmp, "--quiet"])[0])
+            for seed, v in [(seed, v) for seed in (args.seeds or [None]) for v in vs]:
+                with seeded_spec(v, seed) as spec, tempfile.TemporaryDirectory() as tmp:
+                    fits[v.name].append(timed(v, ["fit", spec, "--out", tmp, "--quiet"])[0])
                 for m in modes:
-                    with tempfile.TemporaryDirectory() as tmp:
-                        wall, _ = timed(v, ["sensitivity", "models/mortality.toml", "--out", tmp, "--quiet", *m])
+                    with seeded_spec(v, seed) as spec, tempfile.TemporaryDirectory() as tmp:
+                        wall, _ = timed(v, ["sensitivity", spec, "--out", tmp, "--quiet", *m])
                         counts = sensitivity_counts(Path(tmp) / "mortality")
                     sens[(v.name, tuple(m))].append(wall)
                     info[(v.name, tuple(m))] = counts
-                    print(f"  {v.name} sensitivity {' '.join(m) or '(default executor)'}: wall {wall:.1f} s "
+                    print(f"  {v.name}{'' if seed is None else f' seed {seed}'} sensitivity "
+                          f"{' '.join(m) or '(default executor)'}: wall {wall:.1f} s "
                           f"(fit alone {fits[v.name][-1]:.1f} s); {counts['fitted']} variants fitted of "
                           f"{counts['declared']} declared; their recorded seconds sum to "
                           f"{counts['variant_seconds']:.1f} s; manifest timings {counts['timings']}", flush=True)
