@@ -16,8 +16,9 @@ The versions alternate command by command (old, new, old, new), so both see the 
   seconds that sensitivity.csv records (fits only) and the manifest's timings. With
   --workers N also with N worker processes (--workers 0: the default executor).
 - --seeds S ...: with --sensitivity, run `fit` and `sensitivity` once per seed instead of
-  with the spec's own, each version's mortality spec copied beside it with only its
-  ``[sampling] seed`` changed (``models/_bench_seed_S.toml``, removed afterwards): the refits
+  with the spec's own, each version's mortality spec copied to a temporary folder with only
+  its ``[sampling] seed`` changed (the data are still the version's: the command runs in its
+  checkout, and the spec's folder does not name them): the refits
   that fail the diagnostics gate, and so the time a run spends on them, depend on the seed,
   and every variant of a run shares it; the medians and ratios are then over seeds and repeats.
 - --compare: the new version's explicit comparison step on the folder its `fit` wrote
@@ -65,8 +66,8 @@ def timed(version, args: list[str], env: dict | None = None) -> tuple[float, flo
 
 @contextmanager
 def seeded_spec(version, seed: int | None):
-    """The mortality spec of ``version`` (relative to its root), or a copy beside it with
-    ``[sampling] seed = seed``, removed on leaving."""
+    """The mortality spec of ``version`` (relative to its root), or a copy of it in a
+    temporary folder with ``[sampling] seed = seed``."""
     if seed is None:
         yield "models/mortality.toml"
         return
@@ -74,12 +75,10 @@ def seeded_spec(version, seed: int | None):
     text, n = re.subn(r"(?m)^seed = \d+", f"seed = {seed}", original)
     if n != 1:
         raise SystemExit(f"{version.name}: models/mortality.toml has {n} 'seed = ' lines, not 1")
-    copy = version.root / "models" / f"_bench_seed_{seed}.toml"
-    copy.write_text(text, encoding="utf-8")
-    try:
-        yield str(copy.relative_to(version.root))
-    finally:
-        copy.unlink()
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / "mortality.toml"
+        copy.write_text(text, encoding="utf-8")
+        yield str(copy)
 
 
 def sensitivity_counts(folder: Path) -> dict:
