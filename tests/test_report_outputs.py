@@ -453,8 +453,9 @@ def test_the_pooled_statement_and_summary_of_findings_carry_the_context(saved):
 
 
 def test_sensitivity_figure_stays_legible():
-    """Long quantity labels and variant names: panel titles do not run into each other and
-    every variant's name lies inside the figure."""
+    """Long quantity labels and variant names: panel titles do not run into each other, into
+    the figure's title or into the x tick labels of the panel above, and every variant's name
+    and tick label lies inside the figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from hlh_meta.report.figures import sensitivity
@@ -463,20 +464,28 @@ def test_sensitivity_figure_stays_legible():
                 "ignored)", "peer-reviewed sources only (alabdulla_imperial, henry2019)"]
     label = "all included strata (each with its own trigger, age and route mix)"
     rows = [{"variant": v, "key": f"k{j}", "label": f"{label} {j}", "quantity": "mortality, typical study (%)",
-             "median": 30.0 + i, "q2.5": 15.0, "q97.5": 50.0} for j in range(3) for i, v in enumerate(variants)]
+             "median": 30.0 + i, "q2.5": 15.0, "q97.5": 50.0} for j in range(4) for i, v in enumerate(variants)]
     table = pd.DataFrame(rows)
     fig = sensitivity(SimpleNamespace(tables={"sensitivity": table}, table=lambda name: table))
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     renderer = canvas.get_renderer()
-    titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_visible() and ax.get_title()]
-    assert len(titles) == 3
-    for left, right in zip(titles, titles[1:]):
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(shown) == 4 and all(ax.get_title() for ax in shown)
+    titles = [ax.title.get_window_extent(renderer) for ax in shown]
+    for left, right in zip(titles[:2], titles[1:3]):          # the first row of three panels
         assert left.x1 <= right.x0, "panel titles overlap"
+    assert fig.get_suptitle() and max(t.y1 for t in titles[:3]) <= fig._suptitle.get_window_extent(renderer).y0, \
+        "a panel title runs into the figure's title"
+    ticks = shown[0].xaxis.get_tightbbox(renderer)              # the x tick labels of the panel above the fourth
+    assert titles[3].y1 <= ticks.y0, "a panel title runs into the tick labels of the panel above"
+    for ax in shown:
+        box = ax.get_tightbbox(renderer)
+        assert fig.bbox.x0 - 1 <= box.x0 and box.x1 <= fig.bbox.x1 + 1 and fig.bbox.y0 - 1 <= box.y0, \
+            "a panel's labels run off the figure"
     names = [t.get_window_extent(renderer) for t in fig.axes[0].get_yticklabels()]
     assert len(names) == len(variants)
     assert all(fig.bbox.x0 - 1 <= b.x0 for b in names), "a variant's name runs off the figure"
-    shown = [ax for ax in fig.axes if ax.get_visible()]
     assert len({ax.get_ylim() for ax in shown}) == 1, "a variant's row is not at the same height in every panel"
     beside = [ax for ax in shown if ax.get_subplotspec().colspan.start > 0]
     assert beside and all(len(ax.get_yticks()) == 0 for ax in beside), "variants named again beside the first column"

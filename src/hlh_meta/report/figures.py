@@ -379,10 +379,49 @@ def sensitivity(result, spec: FigureSpec | None = None):
     for row in axes:        # long variant names on two lines, inside the figure's margin for them
         row[0].set_yticks(y, [textwrap.fill(v, 56, max_lines=2, placeholder=" ...") for v in variants], fontsize=6.5)
     height = fig.get_figheight()           # a tall figure: keep the title 0.1 in from the top, panels below it
-    fig.suptitle("Sensitivity: each variant's median and 95% interval; grey band = primary 95% interval", fontsize=9,
-                 y=1 - 0.1 / height, va="top")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.28 / height))
+    heading = fig.suptitle("Sensitivity: each variant's median and 95% interval; grey band = primary 95% interval",
+                           fontsize=9, y=1 - 0.1 / height, va="top")
+    _panel_grid_layout(fig, axes, top=1 - 0.28 / height, heading=heading)
     return fig
+
+
+def _panel_grid_layout(fig, axes, top: float, heading=None) -> None:
+    """Margins and gaps of a grid of panels (``axes``, rows of columns) below ``top`` (a figure
+    fraction), the room ``tight_layout(rect=(0, 0, 1, top))`` would give: the y tick labels of
+    the first column (every row of panels names the same rows), the tallest panel title, a line
+    of x tick labels and the figure's ``heading`` (its suptitle) are measured, not every tick
+    label of every panel, which for the sensitivity panels took longer than the drawing."""
+    from matplotlib import rcParams
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.font_manager import FontProperties
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    width, height = fig.get_size_inches()
+    dpi = fig.dpi
+    pad = 1.08 * FontProperties(size="medium").get_size_in_points() / 72     # tight_layout's default pad
+    first = axes[0][0]
+    tick = (first.yaxis.get_major_ticks() or [None])[0]
+    tick_room = ((tick.get_tick_padding() + tick.get_pad()) / 72) if tick is not None else 0.1
+    labels = first.get_yticklabels()
+    label_w = max((t.get_window_extent(renderer).width for t in labels), default=0) / dpi + tick_room
+    x_size = first.xaxis.get_ticklabels()[0].get_fontsize() if first.xaxis.get_ticklabels() else 7
+    x_h = renderer.get_text_width_height_descent("0123456789", FontProperties(size=x_size), ismath=False)[1] / dpi
+    x_room = x_h + tick_room
+    visible = [ax for ax in np.ravel(axes) if ax.get_visible()]
+    title_h = max((ax.title.get_window_extent(renderer).height for ax in visible), default=0) / dpi
+    title_room = title_h + rcParams["axes.titlepad"] / 72
+    heading_room = heading.get_window_extent(renderer).height / dpi + pad if heading is not None else 0
+    nrow, ncol = np.shape(axes)
+    side = 0.05                                         # an x tick label's overhang at a panel's edge
+    left = (pad + label_w) / width
+    right = 1 - (pad + side) / width
+    bottom = (pad + x_room) / height
+    top = top - (pad + title_room + heading_room) / height
+    w_gap, h_gap = pad + 2 * side, pad + x_room + title_room
+    ax_w = (width * (right - left) - (ncol - 1) * w_gap) / ncol
+    ax_h = (height * (top - bottom) - (nrow - 1) * h_gap) / nrow
+    fig.subplots_adjust(left=left, right=right, bottom=bottom, top=top,
+                        wspace=w_gap / ax_w if ncol > 1 else 0, hspace=h_gap / ax_h if nrow > 1 else 0)
 
 
 DRAW: dict[str, Callable] = {"forest": forest, "shrinkage": shrinkage, "densities": densities, "intervals": intervals, "trace": trace,
