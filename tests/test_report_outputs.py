@@ -3,6 +3,7 @@ manuscript tables (tables.xlsx), SVG figures, the compact notebook view."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -576,8 +577,9 @@ def test_a_report_without_sensitivity_analyses_says_its_findings_are_untested(sa
 
 
 def test_the_report_says_when_a_fit_took_more_than_one_attempt(saved, monkeypatch):
-    """The sampler line gives the settings asked for; a fit that took more than one attempt
-    (added chains, or the gate's refit) says so with the chains and draws its posterior holds."""
+    """The sampler line gives the settings asked for; a fit that took more than one sampling
+    run (added chains, the run again at 0.95, the gate's refit) says so with the chains and
+    draws its posterior holds and the settings of the runs those draws come from."""
     from dataclasses import replace
 
     from hlh_meta.report.html import render
@@ -585,13 +587,24 @@ def test_the_report_says_when_a_fit_took_more_than_one_attempt(saved, monkeypatc
     result, folder = saved
     diag = result.diagnostics
     post = result.idata.posterior
-    for attempts in (1, 2):
+    asked = json.loads(post.attrs["sampler"])
+    rerun = {**asked, "target_accept": 0.95, "seed": 11}
+    for attempts, kept, words in [
+            (1, [asked], None),
+            (2, [rerun], f"made at target acceptance 0.95, {asked['draws']} draws per chain after {asked['tune']} "
+                         "tuning steps (seed 11)"),
+            (2, [asked, {**asked, "seed": 12}], f"the chains of 2 runs of {asked['chains']} chains each at target "
+                                                f"acceptance {asked['target_accept']}, {asked['draws']} draws per chain "
+                                                f"after {asked['tune']} tuning steps (seeds {asked['seed']} and 12)"),
+            (2, None, None)]:                                        # a fit saved before the runs were recorded
         with monkeypatch.context() as m:
-            m.setattr(type(result), "diagnostics", property(lambda self: replace(diag, attempts=attempts)))
+            m.setattr(type(result), "diagnostics", property(lambda self: replace(diag, attempts=attempts, kept=kept)))
             report = render(result, folder / "figures")
-        said = (f"This fit took {attempts} attempts: its posterior holds {post.sizes['chain']} chains × "
-                f"{post.sizes['draw']} draws.")
-        assert (said in report) == (attempts > 1) and ("attempts: its posterior" in report) == (attempts > 1)
+        said = (f"This fit took {attempts} sampling runs: its posterior holds {post.sizes['chain']} chains × "
+                f"{post.sizes['draw']} draws")
+        assert (said in report) == (attempts > 1) and ("sampling runs: its posterior" in report) == (attempts > 1)
+        if attempts > 1:
+            assert f"{said}{', ' + words if words else ''}." in report
 
 
 def test_the_sensitivity_figure_draws_only_quantities_the_primary_has():

@@ -59,10 +59,12 @@ def test_a_fit_failing_the_gate_is_refitted_once_with_the_retry_settings(monkeyp
     assert tried == [settings, settings.retry()] and diag.attempts == 2
     assert (tried[1].draws, tried[1].tune, tried[1].target_accept) == (draws, tune, accept)
     assert tried[1].seed == settings.seed and tried[1].chains == settings.chains
+    assert diag.kept == [settings.retry().public()]            # the draws are the refit's, at its settings
     # no refit when it is switched off
     tried.clear()
-    sampling.sample_gated(None, "key", {}, SamplerSettings.of(seed=1, refit=False, **given), ["mu"])
-    assert len(tried) == 1
+    once = SamplerSettings.of(seed=1, refit=False, **given)
+    _, diag = sampling.sample_gated(None, "key", {}, once, ["mu"])
+    assert len(tried) == 1 and diag.kept == [once.public()]
 
 
 def _gate(problems_by_attempt):
@@ -100,8 +102,9 @@ def test_too_few_effective_draws_get_as_many_chains_again_before_a_refit(monkeyp
     assert combined == [(settings, more)]
     if second:
         assert tried[2] == settings.retry() and idata == settings.retry()
+        assert diag.kept == [settings.retry().public()]
     else:
-        assert idata == "together"
+        assert idata == "together" and diag.kept == [settings.public(), more.public()]
 
 
 @pytest.mark.parametrize("problems", [["2 divergent transitions", "tail ESS 300 < 400"], ["R-hat 1.03 > 1.01"],
@@ -115,7 +118,7 @@ def test_divergences_with_another_problem_disagreeing_chains_or_far_too_few_draw
     monkeypatch.setattr(sampling, "check", _gate([problems, []]))
     settings = SamplerSettings.of(seed=3)
     _, diag = sampling.sample_gated(None, "key", {}, settings, ["mu"])
-    assert tried == [settings, settings.retry()] and diag.attempts == 2
+    assert tried == [settings, settings.retry()] and diag.attempts == 2 and diag.kept == [settings.retry().public()]
 
 
 @pytest.mark.parametrize("after, tries, attempts", [
@@ -142,14 +145,16 @@ def test_divergences_alone_are_sampled_again_at_the_refits_target_acceptance_bef
     assert (smaller.draws, smaller.tune, smaller.chains, smaller.target_accept) == (500, 300, 4, 0.95)
     assert smaller.seed == sampling.another_seed(3)
     if after[0] == []:
-        assert idata == smaller
+        assert idata == smaller and diag.kept == [smaller.public()]     # made at 0.95, not the 0.9 asked for
     elif "ESS" in after[0][0]:
         more = tried[2]
         assert more == SamplerSettings.of(seed=sampling.another_seed(smaller.seed), draws=500, tune=300, target_accept=0.95)
         assert combined == [(smaller, more)]
         assert idata == ("together" if tries == 3 else settings.retry())
+        assert diag.kept == ([smaller.public(), more.public()] if tries == 3 else [settings.retry().public()])
     else:
         assert tried[2] == settings.retry() and idata == settings.retry() and not combined
+        assert diag.kept == [settings.retry().public()]
 
 
 def test_divergences_at_the_refits_target_acceptance_already_go_straight_to_the_refit(monkeypatch):
@@ -160,7 +165,7 @@ def test_divergences_at_the_refits_target_acceptance_already_go_straight_to_the_
     monkeypatch.setattr(sampling, "check", _gate([["1 divergent transitions"], []]))
     settings = SamplerSettings.of(seed=3, target_accept=0.95)
     _, diag = sampling.sample_gated(None, "key", {}, settings, ["mu"])
-    assert tried == [settings, settings.retry()] and diag.attempts == 2
+    assert tried == [settings, settings.retry()] and diag.attempts == 2 and diag.kept == [settings.retry().public()]
 
 
 def test_another_seed_is_fixed_by_the_seed_and_valid():

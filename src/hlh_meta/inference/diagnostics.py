@@ -76,6 +76,10 @@ class Diagnostics:
         effective draws, the gate's refit), up to 4 (:func:`hlh_meta.inference.sample_gated`).
     problems : list of str, optional
         The checks that failed, in words; empty when the fit passed.
+    kept : list of dict, optional
+        The sampler settings (``SamplerSettings.public()``: sampler, draws, tune, chains,
+        seed, target_accept) of the runs whose draws the fit holds: one run, or two where
+        chains were added; None where not recorded (a fit saved before they were).
     """
 
     r_hat_max: float
@@ -84,6 +88,7 @@ class Diagnostics:
     divergences: int
     attempts: int = 1
     problems: list[str] = field(default_factory=list)
+    kept: list[dict] | None = None
 
     @property
     def passed(self) -> bool:

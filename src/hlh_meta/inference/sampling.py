@@ -367,14 +367,16 @@ def sample_gated(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str
       that run fails only on ESS it gets the added chains above.
 
     ``key`` names the model structure (models of equal keys share one compiled model).
-    The returned diagnostics say what still fails and how many sampling runs were made
-    (``attempts``); nothing is hidden.
+    The returned diagnostics say what still fails, how many sampling runs were made
+    (``attempts``) and the settings of the runs whose draws are returned (``kept``: the
+    target acceptance, draws and tuning steps those draws were made with, which after a
+    remedy are not the settings asked for); nothing is hidden.
     """
     settings.validate()
     idata = _sample_once(build, key, data, settings)
     diag = check(idata, gate_vars)
     if diag.passed or not settings.refit:
-        return idata, diag
+        return idata, _kept(diag, settings)
     ran = settings
     if _only(diag, "divergences") and settings.target_accept < settings.REFIT_TARGET_ACCEPT:
         # the chains agree and have enough effective draws, but a trajectory diverged: smaller
@@ -383,19 +385,26 @@ def sample_gated(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str
         idata = _sample_once(build, key, data, ran)
         diag = check(idata, gate_vars, attempts=diag.attempts + 1)
         if diag.passed:
-            return idata, diag
+            return idata, _kept(diag, ran)
     if _only(diag, "bulk ESS", "tail ESS") and min(diag.ess_bulk_min, diag.ess_tail_min) >= ADDED_CHAINS_ESS * GATE["ess_bulk_min"]:
         # the chains agree and nothing diverged: only too few effective draws, and not so few
         # that twice as many would still fail. As many chains again (other seeds) and the runs
         # together give about twice the ESS, for the cost of one more run of these settings
         # instead of a refit of twice the draws and tuning
-        more = _sample_once(build, key, data, replace(ran, seed=another_seed(ran.seed)))
+        added = replace(ran, seed=another_seed(ran.seed))
+        more = _sample_once(build, key, data, added)
         together = with_chains_of(idata, more)
         diag = check(together, gate_vars, attempts=diag.attempts + 1)
         if diag.passed:
-            return together, diag
-    idata = _sample_once(build, key, data, settings.retry())
-    return idata, check(idata, gate_vars, attempts=diag.attempts + 1)
+            return together, _kept(diag, ran, added)
+    retry = settings.retry()
+    idata = _sample_once(build, key, data, retry)
+    return idata, _kept(check(idata, gate_vars, attempts=diag.attempts + 1), retry)
+
+
+def _kept(diag: Diagnostics, *runs: SamplerSettings) -> Diagnostics:
+    """``diag`` with the settings of the runs whose draws are returned (``Diagnostics.kept``)."""
+    return replace(diag, kept=[run.public() for run in runs])
 
 
 def _only(diag: Diagnostics, *checks: str) -> bool:

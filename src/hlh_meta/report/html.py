@@ -111,6 +111,21 @@ def _findings_rows(result) -> list[dict]:
     return rows
 
 
+def kept_runs_words(kept: list[dict] | None) -> str:
+    """How the draws a fit holds were made (``Diagnostics.kept``), in words: after a remedy of
+    the diagnostics gate these are not the settings asked for. Empty where not recorded."""
+    if not kept:
+        return ""
+    first = kept[0]
+    how = (f"target acceptance {first['target_accept']}, {first['draws']} draws per chain after "
+           f"{first['tune']} tuning steps")
+    if len(kept) == 1:
+        return f"made at {how} (seed {first['seed']})"
+    seeds = [str(run["seed"]) for run in kept]
+    return (f"the chains of {len(kept)} runs of {first['chains']} chains each at {how} "
+            f"(seeds {', '.join(seeds[:-1])} and {seeds[-1]})")
+
+
 def headline_html(result) -> str:
     """A compact view for Jupyter: the findings the data support, the summary of findings
     and the forest plot."""
@@ -134,6 +149,7 @@ def render(result, figure_dir: Path | None = None) -> str:
         gate=GATE, priors={k: describe(v) for k, v in priors.items()},
         covariates=json.loads(post.attrs.get("covariates", "[]")),
         sampler=json.loads(post.attrs.get("sampler", "{}")), drawn={"chains": post.sizes["chain"], "draws": post.sizes["draw"]},
+        kept=kept_runs_words(result.diagnostics.kept),
         description=result.manifest.get("spec", {}).get("analysis", {}).get("description", ""),
         robustness=list(result.tables["robustness"]["sentence"]) if "robustness" in result.tables else [],
         findings=_by_support(analysis.statements(result.quantities), _robustness_words(result)), methods=analysis.methods(result.idata),
