@@ -1,12 +1,15 @@
 """What a refitted sensitivity variant costs under other tuning lengths and target acceptances.
 
 Run:  .venv/bin/python benchmarks/bench_variant_settings.py [--spec models/mortality.toml]
-          [--settings 500:0.9 300:0.9 500:0.95 300:0.95 300:0.9:300] [--seeds 4]
+          [--settings 500:0.9 300:0.9 500:0.95 300:0.95 300:0.9:300 150:0.9@primary] [--seeds 4]
+          [--first-seed 10000]
 
 Runs the spec's sensitivity analysis once in this process (serially) to collect the variants
 that are refitted (not reweighted), then samples each of them again under each setting
-``TUNE:TARGET_ACCEPT[:DRAWS]`` (draws per chain: the spec's ``[sensitivity] draws`` unless
-given; the spec's chains) with
+``TUNE:TARGET_ACCEPT[:DRAWS][@primary]`` (draws per chain: the spec's ``[sensitivity] draws``
+unless given; the spec's chains; ``@primary``: each chain starts at a random draw of the
+primary fit's posterior, in the sampler's coordinates, for every sampled variable of the
+primary's size, instead of PyMC's jittered initial point) with
 ``--seeds`` seeds, the settings alternating run by run so that all see the same load. Each
 sampling goes through the diagnostics gate as a fit's first attempt does, without its retry.
 Printed per setting: the mean seconds of one sampling, how many failed the gate and why, and
@@ -41,25 +44,54 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, Version, header  # noqa: E402
 
 
-def collect(spec: str) -> list[tuple]:
-    """The arguments of each refitted variant's gated sampling in a serial sensitivity run."""
+def collect(spec: str) -> tuple[list[tuple], object]:
+    """The arguments of each refitted variant's gated sampling in a serial sensitivity run,
+    and the primary fit's draws (its posterior in the sampler's coordinates, before completion)."""
     import hlh_meta as hm
     from hlh_meta.inference import sampling
     from hlh_meta.models import engine
 
     seen: list[tuple] = []
+    primary = []
     gated = sampling.sample_gated
 
     def recording(build, key, data, settings, gate_vars):
         seen.append((build, key, dict(data), settings, gate_vars))
-        return gated(build, key, data, settings, gate_vars)
+        out = gated(build, key, data, settings, gate_vars)
+        if len(seen) == 1:
+            primary.append(out[0].posterior)
+        return out
 
     engine.sample_gated = recording
     try:
         hm.run_analysis(spec, sensitivity=True, executor="serial")
     finally:
         engine.sample_gated = gated
-    return seen[1:]                                   # the first is the primary fit
+    return seen[1:], primary[0]                       # the first is the primary fit
+
+
+def started_at(compiled, posterior):
+    """The compiled model with each chain started at a random draw of ``posterior`` (every
+    sampled variable of the same size; the others at PyMC's jittered initial point). nutpie
+    keeps the initial point function as a field of its compiled model (a dataclass)."""
+    import dataclasses
+
+    draws = {name: posterior[name].values.reshape(posterior.sizes["chain"] * posterior.sizes["draw"], -1)
+             for name in posterior.data_vars}
+    n = next(iter(draws.values())).shape[0]
+    layout = [(name, part) for name, part in zip(compiled.shape_info[0], compiled.shape_info[1])
+              if part.stop <= compiled.n_dim]
+    own = compiled.initial_point_func
+
+    def initial_point(seed):
+        x = np.array(own(seed), dtype=float)
+        row = np.random.default_rng(seed).integers(n)
+        for name, part in layout:
+            if name in draws and draws[name].shape[1] == part.stop - part.start:
+                x[part] = draws[name][row]
+        return x
+
+    return dataclasses.replace(compiled, initial_point_func=initial_point)
 
 
 def main() -> None:
@@ -68,29 +100,43 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", default=["500:0.9", "300:0.9", "500:0.95", "300:0.95"],
                     help="TUNE:TARGET_ACCEPT[:DRAWS] settings to compare (DRAWS: per chain; default the spec's)")
     ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--first-seed", type=int, default=10_000)
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     header([Version("new", ROOT)])
     from hlh_meta.inference import sampling
     from hlh_meta.inference.diagnostics import check, check_name
 
-    pairs = [(int(p[0]), float(p[1]), int(p[2]) if len(p) > 2 else None) for p in (s.split(":") for s in args.settings)]
+    from hlh_meta.inference.trace import sample_to_inference_data
+
+    def parsed(text: str) -> tuple:
+        text, _, start = text.partition("@")
+        p = text.split(":")
+        return int(p[0]), float(p[1]), int(p[2]) if len(p) > 2 else None, start
+
+    pairs = [parsed(s) for s in args.settings]
     t0 = time.perf_counter()
-    refits = collect(args.spec)
+    refits, primary = collect(args.spec)
     print(f"{args.spec}: {len(refits)} refitted variants collected in {time.perf_counter() - t0:.0f} s; "
           f"{args.seeds} seeds x {len(pairs)} settings each\n")
     runs: dict[tuple, list[tuple[float, bool, str]]] = {p: [] for p in pairs}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for build, key, data, settings, gate_vars in refits:
-            for tune, accept, n in pairs:
-                s = replace(settings, tune=tune, target_accept=accept, draws=n or settings.draws, seed=10_000 + seed)
+            for tune, accept, n, start_at in pairs:
+                s = replace(settings, tune=tune, target_accept=accept, draws=n or settings.draws, seed=seed)
                 start = time.perf_counter()
-                idata = sampling._sample_once(build, key, data, s)
+                if start_at == "primary":
+                    compiled = started_at(sampling._nutpie_compiled(build, key, data), primary)
+                    idata = sample_to_inference_data(compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
+                                                     target_accept=s.target_accept, progress_bar=False)
+                else:
+                    idata = sampling._sample_once(build, key, data, s)
                 seconds = time.perf_counter() - start
                 diag = check(idata, gate_vars)
-                runs[(tune, accept, n)].append((seconds, diag.passed, "; ".join(diag.problems)))
-    print(f"{'tune':>5} {'target':>6} {'draws':>5} {'runs':>5} {'s/sampling':>10} {'failed':>7} {'expected s/refit':>16}  why")
-    for (tune, accept, n), rs in runs.items():
+                runs[(tune, accept, n, start_at)].append((seconds, diag.passed, "; ".join(diag.problems)))
+    print(f"{'tune':>5} {'target':>6} {'draws':>5} {'start':>7} {'runs':>5} {'s/sampling':>10} {'failed':>7} "
+          f"{'expected s/refit':>16}  why")
+    for (tune, accept, n, start_at), rs in runs.items():
         draws = n or (refits[0][3].draws if refits else 0)
         seconds = float(np.mean([r[0] for r in rs]))
         failed = [r[2] for r in rs if not r[1]]
@@ -101,7 +147,8 @@ def main() -> None:
         scale = (retry.draws + retry.tune) / (draws + tune) if retry else 0.0
         expected = seconds * (1 + len(one_more) / len(rs) + (len(failed) - len(one_more)) / len(rs) * scale)
         kinds = Counter(check_name(part) for why in failed for part in why.split("; "))
-        print(f"{tune:>5} {accept:>6} {draws:>5} {len(rs):>5} {seconds:>10.2f} {len(failed):>7} {expected:>16.2f}  "
+        print(f"{tune:>5} {accept:>6} {draws:>5} {start_at or 'default':>7} {len(rs):>5} {seconds:>10.2f} {len(failed):>7} "
+              f"{expected:>16.2f}  "
               f"{', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}")
 
 
