@@ -1,13 +1,13 @@
 """What a refitted sensitivity variant costs under other tuning lengths and target acceptances.
 
 Run:  .venv/bin/python benchmarks/bench_variant_settings.py [--spec models/mortality.toml]
-          [--settings 500:0.9 300:0.9 500:0.95 300:0.95 300:0.9:300 150:0.9@primary] [--seeds 4]
+          [--settings 500:0.9 300:0.9 500:0.95 300:0.95 300:0.9:300 300:0.9:1000:2 150:0.9@primary] [--seeds 4]
           [--first-seed 10000]
 
 Runs the spec's sensitivity analysis once in this process (serially) to collect the variants
 that are refitted (not reweighted), then samples each of them again under each setting
-``TUNE:TARGET_ACCEPT[:DRAWS][@primary]`` (draws per chain: the spec's ``[sensitivity] draws``
-unless given; the spec's chains; ``@primary``: each chain starts at a random draw of the
+``TUNE:TARGET_ACCEPT[:DRAWS[:CHAINS]][@primary]`` (draws per chain: the spec's ``[sensitivity]
+draws`` unless given; chains: the spec's unless given; ``@primary``: each chain starts at a random draw of the
 primary fit's posterior, in the sampler's coordinates, for every sampled variable of the
 primary's size, instead of PyMC's jittered initial point) with
 ``--seeds`` seeds, the settings alternating run by run so that all see the same load. Each
@@ -112,7 +112,7 @@ def main() -> None:
     def parsed(text: str) -> tuple:
         text, _, start = text.partition("@")
         p = text.split(":")
-        return int(p[0]), float(p[1]), int(p[2]) if len(p) > 2 else None, start
+        return int(p[0]), float(p[1]), int(p[2]) if len(p) > 2 else None, int(p[3]) if len(p) > 3 else None, start
 
     pairs = [parsed(s) for s in args.settings]
     t0 = time.perf_counter()
@@ -122,8 +122,9 @@ def main() -> None:
     runs: dict[tuple, list[tuple[float, bool, str]]] = {p: [] for p in pairs}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for build, key, data, settings, gate_vars in refits:
-            for tune, accept, n, start_at in pairs:
-                s = replace(settings, tune=tune, target_accept=accept, draws=n or settings.draws, seed=seed)
+            for tune, accept, n, chains, start_at in pairs:
+                s = replace(settings, tune=tune, target_accept=accept, draws=n or settings.draws,
+                            chains=chains or settings.chains, seed=seed)
                 start = time.perf_counter()
                 if start_at == "primary":
                     compiled = started_at(sampling._nutpie_compiled(build, key, data), primary)
@@ -133,22 +134,23 @@ def main() -> None:
                     idata = sampling._sample_once(build, key, data, s)
                 seconds = time.perf_counter() - start
                 diag = check(idata, gate_vars)
-                runs[(tune, accept, n, start_at)].append((seconds, diag.passed, "; ".join(diag.problems)))
-    print(f"{'tune':>5} {'target':>6} {'draws':>5} {'start':>7} {'runs':>5} {'s/sampling':>10} {'failed':>7} "
-          f"{'expected s/refit':>16}  why")
-    for (tune, accept, n, start_at), rs in runs.items():
+                runs[(tune, accept, n, chains, start_at)].append((seconds, diag.passed, "; ".join(diag.problems)))
+    print(f"{'tune':>5} {'target':>6} {'draws':>5} {'chains':>6} {'start':>7} {'runs':>5} {'s/sampling':>10} "
+          f"{'failed':>7} {'expected s/refit':>16}  why")
+    for (tune, accept, n, chains, start_at), rs in runs.items():
         draws = n or (refits[0][3].draws if refits else 0)
+        chains = chains or (refits[0][3].chains if refits else 0)
         seconds = float(np.mean([r[0] for r in rs]))
         failed = [r[2] for r in rs if not r[1]]
         one_more = [why for why in failed if all(check_name(part) in ("bulk ESS", "tail ESS") for part in why.split("; "))]
         if accept < sampling.SamplerSettings.REFIT_TARGET_ACCEPT:     # divergences alone: one more sampling at 0.95
             one_more += [why for why in failed if all(check_name(part) == "divergences" for part in why.split("; "))]
-        retry = replace(refits[0][3], tune=tune, draws=draws).retry() if refits else None
+        retry = replace(refits[0][3], tune=tune, draws=draws, chains=chains).retry() if refits else None
         scale = (retry.draws + retry.tune) / (draws + tune) if retry else 0.0
         expected = seconds * (1 + len(one_more) / len(rs) + (len(failed) - len(one_more)) / len(rs) * scale)
         kinds = Counter(check_name(part) for why in failed for part in why.split("; "))
-        print(f"{tune:>5} {accept:>6} {draws:>5} {start_at or 'default':>7} {len(rs):>5} {seconds:>10.2f} {len(failed):>7} "
-              f"{expected:>16.2f}  "
+        print(f"{tune:>5} {accept:>6} {draws:>5} {chains:>6} {start_at or 'default':>7} {len(rs):>5} {seconds:>10.2f} "
+              f"{len(failed):>7} {expected:>16.2f}  "
               f"{', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}")
 
 
