@@ -17,7 +17,8 @@ BENCH = ROOT / "benchmarks"
 NEW_ONLY = ("profile_sensitivity.py", "bench_variant_settings.py", "bench_numba_opt.py")
 
 
-@pytest.mark.parametrize("script", ["bench_cli.py", "bench_fit.py", "bench_run.py", "bench_sensitivity.py", *NEW_ONLY])
+@pytest.mark.parametrize("script", ["bench_cli.py", "bench_fit.py", "bench_run.py", "bench_sensitivity.py", "bench_figures.py",
+                                    *NEW_ONLY])
 def test_script_starts(script):
     res = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -50,6 +51,15 @@ def test_internals_the_benchmarks_use():
     from hlh_meta.models import engine        # bench_variant_settings.py records the gated fits here
 
     assert callable(engine.sample_gated) and callable(engine.shared_model) and callable(sampling.compile_structure)
+    # bench_variant_settings.py's @primary starts: nutpie's compiled model replaced with another initial point function
+    import dataclasses
+
+    from nutpie.compile_pymc import CompiledPyMCModel
+
+    from hlh_meta.inference.trace import sample_to_inference_data
+
+    assert callable(sampling._nutpie_compiled) and callable(sample_to_inference_data)
+    assert "initial_point_func" in {f.name for f in dataclasses.fields(CompiledPyMCModel)}
     from hlh_meta.analyses.base import PRIMARY, AnalysisType
 
     assert PRIMARY.name == "primary" and callable(AnalysisType.variant_inputs)
