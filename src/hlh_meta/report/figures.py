@@ -404,7 +404,8 @@ def _panel_grid_layout(fig, axes, top: float, heading=None) -> None:
     tick_room = ((tick.get_tick_padding() + tick.get_pad()) / 72) if tick is not None else 0.1
     labels = first.get_yticklabels()
     label_w = max((t.get_window_extent(renderer).width for t in labels), default=0) / dpi + tick_room
-    x_size = first.xaxis.get_ticklabels()[0].get_fontsize() if first.xaxis.get_ticklabels() else 7
+    x_labels = first.xaxis.get_ticklabels()
+    x_size = x_labels[0].get_fontsize() if x_labels else 7
     x_h = renderer.get_text_width_height_descent("0123456789", FontProperties(size=x_size), ismath=False)[1] / dpi
     x_room = x_h + tick_room
     visible = [ax for ax in np.ravel(axes) if ax.get_visible()]

@@ -138,6 +138,7 @@ def headline_html(result) -> str:
 def render(result, figure_dir: Path | None = None) -> str:
     analysis = result.analysis
     post = result.idata.posterior
+    diag = result.diagnostics                       # parsed from the posterior's attributes once
     priors = json.loads(post.attrs.get("priors", "{}"))
     indexed = analysis.indexed_tables
     tables = {name: _table(frame, index=name in indexed) for name, frame in result.tables.items()
@@ -145,11 +146,11 @@ def render(result, figure_dir: Path | None = None) -> str:
     if "heterogeneity" in result.tables:
         tables["heterogeneity"] = _table(heterogeneity_table(result.tables["heterogeneity"]))
     return _ENV.get_template("report.html.j2").render(
-        result=result, manifest=result.manifest, spec=result.manifest.get("spec", {}), diag=result.diagnostics,
+        result=result, manifest=result.manifest, spec=result.manifest.get("spec", {}), diag=diag,
         gate=GATE, priors={k: describe(v) for k, v in priors.items()},
         covariates=json.loads(post.attrs.get("covariates", "[]")),
         sampler=json.loads(post.attrs.get("sampler", "{}")), drawn={"chains": post.sizes["chain"], "draws": post.sizes["draw"]},
-        kept=kept_runs_words(result.diagnostics.kept),
+        kept=kept_runs_words(diag.kept),
         description=result.manifest.get("spec", {}).get("analysis", {}).get("description", ""),
         robustness=list(result.tables["robustness"]["sentence"]) if "robustness" in result.tables else [],
         findings=_by_support(analysis.statements(result.quantities), _robustness_words(result)), methods=analysis.methods(result.idata),
