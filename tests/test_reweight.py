@@ -169,3 +169,96 @@ def test_a_fits_draws_in_the_samplers_coordinates_are_the_samplers_own(primary, 
     transformed = points.unconstrained(inputs, post)
     assert list(transformed) == list(kept) and all(transformed[k].dims == kept[k].dims for k in kept)
     np.testing.assert_allclose(transformed["tau_log__"].values, kept["tau_log__"].values, rtol=0, atol=1e-12)
+
+
+#: one study (tau fixed at 0): a stratum of category A, one of B, and one mixing them half and
+#: half, with a wide prior on B's effect, so that the two likelihoods of the mixed stratum give
+#: posteriors of beta about three of the test's tolerances apart
+MIXED = pd.DataFrame({"study": ["s", "s", "s"], "events": [2, 9, 6], "total": [10, 10, 12], "b": [0.0, 1.0, 0.5]})
+MIXED_ARGS = {"covariates": ["b"], "fractions": {"g": ["b"]}, "coding": "treatment",
+              "priors": {"tau": {"dist": "Fixed", "value": 0.0}, "beta": {"dist": "Normal", "mu": 0.0, "sigma": 2.5}}}
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    inputs = prepare_binomial(MIXED, likelihood="mixture", **MIXED_ARGS)
+    return inputs, fit_model(inputs, SamplerSettings(draws=1000, tune=1000, chains=4, seed=8), extras=False)
+
+
+def test_another_likelihood_of_the_same_parameters_is_reweighted_and_matches_the_grid_posterior(mixed):
+    """The linear likelihood of the mixed stratum (logit p = mu + beta / 2) instead of the
+    mixture (p = expit(mu) / 2 + expit(mu + beta) / 2): another structure, the same
+    parameters. Reweighted from the mixture fit, it matches the linear model's posterior on a
+    grid, and its row probabilities are the linear model's at its own draws."""
+    from scipy.special import expit
+
+    mixture, fit = mixed
+    linear = prepare_binomial(MIXED, likelihood="linear", **MIXED_ARGS)
+    assert linear.structure != mixture.structure and reweighting.same_parameters(mixture, linear)
+    got = reweight(mixture, fit, linear, SETTINGS)
+    assert got.idata is not None and got.pareto_k <= 0.5 and got.ess >= GATE["ess_bulk_min"]
+    mu = np.linspace(-7, 5, 481)[:, None]
+    beta = np.linspace(-6, 8, 561)[None, :]
+    lp = stats.norm.logpdf(mu, 0, 1.5) + stats.norm.logpdf(beta, 0, 2.5)
+    for y, n, share in zip(MIXED["events"], MIXED["total"], MIXED["b"]):
+        lp = lp + stats.binom.logpmf(y, n, expit(mu + share * beta))
+    mass = np.exp(lp - lp.max())
+    mass /= mass.sum()
+    post = got.idata.posterior
+    for name, grid, marginal in (("mu", mu[:, 0], mass.sum(axis=1)), ("beta", beta[0], mass.sum(axis=0))):
+        exact = marginal_summary(grid, marginal)
+        draws = post[name].values.reshape(-1)
+        tol = 4 * exact["sd"] / np.sqrt(got.ess) + 0.01
+        assert abs(draws.mean() - exact["mean"]) < tol, (name, draws.mean(), exact["mean"], tol)
+        assert abs(draws.std() - exact["sd"]) < 2 * tol, (name, draws.std(), exact["sd"])
+    np.testing.assert_allclose(post["p"].values[..., 2], expit(post["mu"].values + 0.5 * post["beta"].values[..., 0]),
+                               rtol=1e-10)
+
+
+def test_same_parameters_means_another_structure_with_the_same_studies_and_unknown_parts():
+    mixture = prepare_binomial(MIXED, likelihood="mixture", **MIXED_ARGS)
+    assert reweighting.same_parameters(mixture, prepare_binomial(MIXED, likelihood="linear", **MIXED_ARGS))
+    assert not reweighting.same_parameters(mixture, mixture)                               # the same structure
+    two = MIXED.assign(study=["s", "s", "t"])
+    assert not reweighting.same_parameters(mixture, prepare_binomial(two, likelihood="linear", **MIXED_ARGS))
+    other_priors = {**MIXED_ARGS, "priors": {"tau": {"dist": "Fixed", "value": 0.0},
+                                             "beta": {"dist": "StudentT", "nu": 3, "mu": 0.0, "sigma": 2.5}}}
+    assert not reweighting.same_parameters(mixture, prepare_binomial(MIXED, likelihood="linear", **other_priors))
+
+
+def test_a_variant_whose_compiled_parameters_differ_is_left_to_a_refit(mixed, monkeypatch):
+    """Should the structure comparison call two models of other parameters the same, the
+    compiled models' layouts differ and the variant is refitted, not reweighted on the wrong space."""
+    mixture, fit = mixed
+    wider = prepare_binomial(MIXED.assign(c=[0.0, 1.0, 1.0]), likelihood="linear",
+                             **{**MIXED_ARGS, "covariates": ["b", "c"]})
+    monkeypatch.setattr(reweighting, "same_parameters", lambda a, b: True)
+    got = reweight(mixture, fit, wider, SETTINGS)
+    assert got.idata is None and np.isnan(got.pareto_k)
+
+
+def test_the_bundled_variants_called_of_the_same_parameters_have_them(ds):
+    """Every bundled mortality variant that :func:`same_parameters` sends to reweighting has the
+    primary's value variables (names and sizes, in order), the linear likelihood among them."""
+    from hlh_meta.analyses import analysis_for, load_spec
+    from hlh_meta.analyses.base import PRIMARY
+    from hlh_meta.analyses.frames import frames_kept
+    from hlh_meta.models.points import model_of
+    from hlh_meta.sensitivity.runner import plan
+
+    spec = load_spec("models/mortality.toml")
+    analysis = analysis_for(spec)
+    with frames_kept():
+        spec = analysis.resolve(ds, spec)
+        planned = plan(spec, ds, [PRIMARY] + analysis.expand_variants(ds, spec))
+
+    def layout(inputs):
+        model = model_of(inputs)
+        point = model.initial_point()
+        return [(v.name, point[v.name].size) for v in model.value_vars]
+
+    primary = planned[0].inputs
+    same = [it for it in planned[1:] if it.inputs is not None and reweighting.same_parameters(primary, it.inputs)]
+    assert "linear likelihood for mixed strata" in [it.variant.name for it in same]
+    for it in same:
+        assert layout(it.inputs) == layout(primary), it.variant.name

@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from hlh_meta.analyses import load_spec
 from hlh_meta.sensitivity import run_sensitivity
@@ -61,3 +62,39 @@ def test_groups_no_worker_started_run_here(ds, tmp_path, monkeypatch):
         assert len(_Pool.submitted) >= 2                                  # groups other than the primary's
         assert sum(f.cancelled() for f in _Pool.submitted) == len(_Pool.submitted) - busy
         assert ticks                                                       # progress reported
+
+
+@pytest.mark.filterwarnings("ignore::hlh_meta.inference.GateWarning")      # the small spec's primary fit
+def test_refits_left_by_reweighting_join_the_workers_queue(ds, tmp_path, monkeypatch):
+    """With the primary's fit at hand, the variants of its group are reweighted here first;
+    those the weights leave to a refit join the end of the workers' queue (as groups of one,
+    with the attempt's k and ESS), and this process takes back what no worker started. Rows
+    are a serial run's whichever process refits them."""
+    from hlh_meta.analyses import analysis_for
+    from hlh_meta.sensitivity import executors
+
+    path = tmp_path / "b.toml"
+    path.write_text((SPECS / "biomarkers_small.toml").read_text().replace(
+        'families = ["correlation", "leave_one_out"]', 'families = ["priors", "fixed_effect"]'))
+    analysis = analysis_for(load_spec(path))
+    spec = analysis.resolve(ds, load_spec(path))
+    fits = []
+
+    def primary():
+        fits.append(analysis.run(ds, spec).idata)
+        return fits[-1]
+
+    serial = run_sensitivity(spec, ds, executor="serial", alongside=primary)
+    cols = [c for c in serial.columns if c != "seconds"]
+    methods = serial.drop_duplicates("variant").set_index("variant")["method"]
+    refitted = [v for v, m in methods.items() if m == "refit" and v.startswith("prior")]
+    assert refitted and (methods == "reweighted").any()         # both outcomes in the primary's group
+    assert serial.loc[serial["variant"].isin(refitted), ["pareto_k", "ess"]].notna().all().all()   # the attempt's
+    monkeypatch.setattr(executors, "ProcessPoolExecutor", _Pool)
+    remote = 1                                                  # the common-effect group
+    for busy in (0, remote, remote + len(refitted)):
+        _Pool.busy, _Pool.submitted = busy, []
+        local = run_sensitivity(spec, ds, executor="processes", workers=1, alongside=primary)
+        pd.testing.assert_frame_equal(serial[cols], local[cols])
+        assert len(_Pool.submitted) == remote + len(refitted)
+        assert sum(f.cancelled() for f in _Pool.submitted) == len(_Pool.submitted) - busy

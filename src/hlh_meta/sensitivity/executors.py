@@ -31,23 +31,25 @@ from ..workers import (  # noqa: F401 - the process helpers, also reached from h
     worker_start,
     workers_for,
 )
-from .reweight import tau_family_change
-from .runner import Planned, run_group, variant_settings
+from .reweight import same_parameters, tau_family_change
+from .runner import Planned, reweighted_or_refit, run_group, variant_settings
 
 EXECUTORS = ("serial", "processes", "dask")
 
 
 def group_variants(planned: list[Planned]) -> list[list[Planned]]:
     """Variants whose model inputs have equal structure share one compiled model. A variant
-    that changes only the family of tau's prior joins the primary analysis's group: it is
-    reweighted from the primary's draws (:func:`.reweight.tau_family_change`), which that
+    that changes only the family of tau's prior, or another structure of the same parameters
+    (another likelihood of mixed strata, another partition of a study's rows), joins the
+    primary analysis's group: it is first reweighted from the primary's draws
+    (:func:`.reweight.tau_family_change`, :func:`.reweight.same_parameters`), which that
     group holds."""
     primary = next((p for p in planned if p.variant.family == "primary" and p.inputs is not None), None)
     groups: dict = {}
     for item in planned:
         key = item.key
         if primary is not None and primary.inputs is not None and item.inputs is not None \
-                and tau_family_change(primary.inputs, item.inputs):
+                and (tau_family_change(primary.inputs, item.inputs) or same_parameters(primary.inputs, item.inputs)):
             key = primary.key
         groups.setdefault(key, []).append(item)
     return list(groups.values())
@@ -184,6 +186,23 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
                 progress(len(done), len(planned), item.variant.name)
             done[item.variant.name] = run_group(spec, [item], fitted, base[0] if base else None)[0]
 
+    def reweight_here(group_list) -> list[Planned]:
+        """Each variant of ``group_list`` reweighted here from the primary's draws where it
+        can be; the variants left: the primary, those with nothing to fit and the refits
+        (with their attempt's k and ESS), which any process may run."""
+        left = []
+        for item in (it for g in group_list for it in g):
+            if base and item.inputs is not None and item.variant.name not in fitted:
+                if progress:
+                    progress(len(done), len(planned), item.variant.name)
+                out = reweighted_or_refit(spec, item, base[0])
+                if isinstance(out, pd.DataFrame):
+                    done[item.variant.name] = out
+                    continue
+                item = out
+            left.append(item)
+        return left
+
     local, remote, n = groups, [], 0
     if executor == "processes":
         # The group holding the primary analysis runs here, alongside the pool: this process has
@@ -214,7 +233,12 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
             try:
                 futures = [(g, submit(pool, run_group, spec, g)) for g in remote]
                 run_alongside()
-                run_here(local)
+                # the primary's group reweighted here; the refits it leaves join the end of the
+                # workers' queue, from which this process takes work back below
+                left = reweight_here(local)
+                refits = [it for it in left if it.tried is not None]
+                futures += [([it], submit(pool, run_group, spec, [it])) for it in refits]
+                run_here([[it for it in left if it.tried is None]])
                 # Groups no worker has taken yet run here too (the last submitted first), so this
                 # process does not wait idle while a worker compiles model after model.
                 for group, fut in reversed(futures):

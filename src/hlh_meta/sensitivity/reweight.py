@@ -61,6 +61,32 @@ def tau_family_change(primary_inputs: ModelInputs, inputs: ModelInputs) -> bool:
         and np.array_equal(primary_inputs.weights, inputs.weights)
 
 
+#: the parts of a :class:`~hlh_meta.models.structure.Structure` that say only how the rows enter
+#: the likelihood: which study each row belongs to, how a stratum that mixes categories
+#: enters, the mixture's width. Which unknown shares each row uses, and the parts' weights,
+#: are compared apart (:func:`same_parameters`)
+ROW_FIELDS = ("study_index", "likelihood", "mixture_slots")
+
+
+def same_parameters(primary_inputs: ModelInputs, inputs: ModelInputs) -> bool:
+    """Whether ``inputs`` have another structure than ``primary_inputs`` but sample the same
+    parameters: the same studies, and structures that differ only in how the rows enter the
+    likelihood (:data:`ROW_FIELDS`: another partition of a study's patients into rows,
+    the linear likelihood of mixed strata) and in which unknown shares the rows use, with as
+    many unknown parts per composition group. Then both posteriors are densities on one
+    space of parameters, and the variant's is the primary's times the ratio of the two
+    (:func:`reweight` checks the compiled models' parameters agree before using it)."""
+    a, b = primary_inputs.structure, inputs.structure
+    if a == b or list(primary_inputs.studies) != list(inputs.studies):
+        return False
+    rows = {name: getattr(a, name) for name in ROW_FIELDS}
+    if replace(b, latent=a.latent, **rows) != a or len(a.latent) != len(b.latent):
+        return False
+    # per group: its name and the bytes of its (parts, categories) allowed mask, whose
+    # length fixes the size of the group's stick-breaking parameter
+    return all(ga[0] == gb[0] and len(ga[3]) == len(gb[3]) for ga, gb in zip(a.latent, b.latent))
+
+
 def left_out_studies(primary_inputs: ModelInputs, inputs: ModelInputs) -> list[int]:
     """The studies (indices into the primary's ``studies``) that ``inputs`` leave out whole
     and nothing else: the same structure and data but the row weights, which are 1 on every
@@ -164,8 +190,8 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
     recorded in the result as a fit's are)."""
     sampler = json.loads(primary.posterior.attrs.get("sampler", "{}"))
     by_prior = tau_family_change(primary_inputs, inputs)
-    if (inputs.structure != primary_inputs.structure and not by_prior) or GROUP not in primary.groups() or \
-            sampler.get("sampler") != "nutpie":
+    if (inputs.structure != primary_inputs.structure and not by_prior and not same_parameters(primary_inputs, inputs)) \
+            or GROUP not in primary.groups() or sampler.get("sampler") != "nutpie":
         return Reweighted(None)
     shift, left = None, left_out_studies(primary_inputs, inputs)
     try:
@@ -183,6 +209,8 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
             log_ratio = shift
         else:
             other = compiled_with(inputs)
+            if inputs.structure != primary_inputs.structure and not _same_layout(compiled_with(primary_inputs), other):
+                return Reweighted(None)
             log_ratio = log_density(other, flat) - base_density
     except PointsUnavailable:
         return Reweighted(None)
@@ -203,6 +231,12 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
     except PointsUnavailable:
         return Reweighted(None, k, ess)
     return Reweighted(idata, k, ess)
+
+
+def _same_layout(a, b) -> bool:
+    """Whether two compiled models sample the same parameters in the same order (names and
+    sizes in the sampler's coordinates)."""
+    return int(a.n_dim) == int(b.n_dim) and slices(a) == slices(b)
 
 
 def _as_fit(inputs: ModelInputs, compiled, points: np.ndarray, primary: az.InferenceData,

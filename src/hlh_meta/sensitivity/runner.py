@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,8 @@ class Planned:
     variant: Variant
     inputs: ModelInputs | None = None
     note: str = ""
+    #: a reweighting attempt that left the variant to a refit: its Pareto k, ESS and seconds
+    tried: dict | None = None
 
     @property
     def key(self):
@@ -101,34 +103,53 @@ def _note_row(v: Variant, note: str) -> pd.DataFrame:
                           "diagnostics_passed": np.nan, "diagnostics_problems": "", "note": note}])
 
 
+def reweighted_or_refit(spec: Spec, item: Planned, base: tuple[ModelInputs, object]) -> pd.DataFrame | Planned:
+    """The rows of a variant computed by reweighting the primary fit's draws (``base``: the
+    primary analysis's model inputs and fit; :mod:`.reweight`), or, where the weights cannot
+    be trusted or the variant cannot be reweighted, the planned variant with the attempt's
+    Pareto k, ESS and seconds (``tried``), to be refitted by :func:`run_planned` in any process."""
+    t = time.perf_counter()
+    if item.inputs is None or item.variant.family == "primary" or item.tried is not None:
+        return item
+    tried = reweight(base[0], base[1], item.inputs, variant_settings(spec))
+    how = {"pareto_k": tried.pareto_k, "ess": tried.ess}
+    if tried.idata is None:
+        return replace(item, tried={**how, "seconds": time.perf_counter() - t})
+    rows = variant_rows(spec, item.variant, tried.idata).assign(method="reweighted", **how,
+                                                               seconds=round(time.perf_counter() - t, 3))
+    if "sd" in rows:     # Monte Carlo SE of a mean of weighted draws
+        rows["mcse_mean"] = rows["sd"] / np.sqrt(how["ess"])
+    return rows
+
+
 def run_planned(spec: Spec, item: Planned, idata=None, base: tuple[ModelInputs, object] | None = None) -> pd.DataFrame:
     """Fit one planned variant (``idata``: its fit when the caller has it already) and summarise it.
 
-    ``base``: the primary analysis's model inputs and fit; a variant of the same structure is
-    first computed by reweighting its draws (:mod:`.reweight`) and refitted only where the
-    Pareto k of the weights is too high. The rows say which (``method``), with the k, the
-    weights' effective sample size and, reweighted, the Monte Carlo SE of each mean (SD / sqrt(ESS))."""
+    ``base``: the primary analysis's model inputs and fit; a variant of the same structure
+    (or of the same parameters, :func:`.reweight.same_parameters`) is first computed by
+    reweighting its draws (:func:`reweighted_or_refit`) and refitted only where the Pareto k
+    of the weights is too high. The rows say which (``method``), with the k, the weights'
+    effective sample size and, reweighted, the Monte Carlo SE of each mean (SD / sqrt(ESS)).
+    A variant whose attempt was made elsewhere (``item.tried``) is refitted with its k and ESS."""
     t = time.perf_counter()
     if item.inputs is None:
         return _note_row(item.variant, item.note).assign(seconds=0.0)
-    how: dict[str, Any] = {"method": "refit", "pareto_k": np.nan, "ess": np.nan}
+    earlier = (item.tried or {}).get("seconds", 0.0)      # an attempt made before this call
+    if idata is None and base is not None:
+        done = reweighted_or_refit(spec, item, base)
+        if isinstance(done, pd.DataFrame):
+            return done
+        item = done
+    tried = {k: v for k, v in (item.tried or {}).items() if k != "seconds"}
+    how: dict[str, Any] = {"method": "refit", "pareto_k": np.nan, "ess": np.nan, **tried}
     if idata is None:
         primary = item.variant.family == "primary"
         settings = analysis_for(spec).settings(spec) if primary else variant_settings(spec)
-        if base is not None and not primary:
-            tried = reweight(base[0], base[1], item.inputs, settings)
-            how.update(pareto_k=tried.pareto_k, ess=tried.ess)
-            if tried.idata is not None:
-                idata, how["method"] = tried.idata, "reweighted"
-        if idata is None:
-            with warnings.catch_warnings():    # a variant's gate result and thin data are rows of the table
-                warnings.simplefilter("ignore", GateWarning)
-                warnings.simplefilter("ignore", ThinDataWarning)
-                idata = fit_model(item.inputs, settings, extras=False)
-    rows = variant_rows(spec, item.variant, idata).assign(**how, seconds=round(time.perf_counter() - t, 3))
-    if how["method"] == "reweighted" and "sd" in rows:     # Monte Carlo SE of a mean of weighted draws
-        rows["mcse_mean"] = rows["sd"] / np.sqrt(how["ess"])
-    return rows
+        with warnings.catch_warnings():    # a variant's gate result and thin data are rows of the table
+            warnings.simplefilter("ignore", GateWarning)
+            warnings.simplefilter("ignore", ThinDataWarning)
+            idata = fit_model(item.inputs, settings, extras=False)
+    return variant_rows(spec, item.variant, idata).assign(**how, seconds=round(earlier + time.perf_counter() - t, 3))
 
 
 def run_group(spec: Spec, items: list[Planned], fitted: dict | None = None,
