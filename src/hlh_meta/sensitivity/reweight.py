@@ -11,7 +11,11 @@ their smoothed weights (systematic resampling), go through the compiled model wi
 variant's data to give every derived variable of the variant, as a fit would. Above it the
 weights cannot be trusted and the variant is refitted. Nothing else differs from a refit:
 the result is summarised by the same code, and its row says how it was computed, the
-Pareto k and the effective sample size of the weights.
+Pareto k and the effective sample size of the weights. A variant of another structure that
+samples the same parameters (:func:`same_parameters`: another likelihood of mixed strata,
+another partition of a study's rows) is weighted the same way, by its own compiled model's
+log density against the primary's, once the two compiled models are seen to sample the
+same parameters in the same order.
 
 A variant that leaves whole studies out (leave one out, a subset of sources) is weighted by
 the inverse of those studies' likelihood with each one's effect integrated over its prior

@@ -3,7 +3,8 @@
 Variants whose inputs have the primary analysis's structure (same-family priors, study
 weights, counts, correlation r) reuse its compiled model: only data change. A variant
 that changes the structure (another prior family, a common-effect model, another
-partition) compiles once for its whole group.
+partition) compiles once for its whole group. Variants that can be computed from the
+primary's draws are first reweighted (:func:`reweighted_or_refit`).
 """
 
 from __future__ import annotations
