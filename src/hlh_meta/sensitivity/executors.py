@@ -216,8 +216,10 @@ def run_groups(spec: Spec, planned: list[Planned], *, executor: str = "serial",
         # no more workers than groups to give them (a pool starts its processes as work arrives)
         n = min(workers or default_workers(spec, len(others)), len(others)) if others else 0
         if n:
+            # a worker may also refit a variant of the primary's group that reweighting leaves
             check_workers(n, max((memory_needed(variant_settings(spec), values_per_draw(it.inputs))
-                                  for g in others for it in g if it.inputs is not None), default=0))
+                                  for g in others + primary_group for it in g
+                                  if it.inputs is not None and it.variant.family != "primary"), default=0))
             local, remote = primary_group + notes, others
     started, size = _STARTED.get() or (None, 0)
     if started is not None and (not remote or n > size):
