@@ -133,7 +133,8 @@ def run_planned(spec: Spec, item: Planned, idata=None, base: tuple[ModelInputs, 
     effective sample size and, reweighted, the Monte Carlo SE of each mean (SD / sqrt(ESS)).
     A variant whose attempt was made elsewhere (``item.tried``) is refitted with its k and ESS."""
     t = time.perf_counter()
-    if item.inputs is None:
+    inputs = item.inputs
+    if inputs is None:
         return _note_row(item.variant, item.note).assign(seconds=0.0)
     earlier = (item.tried or {}).get("seconds", 0.0)      # an attempt made before this call
     if idata is None and base is not None:
@@ -149,7 +150,7 @@ def run_planned(spec: Spec, item: Planned, idata=None, base: tuple[ModelInputs, 
         with warnings.catch_warnings():    # a variant's gate result and thin data are rows of the table
             warnings.simplefilter("ignore", GateWarning)
             warnings.simplefilter("ignore", ThinDataWarning)
-            idata = fit_model(item.inputs, settings, extras=False)
+            idata = fit_model(inputs, settings, extras=False)
     return variant_rows(spec, item.variant, idata).assign(**how, seconds=round(earlier + time.perf_counter() - t, 3))
 
 
