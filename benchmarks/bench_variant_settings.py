@@ -76,11 +76,12 @@ def started_at(compiled, posterior):
     keeps the initial point function as a field of its compiled model (a dataclass)."""
     import dataclasses
 
+    from hlh_meta.models.points import slices
+
     draws = {name: posterior[name].values.reshape(posterior.sizes["chain"] * posterior.sizes["draw"], -1)
              for name in posterior.data_vars}
     n = next(iter(draws.values())).shape[0]
-    layout = [(name, part) for name, part in zip(compiled.shape_info[0], compiled.shape_info[1])
-              if part.stop <= compiled.n_dim]
+    layout = slices(compiled).items()
     own = compiled.initial_point_func
 
     def initial_point(seed):

@@ -138,11 +138,12 @@ _NOT_YET = object()     # the integrated log-likelihood before it is first asked
 
 @dataclass
 class _Primary:
-    """The primary fit last reweighted from, its draws in the sampler's coordinates, its log
-    density there and (once asked for) each study's integrated log-likelihood at each draw:
+    """The primary fit last reweighted from, its compiled model (the primary's data swapped in),
+    its draws in the sampler's coordinates, its log density there and (once asked for) each study's integrated log-likelihood at each draw:
     the same for every variant of a sensitivity run, so computed once."""
     fit: az.InferenceData
     inputs: ModelInputs
+    compiled: Any
     flat: np.ndarray
     density: np.ndarray
     integrated: Any = _NOT_YET         # (draws, studies), None where it cannot be computed, or _NOT_YET
@@ -155,7 +156,7 @@ def _primary(primary_inputs: ModelInputs, primary: az.InferenceData) -> _Primary
     if not (_PRIMARY and _PRIMARY[0].fit is primary and _PRIMARY[0].inputs is primary_inputs):
         base = compiled_with(primary_inputs)
         flat = flat_points(base, primary[GROUP])
-        _PRIMARY[:] = [_Primary(primary, primary_inputs, flat, log_density(base, flat))]
+        _PRIMARY[:] = [_Primary(primary, primary_inputs, base, flat, log_density(base, flat))]
     return _PRIMARY[0]
 
 
@@ -207,13 +208,13 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
         if integrated is not None and effects is not None:     # left-out studies' effects integrated out
             log_ratio = -integrated[:, left].sum(axis=1)
         elif by_prior:        # the primary's compiled model gives every stored variable; the priors' ratio weighs
-            other = compiled_with(primary_inputs)
+            other = kept.compiled
             tau = expand(other, flat, ["tau"])["tau"]
             shift = _prior_of_tau(inputs, tau) - _prior_of_tau(primary_inputs, tau)
             log_ratio = shift
         else:
             other = compiled_with(inputs)
-            if inputs.structure != primary_inputs.structure and not _same_layout(compiled_with(primary_inputs), other):
+            if inputs.structure != primary_inputs.structure and not _same_layout(kept.compiled, other):
                 return Reweighted(None)
             log_ratio = log_density(other, flat) - base_density
     except PointsUnavailable:
