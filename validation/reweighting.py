@@ -115,8 +115,7 @@ def main() -> int:
         se["sd"] = _mcse_sd(fits["reference"])
         cells = " | ".join(f"{ref[s]:.2f} ± {se[s]:.2f} | {got[s] - ref[s]:+.2f} | {refit[s] - ref[s]:+.2f}"
                            for s in STATS)
-        name = item.variant.name + (" (moment matched)" if "moment matching" in rows["note"].iloc[0] else "")
-        lines.append(f"| {name} | {rows['pareto_k'].iloc[0]:.2f} | {rows['ess'].iloc[0]:.0f} | {cells} |")
+        lines.append(f"| {item.variant.name} | {rows['pareto_k'].iloc[0]:.2f} | {rows['ess'].iloc[0]:.0f} | {cells} |")
         print(lines[-1], flush=True)
     if records.model_source_digest(engine) != digest:
         print(f"the {engine} model sources changed during the run: no record written", file=sys.stderr)
@@ -133,9 +132,7 @@ def main() -> int:
         f"Each variant the sensitivity command reweights from the primary draws (Pareto k and the weights' "
         f"effective sample size as its row gives them) against a reference fit of 4 × {args.draws} draws "
         f"(± its Monte Carlo SE: ArviZ's for the quantiles, the delta method for the SD) and against the refit it replaces "
-        f"({short.chains} × {short.draws} draws, {short.tune} tuning steps). A variant marked moment matched "
-        "is weighted after its draws were moved toward its weighted moments (sensitivity/moment_match.py); "
-        "its k and ESS are those of the final weights.",
+        f"({short.chains} × {short.draws} draws, {short.tune} tuning steps).",
         "",
         head,
         "|" + "---|" * (3 + 3 * len(STATS)),

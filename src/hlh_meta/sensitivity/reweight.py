@@ -8,11 +8,8 @@ data and the variant's swapped in turn). The log ratios are Pareto-smoothed (``a
 as priorsense does for power-scaling); where the Pareto k is at most
 :data:`~hlh_meta.analyses.crossval.PARETO_K_REFIT` the draws, resampled in proportion to
 their smoothed weights (systematic resampling), go through the compiled model with the
-variant's data to give every derived variable of the variant, as a fit would. Above it, or
-with fewer effective draws than a refit must reach, the draws are first moved toward the
-variant's weighted moments (:mod:`.moment_match`, where the variant's density is its compiled
-model's) and weighted again; where that does not help either the weights cannot be trusted
-and the variant is refitted. Nothing else differs from a refit:
+variant's data to give every derived variable of the variant, as a fit would. Above it the
+weights cannot be trusted and the variant is refitted. Nothing else differs from a refit:
 the result is summarised by the same code, and its row says how it was computed, the
 Pareto k and the effective sample size of the weights. A variant of another structure that
 samples the same parameters (:func:`same_parameters`: another likelihood of mixed strata,
@@ -47,7 +44,6 @@ from ..models.normal_exact import tau_log_density
 from ..models.points import GROUP, PointsUnavailable, compiled_with, expand, flat_points, log_density, model_of, slices
 from ..models.posterior import complete, diagnostics_of
 from ..models.structure import LOG_PRIOR
-from .moment_match import moment_match
 
 #: the families of tau's prior a change between which is reweighted: all have the positive
 #: reals as support, so the primary's draws cover the variant's posterior
@@ -124,13 +120,11 @@ def _prior_of_tau(inputs: ModelInputs, tau: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Reweighted:
     """The outcome of an attempt: the variant's InferenceData (None: refit), the Pareto k of
-    its weights and their effective sample size (NaN where the attempt could not be made),
-    and the moment-matching steps that moved the draws first (empty: the primary's draws)."""
+    its weights and their effective sample size (NaN where the attempt could not be made)."""
 
     idata: az.InferenceData | None
     pareto_k: float = float("nan")
     ess: float = float("nan")
-    matched: tuple[str, ...] = ()
 
 
 def _systematic(weights: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -196,8 +190,7 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
     ``primary_inputs``), or why not (``idata`` None): another structure, draws not kept in
     the sampler's coordinates, a sampler other than nutpie, a Pareto k above ``k_max``, or
     weights whose effective sample size is below the diagnostics gate's minimum ESS (the
-    least a refit must reach), each after moment matching where it applies (the row's k and
-    ESS are then those of the moved draws' weights, ``matched`` names the steps).
+    least a refit must reach).
     ``settings``: the variant's sampler settings (its seed seeds the resampling; they are
     recorded in the result as a fit's are)."""
     sampler = json.loads(primary.posterior.attrs.get("sampler", "{}"))
@@ -230,23 +223,10 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
         return Reweighted(None)
     weights, k = _smoothed(log_ratio)
     ess = float(1.0 / np.sum(weights**2))
-    source: np.ndarray = flat
-    steps: tuple[str, ...] = ()
-    if (not k <= k_max or ess < GATE["ess_bulk_min"]) and shift is None and effects is None \
-            and np.isfinite(log_ratio).all():      # the variant's own density: the draws may be moved
-        try:
-            matched = moment_match(flat, base_density, log_ratio + base_density, lambda x: log_density(other, x),
-                                   lambda x: log_density(kept.compiled, x), _smoothed, k_max, GATE["ess_bulk_min"])
-        except PointsUnavailable:
-            matched = None
-        if matched is not None and np.isfinite(matched.log_weights).all():
-            weights, k = _smoothed(matched.log_weights)
-            ess = float(1.0 / np.sum(weights**2))
-            source, steps = matched.points, matched.steps
     if not k <= k_max or ess < GATE["ess_bulk_min"]:
-        return Reweighted(None, k, ess, steps)
+        return Reweighted(None, k, ess)
     index = _systematic(weights, len(flat), settings.seed or 0)
-    points = source[index]
+    points = flat[index]
     if effects is not None:     # a left-out study's effect is its prior's
         points[:, [effects.start + s for s in left]] = \
             np.random.default_rng([settings.seed or 0, 1]).standard_normal((len(points), len(left)))
@@ -254,8 +234,8 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
         idata = _as_fit(inputs, other, points, primary, settings,
                         None if shift is None else shift[index])
     except PointsUnavailable:
-        return Reweighted(None, k, ess, steps)
-    return Reweighted(idata, k, ess, steps)
+        return Reweighted(None, k, ess)
+    return Reweighted(idata, k, ess)
 
 
 def _same_layout(a, b) -> bool:

@@ -118,9 +118,6 @@ def reweighted_or_refit(spec: Spec, item: Planned, base: tuple[ModelInputs, obje
         return replace(item, tried={**how, "seconds": time.perf_counter() - t})
     rows = variant_rows(spec, item.variant, tried.idata).assign(method="reweighted", **how,
                                                                seconds=round(time.perf_counter() - t, 3))
-    if tried.matched:
-        said = f"draws moved by moment matching ({', '.join(tried.matched)}) before weighting"
-        rows["note"] = [f"{n}; {said}" if n else said for n in rows["note"]]
     if "sd" in rows:     # Monte Carlo SE of a mean of weighted draws
         rows["mcse_mean"] = rows["sd"] / np.sqrt(how["ess"])
     return rows
