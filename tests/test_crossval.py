@@ -195,3 +195,18 @@ def test_the_integrated_loglik_asked_again_is_not_computed_twice(monkeypatch):
     refit = hm.fit_binomial(frame, draws=50, tune=100, chains=1, seed=2)
     integrated_study_loglik(prepare_binomial(frame), refit)
     assert len(computed) == 3
+
+
+@pytest.mark.parametrize("loc, scale, transform, expected", [
+    (0.0, 1.0, False, True), (0.0, 2.0, False, False), (0.5, 1.0, False, False),
+    ([0.0, 0.0, 0.0], 1.0, False, True), ([0.0, 0.5, 0.0], 1.0, False, False), (0.0, 1.0, True, False),
+])
+def test_a_study_effect_is_taken_as_standard_normal_only_when_it_is(loc, scale, transform, expected):
+    """Only an untransformed Normal(0, 1), its parameters read from the graph (one number
+    broadcast) or evaluated (a vector of constants), makes the integrated weights apply."""
+    import pymc as pm
+
+    with pm.Model() as model:
+        kw = {"default_transform": pm.distributions.transforms.Interval(-10, 10)} if transform else {}
+        pm.Normal("z", loc, scale, shape=3, **kw)
+    assert crossval._standard_normal(model, model["z"]) is expected

@@ -160,10 +160,22 @@ def _standard_normal(model: pm.Model, rv) -> bool:
     if getattr(rv.owner.op, "name", "") != "normal" or model.rvs_to_transforms.get(rv) is not None:
         return False
     try:
-        loc, scale = (np.asarray(p.eval(), dtype=float) for p in rv.owner.op.dist_params(rv.owner))
+        loc, scale = (_constant(p) for p in rv.owner.op.dist_params(rv.owner))
     except Exception:  # noqa: BLE001 - a parameter that is not a constant
         return False
     return bool(np.all(loc == 0.0) and np.all(scale == 1.0))
+
+
+def _constant(p) -> np.ndarray:
+    """The value of a constant parameter: read from the graph where it is one number broadcast
+    (no function compiled), else by evaluating it."""
+    from pytensor.tensor import get_underlying_scalar_constant_value
+    from pytensor.tensor.exceptions import NotScalarConstantError
+
+    try:
+        return np.asarray(get_underlying_scalar_constant_value(p), dtype=float)
+    except NotScalarConstantError:
+        return np.asarray(p.eval(), dtype=float)
 
 
 def _relative_efficiency(values: np.ndarray) -> float:
