@@ -29,6 +29,8 @@ import arviz as az
 import numpy as np
 import pymc as pm
 import xarray as xr
+from pytensor.tensor import get_underlying_scalar_constant_value
+from pytensor.tensor.exceptions import NotScalarConstantError
 from scipy import sparse
 from scipy.special import logsumexp
 
@@ -169,9 +171,6 @@ def _standard_normal(model: pm.Model, rv) -> bool:
 def _constant(p) -> np.ndarray:
     """The value of a constant parameter: read from the graph where it is one number broadcast
     (no function compiled), else by evaluating it."""
-    from pytensor.tensor import get_underlying_scalar_constant_value
-    from pytensor.tensor.exceptions import NotScalarConstantError
-
     try:
         return np.asarray(get_underlying_scalar_constant_value(p), dtype=float)
     except NotScalarConstantError:

@@ -31,7 +31,7 @@ from ..workers import (  # noqa: F401 - the process helpers, also reached from h
     worker_start,
     workers_for,
 )
-from .reweight import same_parameters, tau_family_change
+from .reweight import on_primary_draws
 from .runner import Planned, reweighted_or_refit, run_group, variant_settings
 
 EXECUTORS = ("serial", "processes", "dask")
@@ -39,17 +39,16 @@ EXECUTORS = ("serial", "processes", "dask")
 
 def group_variants(planned: list[Planned]) -> list[list[Planned]]:
     """Variants whose model inputs have equal structure share one compiled model. A variant
-    that changes only the family of tau's prior, or another structure of the same parameters
-    (another likelihood of mixed strata, another partition of a study's rows), joins the
-    primary analysis's group: it is first reweighted from the primary's draws
-    (:func:`.reweight.tau_family_change`, :func:`.reweight.same_parameters`), which that
-    group holds."""
+    of another structure whose posterior is on the primary's parameters (another family of
+    tau's prior, another likelihood of mixed strata, another partition of a study's rows:
+    :func:`.reweight.on_primary_draws`) joins the primary analysis's group: it is first
+    reweighted from the primary's draws, which that group holds."""
     primary = next((p for p in planned if p.variant.family == "primary" and p.inputs is not None), None)
     groups: dict = {}
     for item in planned:
         key = item.key
         if primary is not None and primary.inputs is not None and item.inputs is not None \
-                and (tau_family_change(primary.inputs, item.inputs) or same_parameters(primary.inputs, item.inputs)):
+                and on_primary_draws(primary.inputs, item.inputs):
             key = primary.key
         groups.setdefault(key, []).append(item)
     return list(groups.values())

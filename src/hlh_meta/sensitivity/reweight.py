@@ -91,6 +91,15 @@ def same_parameters(primary_inputs: ModelInputs, inputs: ModelInputs) -> bool:
     return all(ga[0] == gb[0] and len(ga[3]) == len(gb[3]) for ga, gb in zip(a.latent, b.latent))
 
 
+def on_primary_draws(primary_inputs: ModelInputs, inputs: ModelInputs) -> bool:
+    """Whether the variant of ``inputs`` has its posterior on the primary's parameters, so
+    that it can be reweighted from the primary's draws: the primary's structure, another
+    family of tau's prior (:func:`tau_family_change`) or another structure of the same
+    parameters (:func:`same_parameters`). Such a variant runs where the primary's draws are."""
+    return inputs.structure == primary_inputs.structure or tau_family_change(primary_inputs, inputs) \
+        or same_parameters(primary_inputs, inputs)
+
+
 def left_out_studies(primary_inputs: ModelInputs, inputs: ModelInputs) -> list[int]:
     """The studies (indices into the primary's ``studies``) that ``inputs`` leave out whole
     and nothing else: the same structure and data but the row weights, which are 1 on every
@@ -138,9 +147,10 @@ _NOT_YET = object()     # the integrated log-likelihood before it is first asked
 
 @dataclass
 class _Primary:
-    """The primary fit last reweighted from, its compiled model (the primary's data swapped in),
-    its draws in the sampler's coordinates, its log density there and (once asked for) each study's integrated log-likelihood at each draw:
-    the same for every variant of a sensitivity run, so computed once."""
+    """The primary fit last reweighted from, its compiled model (the primary's data swapped
+    in), its draws in the sampler's coordinates, its log density there and (once asked for)
+    each study's integrated log-likelihood at each draw: the same for every variant of a
+    sensitivity run, so computed once."""
     fit: az.InferenceData
     inputs: ModelInputs
     compiled: Any
@@ -194,10 +204,9 @@ def reweight(primary_inputs: ModelInputs, primary: az.InferenceData, inputs: Mod
     ``settings``: the variant's sampler settings (its seed seeds the resampling; they are
     recorded in the result as a fit's are)."""
     sampler = json.loads(primary.posterior.attrs.get("sampler", "{}"))
-    by_prior = tau_family_change(primary_inputs, inputs)
-    if (inputs.structure != primary_inputs.structure and not by_prior and not same_parameters(primary_inputs, inputs)) \
-            or GROUP not in primary.groups() or sampler.get("sampler") != "nutpie":
+    if not on_primary_draws(primary_inputs, inputs) or GROUP not in primary.groups() or sampler.get("sampler") != "nutpie":
         return Reweighted(None)
+    by_prior = tau_family_change(primary_inputs, inputs)
     shift, left = None, left_out_studies(primary_inputs, inputs)
     try:
         kept = _primary(primary_inputs, primary)
