@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -27,6 +27,9 @@ from .trace import sample_to_inference_data
 SAMPLERS = ("nutpie", "pymc")
 _CACHE: "OrderedDict[Hashable, object]" = OrderedDict()
 _CACHE_SIZE = 32
+#: the PyMC model each compiled structure of :data:`_CACHE` was compiled from, whose data its
+#: initial points read (:func:`own_initial_points`)
+_COMPILED_FROM: dict[Hashable, pm.Model] = {}
 _ON_COMPILE: list[Callable[[bool], None]] = []
 
 
@@ -281,13 +284,15 @@ def compile_structure(build: Callable[[], pm.Model], key: Hashable):
         for notice in _ON_COMPILE:
             notice(True)
         try:
-            compiled = compile_pymc_model(build(), key)
+            model = build()
+            compiled = compile_pymc_model(model, key)
         finally:
             for notice in _ON_COMPILE:
                 notice(False)
         _CACHE[key] = compiled
+        _COMPILED_FROM[key] = model
         while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+            _COMPILED_FROM.pop(_CACHE.popitem(last=False)[0], None)
     else:
         _CACHE.move_to_end(key)
     return compiled
@@ -321,6 +326,29 @@ def compiled_for(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str
     return _nutpie_compiled(build, key, data)
 
 
+@contextmanager
+def own_initial_points(key: Hashable, data: Mapping[str, np.ndarray]) -> Iterator[None]:
+    """Within the block the compiled model of ``key`` starts its chains where ``data`` put
+    them: its initial points (PyMC's, jittered; tau's at its prior's scale) are computed from
+    the data of the PyMC model it was compiled from, which ``with_data`` leaves alone, so
+    they are set to ``data`` and put back afterwards. Without it a fit's draws would depend
+    on which inputs compiled its structure in this process: in a sensitivity run, on which
+    variant a process fitted first, and so on timing."""
+    model = _COMPILED_FROM.get(key)
+    if model is None:
+        yield
+        return
+    names = {v.name for v in model.data_vars}
+    kept = {name: model[name].get_value() for name in data if name in names}
+    try:
+        for name in kept:
+            model[name].set_value(np.asarray(data[name], dtype=model[name].dtype))
+        yield
+    finally:
+        for name, value in kept.items():
+            model[name].set_value(value)
+
+
 def _pymc(build, data, s: SamplerSettings) -> az.InferenceData:
     """PyMC's NUTS; a run that Ctrl-C cut short (PyMC keeps what it has, or finds nothing to
     keep) raises SamplingInterrupted."""
@@ -347,8 +375,9 @@ def _sample_once(build, key, data, s: SamplerSettings) -> az.InferenceData:
         compiled = _nutpie_compiled(build, key, data)
         check_memory(s, int(compiled.n_expanded))     # the exact size per draw, before nutpie allocates
         Interrupts.check()
-        return sample_to_inference_data(compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
-                                        target_accept=s.target_accept, progress_bar=s.progress)
+        with own_initial_points(key, data):
+            return sample_to_inference_data(compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
+                                            target_accept=s.target_accept, progress_bar=s.progress)
     return _pymc(build, data, s)
 
 
@@ -441,3 +470,4 @@ def with_chains_of(idata: az.InferenceData, more: az.InferenceData) -> az.Infere
 
 def clear_cache() -> None:
     _CACHE.clear()
+    _COMPILED_FROM.clear()

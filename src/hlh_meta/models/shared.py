@@ -23,7 +23,9 @@ def shared_model(inputs: "ModelInputs") -> "pm.Model":
     compiled model (:mod:`.posterior`). It is the model the structure was compiled from, so
     its ``pm.Data`` hold the values of the inputs that compiled it (which the compiled
     model's initial points read); a user of other data swaps them in (a compiled model's
-    ``with_data``) or sets and restores them. A structure not compiled in this process gets
+    ``with_data``) or sets and restores them, as a sampling run does with its own data, so
+    that its chains start where its own inputs put them
+    (:func:`hlh_meta.inference.sampling.own_initial_points`). A structure not compiled in this process gets
     a model of ``inputs``, as a compile of these inputs would."""
     model = _SHARED.get(inputs.structure)
     if model is None or not is_compiled(inputs.structure):
