@@ -313,3 +313,21 @@ def test_a_fits_draws_do_not_depend_on_which_data_compiled_its_structure():
     hm.fit_binomial(FIVE, priors=wide, **kwargs)                   # compiles the structure with its data
     after = hm.fit_binomial(FIVE, priors=narrow, **kwargs)
     np.testing.assert_array_equal(alone.posterior["tau"].values, after.posterior["tau"].values)
+
+
+def test_model_data_are_set_for_the_block_and_put_back_after_it_even_on_an_error():
+    import pymc as pm
+
+    from hlh_meta.inference.sampling import model_data
+
+    with pm.Model() as model:
+        pm.Data("prior_tau_sigma", 1.0)
+        pm.Data("weight", np.ones(3))
+    with pytest.raises(RuntimeError), model_data(model, {"prior_tau_sigma": 2.5, "weight": np.zeros(3)}):
+        assert float(model["prior_tau_sigma"].get_value()) == 2.5
+        np.testing.assert_array_equal(model["weight"].get_value(), np.zeros(3))
+        raise RuntimeError("inside")
+    assert float(model["prior_tau_sigma"].get_value()) == 1.0
+    np.testing.assert_array_equal(model["weight"].get_value(), np.ones(3))
+    with model_data(None, {"prior_tau_sigma": 2.5}):       # no model: nothing to set
+        pass

@@ -327,26 +327,28 @@ def compiled_for(build: Callable[[], pm.Model], key: Hashable, data: Mapping[str
 
 
 @contextmanager
-def own_initial_points(key: Hashable, data: Mapping[str, np.ndarray]) -> Iterator[None]:
-    """Within the block the compiled model of ``key`` starts its chains where ``data`` put
-    them: its initial points (PyMC's, jittered; tau's at its prior's scale) are computed from
-    the data of the PyMC model it was compiled from, which ``with_data`` leaves alone, so
-    they are set to ``data`` and put back afterwards. Without it a fit's draws would depend
-    on which inputs compiled its structure in this process: in a sensitivity run, on which
-    variant a process fitted first, and so on timing."""
-    model = _COMPILED_FROM.get(key)
-    if model is None:
-        yield
-        return
-    names = {v.name for v in model.data_vars}
-    kept = {name: model[name].get_value() for name in data if name in names}
+def model_data(model: pm.Model | None, data: Mapping[str, np.ndarray]) -> Iterator[None]:
+    """Within the block the ``pm.Data`` of ``model`` named in ``data`` hold those values; their
+    own are put back afterwards (nothing is done for a ``model`` of None)."""
+    shared = {} if model is None else {name: model[name] for name in data}
+    kept = {name: var.get_value() for name, var in shared.items()}
     try:
-        for name in kept:
-            model[name].set_value(np.asarray(data[name], dtype=model[name].dtype))
+        for name, var in shared.items():
+            var.set_value(np.asarray(data[name], dtype=var.dtype))
         yield
     finally:
         for name, value in kept.items():
-            model[name].set_value(value)
+            shared[name].set_value(value)
+
+
+def own_initial_points(key: Hashable, data: Mapping[str, np.ndarray]):
+    """A context within which the compiled model of ``key`` starts its chains where ``data``
+    put them: its initial points (PyMC's, jittered; tau's at its prior's scale) are computed
+    from the data of the PyMC model it was compiled from, which ``with_data`` leaves alone, so
+    ``data`` are set into that model for the block (:func:`model_data`). Without it a fit's
+    draws would depend on which inputs compiled its structure in this process: in a
+    sensitivity run, on which variant a process fitted first, and so on timing."""
+    return model_data(_COMPILED_FROM.get(key), data)
 
 
 def _pymc(build, data, s: SamplerSettings) -> az.InferenceData:

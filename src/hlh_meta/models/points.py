@@ -227,16 +227,17 @@ def deterministics_public(inp: "ModelInputs", points: xr.Dataset, names: list[st
     function and evaluates it draw by draw: slower than :func:`expand`, the same numbers)."""
     import pymc as pm
 
+    from ..inference.sampling import model_data
+
     values, fn, rvs = _backward(inp)
     model = model_of(inp)
-    for name, value in inp.data.items():
-        model[name].set_value(np.asarray(value, dtype=model[name].dtype))
     chains, draws = int(points.sizes["chain"]), int(points.sizes["draw"])
-    constrained = fn(*[points[v].values.reshape(chains * draws, *points[v].shape[2:]) for v in values])
-    data = {rv: (("chain", "draw", *[f"{rv}_dim_{i}" for i in range(np.ndim(c) - 1)]),
-                 np.asarray(c).reshape(chains, draws, *np.shape(c)[1:])) for rv, c in zip(rvs, constrained)}
-    out = pm.compute_deterministics(xr.Dataset(data), var_names=names, model=model, merge_dataset=False,
-                                    progressbar=False)
+    with model_data(model, inp.data):         # this fit's data, the model's own put back after
+        constrained = fn(*[points[v].values.reshape(chains * draws, *points[v].shape[2:]) for v in values])
+        data = {rv: (("chain", "draw", *[f"{rv}_dim_{i}" for i in range(np.ndim(c) - 1)]),
+                     np.asarray(c).reshape(chains, draws, *np.shape(c)[1:])) for rv, c in zip(rvs, constrained)}
+        out = pm.compute_deterministics(xr.Dataset(data), var_names=names, model=model, merge_dataset=False,
+                                        progressbar=False)
     return {n: out[n].values.reshape(chains * draws, *out[n].shape[2:]) for n in names}
 
 

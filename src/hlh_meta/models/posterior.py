@@ -22,6 +22,7 @@ import pymc as pm
 import xarray as xr
 
 from ..inference import Diagnostics, SamplerSettings
+from ..inference.sampling import model_data
 from ..inference.trace import draws_dataset
 from .points import GROUP as POINTS
 from .points import unconstrained
@@ -136,17 +137,10 @@ def _expanded_prior(inp: "ModelInputs", seed: int | None) -> dict[str, tuple]:
     reseed_rngs(rngs, np.random.default_rng(seed).integers(2**30))
     points = np.empty((PRIOR_DRAWS, compiled.n_dim))
     # the prior hyperparameters are data: this fit's are set into the shared model while its
-    # parameters are drawn, then the model's own are put back (the compiled model's initial
-    # points read them, and its later fits must not depend on which prior was drawn before)
-    kept = {name: model[name].get_value() for name in inp.data}
-    try:
-        for name, value in inp.data.items():
-            model[name].set_value(np.asarray(value, dtype=model[name].dtype))
+    # parameters are drawn, then the model's own are put back
+    with model_data(model, inp.data):
         for i in range(PRIOR_DRAWS):
             points[i] = np.concatenate([np.asarray(v, dtype=float).ravel() for v in point()])
-    finally:
-        for name, value in kept.items():
-            model[name].set_value(value)
     values = expand_points(compiled, points)
     dims = model.named_vars_to_dims
     return {name: (dims.get(name, ()), values[:, where[name][0]].reshape((PRIOR_DRAWS, *where[name][1]))[None])
